@@ -1,0 +1,379 @@
+//! Strict Ed25519: signing, single verification and batch verification that agree item by item.
+//!
+//! A signature is valid only if the public key `A` and the commitment `R` are canonical encodings of
+//! points that are not of small order, `S` is canonical (`S < L`), and `[S]B = R + [k]A` holds without
+//! the cofactor. The pure-Python twin applies the same rules on top of OpenSSL.
+
+use std::collections::HashMap;
+
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha512};
+
+pub const SEED_LENGTH: usize = 32;
+pub const PUBLIC_KEY_LENGTH: usize = 32;
+pub const SIGNATURE_LENGTH: usize = 64;
+
+/// The canonical encodings of the eight points of small order (checked against the curve's own
+/// 8-torsion in the tests). Non-canonical encodings of them fail the canonical-encoding check first.
+const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
+    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+];
+
+const fn hex32(text: &str) -> [u8; 32] {
+    const fn nibble(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => panic!("not a hex digit"),
+        }
+    }
+    let bytes = text.as_bytes();
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = nibble(bytes[2 * i]) << 4 | nibble(bytes[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether a point encoding is the one canonical encoding of its point: `y < p`, and no sign bit on the
+/// two points whose `x` is 0 (`y = 1` and `y = p - 1`).
+pub fn is_canonical_point(encoding: &[u8; 32]) -> bool {
+    // p = 2^255 - 19: y >= p exactly when the low 255 bits are all ones except in the lowest byte,
+    // which is at least 0xed.
+    let high_all_ones = encoding[1..31].iter().all(|&b| b == 0xff) && encoding[31] & 0x7f == 0x7f;
+    if high_all_ones && encoding[0] >= 0xed {
+        return false;
+    }
+    let sign = encoding[31] & 0x80 != 0;
+    let is_y_one = encoding[0] == 1 && encoding[1..31].iter().all(|&b| b == 0) && encoding[31] & 0x7f == 0;
+    let is_y_minus_one = high_all_ones && encoding[0] == 0xec;
+    !(sign && (is_y_one || is_y_minus_one))
+}
+
+fn is_small_order_encoding(encoding: &[u8; 32]) -> bool {
+    SMALL_ORDER_ENCODINGS.iter().any(|small| small == encoding)
+}
+
+fn acceptable_point(encoding: &[u8; 32]) -> bool {
+    is_canonical_point(encoding) && !is_small_order_encoding(encoding)
+}
+
+pub fn public_key(seed: &[u8; SEED_LENGTH]) -> [u8; PUBLIC_KEY_LENGTH] {
+    SigningKey::from_bytes(seed).verifying_key().to_bytes()
+}
+
+pub fn sign(seed: &[u8; SEED_LENGTH], message: &[u8]) -> [u8; SIGNATURE_LENGTH] {
+    SigningKey::from_bytes(seed).sign(message).to_bytes()
+}
+
+/// The parts of a signature that passed every check that needs no curve arithmetic beyond decompression.
+struct Prepared {
+    key_index: usize,
+    r: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+}
+
+fn split(public_key: &[u8], signature: &[u8]) -> Option<([u8; 32], [u8; 32], [u8; 32])> {
+    let key: [u8; 32] = public_key.try_into().ok()?;
+    let signature: &[u8; 64] = signature.try_into().ok()?;
+    let r: [u8; 32] = signature[..32].try_into().ok()?;
+    let s: [u8; 32] = signature[32..].try_into().ok()?;
+    Some((key, r, s))
+}
+
+/// Verify one signature strictly. Any key or signature bytes, of any length, are simply not valid.
+pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Some((key, r, s)) = split(public_key, signature) else {
+        return false;
+    };
+    if !acceptable_point(&key) || !acceptable_point(&r) || Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).is_none() {
+        return false;
+    }
+    let Ok(verifying_key) = VerifyingKey::from_bytes(&key) else {
+        return false;
+    };
+    let signature: [u8; 64] = signature.try_into().expect("length checked by split");
+    verifying_key.verify_strict(message, &Signature::from_bytes(&signature)).is_ok()
+}
+
+/// Decompressed public keys of a batch, each decompressed (and checked for torsion) once however many
+/// items share it: a tenant's key or a device's key signs many requests.
+struct KeyTable {
+    index: HashMap<[u8; 32], usize>,
+    points: Vec<EdwardsPoint>,
+    torsion_free: Vec<Option<bool>>,
+}
+
+impl KeyTable {
+    fn new() -> Self {
+        KeyTable { index: HashMap::new(), points: Vec::new(), torsion_free: Vec::new() }
+    }
+
+    fn intern(&mut self, key: &[u8; 32]) -> Option<usize> {
+        if let Some(&i) = self.index.get(key) {
+            return Some(i);
+        }
+        let point = CompressedEdwardsY(*key).decompress()?;
+        self.points.push(point);
+        self.torsion_free.push(None);
+        self.index.insert(*key, self.points.len() - 1);
+        Some(self.points.len() - 1)
+    }
+
+    fn is_torsion_free(&mut self, i: usize) -> bool {
+        *self.torsion_free[i].get_or_insert_with(|| self.points[i].is_torsion_free())
+    }
+}
+
+fn prepare(keys: &mut KeyTable, public_key: &[u8], message: &[u8], signature: &[u8]) -> Option<Prepared> {
+    let (key, r_bytes, s_bytes) = split(public_key, signature)?;
+    if !acceptable_point(&key) || !acceptable_point(&r_bytes) {
+        return None;
+    }
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+    let key_index = keys.intern(&key)?;
+    let r = CompressedEdwardsY(r_bytes).decompress()?;
+    let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(key).chain_update(message));
+    Some(Prepared { key_index, r, s, k })
+}
+
+fn random_coefficients(count: usize) -> Vec<Scalar> {
+    // 128-bit random coefficients: a forged item passes the combined equation with probability 2^-128.
+    let mut entropy = vec![0u8; count * 16];
+    getrandom::getrandom(&mut entropy).expect("the operating system's random source failed");
+    entropy
+        .chunks_exact(16)
+        .map(|chunk| {
+            let mut wide = [0u8; 32];
+            wide[..16].copy_from_slice(chunk);
+            Scalar::from_bytes_mod_order(wide)
+        })
+        .collect()
+}
+
+/// Whether `[8](sum z_i (S_i B - R_i - k_i A_i)) = 0` for random `z_i`: one multi-scalar multiplication
+/// for the whole group, with the terms of a shared key merged.
+fn combined_equation_holds(keys: &KeyTable, group: &[&Prepared]) -> bool {
+    let z = random_coefficients(group.len());
+    let mut base_coefficient = Scalar::ZERO;
+    let mut key_coefficients: HashMap<usize, Scalar> = HashMap::new();
+    let mut scalars = Vec::with_capacity(group.len() * 2 + 1);
+    let mut points = Vec::with_capacity(group.len() * 2 + 1);
+    for (item, z) in group.iter().zip(&z) {
+        base_coefficient -= z * item.s;
+        *key_coefficients.entry(item.key_index).or_insert(Scalar::ZERO) += z * item.k;
+        scalars.push(*z);
+        points.push(item.r);
+    }
+    scalars.push(base_coefficient);
+    points.push(ED25519_BASEPOINT_POINT);
+    for (key_index, coefficient) in key_coefficients {
+        scalars.push(coefficient);
+        points.push(keys.points[key_index]);
+    }
+    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points).mul_by_cofactor().is_identity()
+}
+
+/// Below this many items a failing group is checked item by item rather than split further.
+const BISECT_FLOOR: usize = 4;
+
+/// Verify many signatures; each result equals [`verify`] of that item.
+///
+/// The combined equation carries the cofactor, so it alone would accept a signature whose `R` or `A`
+/// carries a small-order component that the single, cofactorless equation refuses (only the key's holder
+/// can make one). Items of a passing group are therefore accepted outright only when `A` and `R` are
+/// torsion-free; any other item is verified on its own. A failing group is bisected to find the bad items.
+pub fn verify_batch<'a>(items: impl IntoIterator<Item = (&'a [u8], &'a [u8], &'a [u8])>) -> Vec<bool> {
+    let items: Vec<_> = items.into_iter().collect();
+    let mut keys = KeyTable::new();
+    let prepared: Vec<Option<Prepared>> =
+        items.iter().map(|&(key, message, signature)| prepare(&mut keys, key, message, signature)).collect();
+    let mut results = vec![false; items.len()];
+    let candidates: Vec<usize> = (0..items.len()).filter(|&i| prepared[i].is_some()).collect();
+    let mut pending = vec![candidates];
+    while let Some(group) = pending.pop() {
+        if group.len() == 1 {
+            for &i in &group {
+                results[i] = verify(items[i].0, items[i].1, items[i].2);
+            }
+            continue;
+        }
+        let members: Vec<&Prepared> = group.iter().map(|&i| prepared[i].as_ref().expect("candidate")).collect();
+        if combined_equation_holds(&keys, &members) {
+            for (&i, item) in group.iter().zip(members) {
+                results[i] = if keys.is_torsion_free(item.key_index) && item.r.is_torsion_free() {
+                    true
+                } else {
+                    verify(items[i].0, items[i].1, items[i].2)
+                };
+            }
+        } else if group.len() <= BISECT_FLOOR {
+            for &i in &group {
+                results[i] = verify(items[i].0, items[i].1, items[i].2);
+            }
+        } else {
+            let (left, right) = group.split_at(group.len() / 2);
+            pending.push(left.to_vec());
+            pending.push(right.to_vec());
+        }
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::constants::EIGHT_TORSION;
+
+    fn seed(n: u8) -> [u8; 32] {
+        [n; 32]
+    }
+
+    #[test]
+    fn small_order_list_is_the_curves_eight_torsion() {
+        let mut expected: Vec<[u8; 32]> = EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect();
+        let mut listed = SMALL_ORDER_ENCODINGS.to_vec();
+        expected.sort();
+        listed.sort();
+        assert_eq!(expected, listed);
+    }
+
+    #[test]
+    fn signs_and_verifies_rfc8032_test_1() {
+        let seed = hex32("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+        let expected_key = hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        assert_eq!(public_key(&seed), expected_key);
+        let signature = sign(&seed, b"");
+        assert_eq!(
+            hex::encode(signature),
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+        );
+        assert!(verify(&expected_key, b"", &signature));
+        assert!(!verify(&expected_key, b"x", &signature));
+    }
+
+    #[test]
+    fn wrong_lengths_are_rejected_not_panicked() {
+        let key = public_key(&seed(1));
+        let signature = sign(&seed(1), b"m");
+        assert!(!verify(&key[..31], b"m", &signature));
+        assert!(!verify(&key, b"m", &signature[..63]));
+        assert!(!verify(&[], b"m", &[]));
+        assert_eq!(verify_batch([(&key[..31], &b"m"[..], &signature[..])]), vec![false]);
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        let mut y_is_p = [0xffu8; 32];
+        y_is_p[0] = 0xed;
+        y_is_p[31] = 0x7f;
+        assert!(!is_canonical_point(&y_is_p));
+        let mut minus_zero = SMALL_ORDER_ENCODINGS[0];
+        minus_zero[31] |= 0x80;
+        assert!(!is_canonical_point(&minus_zero));
+        assert!(is_canonical_point(&public_key(&seed(3))));
+    }
+
+    #[test]
+    fn non_canonical_s_is_refused() {
+        let key = public_key(&seed(2));
+        let mut signature = sign(&seed(2), b"m");
+        // S + L encodes the same scalar non-canonically.
+        let l = hex32("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = signature[32 + i] as u16 + l[i] as u16 + carry;
+            signature[32 + i] = sum as u8;
+            carry = sum >> 8;
+        }
+        assert!(!verify(&key, b"m", &signature));
+        assert_eq!(verify_batch([(&key[..], &b"m"[..], &signature[..])]), vec![false]);
+    }
+
+    #[test]
+    fn batch_matches_single_and_finds_every_bad_item() {
+        let mut owned = Vec::new();
+        for i in 0..67u8 {
+            let message = vec![i; i as usize];
+            let mut signature = sign(&seed(i % 5), &message);
+            if i % 7 == 3 {
+                signature[5] ^= 1;
+            }
+            owned.push((public_key(&seed(i % 5)).to_vec(), message, signature.to_vec()));
+        }
+        let batch = verify_batch(owned.iter().map(|(k, m, s)| (&k[..], &m[..], &s[..])));
+        let single: Vec<bool> = owned.iter().map(|(k, m, s)| verify(k, m, s)).collect();
+        assert_eq!(batch, single);
+        assert_eq!(batch.iter().filter(|ok| !**ok).count(), (0..67).filter(|i| i % 7 == 3).count());
+    }
+
+    #[test]
+    fn batch_refuses_a_torsion_component_that_the_cofactor_would_hide() {
+        // The key's holder signs with R' = R + T (T of order 2): the cofactored combined equation holds,
+        // the strict cofactorless one does not, and the batch must follow the latter.
+        let seed = seed(9);
+        let signing = SigningKey::from_bytes(&seed);
+        let expanded = Sha512::digest(seed);
+        let mut a_bytes = [0u8; 32];
+        a_bytes.copy_from_slice(&expanded[..32]);
+        let a = Scalar::from_bytes_mod_order(curve25519_dalek::scalar::clamp_integer(a_bytes));
+        let key = signing.verifying_key().to_bytes();
+        let message = b"torsion";
+        let r = Scalar::from_bytes_mod_order([7u8; 32]);
+        let r_point = EdwardsPoint::mul_base(&r) + EIGHT_TORSION[4];
+        let r_bytes = r_point.compress().to_bytes();
+        let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(key).chain_update(message));
+        let s = r + k * a;
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&r_bytes);
+        signature[32..].copy_from_slice(s.as_bytes());
+        assert!(!verify(&key, message, &signature));
+        let good = sign(&seed, b"fine");
+        let results = verify_batch([(&key[..], &message[..], &signature[..]), (&key[..], &b"fine"[..], &good[..])]);
+        assert_eq!(results, vec![false, true]);
+    }
+}
+
+#[cfg(test)]
+mod wycheproof {
+    //! Project Wycheproof's Ed25519 vectors, the same file the Python suite reads.
+    use super::*;
+
+    #[test]
+    fn all_wycheproof_vectors_single_and_batch() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/wycheproof_ed25519_test.json");
+        let text = std::fs::read_to_string(path).expect("../shared/vectors beside the repository");
+        let suite: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut cases = Vec::new();
+        for group in suite["testGroups"].as_array().unwrap() {
+            let key = hex::decode(group["publicKey"]["pk"].as_str().unwrap()).unwrap();
+            for test in group["tests"].as_array().unwrap() {
+                let message = hex::decode(test["msg"].as_str().unwrap()).unwrap();
+                let signature = hex::decode(test["sig"].as_str().unwrap()).unwrap();
+                let valid = test["result"].as_str().unwrap() == "valid";
+                cases.push((test["tcId"].as_u64().unwrap(), key.clone(), message, signature, valid));
+            }
+        }
+        assert_eq!(cases.len(), 151);
+        for (id, key, message, signature, valid) in &cases {
+            assert_eq!(verify(key, message, signature), *valid, "tcId {id}");
+        }
+        let batch = verify_batch(cases.iter().map(|(_, k, m, s, _)| (&k[..], &m[..], &s[..])));
+        let expected: Vec<bool> = cases.iter().map(|case| case.4).collect();
+        assert_eq!(batch, expected);
+    }
+}
