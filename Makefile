@@ -1,30 +1,66 @@
 # The README's contract: `make serve` and `make test`. Everything is set up from this repository's own files.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
+VPIP := $(VENV)/bin/pip
+MATURIN := $(VENV)/bin/maturin
+RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEPS_STAMP := $(VENV)/.requirements-installed
 NATIVE := python/licensor/_core.abi3.so
 RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(wildcard rust/*.rs)
 PYTEST := $(VPY) -m pytest -p no:cacheprovider
+# make serve: where the gateway listens and keeps its data (make serve PORT=18080 when 8080 is taken).
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA_DIR ?= var
+SERVE := env PYTHONPATH=$(CURDIR)/python $(VPY) -m licensor.cli serve --init-if-empty --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
+BUILD_LOG := $(VENV)/native-build.log
 
-.PHONY: all build test test-rust test-native test-python stubtest bench serve clean
+.PHONY: all build postgres-server test test-rust test-native test-python stubtest fuzz bench serve clean
 
 all: build
 
+# A current pip in a venv made without one: ensurepip takes 5-15 s on 2 cores, and the bundled pip 23 spends
+# about 30 s of CPU matching our dependencies' wheel files, a current pip about 6 s. The outer pip installs it
+# (pip --python); ensurepip is the fallback where that pip is missing or too old.
 $(VPY):
-	$(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install -q --upgrade pip
+	$(PYTHON) -m venv --without-pip $(VENV)
 
-$(DEPS_STAMP): requirements-dev.txt | $(VPY)
+$(VPIP): | $(VPY)
+	$(PYTHON) -m pip --python $(VPY) install -q --upgrade pip 2>/dev/null || \
+		{ $(VPY) -m ensurepip --upgrade >/dev/null && $(VPY) -m pip install -q --upgrade pip; }
+
+# The runtime dependencies (requirements.txt): what the gateway needs to run ...
+$(RUNTIME_STAMP): requirements.txt | $(VPIP)
+	$(VPY) -m pip install -q -r requirements.txt
+	touch $@
+
+# ... maturin, to build the native core (the version pinned in requirements-dev.txt) ...
+$(MATURIN): | $(VPIP)
+	$(VPY) -m pip install -q "$$(grep -E '^maturin==' requirements-dev.txt)"
+
+# ... and the tools of make test and make bench.
+$(DEPS_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 	$(VPY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 # maturin develop builds the release extension into python/licensor/ and installs the package editable.
-$(NATIVE): $(RUST_SOURCES) $(DEPS_STAMP)
+$(NATIVE): $(RUST_SOURCES) $(RUNTIME_STAMP) | $(MATURIN)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
 	touch $@
 
-build: $(NATIVE)
+build: $(NATIVE) $(DEPS_STAMP)
+
+# The store tests start a private PostgreSQL server (licensor.testing.ThrowawayPostgres), so PostgreSQL's
+# server binaries must be installed: from Debian when initdb is missing (run as root; no prompts). Installing
+# the package may start Debian's own cluster too; that is harmless, the tests use a cluster of their own.
+postgres-server:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+		echo "installing PostgreSQL's server (apt-get install postgresql)" >&2; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
 
 test: build test-rust test-native test-python stubtest
 
@@ -32,23 +68,48 @@ test-rust:
 	cargo test --release --quiet
 
 # The whole Python suite with the native core (tests on both cores where the fixture offers both) ...
-test-native: build
+test-native: build postgres-server
 	LICENSOR_EXPECT_IMPLEMENTATION=rust $(PYTEST) tests benches --benchmark-disable
 
 # ... and again with the native module never loaded.
-test-python: build
+test-python: build postgres-server
 	LICENSOR_PURE_PYTHON=1 LICENSOR_EXPECT_IMPLEMENTATION=python $(PYTEST) tests benches --benchmark-disable
 
 stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
 
+# `make test` runs schemathesis against the live gateway's /openapi.json (tests/fuzz: every operation, 200
+# examples each; SQLite in both passes, PostgreSQL in the native one). `make fuzz` is the deeper local run:
+# the same test alone with 1000 examples per operation, on both stores, printing what each operation answered.
+FUZZ_EXAMPLES ?= 1000
+fuzz: build postgres-server
+	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql $(PYTEST) tests/fuzz -s
+
 bench: build
 	$(PYTEST) benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q
 	$(VPY) benches/ratios.py .bench/latest.json
 
-serve:
-	@echo "make serve arrives with the License Central issue (#3): there is no gateway yet." >&2
-	@exit 2
+# The gateway on $(HOST):$(PORT) with the embedded SQLite store in $(DATA_DIR)/; on first start it creates the tenant
+# "default" and writes its admin token to $(DATA_DIR)/admin-token. When the native core is built and current, it
+# starts on it at once. Otherwise (a fresh clone: its release build takes 1-2 minutes on 2 cores) it builds it in
+# the background, serves meanwhile on the pure-Python core (same answers, slower crypto; it says so), and
+# restarts on the native core once built. Ctrl-C or SIGTERM stops the gateway and any build still running.
+serve: $(RUNTIME_STAMP)
+	@if $(MAKE) -s -q $(NATIVE) 2>/dev/null; then exec $(SERVE); fi; \
+	echo "licensor: building the native core in the background (1-2 minutes; log: $(BUILD_LOG))"; \
+	echo "licensor: meanwhile the gateway serves on the pure-Python core; it restarts on the native core when built"; \
+	setsid nice -n 10 $(MAKE) -s $(NATIVE) >$(BUILD_LOG) 2>&1 </dev/null & build=$$!; \
+	setsid env LICENSOR_PURE_PYTHON=1 $(SERVE) </dev/null & server=$$!; \
+	stop() { kill -TERM $$server 2>/dev/null; kill -TERM -- -$$build 2>/dev/null; wait; exit $$1; }; \
+	trap 'stop 130' INT; trap 'stop 143' TERM; \
+	wait -n -p done $$build $$server; status=$$?; \
+	if [ "$$done" = "$$server" ]; then kill -TERM -- -$$build 2>/dev/null; wait; exit $$status; fi; \
+	if [ $$status -ne 0 ]; then \
+		echo "licensor: the native core could not be built (see $(BUILD_LOG)): the gateway stays on the pure-Python core" >&2; \
+		wait $$server; exit $$?; \
+	fi; \
+	echo "licensor: the native core is built: restarting the gateway on it"; \
+	kill -TERM $$server; wait $$server; trap - INT TERM; exec $(SERVE)
 
 clean:
 	rm -rf $(VENV) target $(NATIVE) .bench

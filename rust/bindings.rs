@@ -58,11 +58,24 @@ fn mapping_arg<'a, 'py>(value: &'a Bound<'py, PyAny>, name: &str) -> PyResult<&'
     value.cast::<PyMapping>().map_err(|_| wrong_type(name, "a mapping", value))
 }
 
+/// The `(key, value)` pairs of a mapping's `items()`, in its order; anything but 2-tuples is a TypeError.
+fn mapping_pairs<'py>(value: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+    let mut pairs = Vec::new();
+    for item in mapping_arg(value, name)?.items()?.iter() {
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| PyTypeError::new_err(format!("{name} items must be (key, value) tuples")))?;
+        pairs.push((pair.get_item(0)?, pair.get_item(1)?));
+    }
+    Ok(pairs)
+}
+
 /// The items of a `Mapping[str, str]`, in its order, every key and value checked.
 fn string_items(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<(String, String)>> {
     let mut items = Vec::new();
-    for item in mapping_arg(value, name)?.items()?.iter() {
-        let (key, value): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+    for (key, value) in mapping_pairs(value, name)? {
         items.push((str_arg(&key, &format!("{name} component"))?, str_arg(&value, &format!("{name} value"))?));
     }
     Ok(items)
@@ -78,8 +91,7 @@ fn number_arg(value: &Bound<'_, PyAny>, name: &str, out_of_range: &str) -> PyRes
 
 fn weights_arg(value: &Bound<'_, PyAny>) -> PyResult<Weights> {
     let mut weights = Vec::new();
-    for item in mapping_arg(value, "weights")?.items()?.iter() {
-        let (name, weight): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
+    for (name, weight) in mapping_pairs(value, "weights")? {
         let name = str_arg(&name, "weights component")?;
         let weight = number_arg(&weight, "weight", INVALID_WEIGHT)?;
         if !fingerprint::is_valid_weight(weight) {
@@ -283,6 +295,8 @@ struct PyFingerprintIndex {
     index: fingerprint::FingerprintIndex,
 }
 
+// Methods read their Python arguments before borrowing the index, so a mapping whose Python code uses the
+// index while it is read finds it unborrowed.
 #[pymethods]
 impl PyFingerprintIndex {
     #[new]
@@ -290,15 +304,16 @@ impl PyFingerprintIndex {
         Ok(PyFingerprintIndex { index: fingerprint::FingerprintIndex::new(weights_arg(weights)?) })
     }
 
-    fn add(&mut self, id: &Bound<'_, PyAny>, fingerprint: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>, fingerprint: &Bound<'_, PyAny>) -> PyResult<()> {
         let id = str_arg(id, "id")?;
-        self.index.add(id, string_items(fingerprint, "fingerprint")?);
+        let fingerprint = string_items(fingerprint, "fingerprint")?;
+        slf.borrow_mut().index.add(id, fingerprint);
         Ok(())
     }
 
-    fn remove(&mut self, id: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn remove(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>) -> PyResult<()> {
         let key = str_arg(id, "id")?;
-        if self.index.remove(&key) {
+        if slf.borrow_mut().index.remove(&key) {
             Ok(())
         } else {
             Err(PyKeyError::new_err(id.clone().unbind()))
@@ -313,13 +328,15 @@ impl PyFingerprintIndex {
         id.cast::<PyString>().ok().and_then(|s| s.to_str().ok().map(|s| self.index.contains(s))).unwrap_or(false)
     }
 
-    fn best_match(&self, presented: &Bound<'_, PyAny>, threshold: &Bound<'_, PyAny>) -> PyResult<Option<(String, f64)>> {
+    fn best_match(slf: &Bound<'_, Self>, presented: &Bound<'_, PyAny>, threshold: &Bound<'_, PyAny>) -> PyResult<Option<(String, f64)>> {
         let presented = string_items(presented, "presented")?;
-        Ok(self.index.best_match(&presented, threshold_arg(threshold)?))
+        let threshold = threshold_arg(threshold)?;
+        Ok(slf.borrow().index.best_match(&presented, threshold))
     }
 
-    fn duplicates(&self, threshold: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String, f64)>> {
-        Ok(self.index.duplicates(threshold_arg(threshold)?))
+    fn duplicates(slf: &Bound<'_, Self>, threshold: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String, f64)>> {
+        let threshold = threshold_arg(threshold)?;
+        Ok(slf.borrow().index.duplicates(threshold))
     }
 }
 

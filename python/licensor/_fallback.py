@@ -99,22 +99,34 @@ def _require_mapping(value: object, name: str) -> Mapping[object, object]:
     return value
 
 
+def _mapping_pairs(value: object, name: str) -> list[tuple[object, object]]:
+    """The ``(key, value)`` pairs of a mapping's ``items()``, in its order; anything but 2-tuples is a TypeError."""
+    pairs = []
+    for item in _require_mapping(value, name).items():
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"{name} items must be (key, value) tuples")
+        pairs.append(item)
+    return pairs
+
+
 def _string_map(value: object, name: str) -> list[tuple[str, str]]:
     """The items of a ``Mapping[str, str]``, in its order, every key and value checked."""
-    return [
-        (_require_str(k, f"{name} component"), _require_str(v, f"{name} value"))
-        for k, v in _require_mapping(value, name).items()
-    ]
+    return [(_require_str(k, f"{name} component"), _require_str(v, f"{name} value")) for k, v in _mapping_pairs(value, name)]
+
+
+def _as_float(value: int | float) -> float:
+    # As the C API reads a number: a float (subclass) by its stored value, an int through __float__.
+    return float.__float__(value) if isinstance(value, float) else float(value)
 
 
 def _weight_map(weights: object) -> dict[str, float]:
     checked: dict[str, float] = {}
-    for name, weight in _require_mapping(weights, "weights").items():
+    for name, weight in _mapping_pairs(weights, "weights"):
         _require_str(name, "weights component")
         if not isinstance(weight, (int, float)):
             raise TypeError(f"weight must be a number, not {type(weight).__name__}")
         try:
-            as_float = float(weight)
+            as_float = _as_float(weight)
         except OverflowError:
             raise InvalidInputError("weight must be a number from 0 to 1000000") from None
         if not (0.0 <= as_float <= _MAX_WEIGHT):  # also refuses NaN
@@ -127,7 +139,7 @@ def _require_threshold(threshold: object) -> float:
     if not isinstance(threshold, (int, float)):
         raise TypeError(f"threshold must be a number, not {type(threshold).__name__}")
     try:
-        as_float = float(threshold)
+        as_float = _as_float(threshold)
     except OverflowError:
         raise InvalidInputError("threshold must be a number in (0, 1]") from None
     if not (0.0 < as_float <= 1.0):

@@ -8,8 +8,6 @@ the one place that turns them into HTTP responses.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 __all__ = [
     "LicensorError",
     "InvalidInputError",
@@ -18,14 +16,30 @@ __all__ = [
     "UnknownKeyError",
     "WrongTokenKindError",
     "BadSignatureError",
+    "RequestError",
+    "MalformedRequestError",
+    "ValidationError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "InvalidStateError",
+    "IdempotencyKeyReusedError",
+    "PayloadTooLargeError",
+    "StoreUnavailableError",
 ]
 
 
 class LicensorError(Exception):
     """Base of every licensor error: ``code`` is stable and machine-readable, ``http_status`` fits it."""
 
-    code: ClassVar[str] = "INTERNAL"
-    http_status: ClassVar[int] = 500
+    code: str = "INTERNAL"
+    http_status: int = 500
+
+    def __init__(self, message: str | None = None, *, code: str | None = None) -> None:
+        super().__init__(message if message is not None else type(self).code)
+        if code is not None:
+            self.code = code  # a more specific code than the class's, e.g. PRODUCT_CODE_TAKEN
 
     @property
     def message(self) -> str:
@@ -70,3 +84,80 @@ class BadSignatureError(TokenError):
     """The token's signature does not verify under the key its key id names."""
 
     code = "TOKEN_BAD_SIGNATURE"
+
+
+class RequestError(LicensorError):
+    """A request the gateway refuses; the subclasses fix the HTTP status."""
+
+    code = "BAD_REQUEST"
+    http_status = 400
+
+
+class MalformedRequestError(RequestError):
+    """The body is not JSON, nests too deeply, or a query parameter cannot be read."""
+
+    code = "MALFORMED_REQUEST"
+    http_status = 400
+
+
+class ValidationError(RequestError):
+    """Well-formed JSON that breaks the operation's schema: unknown or missing fields, wrong types or values.
+    The code says which (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD)."""
+
+    code = "INVALID_FIELD"
+    http_status = 422
+
+
+class AuthenticationError(RequestError):
+    """No credential, or one that is unknown, malformed or revoked."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+
+class PermissionDeniedError(RequestError):
+    """The credential is valid but its role may not do this."""
+
+    code = "FORBIDDEN"
+    http_status = 403
+
+
+class NotFoundError(RequestError):
+    """No such object for this tenant (another tenant's object is not found either)."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class ConflictError(RequestError):
+    """The change collides with existing data: a taken code or e-mail, or an object still in use."""
+
+    code = "CONFLICT"
+    http_status = 409
+
+
+class InvalidStateError(ConflictError):
+    """The object's state does not allow the action (reinstating a revoked license, say)."""
+
+    code = "INVALID_STATE"
+
+
+class IdempotencyKeyReusedError(RequestError):
+    """The Idempotency-Key was used before with another request."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    http_status = 422
+
+
+class PayloadTooLargeError(RequestError):
+    """The body is larger than the gateway accepts."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class StoreUnavailableError(LicensorError):
+    """The database cannot be reached or is busy beyond its timeout; the request may be retried."""
+
+    code = "STORE_UNAVAILABLE"
+    http_status = 503

@@ -1,0 +1,1 @@
+"""License Central: the vendor's side of licensor (products, policies, licenses, keys, tokens, events)."""

@@ -1,0 +1,602 @@
+"""The admin API under ``/v1/admin/``: License Central's resources, license actions, tokens, keys, events.
+
+Every operation is declared here once (route, roles, schemas) and served by :mod:`licensor.gateway.api`.
+Every change writes its event in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from licensor.central import license_keys
+from licensor.central.events import EVENT_SCHEMA, VERIFICATION_SCHEMA, event_json, verify_chain
+from licensor.central.keyset import KEY_SCHEMA, add_signing_key, public_key_json
+from licensor.errors import ConflictError, InvalidStateError, MalformedRequestError, NotFoundError, ValidationError
+from licensor.gateway import keys as app_keys
+from licensor.gateway.api import (
+    PAGE_PARAMS,
+    READ_ROLES,
+    Api,
+    Call,
+    Operation,
+    Param,
+    Reply,
+    decode_cursor,
+    list_reply,
+    list_schema,
+)
+from licensor.gateway.auth import new_secret
+from licensor.model import (
+    BY_NAME,
+    CUSTOMER,
+    FEATURE,
+    LICENSE,
+    POLICY,
+    PRODUCT,
+    RELEASE,
+    ROLES,
+    TIME_SCHEMA,
+    Resource,
+    format_time,
+    id_pattern,
+    new_id,
+    now_us,
+    checked_time,
+    parse_time,
+)
+from licensor.store import Row, Transaction
+
+CATALOG_ROLES = frozenset({"admin", "developer"})
+SUPPORT_ROLES = frozenset({"admin", "developer", "support"})
+ADMIN_ROLES = frozenset({"admin"})
+DAY_US = 86_400 * 1_000_000
+
+WRITE_ROLES = {
+    PRODUCT.plural: CATALOG_ROLES,
+    FEATURE.plural: CATALOG_ROLES,
+    RELEASE.plural: CATALOG_ROLES,
+    POLICY.plural: CATALOG_ROLES,
+    CUSTOMER.plural: SUPPORT_ROLES,
+    LICENSE.plural: SUPPORT_ROLES,
+}
+
+
+def _column_values(resource: Resource, body: dict[str, Any], *, creating: bool) -> Row:
+    values: Row = {}
+    for f in resource.fields:
+        if not f.writable:
+            continue
+        if f.name in body:
+            values[f.name] = f.api_to_column(_integral(f.schema, body[f.name]))
+        elif creating:
+            default = f.default() if callable(f.default) else f.default
+            values[f.name] = f.api_to_column(default)
+    return values
+
+
+def _integral(schema: dict[str, Any], value: Any) -> Any:
+    """``value`` with every number the schema declares an integer as an int, nested ones included: JSON
+    Schema counts 1.0 as an integer, and a float must not reach an integer column or a date computation."""
+    if isinstance(value, float):
+        kinds = [schema] + list(schema.get("anyOf", ()))
+        return int(value) if value.is_integer() and any(kind.get("type") == "integer" for kind in kinds) else value
+    if isinstance(value, dict):
+        for kind in [schema, *schema.get("anyOf", ())]:
+            if kind.get("type") == "object" and "properties" in kind:
+                return {name: _integral(kind["properties"].get(name, {}), item) for name, item in value.items()}
+    if isinstance(value, list):
+        for kind in [schema, *schema.get("anyOf", ())]:
+            if kind.get("type") == "array" and isinstance(kind.get("items"), dict):
+                return [_integral(kind["items"], item) for item in value]
+    return value
+
+
+async def _check_references(tx: Transaction, resource: Resource, values: Row) -> None:
+    for f in resource.fields:
+        if f.references and values.get(f.name) is not None:
+            if await tx.get(BY_NAME[f.references], values[f.name]) is None:
+                raise ValidationError(f"{f.name}: no such {f.references}", code="REFERENCE_NOT_FOUND")
+
+
+async def _check_unique(tx: Transaction, resource: Resource, values: Row, current: Row | None) -> None:
+    for columns in resource.unique:
+        merged = {c: values.get(c, current.get(c) if current else None) for c in columns}
+        if current is not None and all(merged[c] == current[c] for c in columns):
+            continue
+        found = await tx.find(resource, **merged)
+        if found is not None:
+            raise ConflictError(
+                f"a {resource.name} with this {', '.join(columns)} exists already",
+                code=f"{resource.name.upper()}_ALREADY_EXISTS",
+            )
+
+
+async def _check_feature_codes(tx: Transaction, product_id: str, codes: list[str]) -> None:
+    for code in codes:
+        if await tx.find(FEATURE, product_id=product_id, code=code) is None:
+            raise ValidationError(f"the product has no feature {code}", code="UNKNOWN_FEATURE")
+
+
+async def _check_domain_rules(tx: Transaction, resource: Resource, values: Row, current: Row | None) -> None:
+    """Rules a JSON schema cannot express."""
+    merged = {**(current or {}), **values}
+    if resource is POLICY:
+        duration = BY_NAME["policy"].field("duration").column_to_api(merged["duration"])
+        if (duration["kind"] == "perpetual") == ("days" in duration):
+            raise ValidationError("duration: days is required for subscription and trial, and not allowed for perpetual", code="INVALID_FIELD")
+        features = POLICY.field("features").column_to_api(merged["features"])
+        codes = [item["code"] for item in features]
+        if len(set(codes)) != len(codes):
+            raise ValidationError("features: each code may appear once", code="INVALID_FIELD")
+        if "features" in values:
+            await _check_feature_codes(tx, merged["product_id"], codes)
+    if resource is LICENSE and merged.get("expires_at") is not None and merged["expires_at"] <= merged["starts_at"]:
+        raise ValidationError("expires_at must be after starts_at", code="INVALID_FIELD")
+    if resource is RELEASE and "required_features" in values:
+        await _check_feature_codes(tx, merged["product_id"], RELEASE.field("required_features").column_to_api(merged["required_features"]))
+
+
+async def _get_or_404(tx_or_call: Any, resource: Resource, object_id: str, *, tenant_id: str | None = None) -> Row:
+    if isinstance(tx_or_call, Call):
+        row = await tx_or_call.store.get(tx_or_call.tenant_id, resource, object_id)
+    else:
+        row = await tx_or_call.get(resource, object_id, for_update=True)
+    if row is None:
+        raise NotFoundError(f"no such {resource.name}", code=f"{resource.name.upper()}_NOT_FOUND")
+    return row
+
+
+async def _record(call: Call, event_type: str, resource: Resource, shown: dict[str, Any]) -> None:
+    assert call.tx is not None
+    await call.tx.append_event(event_type, resource.name, shown["id"], call.actor, shown)
+
+
+# --- generic handlers ---------------------------------------------------------------------------------
+@contextmanager
+def _constraint_errors(resource: Resource) -> Iterator[None]:
+    """The checks above ran before the write; a concurrent transaction may still win the race (PostgreSQL). The
+    database's constraint then refuses the write: answer with the same codes as the checks."""
+    try:
+        yield
+    except ConflictError as error:
+        if error.code == "ALREADY_EXISTS":
+            raise ConflictError(f"a {resource.name} with these values exists already", code=f"{resource.name.upper()}_ALREADY_EXISTS") from None
+        if error.code == "RESOURCE_IN_USE":  # a foreign key: the object referred to was deleted meanwhile
+            raise ValidationError("an object this refers to no longer exists", code="REFERENCE_NOT_FOUND") from None
+        raise
+
+
+def _create(resource: Resource):  # type: ignore[no-untyped-def]
+    async def create(call: Call) -> Reply:
+        assert call.tx is not None
+        values = _column_values(resource, call.body, creating=True)
+        await _check_references(call.tx, resource, values)
+        await _check_unique(call.tx, resource, values, None)
+        await _check_domain_rules(call.tx, resource, values, None)
+        now = now_us()
+        with _constraint_errors(resource):
+            row = await call.tx.insert(resource, {"id": new_id(resource.id_prefix), **values, "created_at": now, "updated_at": now})
+        shown = resource.to_api(row)
+        await _record(call, f"{resource.name}.created", resource, shown)
+        return Reply(201, shown)
+
+    return create
+
+
+def _read(resource: Resource):  # type: ignore[no-untyped-def]
+    async def read(call: Call) -> Reply:
+        return Reply(200, resource.to_api(await _get_or_404(call, resource, call.path["id"])))
+
+    return read
+
+
+def _list(resource: Resource):  # type: ignore[no-untyped-def]
+    async def list_objects(call: Call) -> Reply:
+        after = decode_cursor(call.query["cursor"], resource.plural) if "cursor" in call.query else None
+        if after is not None and not isinstance(after, str):
+            raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
+        filters = {f.name: f.api_to_column(call.query[f.name]) for f in resource.filters if f.name in call.query}
+        page = await call.store.list(call.tenant_id, resource, filters, after, call.query.get("limit", 50))
+        items = [resource.to_api(row) for row in page.rows]
+        return list_reply(resource.plural, items, page.has_more, items[-1]["id"] if items else None)
+
+    return list_objects
+
+
+def _update(resource: Resource):  # type: ignore[no-untyped-def]
+    async def update(call: Call) -> Reply:
+        assert call.tx is not None
+        current = await _get_or_404(call.tx, resource, call.path["id"])
+        values = _column_values(resource, call.body, creating=False)
+        await _check_references(call.tx, resource, values)
+        await _check_unique(call.tx, resource, values, current)
+        await _check_domain_rules(call.tx, resource, values, current)
+        with _constraint_errors(resource):
+            row = await call.tx.update(resource, call.path["id"], values)
+        assert row is not None
+        shown = resource.to_api(row)
+        await _record(call, f"{resource.name}.updated", resource, shown)
+        return Reply(200, shown)
+
+    return update
+
+
+def _delete(resource: Resource):  # type: ignore[no-untyped-def]
+    async def delete(call: Call) -> Reply:
+        assert call.tx is not None
+        current = await _get_or_404(call.tx, resource, call.path["id"])
+        for table, column in resource.referenced_by:
+            if await call.tx.count_referencing(table, column, current["id"]):
+                raise ConflictError(f"the {resource.name} is still used by {table}", code="RESOURCE_IN_USE")
+        await call.tx.delete(resource, current["id"])
+        shown = resource.to_api(current)
+        await _record(call, f"{resource.name}.deleted", resource, shown)
+        return Reply(200, {"id": current["id"], "object": resource.name, "deleted": True})
+
+    return delete
+
+
+def _deleted_schema(resource: Resource) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"id": {"type": "string"}, "object": {"const": resource.name}, "deleted": {"const": True}},
+        "required": ["id", "object", "deleted"],
+        "additionalProperties": False,
+    }
+
+
+def _filter_params(resource: Resource) -> tuple[Param, ...]:
+    params = []
+    for f in resource.filters:
+        schema = f.schema
+        if "anyOf" in schema:  # a nullable field filters by its value
+            schema = schema["anyOf"][0]
+        params.append(Param(f.name, schema, f"Only objects whose {f.name} equals this."))
+    return tuple(params)
+
+
+def _add_resource_operations(api: Api, resource: Resource) -> None:
+    base = f"/v1/admin/{resource.plural}"
+    item = f"{base}/{{id}}"
+    pattern = {"id": id_pattern(resource.id_prefix)}
+    title = resource.name.capitalize()
+    shown = resource.response_schema()
+    write_roles = WRITE_ROLES[resource.plural]
+    if resource is not LICENSE:
+        api.add(Operation("POST", base, f"create_{resource.name}", f"Create a {resource.name}", _create(resource), resource.plural,
+                          write_roles, shown, status=201, request_schema=resource.create_schema(), changes_state=True,
+                          description=resource.description, errors=(409, 422)))
+    api.add(Operation("GET", base, f"list_{resource.plural}", f"List {resource.plural}", _list(resource), resource.plural,
+                      READ_ROLES, list_schema(shown), query=PAGE_PARAMS + _filter_params(resource)))
+    api.add(Operation("GET", item, f"get_{resource.name}", f"Get a {resource.name}", _read(resource), resource.plural,
+                      READ_ROLES, shown, path_patterns=pattern, errors=(404,)))
+    api.add(Operation("PATCH", item, f"update_{resource.name}", f"Update a {resource.name}", _update(resource), resource.plural,
+                      write_roles, shown, request_schema=resource.update_schema(), path_patterns=pattern,
+                      changes_state=True, errors=(404, 409, 422)))
+    if resource.deletable:
+        api.add(Operation("DELETE", item, f"delete_{resource.name}", f"Delete a {resource.name}", _delete(resource),
+                          resource.plural, write_roles, _deleted_schema(resource), path_patterns=pattern,
+                          changes_state=True, errors=(404, 409),
+                          description=f"{title}s still in use by other objects cannot be deleted (409 RESOURCE_IN_USE)."))
+
+
+# --- licenses -----------------------------------------------------------------------------------------
+LICENSE_CREATE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "policy_id": {"type": "string", "pattern": id_pattern("pol")},
+        "customer_id": {"anyOf": [{"type": "string", "pattern": id_pattern("cus")}, {"type": "null"}]},
+        "starts_at": TIME_SCHEMA,
+        "expires_at": {"anyOf": [TIME_SCHEMA, {"type": "null"}]},
+        "maintenance_until": {"anyOf": [TIME_SCHEMA, {"type": "null"}]},
+        "overrides": {"type": "object", "maxProperties": 64},
+        "order_ref": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 200}, {"type": "null"}]},
+    },
+    "required": ["policy_id"],
+    "additionalProperties": False,
+}
+
+LICENSE_WITH_KEY_SCHEMA = {
+    **LICENSE.response_schema(),
+    "properties": {**LICENSE.response_schema()["properties"], "key": {"type": "string"}},
+    "required": [*LICENSE.response_schema()["required"], "key"],
+}
+
+
+def _policy_days(policy: Row) -> int | None:
+    duration = POLICY.field("duration").column_to_api(policy["duration"])
+    return duration.get("days")
+
+
+async def create_license(call: Call) -> Reply:
+    """Create a license from a policy; its key is in this answer only."""
+    assert call.tx is not None
+    body = call.body
+    policy = await call.tx.get(POLICY, body["policy_id"])
+    if policy is None:
+        raise ValidationError("policy_id: no such policy", code="REFERENCE_NOT_FOUND")
+    if body.get("customer_id") is not None and await call.tx.get(CUSTOMER, body["customer_id"]) is None:
+        raise ValidationError("customer_id: no such customer", code="REFERENCE_NOT_FOUND")
+    starts_at = parse_time(body["starts_at"], "starts_at") if "starts_at" in body else now_us()
+    days = _policy_days(policy)
+    expires_at = checked_time(starts_at + days * DAY_US, "expires_at") if days else None
+    if "expires_at" in body:
+        expires_at = parse_time(body["expires_at"], "expires_at") if body["expires_at"] is not None else None
+    maintenance_until = None
+    if policy["maintenance_days"] is not None:
+        maintenance_until = checked_time(starts_at + policy["maintenance_days"] * DAY_US, "maintenance_until")
+    if "maintenance_until" in body:
+        maintenance_until = parse_time(body["maintenance_until"], "maintenance_until") if body["maintenance_until"] else None
+    if expires_at is not None and expires_at <= starts_at:
+        raise ValidationError("expires_at must be after starts_at", code="INVALID_FIELD")
+    key = license_keys.generate()
+    normalized = license_keys.normalize(key)
+    now = now_us()
+    row = await call.tx.insert(
+        LICENSE,
+        {
+            "id": new_id("lic"),
+            "product_id": policy["product_id"],
+            "policy_id": policy["id"],
+            "customer_id": body.get("customer_id"),
+            "key_hash": call.request.app[app_keys.SECRETS].license_key_hash(call.tenant_id, normalized),
+            "key_hint": license_keys.hint(normalized),
+            "state": "active",
+            "starts_at": starts_at,
+            "expires_at": expires_at,
+            "maintenance_until": maintenance_until,
+            "overrides": LICENSE.field("overrides").api_to_column(body.get("overrides", {})),
+            "order_ref": body.get("order_ref"),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    shown = LICENSE.to_api(row)
+    await _record(call, "license.created", LICENSE, shown)
+    return Reply(201, {**shown, "key": key})
+
+
+_TRANSITIONS = {
+    "suspend": ({"active"}, "suspended"),
+    "reinstate": ({"suspended"}, "active"),
+    "revoke": ({"active", "suspended"}, "revoked"),
+}
+
+
+def _license_action(action: str):  # type: ignore[no-untyped-def]
+    async def act(call: Call) -> Reply:
+        assert call.tx is not None
+        current = await _get_or_404(call.tx, LICENSE, call.path["id"])
+        changes: Row = {}
+        if action in _TRANSITIONS:
+            allowed, target = _TRANSITIONS[action]
+            if current["state"] not in allowed:
+                raise InvalidStateError(f"a {current['state']} license cannot be {target}")
+            changes["state"] = target
+        else:  # renew
+            if current["state"] == "revoked":
+                raise InvalidStateError("a revoked license cannot be renewed")
+            policy = await call.tx.get(POLICY, current["policy_id"])
+            assert policy is not None
+            if "expires_at" in call.body:
+                changes["expires_at"] = parse_time(call.body["expires_at"], "expires_at")
+            elif _policy_days(policy):
+                extended = max(now_us(), current["expires_at"] or 0) + _policy_days(policy) * DAY_US  # type: ignore[operator]
+                changes["expires_at"] = checked_time(extended, "expires_at")
+            else:
+                raise InvalidStateError("a perpetual license does not expire: give expires_at to set an expiry")
+            if current["expires_at"] is not None and changes["expires_at"] <= current["expires_at"]:
+                raise ValidationError("expires_at must be later than the current expiry", code="INVALID_FIELD")
+            if policy["maintenance_days"] is not None:
+                base = max(now_us(), current["maintenance_until"] or 0)
+                changes["maintenance_until"] = checked_time(base + policy["maintenance_days"] * DAY_US, "maintenance_until")
+        row = await call.tx.update(LICENSE, current["id"], changes)
+        assert row is not None
+        shown = LICENSE.to_api(row)
+        reason = call.body.get("reason")
+        await call.tx.append_event(f"license.{_PAST[action]}", "license", current["id"], call.actor,
+                                   {**shown, "reason": reason} if reason else shown)
+        return Reply(200, shown)
+
+    return act
+
+
+_PAST = {"suspend": "suspended", "reinstate": "reinstated", "revoke": "revoked", "renew": "renewed"}
+_REASON = {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}
+
+
+async def lookup_license(call: Call) -> Reply:
+    """Find a license by its key (sent in the body, so it stays out of URLs and access logs)."""
+    normalized = license_keys.normalize(call.body["key"])
+    key_hash = call.request.app[app_keys.SECRETS].license_key_hash(call.tenant_id, normalized)
+    row = await call.store.find_license_by_key_hash(call.tenant_id, key_hash)
+    if row is None:
+        raise NotFoundError("no license has this key", code="LICENSE_NOT_FOUND")
+    return Reply(200, LICENSE.to_api(row))
+
+
+def _add_license_operations(api: Api) -> None:
+    shown = LICENSE.response_schema()
+    pattern = {"id": id_pattern("lic")}
+    api.add(Operation("POST", "/v1/admin/licenses", "create_license", "Create a license", create_license, "licenses",
+                      SUPPORT_ROLES, LICENSE_WITH_KEY_SCHEMA, status=201, request_schema=LICENSE_CREATE_SCHEMA,
+                      changes_state=True, errors=(422,),
+                      description="Dates default from the policy (duration, maintenance). The answer holds the license key; it is shown only here."))
+    api.add(Operation("POST", "/v1/admin/licenses/lookup", "lookup_license", "Find a license by its key", lookup_license,
+                      "licenses", READ_ROLES, shown, errors=(404, 422),
+                      request_schema={"type": "object", "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100}},
+                                      "required": ["key"], "additionalProperties": False},
+                      description="422 LICENSE_KEY_MALFORMED tells a typo (bad check character) from 404 LICENSE_NOT_FOUND."))
+    for action in ("suspend", "reinstate", "revoke", "renew"):
+        properties = dict(_REASON)
+        if action == "renew":
+            properties["expires_at"] = TIME_SCHEMA
+        api.add(Operation("POST", f"/v1/admin/licenses/{{id}}/{action}", f"{action}_license", f"{action.capitalize()} a license",
+                          _license_action(action), "licenses", SUPPORT_ROLES, shown, path_patterns=pattern,
+                          request_schema={"type": "object", "properties": properties, "additionalProperties": False},
+                          changes_state=True, errors=(404, 409, 422)))
+
+
+# --- tokens -------------------------------------------------------------------------------------------
+TOKEN_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": id_pattern("tok")},
+        "object": {"const": "token"},
+        "name": {"type": "string"},
+        "role": {"enum": list(ROLES)},
+        "product_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "created_at": TIME_SCHEMA,
+        "revoked_at": {"anyOf": [TIME_SCHEMA, {"type": "null"}]},
+    },
+    "required": ["id", "object", "name", "role", "product_id", "created_at", "revoked_at"],
+    "additionalProperties": False,
+}
+
+
+def token_json(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "object": "token",
+        "name": row["name"],
+        "role": row["role"],
+        "product_id": row["product_id"],
+        "created_at": format_time(row["created_at"]),
+        "revoked_at": format_time(row["revoked_at"]),
+    }
+
+
+async def issue_token(tx: Transaction, name: str, role: str, product_id: str | None) -> tuple[Row, str]:
+    """Store a new API token; the row and the token text, which exists only in this answer."""
+    token_id = new_id("tok")
+    secret, secret_hash = new_secret()
+    row = {"id": token_id, "name": name, "role": role, "product_id": product_id, "secret_hash": secret_hash,
+           "created_at": now_us(), "revoked_at": None}
+    await tx.insert_token(row)
+    return row, f"{token_id}.{secret}"
+
+
+async def create_token(call: Call) -> Reply:
+    assert call.tx is not None
+    role, product_id = call.body["role"], call.body.get("product_id")
+    if (role == "product") != (product_id is not None):
+        raise ValidationError("product_id is required for a product token and not allowed otherwise", code="INVALID_FIELD")
+    if product_id is not None and await call.tx.get(PRODUCT, product_id) is None:
+        raise ValidationError("product_id: no such product", code="REFERENCE_NOT_FOUND")
+    row, token = await issue_token(call.tx, call.body["name"], role, product_id)
+    shown = token_json(row)
+    await call.tx.append_event("token.created", "token", row["id"], call.actor, shown)
+    return Reply(201, {**shown, "token": token})
+
+
+async def list_tokens(call: Call) -> Reply:
+    after = decode_cursor(call.query["cursor"], "tokens") if "cursor" in call.query else None
+    if after is not None and not isinstance(after, str):
+        raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
+    page = await call.store.list_tokens(call.tenant_id, after, call.query.get("limit", 50))
+    items = [token_json(row) for row in page.rows]
+    return list_reply("tokens", items, page.has_more, items[-1]["id"] if items else None)
+
+
+async def get_token(call: Call) -> Reply:
+    row = await call.store.get_token(call.path["id"])
+    if row is None or row["tenant_id"] != call.tenant_id:
+        raise NotFoundError("no such token", code="TOKEN_NOT_FOUND")
+    return Reply(200, token_json(row))
+
+
+async def revoke_token(call: Call) -> Reply:
+    assert call.tx is not None
+    row = await call.tx.revoke_token(call.path["id"], now_us())
+    if row is None:
+        raise NotFoundError("no such token", code="TOKEN_NOT_FOUND")
+    shown = token_json(row)
+    await call.tx.append_event("token.revoked", "token", row["id"], call.actor, shown)
+    return Reply(200, shown)
+
+
+def _add_token_operations(api: Api) -> None:
+    pattern = {"id": id_pattern("tok")}
+    create_schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "role": {"enum": list(ROLES)},
+            "product_id": {"type": "string", "pattern": id_pattern("prd")},
+        },
+        "required": ["name", "role"],
+        "additionalProperties": False,
+    }
+    with_token = {**TOKEN_SCHEMA, "properties": {**TOKEN_SCHEMA["properties"], "token": {"type": "string"}},
+                  "required": [*TOKEN_SCHEMA["required"], "token"]}
+    api.add(Operation("POST", "/v1/admin/tokens", "create_token", "Create an API token", create_token, "tokens", ADMIN_ROLES,
+                      with_token, status=201, request_schema=create_schema, changes_state=True, errors=(422,),
+                      description="The token is in this answer only; licensor keeps just its hash. A product token (role product) serves a SaaS backend on the license plane."))
+    api.add(Operation("GET", "/v1/admin/tokens", "list_tokens", "List API tokens", list_tokens, "tokens", ADMIN_ROLES,
+                      list_schema(TOKEN_SCHEMA), query=PAGE_PARAMS))
+    api.add(Operation("GET", "/v1/admin/tokens/{id}", "get_token", "Get an API token", get_token, "tokens", ADMIN_ROLES,
+                      TOKEN_SCHEMA, path_patterns=pattern, errors=(404,)))
+    api.add(Operation("DELETE", "/v1/admin/tokens/{id}", "revoke_token", "Revoke an API token", revoke_token, "tokens",
+                      ADMIN_ROLES, TOKEN_SCHEMA, path_patterns=pattern, changes_state=True, errors=(404,)))
+
+
+# --- keys, events, tenant -----------------------------------------------------------------------------
+async def list_keys(call: Call) -> Reply:
+    rows = await call.store.list_signing_keys(call.tenant_id)
+    return Reply(200, {"object": "list", "data": [public_key_json(row) for row in rows], "has_more": False, "next_cursor": None})
+
+
+async def rotate_keys(call: Call) -> Reply:
+    assert call.tx is not None
+    kid = await add_signing_key(call.tx, call.request.app[app_keys.SECRETS])
+    await call.tx.append_event("key.rotated", "key", kid, call.actor, {"kid": kid})
+    return Reply(200, {"object": "key_rotation", "active_kid": kid})
+
+
+async def list_events(call: Call) -> Reply:
+    after = decode_cursor(call.query["cursor"], "events") if "cursor" in call.query else None
+    if after is not None and not isinstance(after, int):
+        raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
+    filters = {name: call.query[name] for name in ("type", "subject_id", "subject_type") if name in call.query}
+    page = await call.store.list_events(call.tenant_id, filters, after, call.query.get("limit", 50))
+    items = [event_json(row) for row in page.rows]
+    return list_reply("events", items, page.has_more, page.rows[-1]["seq"] if page.rows else None)
+
+
+async def verify_events(call: Call) -> Reply:
+    return Reply(200, await verify_chain(call.store, call.tenant_id))
+
+
+async def get_tenant(call: Call) -> Reply:
+    row = await call.store.get_tenant(call.tenant_id)
+    assert row is not None
+    return Reply(200, {"id": row["id"], "object": "tenant", "name": row["name"], "created_at": format_time(row["created_at"])})
+
+
+def register(api: Api) -> None:
+    """Declare every admin operation on ``api``."""
+    for resource in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE):
+        _add_resource_operations(api, resource)
+    _add_license_operations(api)
+    _add_token_operations(api)
+    api.add(Operation("GET", "/v1/admin/keys", "list_keys", "List the tenant's signing keys", list_keys, "keys", READ_ROLES,
+                      list_schema(KEY_SCHEMA)))
+    api.add(Operation("POST", "/v1/admin/keys/rotate", "rotate_keys", "Rotate the signing key", rotate_keys, "keys", ADMIN_ROLES,
+                      {"type": "object", "properties": {"object": {"const": "key_rotation"}, "active_kid": {"type": "string"}},
+                       "required": ["object", "active_kid"], "additionalProperties": False},
+                      changes_state=True, description="A new key becomes the active signing key; the previous ones stay published at /v1/keys, so tokens they signed still verify."))
+    api.add(Operation("GET", "/v1/admin/events", "list_events", "List events", list_events, "events", READ_ROLES,
+                      list_schema(EVENT_SCHEMA), query=PAGE_PARAMS + (
+                          Param("type", {"type": "string", "pattern": "^[a-z_]+\\.[a-z_]+$"}),
+                          Param("subject_type", {"type": "string", "pattern": "^[a-z_]{1,32}$"}),
+                          Param("subject_id", {"type": "string", "pattern": "^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$"}),
+                      )))
+    api.add(Operation("GET", "/v1/admin/events/verify", "verify_events", "Verify the event log's hash chain", verify_events,
+                      "events", READ_ROLES, VERIFICATION_SCHEMA,
+                      description="Recomputes every event's hash and link; names the first event that does not match."))
+    api.add(Operation("GET", "/v1/admin/tenant", "get_tenant", "Get the caller's tenant", get_tenant, "tenant", READ_ROLES,
+                      {"type": "object", "properties": {"id": {"type": "string"}, "object": {"const": "tenant"}, "name": {"type": "string"},
+                                                        "created_at": TIME_SCHEMA},
+                       "required": ["id", "object", "name", "created_at"], "additionalProperties": False}))

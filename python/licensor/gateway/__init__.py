@@ -1,0 +1,1 @@
+"""The aiohttp gateway: middlewares, authentication, the declared operations and the OpenAPI document."""

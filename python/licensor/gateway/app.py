@@ -1,0 +1,108 @@
+"""The gateway application factory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from licensor.central import admin
+from licensor.central.keyset import KEY_SCHEMA, public_key_json
+from licensor.central.secrets import Secrets, load_master_key
+from licensor.errors import NotFoundError
+from licensor.gateway import keys as app_keys
+from licensor.gateway.api import MAX_BODY_BYTES, Api, Call, Operation, Param, Reply
+from licensor.gateway.middleware import errors, request_id
+from licensor.gateway.openapi import build_document, render_docs
+from licensor.gateway.settings import Settings
+from licensor.model import id_pattern
+from licensor.store import Store, open_store
+
+
+async def healthz(call: Call) -> Reply:
+    return Reply(200, {"status": "ok"})
+
+
+async def readyz(call: Call) -> Reply:
+    await call.store.ping()
+    return Reply(200, {"status": "ready"})
+
+
+async def published_keys(call: Call) -> Reply:
+    tenant_id = call.query["tenant"]
+    if await call.store.get_tenant(tenant_id) is None:
+        raise NotFoundError("no such tenant", code="TENANT_NOT_FOUND")
+    rows = await call.store.list_signing_keys(tenant_id)
+    return Reply(200, {"object": "keyset", "tenant": tenant_id, "keys": [public_key_json(row) for row in rows]})
+
+
+async def openapi_document(call: Call) -> Reply:
+    return Reply(200, call.request.app[app_keys.OPENAPI])
+
+
+# aiohttp refuses a request line over 8190 bytes with a text/plain 400 of its own, before any middleware runs.
+# A query the document allows is longer than that percent-encoded (GET /v1/admin/customers: about 970 characters
+# at its maximum lengths, up to 12 bytes each), so the line may be 64 KiB: every documented request reaches
+# the gateway's own validation and JSON errors.
+MAX_REQUEST_LINE = 64 * 1024
+
+_STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"], "additionalProperties": False}
+
+
+def build_api() -> Api:
+    """Every operation of the gateway."""
+    api = Api()
+    api.add(Operation("GET", "/healthz", "healthz", "Is the process up", healthz, "ops", None, _STATUS))
+    api.add(Operation("GET", "/readyz", "readyz", "Can the gateway reach its database", readyz, "ops", None, _STATUS, errors=(503,)))
+    api.add(Operation("GET", "/openapi.json", "openapi", "This OpenAPI document", openapi_document, "ops", None, {"type": "object"}))
+    api.add(Operation("GET", "/v1/keys", "published_keys", "A tenant's public signing keys", published_keys, "keys", None,
+                      {"type": "object",
+                       "properties": {"object": {"const": "keyset"}, "tenant": {"type": "string"}, "keys": {"type": "array", "items": KEY_SCHEMA}},
+                       "required": ["object", "tenant", "keys"], "additionalProperties": False},
+                      query=(Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The tenant's id.", required=True),),
+                      errors=(404,),
+                      description="Active and retired keys: everything the tenant signs verifies offline against these."))
+    admin.register(api)
+    return api
+
+
+async def _docs(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[app_keys.DOCS_HTML], content_type="text/html")
+
+
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """The gateway. It opens ``store`` (default: the one ``settings`` names) at start-up and closes it at
+    shutdown; the master key comes from ``settings`` or ``LICENSOR_MASTER_KEY`` or the data directory."""
+    app = web.Application(middlewares=[request_id, errors], client_max_size=MAX_BODY_BYTES,
+                          handler_args={"max_line_size": MAX_REQUEST_LINE})
+    app[app_keys.SETTINGS] = settings
+    api = build_api()
+    app[app_keys.API] = api
+    document = build_document(api, settings.public_url)
+    document["paths"]["/docs"] = {"get": {"operationId": "docs", "summary": "This API as a readable page", "tags": ["ops"],
+                                          "parameters": [], "security": [],
+                                          "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}}
+    app[app_keys.OPENAPI] = document
+    app[app_keys.DOCS_HTML] = render_docs(document)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        master_key = settings.master_key or load_master_key(settings.master_key_path, os.environ.get("LICENSOR_MASTER_KEY"))
+        app[app_keys.SECRETS] = Secrets(master_key)
+        opened = store or open_store(settings.store_url)
+        if opened.url.startswith("sqlite:///"):
+            os.makedirs(os.path.dirname(opened.url[len("sqlite:///"):]) or ".", exist_ok=True)
+        await opened.open()
+        app[app_keys.STORE] = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    app.cleanup_ctx.append(resources)
+    api.install(app)
+    app.router.add_get("/docs", _docs)
+    return app
+
+
+__all__ = ["build_api", "create_app"]

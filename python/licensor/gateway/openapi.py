@@ -1,0 +1,125 @@
+"""The OpenAPI 3.1 document, generated from the declared operations, and a readable page of it at /docs."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from licensor import __version__
+from licensor.gateway.api import Api, Operation
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "pattern": "^[A-Z][A-Z0-9_]*$"}, "message": {"type": "string"}},
+            "required": ["code", "message"],
+            "additionalProperties": False,
+        }
+    },
+    "required": ["error"],
+    "additionalProperties": False,
+}
+
+_ERROR_TEXT = {
+    400: "Malformed request (MALFORMED_JSON, NESTING_TOO_DEEP, UNKNOWN_PARAMETER, INVALID_PARAMETER, INVALID_CURSOR, ...)",
+    401: "No valid API token (UNAUTHENTICATED, TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_REVOKED)",
+    403: "The token's role may not do this (FORBIDDEN)",
+    404: "No such object for this tenant",
+    409: "Conflicts with existing data or the object's state",
+    413: "Body larger than 1 MiB (PAYLOAD_TOO_LARGE)",
+    422: "Breaks the schema or a rule (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD, REFERENCE_NOT_FOUND, IDEMPOTENCY_KEY_REUSED, ...)",
+    503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
+}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    return {"description": _ERROR_TEXT[status], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    parameters: list[dict[str, Any]] = []
+    for name in op.path_patterns:
+        parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": op.path_patterns[name]}})
+    for param in op.query:
+        parameters.append({"name": param.name, "in": "query", "required": param.required, "schema": param.schema,
+                           "description": param.description})
+    if op.changes_state:
+        parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                           "description": "Repeats with the same key and body get the first answer; another body gets 422."})
+    success: dict[str, Any] = {"description": "Success"}
+    if op.response_schema is not None:
+        success["content"] = {op.response_content_type: {"schema": op.response_schema}}
+    responses: dict[str, Any] = {str(op.status): success}
+    # Every operation's pipeline refuses unknown query parameters and unexpected bodies (400) and bodies over
+    # 1 MiB (413); changes take an Idempotency-Key, which may be malformed (400) or reused (422).
+    statuses = set(op.errors) | {400, 413, 503}
+    if op.query or op.request_schema is not None or op.changes_state:
+        statuses.add(422)
+    if op.path_patterns:
+        statuses.add(404)
+    if op.roles is not None:
+        statuses |= {401, 403}
+    for status in sorted(statuses):
+        responses[str(status)] = _error_response(status)
+    document: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if op.description:
+        document["description"] = op.description
+    if op.request_schema is not None:
+        document["requestBody"] = {"required": False, "content": {"application/json": {"schema": op.request_schema}}}
+    document["security"] = [{"bearer": []}] if op.roles is not None else []
+    if op.roles is not None:
+        document["x-roles"] = sorted(op.roles)
+    return document
+
+
+def build_document(api: Api, server_url: str | None = None) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for op in api.operations:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "licensor",
+            "version": __version__,
+            "description": "Self-hosted software-licensing gateway: License Central admin API and license plane.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR_SCHEMA},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token: tok_<id>.<secret>"}},
+        },
+    }
+    if server_url:
+        document["servers"] = [{"url": server_url}]
+    return document
+
+
+def render_docs(document: dict[str, Any]) -> str:
+    """The OpenAPI document as one server-rendered HTML page (no scripts, nothing fetched)."""
+    rows = []
+    for path, methods in document["paths"].items():
+        for method, op in methods.items():
+            roles = ", ".join(op.get("x-roles", [])) or "public"
+            statuses = ", ".join(op["responses"])
+            rows.append(
+                f"<section id='{html.escape(op['operationId'])}'><h3><code>{method.upper()} {html.escape(path)}</code></h3>"
+                f"<p>{html.escape(op['summary'])}. {html.escape(op.get('description', ''))}</p>"
+                f"<p><b>Roles:</b> {html.escape(roles)} &middot; <b>Responses:</b> {html.escape(statuses)}</p></section>"
+            )
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>licensor API</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+        "section{border-top:1px solid #ddd;padding:.5rem 0}code{font-size:1.05em}</style></head><body>"
+        f"<h1>licensor API {html.escape(document['info']['version'])}</h1>"
+        "<p>The machine-readable document is at <a href='/openapi.json'>/openapi.json</a>. Errors are "
+        "<code>{\"error\": {\"code\", \"message\"}}</code>.</p>" + "".join(rows) + "</body></html>"
+    )

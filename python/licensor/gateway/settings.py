@@ -1,0 +1,30 @@
+"""The gateway's settings, read from the command line or the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives and where to listen.
+
+    ``data_dir`` holds the SQLite file (by default) and the master key file unless ``LICENSOR_MASTER_KEY``
+    gives the key (base64url, 32 bytes); every gateway sharing a PostgreSQL database needs the same key.
+    """
+
+    data_dir: str = "var"
+    database_url: str | None = None  # default: sqlite:///{data_dir}/licensor.db
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None  # how clients reach this gateway; default http://{host}:{port}
+    master_key: bytes | None = field(default=None, repr=False)
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{os.path.join(self.data_dir, 'licensor.db')}"
+
+    @property
+    def master_key_path(self) -> str:
+        return os.path.join(self.data_dir, "master.key")

@@ -1,0 +1,340 @@
+"""License Central's domain, declared once: each resource's fields, how they are stored, validated and shown.
+
+The store builds its SQL from these declarations (table and column names come only from here, never from a
+request), the admin API builds its JSON schemas and routes from them, and the OpenAPI document follows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import orjson
+
+from licensor.errors import ValidationError
+
+FieldKind = Literal["text", "int", "bool", "time", "json", "ref"]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def now_us() -> int:
+    """The current time in microseconds since the epoch, the unit every stored time uses."""
+    return time.time_ns() // 1000
+
+
+def new_id(prefix: str) -> str:
+    """A new object id: the prefix, then 48 bits of milliseconds and 80 random bits in Crockford base32, so
+    ids sort by creation time (cursor pagination walks them in order) and cannot be guessed."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def id_pattern(prefix: str) -> str:
+    return f"^{prefix}_[0-9A-HJKMNP-TV-Z]{{26}}$"
+
+
+def canonical_json(value: Any) -> str:
+    """Canonical JSON (sorted keys, no spaces, UTF-8): the form stored, hashed and signed."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+TIME_SCHEMA = {"type": "string", "format": "date-time", "pattern": _TIME.pattern, "maxLength": 40}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_TIME_US = int((datetime(9999, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()) * 1_000_000
+"""Times run from the epoch to 9999-01-01, so any of them plus a policy's longest period still prints."""
+
+
+def parse_time(text: str, name: str) -> int:
+    """An RFC 3339 time with an offset, as microseconds since the epoch; refuses impossible dates."""
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        delta = parsed - _EPOCH
+    except (ValueError, TypeError, OverflowError):
+        raise ValidationError(f"{name} is not a valid date-time with an offset", code="INVALID_FIELD") from None
+    return checked_time((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds, name)
+
+
+def checked_time(micros: int, name: str) -> int:
+    """``micros`` if it lies between the epoch and :data:`MAX_TIME_US`."""
+    if not 0 <= micros <= MAX_TIME_US:
+        raise ValidationError(f"{name} must lie between 1970 and 9999", code="INVALID_FIELD")
+    return micros
+
+
+def format_time(micros: int | None) -> str | None:
+    if micros is None:
+        return None
+    moment = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a resource: its JSON schema, storage kind, and what the API may do with it."""
+
+    name: str
+    schema: dict[str, Any]
+    kind: FieldKind = "text"
+    required: bool = False  # on create
+    mutable: bool = True  # on update
+    filterable: bool = False  # as a list filter (?name=value)
+    default: Any = None  # on create when absent (a callable is called)
+    references: str | None = None  # the resource a "ref" field points to (same tenant)
+    writable: bool = True  # False: set by the server only, shown in responses
+
+    def api_to_column(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.kind == "bool":
+            return 1 if value else 0
+        if self.kind == "time":
+            return parse_time(value, self.name)
+        if self.kind == "json":
+            return canonical_json(value)
+        return value
+
+    def column_to_api(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.kind == "bool":
+            return bool(value)
+        if self.kind == "time":
+            return format_time(value)
+        if self.kind == "json":
+            return orjson.loads(value)
+        return value
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A License Central resource stored in its own table and served under ``/v1/admin/{plural}``."""
+
+    name: str
+    plural: str
+    id_prefix: str
+    fields: tuple[Field, ...]
+    unique: tuple[tuple[str, ...], ...] = ()
+    deletable: bool = True
+    # Resources whose rows point here: (resource plural, column), checked before a delete.
+    referenced_by: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+    actions: tuple[str, ...] = field(default=())
+
+    @property
+    def table(self) -> str:
+        return self.plural
+
+    def field(self, name: str) -> Field:
+        for candidate in self.fields:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    @property
+    def filters(self) -> tuple[Field, ...]:
+        return tuple(f for f in self.fields if f.filterable)
+
+    def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
+        shown: dict[str, Any] = {"id": row["id"], "object": self.name}
+        for f in self.fields:
+            shown[f.name] = f.column_to_api(row[f.name])
+        shown["created_at"] = format_time(row["created_at"])
+        shown["updated_at"] = format_time(row["updated_at"])
+        return shown
+
+    def create_schema(self) -> dict[str, Any]:
+        writable = [f for f in self.fields if f.writable]
+        return {
+            "type": "object",
+            "properties": {f.name: f.schema for f in writable},
+            "required": [f.name for f in writable if f.required],
+            "additionalProperties": False,
+        }
+
+    def update_schema(self) -> dict[str, Any]:
+        mutable = [f for f in self.fields if f.writable and f.mutable]
+        return {
+            "type": "object",
+            "properties": {f.name: f.schema for f in mutable},
+            "additionalProperties": False,
+            "minProperties": 1,
+        }
+
+    def response_schema(self) -> dict[str, Any]:
+        properties: dict[str, Any] = {
+            "id": {"type": "string", "pattern": id_pattern(self.id_prefix)},
+            "object": {"const": self.name},
+            "created_at": TIME_SCHEMA,
+            "updated_at": TIME_SCHEMA,
+        }
+        for f in self.fields:
+            properties[f.name] = f.schema
+        return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+CODE_SCHEMA = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 200}
+
+
+def _ref(
+    name: str, prefix: str, *, required: bool = True, mutable: bool = False, nullable: bool = False, writable: bool = True
+) -> Field:
+    schema: dict[str, Any] = {"type": "string", "pattern": id_pattern(prefix)}
+    return Field(
+        f"{name}_id",
+        _nullable(schema) if nullable else schema,
+        kind="ref",
+        required=required,
+        mutable=mutable,
+        filterable=True,
+        references=name,
+        writable=writable,
+    )
+
+
+PRODUCT = Resource(
+    "product",
+    "products",
+    "prd",
+    (
+        Field("code", CODE_SCHEMA, required=True, mutable=False, filterable=True),
+        Field("name", NAME_SCHEMA, required=True),
+        Field("description", _nullable({"type": "string", "maxLength": 2000})),
+    ),
+    unique=(("code",),),
+    referenced_by=(("features", "product_id"), ("releases", "product_id"), ("policies", "product_id"), ("licenses", "product_id")),
+    description="A product the vendor licenses, with its feature catalog and releases.",
+)
+
+FEATURE = Resource(
+    "feature",
+    "features",
+    "fea",
+    (
+        _ref("product", "prd"),
+        Field("code", CODE_SCHEMA, required=True, mutable=False, filterable=True),
+        Field("name", NAME_SCHEMA, required=True),
+        Field("metered", {"type": "boolean"}, kind="bool", default=False),
+        Field("unit", _nullable({"type": "string", "minLength": 1, "maxLength": 32})),
+    ),
+    unique=(("product_id", "code"),),
+    description="A feature of a product that policies and licenses entitle.",
+)
+
+RELEASE = Resource(
+    "release",
+    "releases",
+    "rel",
+    (
+        _ref("product", "prd"),
+        Field("version", {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"}, required=True, mutable=False, filterable=True),
+        Field("channel", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, default="stable", filterable=True),
+        Field("released_at", TIME_SCHEMA, kind="time", default=lambda: format_time(now_us())),
+        Field("required_features", {"type": "array", "items": CODE_SCHEMA, "maxItems": 256, "uniqueItems": True}, kind="json", default=list),
+    ),
+    unique=(("product_id", "channel", "version"),),
+    description="A released version of a product on a channel, and the features it requires.",
+)
+
+DURATION_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "kind": {"enum": ["perpetual", "subscription", "trial"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 36500},
+    },
+    "required": ["kind"],
+    "additionalProperties": False,
+}
+
+POLICY = Resource(
+    "policy",
+    "policies",
+    "pol",
+    (
+        _ref("product", "prd"),
+        Field("name", NAME_SCHEMA, required=True),
+        Field("backend", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, required=True, mutable=False, filterable=True),
+        Field("seats", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, kind="int", default=1),
+        Field("duration", DURATION_SCHEMA, kind="json", default=lambda: {"kind": "perpetual"}),
+        Field("maintenance_days", _nullable({"type": "integer", "minimum": 0, "maximum": 36500}), kind="int"),
+        Field(
+            "features",
+            {
+                "type": "array",
+                "maxItems": 256,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "code": CODE_SCHEMA,
+                        "quantity": _nullable({"type": "integer", "minimum": 1, "maximum": 1_000_000_000}),
+                    },
+                    "required": ["code"],
+                    "additionalProperties": False,
+                },
+            },
+            kind="json",
+            default=list,
+        ),
+        Field("options", {"type": "object", "maxProperties": 64}, kind="json", default=dict),
+    ),
+    referenced_by=(("licenses", "policy_id"),),
+    description="License Central's template: backend, seats, duration, maintenance and features of licenses.",
+)
+
+CUSTOMER = Resource(
+    "customer",
+    "customers",
+    "cus",
+    (
+        Field("email", {"type": "string", "pattern": r"^[^@\s]{1,64}@[^@\s]{1,189}$"}, required=True, filterable=True),
+        Field("name", NAME_SCHEMA, required=True),
+        Field("external_ref", _nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
+    ),
+    unique=(("email",),),
+    referenced_by=(("licenses", "customer_id"),),
+    description="An end user or organisation that holds licenses and signs in to the portal.",
+)
+
+LICENSE_STATES = ("active", "suspended", "revoked")
+
+LICENSE = Resource(
+    "license",
+    "licenses",
+    "lic",
+    (
+        _ref("product", "prd", required=False, writable=False),
+        _ref("policy", "pol", mutable=False),
+        _ref("customer", "cus", required=False, mutable=True, nullable=True),
+        Field("state", {"enum": list(LICENSE_STATES)}, filterable=True, writable=False),
+        Field("key_hint", {"type": "string"}, writable=False),
+        Field("starts_at", TIME_SCHEMA, kind="time", mutable=False),
+        Field("expires_at", _nullable(TIME_SCHEMA), kind="time"),
+        Field("maintenance_until", _nullable(TIME_SCHEMA), kind="time"),
+        Field("overrides", {"type": "object", "maxProperties": 64}, kind="json", default=dict),
+        Field("order_ref", _nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
+    ),
+    deletable=False,
+    description="A license of a product under a policy, optionally held by a customer. Its key is shown once.",
+    actions=("suspend", "reinstate", "renew", "revoke"),
+)
+
+RESOURCES: dict[str, Resource] = {r.plural: r for r in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE)}
+BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES.values()}
+
+ROLES = ("admin", "developer", "support", "read-only", "product")

@@ -1,0 +1,172 @@
+"""The one storage interface: the gateway, License Central and every backend reach the database only here.
+
+Reads go through :class:`Store`; every change goes through a :class:`Transaction`, which writes the change,
+its event (hash-chained per tenant) and, for a request with an ``Idempotency-Key``, the answer to replay, all
+in one database transaction. Every method takes or is bound to a tenant: nothing here can read or write
+another tenant's rows.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from licensor.model import Resource
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """A mutating request that carried an ``Idempotency-Key``: the key and a hash of what was asked."""
+
+    key: str
+    request_hash: bytes
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The first answer to an idempotent request, replayed to every repeat of it."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    has_more: bool
+
+
+class Transaction(ABC):
+    """One write transaction of one tenant. Committed when its ``async with`` block ends without an error,
+    rolled back otherwise."""
+
+    tenant_id: str
+    replay: StoredResponse | None
+    """Set when the request is a repeat of an idempotent one: answer this and change nothing."""
+
+    @abstractmethod
+    async def get(self, resource: Resource, object_id: str, *, for_update: bool = False) -> Row | None:
+        """The tenant's object, read inside this transaction (locked against other writers if asked)."""
+
+    @abstractmethod
+    async def find(self, resource: Resource, **columns: Any) -> Row | None:
+        """The tenant's first object whose columns equal ``columns`` (used for uniqueness checks)."""
+
+    @abstractmethod
+    async def count_referencing(self, table: str, column: str, object_id: str) -> int:
+        """How many of the tenant's rows of ``table`` point at ``object_id`` through ``column``."""
+
+    @abstractmethod
+    async def insert(self, resource: Resource, row: Row) -> Row:
+        """Insert a row (``id``, ``created_at`` and ``updated_at`` included) and return it."""
+
+    @abstractmethod
+    async def update(self, resource: Resource, object_id: str, changes: Row) -> Row | None:
+        """Apply ``changes`` (and a new ``updated_at``); the updated row, or None if there is no such object."""
+
+    @abstractmethod
+    async def delete(self, resource: Resource, object_id: str) -> bool:
+        """Delete the object; False if there was none."""
+
+    @abstractmethod
+    async def append_event(
+        self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]
+    ) -> Row:
+        """Append an event to the tenant's hash chain, in this transaction."""
+
+    @abstractmethod
+    def remember(self, status: int, body: str) -> None:
+        """The answer to store for replay with the request's ``Idempotency-Key`` (if it had one)."""
+
+    # --- keys and tokens -------------------------------------------------------------------------------
+    @abstractmethod
+    async def insert_signing_key(self, kid: str, public_key: bytes, sealed_seed: bytes, created_at: int) -> None:
+        """Add the tenant's new active signing key, retiring the one that was active."""
+
+    @abstractmethod
+    async def insert_token(self, row: Row) -> None:
+        """Store an API token (its secret only as a hash)."""
+
+    @abstractmethod
+    async def revoke_token(self, token_id: str, revoked_at: int) -> Row | None:
+        """Mark the tenant's token revoked; the row, or None if there is no such token."""
+
+
+class Store(ABC):
+    """A database holding any number of tenants. Open it before use; close it at shutdown."""
+
+    url: str
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema to the newest migration."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`licensor.errors.StoreUnavailableError` unless the database answers."""
+
+    @abstractmethod
+    def transaction(
+        self, tenant_id: str, idempotency: IdempotentRequest | None = None
+    ) -> AbstractAsyncContextManager[Transaction]:
+        """A write transaction of ``tenant_id``. With ``idempotency``, repeats of the same key are serialised
+        and see the first answer as :attr:`Transaction.replay`; the same key with another request raises
+        :class:`licensor.errors.IdempotencyKeyReusedError`."""
+
+    # --- tenants ----------------------------------------------------------------------------------------
+    @abstractmethod
+    async def create_tenant(self, tenant_id: str, name: str, created_at: int) -> None:
+        """Create a tenant and the head of its event chain."""
+
+    @abstractmethod
+    async def get_tenant(self, tenant_id: str) -> Row | None: ...
+
+    @abstractmethod
+    async def list_tenants(self) -> list[Row]: ...
+
+    # --- License Central objects ------------------------------------------------------------------------
+    @abstractmethod
+    async def get(self, tenant_id: str, resource: Resource, object_id: str) -> Row | None: ...
+
+    @abstractmethod
+    async def list(
+        self, tenant_id: str, resource: Resource, filters: dict[str, Any], after: str | None, limit: int
+    ) -> Page:
+        """The tenant's objects in id (creation) order after the id ``after``, at most ``limit`` of them."""
+
+    @abstractmethod
+    async def find_license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Row | None: ...
+
+    # --- keys and tokens --------------------------------------------------------------------------------
+    @abstractmethod
+    async def list_signing_keys(self, tenant_id: str) -> list[Row]:
+        """The tenant's signing keys, newest first (the active one and the retired ones still published)."""
+
+    @abstractmethod
+    async def get_token(self, token_id: str) -> Row | None:
+        """A token by its id, whatever its tenant: authentication learns the tenant from it."""
+
+    @abstractmethod
+    async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page: ...
+
+    # --- events -----------------------------------------------------------------------------------------
+    @abstractmethod
+    async def list_events(
+        self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int
+    ) -> Page: ...
+
+    @abstractmethod
+    def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:
+        """Every event of the tenant in chain order (for verifying the chain)."""
+
+    @abstractmethod
+    async def event_chain_head(self, tenant_id: str) -> Row | None:
+        """``last_seq`` and ``last_hash`` of the tenant's chain."""

@@ -1,0 +1,346 @@
+"""The :class:`Store` written once in portable SQL, over a small driver that each database provides.
+
+SQL here uses ``?`` placeholders; the PostgreSQL driver numbers them. Table and column names come only from
+:mod:`licensor.model`, never from a request.
+"""
+
+from __future__ import annotations
+
+import hmac
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from licensor.errors import ConflictError, IdempotencyKeyReusedError
+from licensor.model import Resource, canonical_json, new_id, now_us
+from licensor.store.base import IdempotentRequest, Page, Row, Store, StoredResponse, Transaction
+from licensor.store.chain import GENESIS_HASH, event_hash
+
+
+class IntegrityViolation(Exception):
+    """A constraint of the database refused a write (raised by drivers, turned into ConflictError here)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind  # "unique" or "foreign_key"
+
+
+class Connection(ABC):
+    @abstractmethod
+    async def fetch_all(self, sql: str, *args: Any) -> list[Row]: ...
+
+    @abstractmethod
+    async def execute(self, sql: str, *args: Any) -> None: ...
+
+    async def fetch_one(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch_all(sql, *args)
+        return rows[0] if rows else None
+
+
+class SqlStore(Store):
+    """Everything a store does, in SQL; subclasses open connections and transactions."""
+
+    dialect: str
+    blob_type: str
+
+    @abstractmethod
+    def _read(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for reads of committed data."""
+
+    @abstractmethod
+    def _write(self, lock_key: str | None) -> AbstractAsyncContextManager[Connection]:
+        """A write transaction; with ``lock_key``, serialised against every other holding the same key."""
+
+    # --- migrations -------------------------------------------------------------------------------------
+    @staticmethod
+    def migrations() -> list[tuple[int, str]]:
+        """(version, SQL) of every migration file, in order."""
+        found = []
+        for entry in resources.files("licensor.store.migrations").iterdir():
+            if entry.name.endswith(".sql"):
+                found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+        return sorted(found)
+
+    async def _migrate(self, conn: Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        done = {row["version"] for row in await conn.fetch_all("SELECT version FROM schema_migrations")}
+        for version, sql in self.migrations():
+            if version not in done:
+                await self._execute_script(conn, sql.replace("{blob}", self.blob_type))
+                await conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", version, now_us())
+
+    @abstractmethod
+    async def _execute_script(self, conn: Connection, sql: str) -> None: ...
+
+    # --- transactions -----------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def transaction(self, tenant_id: str, idempotency: IdempotentRequest | None = None) -> AsyncIterator[Transaction]:
+        # A space separates (tenant ids have none); not NUL, which PostgreSQL text cannot hold.
+        lock_key = f"{tenant_id} {idempotency.key}" if idempotency else None
+        async with self._write(lock_key) as conn:
+            tx = SqlTransaction(self, conn, tenant_id)
+            if idempotency is not None:
+                earlier = await conn.fetch_one(
+                    "SELECT request_hash, status, body FROM idempotency_keys WHERE tenant_id = ? AND key = ?",
+                    tenant_id,
+                    idempotency.key,
+                )
+                if earlier is not None:
+                    if not hmac.compare_digest(bytes(earlier["request_hash"]), idempotency.request_hash):
+                        raise IdempotencyKeyReusedError("this Idempotency-Key was used with another request")
+                    tx.replay = StoredResponse(earlier["status"], earlier["body"])
+            yield tx
+            if idempotency is not None and tx.replay is None and tx.answer is not None:
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    tenant_id,
+                    idempotency.key,
+                    idempotency.request_hash,
+                    tx.answer.status,
+                    tx.answer.body,
+                    now_us(),
+                )
+
+    # --- tenants ----------------------------------------------------------------------------------------
+    async def create_tenant(self, tenant_id: str, name: str, created_at: int) -> None:
+        async with self._write(None) as conn:
+            await conn.execute("INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)", tenant_id, name, created_at)
+            await conn.execute(
+                "INSERT INTO event_chain (tenant_id, last_seq, last_hash) VALUES (?, 0, ?)", tenant_id, GENESIS_HASH
+            )
+
+    async def get_tenant(self, tenant_id: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one("SELECT id, name, created_at FROM tenants WHERE id = ?", tenant_id)
+
+    async def list_tenants(self) -> list[Row]:
+        async with self._read() as conn:
+            return await conn.fetch_all("SELECT id, name, created_at FROM tenants ORDER BY id")
+
+    # --- objects ----------------------------------------------------------------------------------------
+    async def get(self, tenant_id: str, resource: Resource, object_id: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one(f"SELECT * FROM {resource.table} WHERE tenant_id = ? AND id = ?", tenant_id, object_id)
+
+    async def list(self, tenant_id: str, resource: Resource, filters: dict[str, Any], after: str | None, limit: int) -> Page:
+        allowed = {f.name for f in resource.filters}
+        clauses, args = ["tenant_id = ?"], [tenant_id]
+        for column, value in filters.items():
+            if column not in allowed:
+                raise KeyError(column)  # the API validates filters first; this guards the SQL
+            clauses.append(f"{column} = ?")
+            args.append(value)
+        if after is not None:
+            clauses.append("id > ?")
+            args.append(after)
+        sql = f"SELECT * FROM {resource.table} WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+        async with self._read() as conn:
+            rows = await conn.fetch_all(sql, *args, limit + 1)
+        return Page(rows[:limit], len(rows) > limit)
+
+    async def find_license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Row | None:
+        async with self._read() as conn:
+            row = await conn.fetch_one("SELECT * FROM licenses WHERE tenant_id = ? AND key_hash = ?", tenant_id, key_hash)
+        # The index found the row; compare the hash in constant time all the same.
+        if row is not None and hmac.compare_digest(bytes(row["key_hash"]), key_hash):
+            return row
+        return None
+
+    # --- keys and tokens --------------------------------------------------------------------------------
+    async def list_signing_keys(self, tenant_id: str) -> list[Row]:
+        async with self._read() as conn:
+            return await conn.fetch_all(
+                "SELECT kid, public_key, sealed_seed, state, created_at, retired_at FROM signing_keys"
+                " WHERE tenant_id = ? ORDER BY created_at DESC, kid DESC",
+                tenant_id,
+            )
+
+    async def get_token(self, token_id: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one("SELECT * FROM api_tokens WHERE id = ?", token_id)
+
+    async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page:
+        clauses, args = ["tenant_id = ?"], [tenant_id]
+        if after is not None:
+            clauses.append("id > ?")
+            args.append(after)
+        async with self._read() as conn:
+            rows = await conn.fetch_all(
+                f"SELECT * FROM api_tokens WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?", *args, limit + 1
+            )
+        return Page(rows[:limit], len(rows) > limit)
+
+    # --- events -----------------------------------------------------------------------------------------
+    async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page:
+        clauses, args = ["tenant_id = ?"], [tenant_id]
+        for column in ("type", "subject_id", "subject_type"):
+            if filters.get(column) is not None:
+                clauses.append(f"{column} = ?")
+                args.append(filters[column])
+        if after_seq is not None:
+            clauses.append("seq > ?")
+            args.append(after_seq)
+        async with self._read() as conn:
+            rows = await conn.fetch_all(
+                f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?", *args, limit + 1
+            )
+        return Page(rows[:limit], len(rows) > limit)
+
+    async def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:  # type: ignore[override]
+        after = 0
+        while True:
+            async with self._read() as conn:
+                rows = await conn.fetch_all(
+                    "SELECT * FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT 500", tenant_id, after
+                )
+            for row in rows:
+                yield row
+            if len(rows) < 500:
+                return
+            after = rows[-1]["seq"]
+
+    async def event_chain_head(self, tenant_id: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one("SELECT last_seq, last_hash FROM event_chain WHERE tenant_id = ?", tenant_id)
+
+
+class SqlTransaction(Transaction):
+    def __init__(self, store: SqlStore, conn: Connection, tenant_id: str) -> None:
+        self.store = store
+        self.conn = conn
+        self.tenant_id = tenant_id
+        self.replay: StoredResponse | None = None
+        self.answer: StoredResponse | None = None
+
+    def remember(self, status: int, body: str) -> None:
+        self.answer = StoredResponse(status, body)
+
+    async def get(self, resource: Resource, object_id: str, *, for_update: bool = False) -> Row | None:
+        lock = " FOR UPDATE" if for_update and self.store.dialect == "postgresql" else ""
+        return await self.conn.fetch_one(
+            f"SELECT * FROM {resource.table} WHERE tenant_id = ? AND id = ?{lock}", self.tenant_id, object_id
+        )
+
+    async def find(self, resource: Resource, **columns: Any) -> Row | None:
+        clauses = " AND ".join(f"{resource.field(c).name} = ?" for c in columns)
+        return await self.conn.fetch_one(
+            f"SELECT * FROM {resource.table} WHERE tenant_id = ? AND {clauses} LIMIT 1", self.tenant_id, *columns.values()
+        )
+
+    async def count_referencing(self, table: str, column: str, object_id: str) -> int:
+        row = await self.conn.fetch_one(
+            f"SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = ? AND {column} = ?", self.tenant_id, object_id
+        )
+        return int(row["n"]) if row else 0
+
+    async def _write(self, sql: str, *args: Any) -> None:
+        try:
+            await self.conn.execute(sql, *args)
+        except IntegrityViolation as violation:
+            if violation.kind == "unique":
+                raise ConflictError("an object with these values exists already", code="ALREADY_EXISTS") from None
+            raise ConflictError("the object is referenced by others or references a missing one", code="RESOURCE_IN_USE") from None
+
+    async def insert(self, resource: Resource, row: Row) -> Row:
+        full = {"tenant_id": self.tenant_id, **row}
+        columns = ", ".join(full)
+        await self._write(
+            f"INSERT INTO {resource.table} ({columns}) VALUES ({', '.join('?' for _ in full)})", *full.values()
+        )
+        return full
+
+    async def update(self, resource: Resource, object_id: str, changes: Row) -> Row | None:
+        changes = {**changes, "updated_at": now_us()}
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        await self._write(
+            f"UPDATE {resource.table} SET {assignments} WHERE tenant_id = ? AND id = ?",
+            *changes.values(),
+            self.tenant_id,
+            object_id,
+        )
+        return await self.get(resource, object_id)
+
+    async def delete(self, resource: Resource, object_id: str) -> bool:
+        if await self.get(resource, object_id) is None:
+            return False
+        await self._write(f"DELETE FROM {resource.table} WHERE tenant_id = ? AND id = ?", self.tenant_id, object_id)
+        return True
+
+    async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
+        # The UPDATE takes the chain head's row lock: appends of one tenant are serialised until commit.
+        head = await self.conn.fetch_one(
+            "UPDATE event_chain SET last_seq = last_seq + 1 WHERE tenant_id = ? RETURNING last_seq, last_hash",
+            self.tenant_id,
+        )
+        if head is None:
+            raise LookupError(f"tenant {self.tenant_id} has no event chain")
+        event = {
+            "tenant_id": self.tenant_id,
+            "seq": head["last_seq"],
+            "id": new_id("evt"),
+            "type": event_type,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "actor": actor,
+            "data": canonical_json(data),
+            "created_at": now_us(),
+            "prev_hash": bytes(head["last_hash"]),
+        }
+        event["hash"] = event_hash(event)
+        await self.conn.execute(
+            "INSERT INTO events (tenant_id, seq, id, type, subject_type, subject_id, actor, data, created_at, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            *event.values(),
+        )
+        await self.conn.execute("UPDATE event_chain SET last_hash = ? WHERE tenant_id = ?", event["hash"], self.tenant_id)
+        return event
+
+    async def insert_signing_key(self, kid: str, public_key: bytes, sealed_seed: bytes, created_at: int) -> None:
+        await self.conn.execute(
+            "UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE tenant_id = ? AND state = 'active'",
+            created_at,
+            self.tenant_id,
+        )
+        await self._write(
+            "INSERT INTO signing_keys (tenant_id, kid, public_key, sealed_seed, state, created_at) VALUES (?, ?, ?, ?, 'active', ?)",
+            self.tenant_id,
+            kid,
+            public_key,
+            sealed_seed,
+            created_at,
+        )
+
+    async def insert_token(self, row: Row) -> None:
+        full = {"tenant_id": self.tenant_id, **row}
+        await self._write(
+            f"INSERT INTO api_tokens ({', '.join(full)}) VALUES ({', '.join('?' for _ in full)})", *full.values()
+        )
+
+    async def revoke_token(self, token_id: str, revoked_at: int) -> Row | None:
+        await self.conn.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL",
+            revoked_at,
+            self.tenant_id,
+            token_id,
+        )
+        return await self.conn.fetch_one("SELECT * FROM api_tokens WHERE tenant_id = ? AND id = ?", self.tenant_id, token_id)
+
+
+def placeholders_to_numbered(sql: str) -> str:
+    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (the SQL here has no ``?`` inside literals)."""
+    parts = sql.split("?")
+    numbered = [parts[0]]
+    for index, part in enumerate(parts[1:], start=1):
+        numbered.append(f"${index}{part}")
+    return "".join(numbered)
+
+
+def strip_comments(sql: str) -> str:
+    """The SQL of a migration file without its ``--`` comment lines."""
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def rows_as_dicts(rows: Sequence[Any]) -> list[Row]:
+    return [dict(row) for row in rows]

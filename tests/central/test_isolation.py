@@ -1,0 +1,292 @@
+"""Tenant isolation and roles, walked over every admin operation the OpenAPI document declares.
+
+Tenant A owns one of everything. Every ``/v1/admin/`` operation of ``/openapi.json`` is called with a concrete,
+valid request built from the table ``WALK`` (keyed by operationId): with tenant B's admin token, A's read-only
+token, a revoked token, no token, and tokens of roles the operation does not allow. None of them may read or
+change anything of A's. Finally A's own admin token runs every request, proving that each one was valid (so a
+refusal above means isolation, not a malformed request) and that every answer matches its documented schema.
+
+A route missing from ``WALK`` fails the walk: add it to the table, with what tenant B must get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+import pytest
+
+from .conftest import Answer, Gateway, Tenant
+
+# What tenant B's admin token gets when it sends the request built for tenant A.
+NOT_FOUND = "404: the object is A's"
+REFERENCE = "422 REFERENCE_NOT_FOUND: the body names A's objects"
+CREATED = "2xx: created in B"
+OWN = "2xx: B's own data only"
+
+Objects = dict[str, Any]
+Body = Callable[[Objects], dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class Step:
+    target: str | None  # the key in A's objects whose id fills {id}
+    body: Body
+    for_b: str
+
+
+WALK: dict[str, Step] = {
+    # products
+    "create_product": Step(None, lambda o: {"code": "walk", "name": "Walk"}, CREATED),
+    "list_products": Step(None, None, OWN),
+    "get_product": Step("product", None, NOT_FOUND),
+    "update_product": Step("product", lambda o: {"name": "Renamed"}, NOT_FOUND),
+    "delete_product": Step("spare_product", None, NOT_FOUND),
+    # features
+    "create_feature": Step(None, lambda o: {"product_id": o["product"]["id"], "code": "walk", "name": "Walk"}, REFERENCE),
+    "list_features": Step(None, None, OWN),
+    "get_feature": Step("feature", None, NOT_FOUND),
+    "update_feature": Step("feature", lambda o: {"name": "Renamed", "metered": True}, NOT_FOUND),
+    "delete_feature": Step("spare_feature", None, NOT_FOUND),
+    # releases
+    "create_release": Step(None, lambda o: {"product_id": o["product"]["id"], "version": "9.9", "required_features": ["export"]}, REFERENCE),
+    "list_releases": Step(None, None, OWN),
+    "get_release": Step("release", None, NOT_FOUND),
+    "update_release": Step("release", lambda o: {"channel": "beta"}, NOT_FOUND),
+    "delete_release": Step("spare_release", None, NOT_FOUND),
+    # policies
+    "create_policy": Step(None, lambda o: {"product_id": o["product"]["id"], "name": "Walk", "backend": "cloud"}, REFERENCE),
+    "list_policies": Step(None, None, OWN),
+    "get_policy": Step("policy", None, NOT_FOUND),
+    "update_policy": Step("policy", lambda o: {"seats": 9}, NOT_FOUND),
+    "delete_policy": Step("spare_policy", None, NOT_FOUND),
+    # customers
+    "create_customer": Step(None, lambda o: {"email": "walk@example.com", "name": "Walk"}, CREATED),
+    "list_customers": Step(None, None, OWN),
+    "get_customer": Step("customer", None, NOT_FOUND),
+    "update_customer": Step("customer", lambda o: {"name": "Renamed"}, NOT_FOUND),
+    "delete_customer": Step("spare_customer", None, NOT_FOUND),
+    # licenses
+    "create_license": Step(None, lambda o: {"policy_id": o["policy"]["id"], "customer_id": o["customer"]["id"]}, REFERENCE),
+    "list_licenses": Step(None, None, OWN),
+    "get_license": Step("license", None, NOT_FOUND),
+    "update_license": Step("license", lambda o: {"order_ref": "walk", "customer_id": None}, NOT_FOUND),
+    "lookup_license": Step(None, lambda o: {"key": o["license"]["key"]}, NOT_FOUND),
+    "suspend_license": Step("license_to_suspend", lambda o: {"reason": "walk"}, NOT_FOUND),
+    "reinstate_license": Step("suspended_license", lambda o: {}, NOT_FOUND),
+    "revoke_license": Step("license_to_revoke", lambda o: {"reason": "walk"}, NOT_FOUND),
+    "renew_license": Step("license_to_renew", lambda o: {}, NOT_FOUND),
+    # tokens
+    "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
+    "list_tokens": Step(None, None, OWN),
+    "get_token": Step("developer_token", None, NOT_FOUND),
+    "revoke_token": Step("spare_token", None, NOT_FOUND),
+    # keys, events, tenant
+    "list_keys": Step(None, None, OWN),
+    "rotate_keys": Step(None, None, OWN),
+    "list_events": Step(None, None, OWN),
+    "verify_events": Step(None, None, OWN),
+    "get_tenant": Step(None, None, OWN),
+}
+
+# Query filters that name an object, and the object of A's they are given in B's lists.
+FILTER_TARGETS = {"product_id": "product", "policy_id": "policy", "customer_id": "customer", "subject_id": "license"}
+
+
+@dataclass(frozen=True)
+class AdminOperation:
+    operation_id: str
+    method: str
+    path: str
+    roles: frozenset[str]
+    mutating: bool
+    success: str
+    document: dict[str, Any]
+
+    def request(self, objects: Objects) -> tuple[str, dict[str, Any] | None]:
+        step = WALK[self.operation_id]
+        path = self.path
+        if "{id}" in path:
+            assert step.target is not None, f"{self.operation_id} needs an object for {{id}}"
+            path = path.replace("{id}", objects[step.target]["id"])
+        else:
+            assert step.target is None, self.operation_id
+        body = step.body(objects) if step.body is not None else None
+        assert (body is not None) == ("requestBody" in self.document), f"{self.operation_id}: the table's body does not fit the document"
+        return path, body
+
+
+def admin_operations(document: dict[str, Any]) -> list[AdminOperation]:
+    found = []
+    for path, methods in document["paths"].items():
+        if not path.startswith("/v1/admin/"):
+            continue
+        for method, operation in methods.items():
+            headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+            success = [status for status in operation["responses"] if status.startswith("2")]
+            assert len(success) == 1, operation["operationId"]
+            found.append(AdminOperation(operation["operationId"], method.upper(), path, frozenset(operation.get("x-roles", ())),
+                                        "Idempotency-Key" in headers, success[0], operation))
+    return found
+
+
+# --- tenant A's world ------------------------------------------------------------------------------------
+async def build_world(tenant: Tenant) -> Objects:
+    """One of everything for tenant A (and spares for the operations that delete or change state)."""
+    o: Objects = {}
+    o["product"] = await tenant.product("studio", description="A's product")
+    o["feature"] = await tenant.feature(o["product"]["id"], "export")
+    o["release"] = await tenant.ok("POST", "/v1/admin/releases", 201, json={"product_id": o["product"]["id"], "version": "1.0"})
+    o["policy"] = await tenant.policy(o["product"]["id"], duration={"kind": "subscription", "days": 30}, features=[{"code": "export"}])
+    o["customer"] = await tenant.customer("ada@example.com")
+    o["license"] = await tenant.license(o["policy"]["id"], customer_id=o["customer"]["id"])
+    o["spare_product"] = await tenant.product("spare")
+    o["spare_feature"] = await tenant.feature(o["product"]["id"], "spare")
+    o["spare_release"] = await tenant.ok("POST", "/v1/admin/releases", 201, json={"product_id": o["product"]["id"], "version": "0.9"})
+    o["spare_policy"] = await tenant.policy(o["product"]["id"], name="Spare")
+    o["spare_customer"] = await tenant.customer("spare@example.com")
+    for name in ("license_to_suspend", "suspended_license", "license_to_revoke", "license_to_renew"):
+        o[name] = await tenant.license(o["policy"]["id"])
+    await tenant.ok("POST", f"/v1/admin/licenses/{o['suspended_license']['id']}/suspend", json={})
+    for name, role in (("developer_token", "developer"), ("spare_token", "support")):
+        token = await tenant.token(role)
+        o[name] = {"id": token.split(".")[0], "token": token}
+    return o
+
+
+async def snapshot(tenant: Tenant) -> dict[str, Any]:
+    """Everything tenant A's admin can see."""
+    seen: dict[str, Any] = {}
+    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
+        seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
+    seen["keys"] = await tenant.ok("GET", "/v1/admin/keys")
+    seen["tenant"] = await tenant.ok("GET", "/v1/admin/tenant")
+    seen["chain"] = await tenant.ok("GET", "/v1/admin/events/verify")
+    return seen
+
+
+def secrets_of(tenant: Tenant, seen: dict[str, Any], objects: Objects) -> set[str]:
+    """Strings of tenant A that no answer to tenant B may contain."""
+    found = {tenant.id, tenant.admin_token.split(".")[0], objects["license"]["key"]}
+    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
+        found |= {item["id"] for item in seen[plural]}
+    found |= {key["kid"] for key in seen["keys"]["data"]} | {key["public_key"] for key in seen["keys"]["data"]}
+    found |= {event["hash"] for event in seen["events"]}
+    return found
+
+
+async def send(gateway: Gateway, op: AdminOperation, objects: Objects, token: str | None, **kwargs: Any) -> Answer:
+    path, body = op.request(objects)
+    return await gateway.call(op.method, path, token=token, json=body, **kwargs)
+
+
+# --- the walk ------------------------------------------------------------------------------------------
+async def test_the_walk_covers_every_admin_operation_of_the_document(tenant: Tenant) -> None:
+    document = await tenant.ok("GET", "/openapi.json", token=None)
+    declared = {op.operation_id for op in admin_operations(document)}
+    assert set(WALK) == declared, (
+        f"admin operations missing from the isolation walk: {sorted(declared - set(WALK))}; "
+        f"in the walk but not in the document: {sorted(set(WALK) - declared)}"
+    )
+    assert len(declared) == len(admin_operations(document)), "operationIds are unique"
+
+
+async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(gateway: Gateway) -> None:
+    a = await gateway.tenant("Vendor A")
+    b = await gateway.tenant("Vendor B")
+    document = await a.ok("GET", "/openapi.json", token=None)
+    operations = admin_operations(document)
+    assert {op.operation_id for op in operations} == set(WALK), "every admin operation is in the walk (see the test above)"
+    objects = await build_world(a)
+    a_tokens = await a.tokens()
+    revoked = await a.token("admin", name="to be revoked")
+    await a.ok("DELETE", f"/v1/admin/tokens/{revoked.split('.')[0]}")
+    product_token = await a.token("product", product_id=objects["product"]["id"])
+    before = await snapshot(a)
+    a_secrets = secrets_of(a, before, objects)
+    # B has objects of its own, so B's lists are not trivially empty.
+    b_product = await b.product("studio")
+    b_customer = await b.customer("ada@example.com")
+
+    # 1. Tenant B's admin token.
+    b_created: list[tuple[str, dict[str, Any]]] = []
+    for op in operations:
+        step = WALK[op.operation_id]
+        answer = await send(gateway, op, objects, b.admin_token)
+        leaked = [secret for secret in a_secrets if secret in answer.text]
+        assert not leaked, f"{op.operation_id}: tenant B's answer holds tenant A's {leaked}"
+        if step.for_b == NOT_FOUND:
+            assert answer.status == 404, f"{op.operation_id}: {answer.status} {answer.text}"
+        elif step.for_b == REFERENCE:
+            assert (answer.status, answer.code) == (422, "REFERENCE_NOT_FOUND"), f"{op.operation_id}: {answer.text}"
+        else:
+            assert str(answer.status) == op.success, f"{op.operation_id}: {answer.status} {answer.text}"
+            if step.for_b == CREATED:
+                b_created.append((op.operation_id, answer.body))
+        if op.operation_id.startswith("list_"):
+            for param in op.document["parameters"]:
+                if param["name"] in FILTER_TARGETS:
+                    filtered = await gateway.call("GET", op.path, token=b.admin_token,
+                                                  params={param["name"]: objects[FILTER_TARGETS[param["name"]]]["id"]})
+                    assert (filtered.status, filtered.body["data"]) == (200, []), f"{op.operation_id}?{param['name']}"
+    assert {name for name, _ in b_created} == {"create_product", "create_customer", "create_token"}
+    for name, created in b_created:
+        if name == "create_token":  # the new token is B's
+            assert (await gateway.call("GET", "/v1/admin/tenant", token=created["token"])).body["id"] == b.id
+        else:
+            plural = {"create_product": "products", "create_customer": "customers"}[name]
+            assert (await b.ok("GET", f"/v1/admin/{plural}/{created['id']}")) == created
+            assert (await a.call("GET", f"/v1/admin/{plural}/{created['id']}")).status == 404
+    assert {p["id"] for p in await b.list_all("/v1/admin/products")} == {b_product["id"], dict(b_created)["create_product"]["id"]}
+    assert (await b.ok("GET", f"/v1/admin/customers/{b_customer['id']}")) == b_customer
+    assert (await b.ok("GET", "/v1/admin/events/verify"))["valid"] is True
+
+    # 2. A's own read-only token: reads succeed, changes are forbidden. 3. A revoked token, no token.
+    for op in operations:
+        assert not (op.mutating and "read-only" in op.roles), f"{op.operation_id}: the read-only role may change data"
+        answer = await send(gateway, op, objects, a_tokens["read-only"])
+        if op.mutating or "read-only" not in op.roles:
+            assert (answer.status, answer.code) == (403, "FORBIDDEN"), f"{op.operation_id}: {answer.status} {answer.text}"
+        else:
+            assert str(answer.status) == op.success, f"{op.operation_id}: {answer.status} {answer.text}"
+        answer = await send(gateway, op, objects, revoked)
+        assert (answer.status, answer.code) == (401, "TOKEN_REVOKED"), op.operation_id
+        answer = await send(gateway, op, objects, None)
+        assert (answer.status, answer.code) == (401, "UNAUTHENTICATED"), op.operation_id
+        # 4. Every role the operation does not list is refused before anything happens.
+        for role, token in (("developer", a_tokens["developer"]), ("support", a_tokens["support"]), ("product", product_token)):
+            if role not in op.roles:
+                answer = await send(gateway, op, objects, token)
+                assert (answer.status, answer.code) == (403, "FORBIDDEN"), f"{op.operation_id} as {role}: {answer.text}"
+
+    assert await snapshot(a) == before, "nothing of tenant A's changed"
+
+    # 5. A's admin runs every request: each was valid, and each answer matches the document.
+    for op in sorted(operations, key=lambda op: op.method == "DELETE"):
+        answer = await send(gateway, op, objects, a.admin_token)
+        assert str(answer.status) == op.success, f"{op.operation_id}: {answer.status} {answer.text}"
+        content = op.document["responses"][op.success].get("content", {}).get("application/json")
+        if content is not None:
+            jsonschema.validate(answer.body, content["schema"], cls=jsonschema.Draft202012Validator)
+    after = await snapshot(a)
+    assert len(after["events"]) > len(before["events"]) and after["chain"]["valid"] is True
+    # ... and none of that reached B.
+    assert {p["id"] for p in await b.list_all("/v1/admin/products")} == {b_product["id"], dict(b_created)["create_product"]["id"]}
+    b_events = await b.list_all("/v1/admin/events")
+    assert all(a.id not in str(event) for event in b_events)
+
+
+@pytest.mark.parametrize("role", ["developer", "support"])
+async def test_each_role_may_call_exactly_the_operations_the_document_lists_for_it(gateway: Gateway, role: str) -> None:
+    a = await gateway.tenant("Vendor A")
+    document = await a.ok("GET", "/openapi.json", token=None)
+    objects = await build_world(a)
+    token = await a.token(role)
+    for op in sorted(admin_operations(document), key=lambda op: op.method == "DELETE"):
+        answer = await send(gateway, op, objects, token)
+        if role in op.roles:
+            assert str(answer.status) == op.success, f"{op.operation_id} as {role}: {answer.status} {answer.text}"
+        else:
+            assert (answer.status, answer.code) == (403, "FORBIDDEN"), f"{op.operation_id} as {role}: {answer.text}"

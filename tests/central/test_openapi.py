@@ -1,0 +1,131 @@
+"""The OpenAPI document at /openapi.json and the page at /docs describe exactly the routes the gateway serves."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+from aiohttp import web
+
+from licensor.model import ROLES
+
+from .conftest import Gateway, Tenant
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+async def document_of(gateway: Gateway) -> dict[str, Any]:
+    answer = await gateway.call("GET", "/openapi.json")
+    assert answer.status == 200 and answer.headers["Content-Type"].startswith("application/json")
+    return answer.body  # type: ignore[no-any-return]
+
+
+def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for path, methods in document["paths"].items() for method, op in methods.items()]
+
+
+def served_routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path template) of every route of the aiohttp router (HEAD is aiohttp's automatic twin of GET)."""
+    routes = set()
+    for route in app.router.routes():
+        if route.method == "HEAD" or isinstance(route.resource, web.StaticResource):
+            continue
+        assert route.resource is not None
+        routes.add((route.method.lower(), route.resource.canonical))
+    return routes
+
+
+async def test_the_document_is_openapi_3_1(gateway: Gateway) -> None:
+    document = await document_of(gateway)
+    assert document["openapi"] == "3.1.0"
+    assert document["info"]["title"] == "licensor" and document["info"]["version"]
+    assert document["components"]["securitySchemes"]["bearer"] == {
+        "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"]["bearer"]["description"]}
+    assert set(document["paths"]) and all(path.startswith("/") for path in document["paths"])
+
+
+async def test_every_served_route_is_documented_and_every_documented_route_is_served(gateway: Gateway) -> None:
+    document = await document_of(gateway)
+    documented = {(method, path) for path, method, _ in operations(document)}
+    served = served_routes(gateway.app)
+    assert served - documented == set(), "routes the document does not describe"
+    assert documented - served == set(), "documented routes the gateway does not serve"
+    assert all(method in METHODS for method, _ in documented)
+
+
+async def test_every_operation_has_a_unique_id_a_summary_and_its_responses(gateway: Gateway) -> None:
+    document = await document_of(gateway)
+    ids = [op["operationId"] for _, _, op in operations(document)]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z][a-z_]*", i) for i in ids)
+    for path, method, op in operations(document):
+        name = op["operationId"]
+        assert op["summary"] and op["tags"], name
+        responses = op["responses"]
+        assert any(status.startswith("2") for status in responses), name
+        templated = set(re.findall(r"{(\w+)}", path))
+        assert {p["name"] for p in op["parameters"] if p["in"] == "path"} == templated, name
+        if templated:
+            assert "404" in responses, name
+        if op["security"]:
+            assert op["security"] == [{"bearer": []}], name
+            assert {"401", "403"} <= set(responses), f"{name} is authenticated but does not document 401 and 403"
+            assert op["x-roles"] and set(op["x-roles"]) <= set(ROLES), name
+        else:
+            assert "401" not in responses and "x-roles" not in op, name
+        if "requestBody" in op:
+            assert {"400", "413", "422"} <= set(responses), name
+        if any(p["in"] == "query" for p in op["parameters"]):
+            assert "400" in responses, name
+        for status, response in responses.items():
+            assert response["description"], (name, status)
+            if int(status) >= 400:
+                assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}, (name, status)
+        changes = any(p["name"] == "Idempotency-Key" for p in op["parameters"] if p["in"] == "header")
+        assert not (changes and method == "get"), f"{name}: a GET changes state"
+
+
+async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
+    document = await document_of(gateway)
+    admin = [(path, method, op) for path, method, op in operations(document) if path.startswith("/v1/admin/")]
+    assert len(admin) > 40
+    for path, method, op in admin:
+        assert op["security"] == [{"bearer": []}], f"{method.upper()} {path}"
+        answer = await gateway.call(method.upper(), path.replace("{id}", "x"))
+        assert (answer.status, answer.code) == (401, "UNAUTHENTICATED"), f"{method.upper()} {path}"
+    public = {op["operationId"] for path, _, op in operations(document) if not op["security"]}
+    assert public == {"healthz", "readyz", "openapi", "published_keys", "docs"}
+
+
+async def test_every_schema_in_the_document_is_valid_json_schema(gateway: Gateway) -> None:
+    document = await document_of(gateway)
+    jsonschema.Draft202012Validator.check_schema(document["components"]["schemas"]["Error"])
+    for _, _, op in operations(document):
+        schemas = [p["schema"] for p in op["parameters"]]
+        if "requestBody" in op:
+            schemas.append(op["requestBody"]["content"]["application/json"]["schema"])
+        for response in op["responses"].values():
+            schemas.extend(content["schema"] for content in response.get("content", {}).values())
+        for schema in schemas:
+            jsonschema.Draft202012Validator.check_schema(schema)
+
+
+async def test_the_docs_page_is_html_listing_every_operation(tenant: Tenant) -> None:
+    gateway = tenant.gateway
+    document = await document_of(gateway)
+    async with gateway.client.get("/docs") as response:
+        assert response.status == 200 and response.content_type == "text/html"
+        page = await response.text()
+    assert page.startswith("<!doctype html>") and "<script" not in page
+    for path, method, op in operations(document):
+        assert f"id='{op['operationId']}'" in page, op["operationId"]
+        assert f"{method.upper()} {path}" in page, op["operationId"]
+
+
+async def test_ops_routes_answer_without_a_token(gateway: Gateway) -> None:
+    assert (await gateway.call("GET", "/healthz")).body == {"status": "ok"}
+    assert (await gateway.call("GET", "/readyz")).body == {"status": "ready"}
+    answer = await gateway.call("GET", "/healthz")
+    assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-Id"])
+    echoed = await gateway.call("GET", "/healthz", headers={"X-Request-Id": "trace-42"})
+    assert echoed.headers["X-Request-Id"] == "trace-42"

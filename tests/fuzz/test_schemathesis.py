@@ -1,0 +1,274 @@
+"""Schemathesis against the real gateway: every operation of /openapi.json, zero 5xx, zero answers off the document.
+
+The gateway runs on a real aiohttp server on 127.0.0.1 (a free port; an event loop in a thread of its own)
+over a real store, with a tenant made by :func:`licensor.central.tenants.create_tenant`; every request carries
+that tenant's admin token as ``Authorization: Bearer``. Schemathesis loads /openapi.json from the server and
+runs its examples, coverage and fuzzing phases on every operation (positive and negative inputs, no deadline)
+with the checks not_a_server_error, response_schema_conformance, content_type_conformance and
+status_code_conformance; the test fails on any failure or error, and unless every operation was called.
+
+Seeded objects (products, features, releases, policies, customers, licenses, spare tokens) are mixed into the
+generated path ids, ``?tenant=`` and license keys, so operations reach existing objects as well as missing ones.
+
+Knobs (environment):
+
+* ``LICENSOR_FUZZ_EXAMPLES``: examples per operation in the fuzzing phase (200; ``make fuzz`` runs 1000).
+* ``LICENSOR_FUZZ_STORES``: comma-separated stores to fuzz. By default SQLite always, and PostgreSQL only when
+  the native core is loaded, so ``make test`` fuzzes PostgreSQL in its native pass and not again in its
+  pure-Python pass (the gateway's code paths do not depend on the core; the run is the expensive part).
+* ``LICENSOR_FUZZ_SEED``: the seed of a run to repeat (a failing run prints its seed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import pytest
+import requests
+import schemathesis
+from aiohttp import web
+from hypothesis import strategies as st
+from schemathesis.engine import Status, StopReason, events
+from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
+
+from licensor import _impl
+from licensor.central.tenants import create_tenant
+from licensor.gateway import keys as app_keys
+from licensor.gateway.app import create_app
+from licensor.gateway.settings import Settings
+
+EXAMPLES = int(os.environ.get("LICENSOR_FUZZ_EXAMPLES", "200"))
+_DEFAULT_STORES = "sqlite,postgresql" if _impl.IMPLEMENTATION == "rust" else "sqlite"
+STORES = tuple(os.environ.get("LICENSOR_FUZZ_STORES", _DEFAULT_STORES).split(","))
+SEED = int(os.environ["LICENSOR_FUZZ_SEED"]) if os.environ.get("LICENSOR_FUZZ_SEED") else None
+CHECKS = ("not_a_server_error", "response_schema_conformance", "content_type_conformance", "status_code_conformance")
+# Answers that show a request reached an existing object (not a 404, nor a refusal before the lookup).
+REACHED_AN_OBJECT = {200, 201, 409}
+
+
+class LiveGateway:
+    """The gateway on a real socket, served by an event loop in a thread of its own."""
+
+    def __init__(self, store_url: str, data_dir: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.settings = Settings(data_dir=data_dir, database_url=store_url, host="127.0.0.1", port=self.port,
+                                 public_url=self.url, master_key=os.urandom(32))
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
+        self.runner: web.AppRunner | None = None
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=120)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.app = create_app(self.settings)
+        self.run(self._start())
+
+    async def _start(self) -> None:
+        self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await self.runner.setup()  # opens the store (the app's cleanup context)
+        await web.SockSite(self.runner, self.sock).start()
+
+    def create_tenant(self, name: str) -> tuple[str, str]:
+        """A new tenant in the gateway's own store: (tenant id, admin token)."""
+        tenant = self.run(create_tenant(self.app[app_keys.STORE], self.app[app_keys.SECRETS], name))
+        return tenant.tenant_id, tenant.admin_token
+
+    def stop(self) -> None:
+        try:
+            if self.runner is not None:
+                self.run(self.runner.cleanup())
+        finally:
+            if self.thread.is_alive():
+                self.loop.call_soon_threadsafe(self.loop.stop)
+                self.thread.join(timeout=30)
+            self.loop.close()
+            self.sock.close()
+
+
+def _seed(url: str, token: str) -> tuple[dict[str, list[str]], list[str]]:
+    """Real objects of every kind, by id prefix, and the license keys. Some are in use and some are not, so
+    deletes and license actions meet both outcomes; the admin token the run uses is not among them."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = session.post(f"{url}{path}", json=body, timeout=30)
+        assert response.status_code in (200, 201), (path, response.status_code, response.text)
+        return response.json()  # type: ignore[no-any-return]
+
+    ids: dict[str, list[str]] = defaultdict(list)
+    keys: list[str] = []
+    for n in range(2):
+        product = post("/v1/admin/products", {"code": f"fuzz-{n}", "name": f"Fuzz product {n}"})
+        ids["prd"].append(product["id"])
+        for code in ("alpha", "beta"):
+            ids["fea"].append(post("/v1/admin/features", {"product_id": product["id"], "code": code, "name": code.title()})["id"])
+        ids["rel"].append(post("/v1/admin/releases", {"product_id": product["id"], "version": "1.0.0",
+                                                      "required_features": ["alpha"]})["id"])
+        subscription = post("/v1/admin/policies", {"product_id": product["id"], "name": "Yearly", "backend": "offline",
+                                                   "duration": {"kind": "subscription", "days": 365}, "maintenance_days": 365,
+                                                   "features": [{"code": "alpha"}, {"code": "beta", "quantity": 5}]})
+        perpetual = post("/v1/admin/policies", {"product_id": product["id"], "name": "Perpetual", "backend": "offline"})
+        ids["pol"] += [subscription["id"], perpetual["id"]]
+        ids["pol"].append(post("/v1/admin/policies", {"product_id": product["id"], "name": "Unused", "backend": "offline"})["id"])
+        customer = post("/v1/admin/customers", {"email": f"fuzz{n}@example.com", "name": f"Customer {n}"})
+        ids["cus"].append(customer["id"])
+        for policy in (subscription, perpetual):
+            license = post("/v1/admin/licenses", {"policy_id": policy["id"], "customer_id": customer["id"]})
+            ids["lic"].append(license["id"])
+            keys.append(license["key"])
+        suspended = post("/v1/admin/licenses", {"policy_id": subscription["id"]})
+        post(f"/v1/admin/licenses/{suspended['id']}/suspend", {"reason": "seeded suspended"})
+        ids["lic"].append(suspended["id"])
+        keys.append(suspended["key"])
+        ids["cus"].append(post("/v1/admin/customers", {"email": f"unused{n}@example.com", "name": f"Unused {n}"})["id"])
+        ids["tok"].append(post("/v1/admin/tokens", {"name": f"spare {n}", "role": "developer"})["id"])
+    ids["prd"].append(post("/v1/admin/products", {"code": "unused", "name": "Unused product"})["id"])
+    return dict(ids), keys
+
+
+@pytest.fixture(params=STORES)
+def gateway(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterator[LiveGateway]:
+    if request.param == "sqlite":
+        store_url = f"sqlite:///{os.path.join(tmp_path, 'licensor.db')}"
+    else:
+        store_url = str(request.getfixturevalue("postgres_url"))
+    live = LiveGateway(store_url, str(tmp_path))
+    try:
+        live.start()
+        yield live
+    finally:
+        live.stop()
+
+
+def _config(url: str, token: str) -> Any:
+    settings: dict[str, Any] = {
+        "base-url": url,
+        "headers": {"Authorization": f"Bearer {token}"},
+        "workers": 1,
+        "continue-on-failure": True,
+        "suppress-health-check": ["all"],
+        "generation": {"mode": "all", "max-examples": EXAMPLES, "database": "none"},
+        "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+        "phases": {
+            "examples": {"enabled": True},
+            "coverage": {"enabled": True},
+            # Ids seen in responses would make the id space finite: Hypothesis would stop some operations after
+            # a dozen examples. The seeded ids (hooks below) reach existing objects instead.
+            "fuzzing": {"enabled": True, "extra-data-sources": {"responses": False}},
+            "stateful": {"enabled": False},
+        },
+    }
+    if SEED is not None:
+        settings["seed"] = SEED
+    return schemathesis.Config.from_dict(settings)
+
+
+def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
+    tenant_id, token = gateway.create_tenant("schemathesis")
+    token_id = token.split(".")[0]
+    seeded, license_keys = _seed(gateway.url, token)
+    document = requests.get(f"{gateway.url}/openapi.json", timeout=30).json()
+    operation_ids = {f"{method.upper()} {path}": op["operationId"]
+                     for path, methods in document["paths"].items() for method, op in methods.items()}
+    with_id = {op["operationId"] for methods in document["paths"].values() for op in methods.values()
+               if any(p["in"] == "path" for p in op.get("parameters", []))}
+
+    config = _config(gateway.url, token)
+    schema = schemathesis.openapi.from_url(f"{gateway.url}/openapi.json", config=config)
+    # Schemathesis leaves out the operation that served the document unless a filter selects it: select all.
+    schema = schema.include(path_regex="^/")
+
+    @schema.hook("flatmap_path_parameters")
+    def existing_ids(context: Any, path_parameters: Any) -> Any:
+        # Half the time one of the seeded objects of the id's kind instead of a random (missing) id.
+        if not isinstance(path_parameters, dict) or "id" not in path_parameters:
+            return st.just(path_parameters)
+        pattern = next((p["schema"].get("pattern", "") for p in context.operation.definition.raw.get("parameters", [])
+                        if p.get("in") == "path" and p.get("name") == "id"), "")
+        known = seeded.get(pattern[1:4], [])  # the prefix of "^prd_[...]{26}$"
+        if not known:
+            return st.just(path_parameters)
+        return st.one_of(st.just(path_parameters), st.sampled_from(known).map(lambda i: {**path_parameters, "id": i}))
+
+    @schema.hook("flatmap_query")
+    def existing_tenant(context: Any, query: Any) -> Any:
+        # GET /v1/keys?tenant=: half the time the real tenant rather than a random (missing) one.
+        if not isinstance(query, dict) or "tenant" not in query:
+            return st.just(query)
+        return st.one_of(st.just(query), st.just({**query, "tenant": tenant_id}))
+
+    @schema.hook("flatmap_body")
+    def existing_license_key(context: Any, body: Any) -> Any:
+        # POST /v1/admin/licenses/lookup: half the time a real key, as issued or in lower case without dashes.
+        if context.operation.definition.raw.get("operationId") != "lookup_license" or not isinstance(body, dict):
+            return st.just(body)
+        typed = st.sampled_from(license_keys).flatmap(lambda key: st.sampled_from([key, key.replace("-", "").lower()]))
+        return st.one_of(st.just(body), typed.map(lambda key: {**body, "key": key}))
+
+    def keep_admin_token(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+        # Revoking the very token the run authenticates with would turn everything after it into a 401.
+        if case.path_parameters and case.path_parameters.get("id") == token_id:
+            case.path_parameters["id"] = seeded["tok"][0]
+
+    calls: dict[str, Counter[str]] = defaultdict(Counter)  # operationId -> phase -> requests
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)  # operationId -> status -> responses
+    failures: dict[str, str] = {}  # one example of each kind of failure
+    stop_reason = None
+    started = time.monotonic()
+    GLOBAL_HOOK_DISPATCHER.register_hook_with_name(keep_admin_token, "before_call")  # before_call is global-only
+    try:
+        for event in schemathesis.engine.from_schema(schema).execute():
+            if isinstance(event, events.ScenarioFinished):
+                recorder = event.recorder
+                for case_id, interaction in recorder.interactions.items():
+                    operation = recorder.cases[case_id].value.operation
+                    name = operation_ids.get(f"{operation.method.upper()} {operation.path}", operation.label)
+                    calls[name][event.phase.value] += 1
+                    if interaction.response is not None:
+                        statuses[name][interaction.response.status_code] += 1
+                for checks in recorder.checks.values():
+                    for check in checks:
+                        if check.status == Status.FAILURE and check.failure_info is not None:
+                            failure = check.failure_info.failure
+                            kind = f"{check.name} on {recorder.label}: {failure.title}: {failure.message.splitlines()[0]}"
+                            failures.setdefault(kind, f"{failure.message}\n{check.failure_info.code_sample}")
+                if event.status == Status.ERROR:
+                    failures.setdefault(f"error in {recorder.label} ({event.phase.value})", event.skip_reason or "")
+            elif isinstance(event, events.NonFatalError):
+                failures.setdefault(f"error in {event.label}", event.info.format())
+            elif isinstance(event, events.FatalError):
+                failures.setdefault("fatal error", repr(event.exception))
+            elif isinstance(event, events.EngineFinished):
+                stop_reason = event.stop_reason
+    finally:
+        GLOBAL_HOOK_DISPATCHER.unregister(keep_admin_token)
+
+    elapsed = time.monotonic() - started
+    total = sum(sum(phases.values()) for phases in calls.values())
+    print(f"\nschemathesis on {gateway.settings.store_url.split(':')[0]}: {len(calls)} operations, {total} requests "
+          f"in {elapsed:.0f}s (seed {config.seed}, {EXAMPLES} examples)")
+    for name in sorted(operation_ids.values()):
+        phases = ", ".join(f"{phase} {n}" for phase, n in sorted(calls[name].items()))
+        print(f"  {name:20} {phases:40} {dict(sorted(statuses[name].items()))}")
+
+    assert not failures, f"{len(failures)} kinds of schemathesis failures (seed {config.seed}):\n\n" + "\n\n".join(
+        f"{kind}\n{example}" for kind, example in failures.items())
+    assert stop_reason == StopReason.COMPLETED, stop_reason
+    missing = sorted(set(operation_ids.values()) - set(calls))
+    assert not missing, f"operations schemathesis never called: {missing}"
+    if EXAMPLES >= 100:
+        unreached = sorted(name for name in with_id if not REACHED_AN_OBJECT & set(statuses[name]))
+        assert not unreached, f"operations that never reached an existing object: {unreached}"

@@ -1,0 +1,347 @@
+"""The ``licensor`` command, run as a real process: init, serve (one process and workers), and the admin client.
+
+Every server is started as ``python -m licensor.cli serve`` on a free port of 127.0.0.1 and always stopped in
+``finally``. The subprocesses inherit ``LICENSOR_PURE_PYTHON``, so the pure-Python pass runs them on that core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from licensor import _impl
+from licensor.testing import free_port
+
+PYTHON_DIR = str(Path(__file__).resolve().parent.parent / "python")
+START_TIMEOUT = 60.0  # seconds for a gateway to answer /healthz (2 shared cores, maybe under load)
+COMMAND_TIMEOUT = 60.0
+TOKEN = re.compile(r"^tok_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}$")
+TENANT_ID = re.compile(r"^ten_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENSOR_") or k == "LICENSOR_PURE_PYTHON"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PYTHON_DIR, os.environ.get("PYTHONPATH")) if p)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "licensor.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=cli_env(**env),
+    )
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+class Gateway:
+    """``licensor serve`` in a subprocess; its output goes to files in ``directory``."""
+
+    def __init__(self, data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stdout_path = data_dir.parent / f"serve-{self.port}.out"
+        self.stderr_path = data_dir.parent / f"serve-{self.port}.err"
+        with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "licensor.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra],
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=cli_env(**(env or {})),
+            )
+
+    def wait_healthy(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"licensor serve exited with {self.process.returncode}: {self.stderr}")
+            try:
+                if http_get(f"{self.url}/healthz") == (200, {"status": "ok"}):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"licensor serve did not answer /healthz within {START_TIMEOUT} s: {self.stderr}")
+
+    def stop(self) -> int:
+        """SIGTERM, then SIGKILL if it has not stopped within 20 s; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def admin(self, *args: str, token: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli("admin", "--url", self.url, *args, stdin=stdin, LICENSOR_TOKEN=token)
+
+
+# --- fixtures: one tenant made by `licensor init`, and a gateway serving its data directory ----------------
+@pytest.fixture(scope="module")
+def initialized(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    data_dir = tmp_path_factory.mktemp("cli") / "var"
+    return data_dir, run_cli("init", "--data-dir", str(data_dir), "--name", "acme")
+
+
+@pytest.fixture(scope="module")
+def init_output(initialized: tuple[Path, subprocess.CompletedProcess[str]]) -> dict[str, str]:
+    _, completed = initialized
+    assert completed.returncode == 0, completed.stderr
+    return dict(line.split(": ", 1) for line in completed.stdout.splitlines())
+
+
+@pytest.fixture(scope="module")
+def gateway(initialized: tuple[Path, subprocess.CompletedProcess[str]]) -> Iterator[Gateway]:
+    data_dir, _ = initialized
+    server = Gateway(data_dir)
+    try:
+        server.wait_healthy()
+        yield server
+    finally:
+        server.stop()
+
+
+# --- licensor init ------------------------------------------------------------------------------------
+def test_init_prints_the_tenant_id_and_a_token_that_works(
+    initialized: tuple[Path, subprocess.CompletedProcess[str]], init_output: dict[str, str], gateway: Gateway
+) -> None:
+    data_dir, completed = initialized
+    assert list(init_output) == ["tenant_id", "admin_token"]
+    assert TENANT_ID.fullmatch(init_output["tenant_id"])
+    assert TOKEN.fullmatch(init_output["admin_token"])
+    assert "shown only now" in completed.stderr
+    assert stat.S_IMODE(os.stat(data_dir / "master.key").st_mode) == 0o600
+
+    status, tenant = http_get(f"{gateway.url}/v1/admin/tenant", init_output["admin_token"])
+    assert status == 200
+    assert (tenant["id"], tenant["name"]) == (init_output["tenant_id"], "acme")
+    status, keys = http_get(f"{gateway.url}/v1/keys?tenant={init_output['tenant_id']}")
+    assert status == 200 and len(keys["keys"]) == 1
+
+
+def test_init_twice_makes_two_tenants(tmp_path: Path) -> None:
+    first = run_cli("init", "--data-dir", str(tmp_path))
+    second = run_cli("init", "--data-dir", str(tmp_path), "--name", "other")
+    assert first.returncode == second.returncode == 0, (first.stderr, second.stderr)
+    assert first.stdout.splitlines()[0] != second.stdout.splitlines()[0]
+
+
+# --- licensor serve -----------------------------------------------------------------------------------
+def test_serve_answers_healthz_and_readyz(gateway: Gateway) -> None:
+    assert http_get(f"{gateway.url}/healthz") == (200, {"status": "ok"})
+    assert http_get(f"{gateway.url}/readyz") == (200, {"status": "ready"})
+    # The gateway names the core it runs on: the same one this process loads.
+    assert f"(core {_impl.IMPLEMENTATION}, store SQLite " in gateway.stderr
+
+
+def test_serve_refuses_workers_on_sqlite(tmp_path: Path) -> None:
+    completed = run_cli("serve", "--data-dir", str(tmp_path), "--port", str(free_port()), "--workers", "2")
+    assert completed.returncode == 2
+    assert "--workers 2 needs PostgreSQL" in completed.stderr
+    assert not (tmp_path / "licensor.db").exists()
+
+
+def test_serve_init_if_empty_writes_the_token_file_and_never_prints_the_token(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    server = Gateway(data_dir, "--init-if-empty")
+    try:
+        server.wait_healthy()
+        token_file = data_dir / "admin-token"
+        assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+        token = token_file.read_text().strip()
+        assert TOKEN.fullmatch(token)
+        status, tenant = http_get(f"{server.url}/v1/admin/tenant", token)
+        assert (status, tenant["name"]) == (200, "default")
+        assert f"the admin token is in {token_file}" in server.stdout
+        assert "created the tenant \"default\"" in server.stdout
+    finally:
+        assert server.stop() == 0
+    secret = token.split(".")[1]
+    assert secret not in server.stdout + server.stderr
+    assert "gateway stopped" in server.stderr
+
+    # A second start finds the tenant: nothing is created, the token file stays as it was.
+    again = Gateway(data_dir, "--init-if-empty")
+    try:
+        again.wait_healthy()
+        assert "created" not in again.stdout
+        assert (data_dir / "admin-token").read_text().strip() == token
+    finally:
+        assert again.stop() == 0
+
+
+def test_serve_stops_once_on_repeated_signals(tmp_path: Path) -> None:
+    # `make serve` gets SIGTERM and forwards it, so the gateway often gets two: the second must not cut the
+    # clean-up short (exit 1, or a hang on the store's thread).
+    for signals in ((signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)):
+        server = Gateway(tmp_path / "var")
+        try:
+            server.wait_healthy()
+            for signum in signals:
+                server.process.send_signal(signum)
+            assert server.process.wait(timeout=20) == 0
+        finally:
+            server.stop()
+        assert server.stderr.count("stopping gracefully") == 1
+        assert "gateway stopped" in server.stderr
+
+
+def test_serve_reports_a_port_in_use(gateway: Gateway, tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "licensor.cli", "serve", "--data-dir", str(tmp_path), "--port", str(gateway.port)],
+        capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=cli_env(),
+    )
+    assert completed.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{gateway.port}" in completed.stderr
+
+
+def test_serve_with_workers_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    server = Gateway(tmp_path / "var", "--database-url", postgres_url, "--workers", "2")
+    try:
+        server.wait_healthy()
+        deadline = time.monotonic() + START_TIMEOUT
+        while server.stderr.count("gateway listening") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.stderr.count("gateway listening") == 2, server.stderr
+        workers = [int(pid) for pid in re.search(r"started 2 workers on \S+: (\d+) (\d+)", server.stderr).groups()]  # type: ignore[union-attr]
+        for _ in range(20):
+            assert http_get(f"{server.url}/readyz") == (200, {"status": "ready"})
+        assert postgres_url.rsplit("/", 1)[1] in server.stderr  # the store is named (without a password)
+    finally:
+        assert server.stop() == 0
+    assert server.stderr.count("gateway stopped") == 2
+    for pid in workers:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+# --- licensor admin -----------------------------------------------------------------------------------
+def test_admin_products_create_list_and_get(gateway: Gateway, init_output: dict[str, str]) -> None:
+    token = init_output["admin_token"]
+    created = gateway.admin("products", "create", "--code", "photo-pro", "--name", "Photo Pro", token=token)
+    assert created.returncode == 0, created.stderr
+    product = json.loads(created.stdout)
+    assert (product["object"], product["code"], product["name"]) == ("product", "photo-pro", "Photo Pro")
+
+    listed = gateway.admin("products", "list", token=token)
+    assert listed.returncode == 0, listed.stderr
+    assert product["id"] in [item["id"] for item in json.loads(listed.stdout)["data"]]
+
+    got = gateway.admin("products", "get", product["id"], token=token)
+    assert got.returncode == 0 and json.loads(got.stdout) == product
+
+
+def test_admin_reports_api_errors_with_their_code_and_exit_1(gateway: Gateway, init_output: dict[str, str]) -> None:
+    token = init_output["admin_token"]
+    first = gateway.admin("products", "create", "--code", "dupe", "--name", "One", token=token)
+    assert first.returncode == 0, first.stderr
+    second = gateway.admin("products", "create", "--code", "dupe", "--name", "Two", token=token)
+    assert second.returncode == 1
+    assert second.stderr.startswith("error: PRODUCT_ALREADY_EXISTS: ")
+    assert second.stdout == ""
+
+    invalid = gateway.admin("products", "create", "--code", "Not A Code", "--name", "x", token=token)
+    assert invalid.returncode == 1 and invalid.stderr.startswith("error: INVALID_FIELD: ")
+    missing = gateway.admin("products", "get", "prd_00000000000000000000000000", token=token)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: PRODUCT_NOT_FOUND: ")
+    wrong_token = gateway.admin("products", "list", token="tok_00000000000000000000000000." + "A" * 43)
+    assert wrong_token.returncode == 1 and wrong_token.stderr.startswith("error: TOKEN_INVALID: ")
+
+
+def test_admin_license_lifecycle(gateway: Gateway, init_output: dict[str, str]) -> None:
+    token = init_output["admin_token"]
+    product = json.loads(gateway.admin("products", "create", "--code", "cycle", "--name", "Cycle", token=token).stdout)
+    policy_run = gateway.admin("policies", "create", "--product-id", product["id"], "--name", "Yearly", "--backend",
+                               "activation", "--seats", "2", "--duration-kind", "subscription", "--duration-days", "365",
+                               "--maintenance-days", "365", token=token)
+    assert policy_run.returncode == 0, policy_run.stderr
+    policy = json.loads(policy_run.stdout)
+    assert (policy["seats"], policy["duration"], policy["maintenance_days"]) == (2, {"kind": "subscription", "days": 365}, 365)
+
+    created = gateway.admin("licenses", "create", "--policy-id", policy["id"], "--order-ref", "order-7", token=token)
+    assert created.returncode == 0, created.stderr
+    license_ = json.loads(created.stdout)
+    key = license_.pop("key")
+    got = json.loads(gateway.admin("licenses", "get", license_["id"], token=token).stdout)
+    assert "key" not in got and got["id"] == license_["id"]
+    found = gateway.admin("licenses", "lookup", token=token, stdin=key + "\n")
+    assert found.returncode == 0 and json.loads(found.stdout)["id"] == license_["id"]
+
+    assert json.loads(gateway.admin("licenses", "suspend", license_["id"], token=token).stdout)["state"] == "suspended"
+    assert json.loads(gateway.admin("licenses", "list", "--state", "suspended", token=token).stdout)["data"][0]["id"] == license_["id"]
+    assert json.loads(gateway.admin("licenses", "reinstate", license_["id"], token=token).stdout)["state"] == "active"
+    renewed = json.loads(gateway.admin("licenses", "renew", license_["id"], token=token).stdout)
+    assert renewed["expires_at"] > license_["expires_at"]
+    assert json.loads(gateway.admin("licenses", "revoke", license_["id"], "--reason", "refund", token=token).stdout)["state"] == "revoked"
+    refused = gateway.admin("licenses", "reinstate", license_["id"], token=token)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: INVALID_STATE: ")
+
+    # The gateway's log has one line per request, without the token or the license key.
+    log = gateway.stderr
+    assert "POST /v1/admin/licenses/lookup 200" in log
+    assert key not in log and token.split(".")[1] not in log
+
+
+def test_admin_without_a_gateway_exits_2(init_output: dict[str, str]) -> None:
+    completed = run_cli("admin", "--url", f"http://127.0.0.1:{free_port()}", "products", "list",
+                        LICENSOR_TOKEN=init_output["admin_token"])
+    assert completed.returncode == 2
+    assert "connection refused" in completed.stderr
+
+
+def test_admin_without_a_token_exits_2(gateway: Gateway, tmp_path: Path) -> None:
+    completed = run_cli("admin", "--url", gateway.url, "products", "list")
+    assert completed.returncode == 2 and "no API token" in completed.stderr
+    token_file = tmp_path / "token"
+    token_file.write_text("")
+    completed = run_cli("admin", "--url", gateway.url, "--token-file", str(token_file), "products", "list")
+    assert completed.returncode == 2 and "is empty" in completed.stderr
+
+
+def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str], tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(init_output["admin_token"] + "\n")
+    completed = run_cli("admin", "--url", gateway.url, "--token-file", str(token_file), "products", "list")
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["object"] == "list"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [(), ("serve",), ("init",), ("admin",), ("admin", "products"), ("admin", "products", "create"),
+     ("admin", "policies", "create"), ("admin", "licenses"), ("admin", "licenses", "renew")],
+    ids=lambda c: " ".join(c) or "licensor",
+)
+def test_every_command_has_help(command: tuple[str, ...]) -> None:
+    completed = run_cli(*command, "--help")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("usage: licensor")
