@@ -1,40 +1,23 @@
 """Fixtures shared by the whole suite.
 
-``core`` runs a test once per core implementation this process offers (see ``licensor._impl``): both the
-native ``rust`` and the pure ``python`` one in the first ``make test`` pass, only ``python`` in the
-``LICENSOR_PURE_PYTHON=1`` pass.
+The ``core`` fixture lives in the repository's conftest.py (shared with benches/); here are the stores: each
+test that asks for ``store_url`` or ``store`` runs on SQLite and on a real throwaway PostgreSQL.
 """
 
 from __future__ import annotations
 
 import os
-from types import ModuleType
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from licensor import _impl
+from licensor.store import Store, open_store
+from licensor.testing import ThrowawayPostgres
 
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "vectors")
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # `make test` says which core each pass must load; a pass on the wrong one is a failed run, not a skip.
-    expected = os.environ.get("LICENSOR_EXPECT_IMPLEMENTATION")
-    if expected and expected != _impl.IMPLEMENTATION:
-        raise pytest.UsageError(f"expected the {expected} core, but {_impl.IMPLEMENTATION} is loaded")
-
-
-@pytest.fixture(params=sorted(_impl.implementations()), ids=lambda name: name)
-def core(request: pytest.FixtureRequest) -> ModuleType:
-    """One core implementation module (``licensor._core`` or ``licensor._fallback``)."""
-    return _impl.implementations()[request.param]
-
-
 # --- stores ------------------------------------------------------------------------------------------------
-from collections.abc import AsyncIterator, Iterator  # noqa: E402
-
-from licensor.store import Store, open_store  # noqa: E402
-from licensor.testing import ThrowawayPostgres  # noqa: E402
 
 STORES = ("sqlite", "postgresql")
 

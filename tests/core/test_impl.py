@@ -22,7 +22,7 @@ from licensor.errors import (
     UnknownKeyError,
     WrongTokenKindError,
 )
-from tests import conftest
+import conftest  # the repository's conftest.py, shared with benches/
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PURE = os.environ.get("LICENSOR_PURE_PYTHON") == "1"
