@@ -1,0 +1,42 @@
+"""The hooks licensor offers to plugins (pluggy project ``licensor``), grouped by lifecycle.
+
+Plugins implement them with ``@licensor.hookspecs.hookimpl``. Registration hooks take a ``register``
+callback, so a plugin adds what it has without returning anything; the gateway dispatches checks through the
+registry this fills (a dict), never by calling every plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from licensor.backend import Backend
+
+PROJECT = "licensor"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- start-up: what a plugin brings --------------------------------------------------------------------
+@hookspec
+def licensor_register_backends(register: Callable[[Backend], None]) -> None:
+    """Register license backends.
+
+    :param register: call it once per :class:`licensor.backend.Backend` instance the plugin provides; a
+        second backend with a name already registered raises ValueError at start-up.
+    :returns: nothing; results are ignored.
+    """
+
+
+# --- while serving: what happened ----------------------------------------------------------------------
+@hookspec
+def licensor_event(event: dict[str, Any]) -> None:
+    """Observe an event after its transaction committed (audit export, metrics, webhooks).
+
+    :param event: the event as the admin API shows it (``id``, ``seq``, ``type``, ``subject_type``,
+        ``subject_id``, ``actor``, ``data``, ``created_at``). Never holds a secret or a license key.
+    :returns: nothing; an exception is logged and does not affect the request.
+    """
