@@ -1,0 +1,38 @@
+"""Signed documents: canonical JSON payloads in the signed-token format of the core (DESIGN §5).
+
+Every document licensor signs (``lf1`` license file, ``ls1`` lease, ``en1`` entitlement token, ``rs1`` check
+answer, ...) goes through :func:`sign_document`, and every reader through :func:`read_document`, which also
+insists that the payload is the canonical JSON of an object, so one document has one signed form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from licensor import _impl as core
+from licensor.errors import MalformedTokenError
+from licensor.model import canonical_json
+
+
+def sign_document(kind: str, kid: str, seed: bytes, document: Mapping[str, Any]) -> str:
+    """The token of ``document`` (a JSON object) of ``kind``, signed with the key ``kid`` / ``seed``."""
+    return core.encode_token(kind, kid, canonical_json(dict(document)).encode(), seed)
+
+
+def read_document(token: str, kind: str, public_keys: Mapping[str, bytes]) -> dict[str, Any]:
+    """The document a token of ``kind`` carries, once its signature verifies.
+
+    :raises licensor.errors.TokenError: as :func:`licensor._core.decode_token`, and MalformedTokenError when
+        the payload is not the canonical JSON of an object.
+    """
+    payload = core.decode_token(token, kind, public_keys)
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise MalformedTokenError("token is malformed: payload is not JSON") from None
+    if not isinstance(document, dict) or canonical_json(document).encode() != payload:
+        raise MalformedTokenError("token is malformed: payload is not a canonical JSON object")
+    return document
