@@ -124,21 +124,23 @@ class SqlStore(Store):
         async with self._read() as conn:
             return await conn.fetch_one(f"SELECT * FROM {resource.table} WHERE tenant_id = ? AND id = ?", tenant_id, object_id)
 
-    async def list(self, tenant_id: str, resource: Resource, filters: dict[str, Any], after: str | None, limit: int) -> Page:
-        allowed = {f.name for f in resource.filters}
-        clauses, args = ["tenant_id = ?"], [tenant_id]
-        for column, value in filters.items():
-            if column not in allowed:
-                raise KeyError(column)  # the API validates filters first; this guards the SQL
-            clauses.append(f"{column} = ?")
-            args.append(value)
+    async def _page(self, table: str, order: str, where: dict[str, Any], after: Any, limit: int) -> Page:
+        """Rows of ``table`` whose columns equal ``where``, after ``after`` in ``order``, at most ``limit``."""
+        clauses, args = [f"{column} = ?" for column in where], list(where.values())
         if after is not None:
-            clauses.append("id > ?")
+            clauses.append(f"{order} > ?")
             args.append(after)
-        sql = f"SELECT * FROM {resource.table} WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?"
+        sql = f"SELECT * FROM {table} WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?"
         async with self._read() as conn:
             rows = await conn.fetch_all(sql, *args, limit + 1)
         return Page(rows[:limit], len(rows) > limit)
+
+    async def list(self, tenant_id: str, resource: Resource, filters: dict[str, Any], after: str | None, limit: int) -> Page:
+        allowed = {f.name for f in resource.filters}
+        for column in filters:
+            if column not in allowed:
+                raise KeyError(column)  # the API validates filters first; this guards the SQL
+        return await self._page(resource.table, "id", {"tenant_id": tenant_id, **filters}, after, limit)
 
     async def find_license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Row | None:
         async with self._read() as conn:
@@ -162,31 +164,13 @@ class SqlStore(Store):
             return await conn.fetch_one("SELECT * FROM api_tokens WHERE id = ?", token_id)
 
     async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page:
-        clauses, args = ["tenant_id = ?"], [tenant_id]
-        if after is not None:
-            clauses.append("id > ?")
-            args.append(after)
-        async with self._read() as conn:
-            rows = await conn.fetch_all(
-                f"SELECT * FROM api_tokens WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?", *args, limit + 1
-            )
-        return Page(rows[:limit], len(rows) > limit)
+        return await self._page("api_tokens", "id", {"tenant_id": tenant_id}, after, limit)
 
     # --- events -----------------------------------------------------------------------------------------
     async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page:
-        clauses, args = ["tenant_id = ?"], [tenant_id]
-        for column in ("type", "subject_id", "subject_type"):
-            if filters.get(column) is not None:
-                clauses.append(f"{column} = ?")
-                args.append(filters[column])
-        if after_seq is not None:
-            clauses.append("seq > ?")
-            args.append(after_seq)
-        async with self._read() as conn:
-            rows = await conn.fetch_all(
-                f"SELECT * FROM events WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?", *args, limit + 1
-            )
-        return Page(rows[:limit], len(rows) > limit)
+        where = {"tenant_id": tenant_id}
+        where.update({c: filters[c] for c in ("type", "subject_id", "subject_type") if filters.get(c) is not None})
+        return await self._page("events", "seq", where, after_seq, limit)
 
     async def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:  # type: ignore[override]
         after = 0
