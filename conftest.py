@@ -7,19 +7,19 @@
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import pytest
 
 from licensor import _impl
+from licensor.testing import check_expected_implementation
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # `make test` says which core each pass must load; a pass on the wrong one is a failed run, not a skip.
-    expected = os.environ.get("LICENSOR_EXPECT_IMPLEMENTATION")
-    if expected and expected != _impl.IMPLEMENTATION:
-        raise pytest.UsageError(f"expected the {expected} core, but {_impl.IMPLEMENTATION} is loaded")
+    try:
+        check_expected_implementation()
+    except RuntimeError as wrong_core:
+        raise pytest.UsageError(str(wrong_core)) from None
 
 
 @pytest.fixture(params=sorted(_impl.implementations()), ids=lambda name: name)

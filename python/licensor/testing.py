@@ -16,6 +16,19 @@ import tempfile
 import uuid
 from types import TracebackType
 
+from licensor import _impl
+
+
+def check_expected_implementation() -> None:
+    """Refuse a test run on the wrong core: ``LICENSOR_EXPECT_IMPLEMENTATION`` (set by ``make test`` for each
+    pass) must name the loaded one. A pass on the wrong core is a failed run, never a skip.
+
+    :raises RuntimeError: another core is loaded than the one expected.
+    """
+    expected = os.environ.get("LICENSOR_EXPECT_IMPLEMENTATION")
+    if expected and expected != _impl.IMPLEMENTATION:
+        raise RuntimeError(f"expected the {expected} core, but {_impl.IMPLEMENTATION} is loaded")
+
 
 def postgres_bin_dir() -> str:
     """The directory of PostgreSQL's server binaries (Debian's layout, newest version first)."""

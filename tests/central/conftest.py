@@ -229,12 +229,22 @@ def _chains_verify_after_each_test(chain_audit: ChainAudit) -> Iterator[list[dic
 
 
 @pytest.fixture
+def gateway_plugins() -> tuple[object, ...]:
+    """Plugins the gateway loads besides the installed ones; a test module overrides this to add its own."""
+    return ()
+
+
+@pytest.fixture
 async def gateway(
-    store_url: str, tmp_path: os.PathLike[str], chain_audit: ChainAudit, _chains_verify_after_each_test: list[dict[str, Any]]
+    store_url: str,
+    tmp_path: os.PathLike[str],
+    chain_audit: ChainAudit,
+    _chains_verify_after_each_test: list[dict[str, Any]],
+    gateway_plugins: tuple[object, ...],
 ) -> AsyncIterator[Gateway]:
     """The real gateway on 127.0.0.1, on a SQLite file or the session's PostgreSQL database."""
     settings = Settings(data_dir=str(tmp_path), master_key=os.urandom(32))
-    app = create_app(settings, store=open_store(store_url))
+    app = create_app(settings, store=open_store(store_url), plugins=gateway_plugins)
     server = TestServer(app, host="127.0.0.1")
     client = TestClient(server)
     await client.start_server()

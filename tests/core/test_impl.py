@@ -22,7 +22,7 @@ from licensor.errors import (
     UnknownKeyError,
     WrongTokenKindError,
 )
-import conftest  # the repository's conftest.py, shared with benches/
+from licensor.testing import check_expected_implementation
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PURE = os.environ.get("LICENSOR_PURE_PYTHON") == "1"
@@ -112,10 +112,10 @@ def test_the_makefile_sets_the_expected_implementation_for_both_passes() -> None
 def test_a_pass_on_the_wrong_core_is_refused_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     wrong = "python" if _impl.IMPLEMENTATION == "rust" else "rust"
     monkeypatch.setenv("LICENSOR_EXPECT_IMPLEMENTATION", wrong)
-    with pytest.raises(pytest.UsageError, match=f"expected the {wrong} core, but {_impl.IMPLEMENTATION} is loaded"):
-        conftest.pytest_sessionstart(None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match=f"expected the {wrong} core, but {_impl.IMPLEMENTATION} is loaded"):
+        check_expected_implementation()
     monkeypatch.setenv("LICENSOR_EXPECT_IMPLEMENTATION", _impl.IMPLEMENTATION)
-    assert conftest.pytest_sessionstart(None) is None  # type: ignore[arg-type,func-returns-value]
+    check_expected_implementation()
 
 
 def test_implementations_always_offers_python_and_rust_only_when_loaded() -> None:

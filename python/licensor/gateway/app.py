@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
@@ -13,10 +13,12 @@ from licensor.central.secrets import Secrets, load_master_key
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import MAX_BODY_BYTES, Api, Call, Operation, Param, Reply
+from licensor.gateway.check import CHECK_OPERATION
 from licensor.gateway.middleware import errors, request_id
 from licensor.gateway.openapi import build_document, render_docs
 from licensor.gateway.settings import Settings
 from licensor.model import id_pattern
+from licensor.plugins import collect_backends, plugin_manager
 from licensor.store import Store, open_store
 
 
@@ -63,6 +65,7 @@ def build_api() -> Api:
                       query=(Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The tenant's id.", required=True),),
                       errors=(404,),
                       description="Active and retired keys: everything the tenant signs verifies offline against these."))
+    api.add(CHECK_OPERATION)
     admin.register(api)
     return api
 
@@ -71,12 +74,17 @@ async def _docs(request: web.Request) -> web.Response:
     return web.Response(text=request.app[app_keys.DOCS_HTML], content_type="text/html")
 
 
-def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+def create_app(settings: Settings, store: Store | None = None, plugins: Iterable[object] = ()) -> web.Application:
     """The gateway. It opens ``store`` (default: the one ``settings`` names) at start-up and closes it at
-    shutdown; the master key comes from ``settings`` or ``LICENSOR_MASTER_KEY`` or the data directory."""
+    shutdown; the master key comes from ``settings`` or ``LICENSOR_MASTER_KEY`` or the data directory. Backends
+    come from the installed plugins (entry points ``licensor.backends``) and ``plugins``.
+
+    :raises pluggy.PluginValidationError: a plugin implements a hook licensor does not have.
+    """
     app = web.Application(middlewares=[request_id, errors], client_max_size=MAX_BODY_BYTES,
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[app_keys.SETTINGS] = settings
+    app[app_keys.BACKENDS] = collect_backends(plugin_manager(plugins))
     api = build_api()
     app[app_keys.API] = api
     document = build_document(api, settings.public_url)
