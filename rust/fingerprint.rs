@@ -63,18 +63,19 @@ fn value_hash(value: &str) -> u64 {
     value.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-#[derive(Debug)]
+/// What the scan reads of a stored component; its value is kept apart and read only when the hashes match.
+#[derive(Debug, Clone, Copy)]
 struct Component {
-    slot: usize,
-    hash: u64,
+    slot: u32,
     weight: f64,
-    value: Box<str>,
+    hash: u64,
 }
 
 #[derive(Debug)]
 struct StoredFingerprint {
     id: String,
     components: Vec<Component>,
+    values: Vec<Box<str>>,
     total: f64,
 }
 
@@ -87,9 +88,9 @@ impl StoredFingerprint {
             return 0.0;
         }
         let mut matched = 0.0;
-        for component in &self.components {
-            if let Some((hash, value)) = presented.0[component.slot] {
-                if hash == component.hash && value == &*component.value {
+        for (component, stored_value) in self.components.iter().zip(&self.values) {
+            if let Some((hash, value)) = presented.0[component.slot as usize] {
+                if hash == component.hash && value == &**stored_value {
                     matched += component.weight;
                 }
             }
@@ -128,14 +129,17 @@ impl FingerprintIndex {
     pub fn add(&mut self, id: String, fingerprint: Vec<(String, String)>) {
         let mut total = 0.0;
         let mut components = Vec::with_capacity(fingerprint.len());
+        let mut values = Vec::with_capacity(fingerprint.len());
         for (name, value) in fingerprint {
             let weight = self.weights.of(&name);
             total += weight;
             let next_slot = self.slots.len();
             let slot = *self.slots.entry(name).or_insert(next_slot);
-            components.push(Component { slot, hash: value_hash(&value), weight, value: value.into_boxed_str() });
+            let slot = u32::try_from(slot).expect("fewer than 2^32 component names");
+            components.push(Component { slot, weight, hash: value_hash(&value) });
+            values.push(value.into_boxed_str());
         }
-        let entry = StoredFingerprint { id: id.clone(), components, total };
+        let entry = StoredFingerprint { id: id.clone(), components, values, total };
         match self.positions.get(&id) {
             Some(&position) => self.stored[position] = entry,
             None => {
@@ -189,8 +193,8 @@ impl FingerprintIndex {
 
     fn as_presented<'a>(&self, stored: &'a StoredFingerprint) -> Presented<'a> {
         let mut laid_out = vec![None; self.slots.len()];
-        for component in &stored.components {
-            laid_out[component.slot] = Some((component.hash, &*component.value));
+        for (component, value) in stored.components.iter().zip(&stored.values) {
+            laid_out[component.slot as usize] = Some((component.hash, &**value));
         }
         Presented(laid_out)
     }
@@ -198,10 +202,10 @@ impl FingerprintIndex {
     /// Pairs `(a, b, score)` with `a < b` whose lower directional score reaches `threshold`, sorted.
     pub fn duplicates(&self, threshold: f64) -> Vec<(String, String, f64)> {
         // Only fingerprints sharing an equal component can score above 0, so only those are paired.
-        let mut sharing: HashMap<(usize, &str), Vec<usize>> = HashMap::new();
+        let mut sharing: HashMap<(u32, &str), Vec<usize>> = HashMap::new();
         for (position, stored) in self.stored.iter().enumerate() {
-            for component in &stored.components {
-                sharing.entry((component.slot, &component.value)).or_default().push(position);
+            for (component, value) in stored.components.iter().zip(&stored.values) {
+                sharing.entry((component.slot, &**value)).or_default().push(position);
             }
         }
         let mut candidates: BTreeSet<(&str, &str, usize, usize)> = BTreeSet::new();
