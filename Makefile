@@ -7,6 +7,9 @@ VPIP := $(VENV)/bin/pip
 MATURIN := $(VENV)/bin/maturin
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEPS_STAMP := $(VENV)/.requirements-installed
+PLUGINS_STAMP := $(VENV)/.plugins-installed
+PLUGINS := $(wildcard plugins/*)
+PLUGIN_TESTS := $(wildcard plugins/*/tests)
 NATIVE := python/licensor/_core.abi3.so
 RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(wildcard rust/*.rs)
 PYTEST := $(VPY) -m pytest -p no:cacheprovider
@@ -36,6 +39,12 @@ $(RUNTIME_STAMP): requirements.txt | $(VPIP)
 	$(VPY) -m pip install -q -r requirements.txt
 	touch $@
 
+# ... the first-party backends, each its own distribution installed editable (found through its entry point,
+# as a third party's would be); --no-deps, since their one dependency, licensor, is this repository ...
+$(PLUGINS_STAMP): $(wildcard plugins/*/pyproject.toml) | $(VPIP)
+	$(VPY) -m pip install -q --no-deps $(foreach plugin,$(PLUGINS),-e $(plugin))
+	touch $@
+
 # ... maturin, to build the native core (the version pinned in requirements-dev.txt) ...
 $(MATURIN): | $(VPIP)
 	$(VPY) -m pip install -q "$$(grep -E '^maturin==' requirements-dev.txt)"
@@ -50,7 +59,7 @@ $(NATIVE): $(RUST_SOURCES) $(RUNTIME_STAMP) | $(MATURIN)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
 	touch $@
 
-build: $(NATIVE) $(DEPS_STAMP)
+build: $(NATIVE) $(DEPS_STAMP) $(PLUGINS_STAMP)
 
 # The store tests start a private PostgreSQL server (licensor.testing.ThrowawayPostgres), so PostgreSQL's
 # server binaries must be installed: from Debian when initdb is missing (run as root; no prompts). Installing
@@ -69,11 +78,11 @@ test-rust:
 
 # The whole Python suite with the native core (tests on both cores where the fixture offers both) ...
 test-native: build postgres-server
-	LICENSOR_EXPECT_IMPLEMENTATION=rust $(PYTEST) tests benches --benchmark-disable
+	LICENSOR_EXPECT_IMPLEMENTATION=rust $(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable
 
 # ... and again with the native module never loaded.
 test-python: build postgres-server
-	LICENSOR_PURE_PYTHON=1 LICENSOR_EXPECT_IMPLEMENTATION=python $(PYTEST) tests benches --benchmark-disable
+	LICENSOR_PURE_PYTHON=1 LICENSOR_EXPECT_IMPLEMENTATION=python $(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable
 
 stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
@@ -94,7 +103,7 @@ bench: build
 # starts on it at once. Otherwise (a fresh clone: its release build takes 1-2 minutes on 2 cores) it builds it in
 # the background, serves meanwhile on the pure-Python core (same answers, slower crypto; it says so), and
 # restarts on the native core once built. Ctrl-C or SIGTERM stops the gateway and any build still running.
-serve: $(RUNTIME_STAMP)
+serve: $(RUNTIME_STAMP) $(PLUGINS_STAMP)
 	@if $(MAKE) -s -q $(NATIVE) 2>/dev/null; then exec $(SERVE); fi; \
 	echo "licensor: building the native core in the background (1-2 minutes; log: $(BUILD_LOG))"; \
 	echo "licensor: meanwhile the gateway serves on the pure-Python core; it restarts on the native core when built"; \

@@ -5,6 +5,13 @@ Prints one table: for each operation (benchmark group) the median time of the ``
 batch rows also the medians per item (``extra_info["items"]``). A derived row compares the native batch, per
 item, with one pure-Python ``verify``. Ratios with an acceptance threshold are marked PASS or FAIL.
 
+A second table, for the load benchmark (``benches/test_bench_load.py``, group ``load_check``): the medians its
+``extra_info`` holds of the bare aiohttp handler's and ``/v1/check``'s requests/s and p99 latency, their ratio
+check/bare, and PASS or FAIL against the goal (0.60).
+
+Each table is printed and checked only when the file holds any of its benchmarks (so a run of only the load
+benchmark, or only the core ones, is judged on what it ran); a file with neither is missing results.
+
 Exit status: 0 when every threshold passes; 1 when one fails; 2 when results are missing (for instance the
 benchmarks ran without the native module, so there is no ``rust`` core to compare) or the file is unusable.
 Standard library only.
@@ -26,6 +33,10 @@ CORES = ("rust", "python")
 
 EXIT_FAIL = 1
 EXIT_MISSING = 2
+
+LOAD_GROUP = "load_check"
+LOAD_GOAL = 0.60  # the least acceptable check rps / bare rps
+LOAD_FIELDS = ("bare_rps", "bare_p99_ms", "check_rps", "check_p99_ms", "ratio")
 
 
 def _core_of(bench: dict[str, Any]) -> str | None:
@@ -82,16 +93,130 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
+def _load_runs(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """(name, extra_info) of every load benchmark (group ``load_check``) in the file."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    return [
+        (str(bench.get("name", LOAD_GROUP)), dict(bench.get("extra_info") or {}))
+        for bench in data.get("benchmarks", [])
+        if bench.get("group") == LOAD_GROUP
+    ]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _load_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
+    """Print the load table; its exit status (0, EXIT_FAIL or EXIT_MISSING)."""
+    header = ("load benchmark", "bare rps", "bare p99", "check rps", "check p99", "check/bare", "goal", "result")
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    failed: list[str] = []
+    missing: list[str] = []
+    for name, info in runs:
+        values = {field: _number(info.get(field)) for field in LOAD_FIELDS}
+        bare_rps, check_rps = values["bare_rps"], values["check_rps"]
+        ratio = values["ratio"] if values["ratio"] is not None else _ratio(check_rps, bare_rps)
+        goal = _number(info.get("goal")) or LOAD_GOAL
+        if ratio is None or any(values[field] is None for field in LOAD_FIELDS if field != "ratio"):
+            missing.append(name)
+            result = "MISSING"
+        elif ratio >= goal:
+            result = "PASS"
+        else:
+            failed.append(f"{name}: check/bare {ratio:.2f} < {goal:.2f}")
+            result = "FAIL"
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else _duration(value / 1e3)
+
+        rows.append(
+            (
+                name,
+                "-" if bare_rps is None else f"{bare_rps:.0f}/s",
+                ms(values["bare_p99_ms"]),
+                "-" if check_rps is None else f"{check_rps:.0f}/s",
+                ms(values["check_p99_ms"]),
+                "-" if ratio is None else f"{ratio:.2f}",
+                f">= {goal:.2f}",
+                result,
+            )
+        )
+        per_round = info.get("ratios_per_round")
+        rounds = ", ".join(f"{value:.2f}" for value in per_round if _number(value) is not None) if isinstance(per_round, list) else "-"
+        notes.append(
+            f"{name}: medians over {info.get('rounds', '?')} alternating rounds of {info.get('seconds_per_run', '?')} s "
+            f"per server, {info.get('concurrency', '?')} connections, core {info.get('core', '?')}; "
+            f"check/bare per round: {rounds}"
+        )
+        distinct_rps, distinct_ratio = _number(info.get("distinct_rps")), _number(info.get("distinct_ratio"))
+        if distinct_rps is not None and distinct_ratio is not None:
+            notes.append(
+                f"{name}: every request distinct (no kept answer, the full pipeline; not judged): {distinct_rps:.0f}/s, "
+                f"p99 {ms(_number(info.get('distinct_p99_ms')))}, check/bare {distinct_ratio:.2f}, server CPU "
+                f"{_number(info.get('distinct_server_cpu_us')) or 0:.0f} us per request"
+            )
+        bare_cpu, check_cpu = _number(info.get("bare_server_cpu_us")), _number(info.get("check_server_cpu_us"))
+        if bare_cpu is not None and check_cpu is not None and check_cpu > 0:
+            notes.append(
+                f"{name}: server CPU per request (median): bare {bare_cpu:.0f} us, check {check_cpu:.0f} us "
+                f"(bare/check {bare_cpu / check_cpu:.2f})"
+            )
+
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        return "  ".join(cells).rstrip()
+
+    print(line(header))
+    print("  ".join("-" * width for width in widths))
+    for row in rows:
+        print(line(row))
+    print("\nrequests/s and p99 latency of a bare aiohttp JSON handler and of /v1/check, one process each, on 127.0.0.1.")
+    for note in notes:
+        print(note)
+
+    if missing:
+        print(f"\nratios: incomplete load results for: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_MISSING
+    if failed:
+        print("\nratios: load below goal: " + "; ".join(failed), file=sys.stderr)
+        return EXIT_FAIL
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(f"usage: {argv[0]} BENCHMARK_JSON", file=sys.stderr)
         return EXIT_MISSING
     try:
         medians, items = _load(argv[1])
-    except (OSError, ValueError) as error:
+        load_runs = _load_runs(argv[1])
+    except (OSError, ValueError, AttributeError) as error:
         print(f"ratios: cannot read {argv[1]}: {error}", file=sys.stderr)
         return EXIT_MISSING
+    if not medians and not load_runs:
+        print(f"ratios: no results of the core or load benchmarks in {argv[1]}", file=sys.stderr)
+        return EXIT_MISSING
+    statuses = []
+    if medians:
+        statuses.append(_core_table(medians, items))
+    if load_runs:
+        if medians:
+            print()
+        statuses.append(_load_table(load_runs))
+    if EXIT_MISSING in statuses:
+        return EXIT_MISSING
+    if EXIT_FAIL in statuses:
+        return EXIT_FAIL
+    return 0
 
+
+def _core_table(medians: dict[tuple[str, str], float], items: dict[str, int]) -> int:
+    """Print the native speed-ups table; its exit status (0, EXIT_FAIL or EXIT_MISSING)."""
     header = ("operation", "rust", "python", "rust/item", "python/item", "python/rust", "threshold", "result")
     rows: list[tuple[str, ...]] = []
     failed: list[str] = []

@@ -7,7 +7,7 @@ test that asks for ``store_url`` or ``store`` runs on SQLite and on a real throw
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -17,30 +17,24 @@ from licensor.testing import ThrowawayPostgres
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "vectors")
 
 
-# --- stores ------------------------------------------------------------------------------------------------
-
-STORES = ("sqlite", "postgresql")
-
+# --- stores: the plugin author kit's fixtures (licensor.testing), under the suite's shorter names ------------
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[ThrowawayPostgres]:
+def postgres(licensor_postgres: ThrowawayPostgres) -> ThrowawayPostgres:
     """One real PostgreSQL server for the whole session, removed at the end."""
-    with ThrowawayPostgres() as server:
-        yield server
+    return licensor_postgres
 
 
 @pytest.fixture(scope="session")
-def postgres_url(postgres: ThrowawayPostgres) -> str:
+def postgres_url(licensor_postgres_url: str) -> str:
     """A database shared by the session's PostgreSQL tests; each test works in tenants of its own."""
-    return postgres.create_database()
+    return licensor_postgres_url
 
 
-@pytest.fixture(params=STORES)
-def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
+@pytest.fixture
+def store_url(licensor_store_url: str) -> str:
     """The URL of a store of each kind: a new SQLite file, or the session's PostgreSQL database."""
-    if request.param == "sqlite":
-        return f"sqlite:///{os.path.join(tmp_path, 'licensor.db')}"
-    return str(request.getfixturevalue("postgres_url"))
+    return licensor_store_url
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from licensor.verdict import Code, Verdict
 
 class ExampleBackend(Backend):
     name = "example"
+    verdicts_cacheable = True
     options_schema = {
         "type": "object",
         "properties": {"max_major_version": {"type": "integer", "minimum": 0}},
@@ -23,7 +24,7 @@ class ExampleBackend(Backend):
         verdict = license_terms_verdict(request)
         if not verdict.valid or request.version is None:
             return verdict
-        limit = request.extra.get("max_major_version")
+        limit = request.options.get("max_major_version")
         major = request.version.split(".", 1)[0]
         if limit is not None and major.isdigit() and int(major) > limit:
             return Verdict(Code.VERSION_NOT_ENTITLED, license_id=verdict.license_id)

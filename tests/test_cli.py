@@ -281,7 +281,7 @@ def test_admin_license_lifecycle(gateway: Gateway, init_output: dict[str, str]) 
     token = init_output["admin_token"]
     product = json.loads(gateway.admin("products", "create", "--code", "cycle", "--name", "Cycle", token=token).stdout)
     policy_run = gateway.admin("policies", "create", "--product-id", product["id"], "--name", "Yearly", "--backend",
-                               "activation", "--seats", "2", "--duration-kind", "subscription", "--duration-days", "365",
+                               "cloud-lite", "--seats", "2", "--duration-kind", "subscription", "--duration-days", "365",
                                "--maintenance-days", "365", token=token)
     assert policy_run.returncode == 0, policy_run.stderr
     policy = json.loads(policy_run.stdout)

@@ -14,6 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from licensor.backend import Backend
+    from licensor.gateway.api import Api
 
 PROJECT = "licensor"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -27,6 +28,19 @@ def licensor_register_backends(register: Callable[[Backend], None]) -> None:
 
     :param register: call it once per :class:`licensor.backend.Backend` instance the plugin provides; a
         second backend with a name already registered raises ValueError at start-up.
+    :returns: nothing; results are ignored.
+    """
+
+
+@hookspec
+def licensor_register_routes(router: Api) -> None:
+    """Add HTTP operations to the gateway.
+
+    A backend's own routes are simpler as :meth:`licensor.backend.Backend.operations`.
+
+    :param router: the gateway's operation registry; call ``router.add(Operation(...))`` (see
+        :class:`licensor.gateway.api.Operation`): the route gets licensor's authentication, validation, error
+        format, idempotency and a place in the OpenAPI document.
     :returns: nothing; results are ignored.
     """
 

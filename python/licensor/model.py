@@ -313,6 +313,9 @@ CUSTOMER = Resource(
 
 LICENSE_STATES = ("active", "suspended", "revoked")
 
+SUBJECT_SCHEMA = {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"}
+"""A SaaS backend's own id of a user or customer (cloud-lite): printable ASCII without spaces."""
+
 LICENSE = Resource(
     "license",
     "licenses",
@@ -328,6 +331,7 @@ LICENSE = Resource(
         Field("maintenance_until", _nullable(TIME_SCHEMA), kind="time"),
         Field("overrides", {"type": "object", "maxProperties": 64}, kind="json", default=dict),
         Field("order_ref", _nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
+        Field("subject", _nullable(SUBJECT_SCHEMA), filterable=True),
     ),
     deletable=False,
     description="A license of a product under a policy, optionally held by a customer. Its key is shown once.",

@@ -61,9 +61,9 @@ async def test_features_releases_policies_and_customers_are_created_updated_and_
     assert (release["channel"], release["required_features"]) == ("beta", [])
 
     policy = await tenant.policy(product["id"], seats=5, duration={"kind": "subscription", "days": 365}, maintenance_days=30,
-                                 features=[{"code": "export", "quantity": 100}], options={"lease_ttl": 600})
+                                 features=[{"code": "export", "quantity": 100}], options={"max_major_version": 3})
     assert (policy["seats"], policy["duration"], policy["maintenance_days"]) == (5, {"kind": "subscription", "days": 365}, 30)
-    assert (policy["features"], policy["options"], policy["backend"]) == ([{"code": "export", "quantity": 100}], {"lease_ttl": 600}, "cloud")
+    assert (policy["features"], policy["options"], policy["backend"]) == ([{"code": "export", "quantity": 100}], {"max_major_version": 3}, "example")
     defaults = await tenant.policy(product["id"])
     assert (defaults["seats"], defaults["duration"], defaults["features"], defaults["options"]) == (1, {"kind": "perpetual"}, [], {})
     policy = await tenant.ok("PATCH", f"/v1/admin/policies/{policy['id']}", 200, json={"seats": 10, "maintenance_days": None})
@@ -142,7 +142,7 @@ async def test_a_reference_to_a_missing_object_is_a_422_reference_not_found(tena
     refused = {
         "/v1/admin/features": {"product_id": MISSING_PRODUCT, "code": "export", "name": "Export"},
         "/v1/admin/releases": {"product_id": MISSING_PRODUCT, "version": "1.0"},
-        "/v1/admin/policies": {"product_id": MISSING_PRODUCT, "name": "P", "backend": "cloud"},
+        "/v1/admin/policies": {"product_id": MISSING_PRODUCT, "name": "P", "backend": "example"},
         "/v1/admin/licenses": {"policy_id": new_id("pol")},
         "/v1/admin/tokens": {"name": "saas", "role": "product", "product_id": MISSING_PRODUCT},
     }
@@ -166,7 +166,7 @@ async def test_a_reference_to_a_missing_object_is_a_422_reference_not_found(tena
 )
 async def test_a_policy_duration_needs_days_exactly_when_it_is_not_perpetual(tenant: Tenant, duration: dict) -> None:
     product = await tenant.product("studio")
-    answer = await tenant.call("POST", "/v1/admin/policies", json={"product_id": product["id"], "name": "P", "backend": "cloud", "duration": duration})
+    answer = await tenant.call("POST", "/v1/admin/policies", json={"product_id": product["id"], "name": "P", "backend": "example", "duration": duration})
     assert (answer.status, answer.code) == (422, "INVALID_FIELD")
     assert (await tenant.ok("GET", "/v1/admin/policies"))["data"] == []
 
@@ -198,7 +198,7 @@ async def test_a_policy_may_only_name_features_of_its_product(tenant: Tenant) ->
     studio, reader = await tenant.product("studio"), await tenant.product("reader")
     await tenant.feature(studio["id"], "export")
     await tenant.feature(reader["id"], "annotate")
-    base = {"product_id": studio["id"], "name": "P", "backend": "cloud"}
+    base = {"product_id": studio["id"], "name": "P", "backend": "example"}
     for features in ([{"code": "missing"}], [{"code": "annotate"}], [{"code": "export"}, {"code": "missing"}]):
         answer = await tenant.call("POST", "/v1/admin/policies", json={**base, "features": features})
         assert (answer.status, answer.code) == (422, "UNKNOWN_FEATURE"), features
@@ -219,7 +219,7 @@ async def test_a_policy_may_only_name_features_of_its_product(tenant: Tenant) ->
 async def test_a_policy_backend_and_product_are_fixed_once_created(tenant: Tenant) -> None:
     product = await tenant.product("studio")
     policy = await tenant.policy(product["id"])
-    for change in ({"backend": "activation"}, {"product_id": product["id"]}):
+    for change in ({"backend": "cloud-lite"}, {"product_id": product["id"]}):
         answer = await tenant.call("PATCH", f"/v1/admin/policies/{policy['id']}", json=change)
         assert (answer.status, answer.code) == (422, "UNKNOWN_FIELD"), change
 
@@ -258,8 +258,8 @@ async def test_lists_filter_by_their_declared_fields_and_page_within_the_filter(
     assert [r["id"] for r in (await tenant.ok("GET", "/v1/admin/releases", params={"version": "1.1"}))["data"]] == [beta["id"]]
 
     cloud = await tenant.policy(studio["id"])
-    activation = await tenant.policy(reader["id"], backend="activation")
-    assert [p["id"] for p in (await tenant.ok("GET", "/v1/admin/policies", params={"backend": "activation"}))["data"]] == [activation["id"]]
+    activation = await tenant.policy(reader["id"], backend="cloud-lite")
+    assert [p["id"] for p in (await tenant.ok("GET", "/v1/admin/policies", params={"backend": "cloud-lite"}))["data"]] == [activation["id"]]
     assert [p["id"] for p in (await tenant.ok("GET", "/v1/admin/policies", params={"product_id": studio["id"]}))["data"]] == [cloud["id"]]
 
     ada = await tenant.customer("ada@example.com", external_ref="crm-7")

@@ -12,7 +12,7 @@ from licensor.backend import CheckRequest
 from licensor.central import license_keys
 from licensor.client.answers import verify_answer
 from licensor.errors import BadSignatureError
-from tests.central.conftest import Gateway, Tenant
+from tests.central.conftest import Gateway, Tenant, db_execute
 from licensor.model import LICENSE, POLICY, now_us
 from licensor.verdict import Code
 from tests.example_backend import ExampleBackend, ExamplePlugin
@@ -75,7 +75,9 @@ async def test_a_mistyped_key_is_a_422_not_a_verdict(gateway: Gateway, tenant: T
 
 
 async def test_a_policy_whose_backend_is_not_installed_is_a_503(gateway: Gateway, tenant: Tenant) -> None:
-    made = await _licensed(tenant, backend="not-installed")
+    made = await _licensed(tenant)
+    # The plugin was uninstalled after the policy was made (a new policy could not name it: see below).
+    await db_execute(gateway.store_url, "UPDATE policies SET backend = 'not-installed' WHERE id = ?", made["policy"]["id"])
     answer = await gateway.call("POST", "/v1/check", json={"tenant": tenant.id, "product": "cad", "license_key": made["license"]["key"]})
     assert answer.status == 503 and answer.code == "BACKEND_UNAVAILABLE"
 
@@ -106,5 +108,19 @@ async def test_the_backend_is_given_the_version_asked_for(gateway: Gateway, tena
     license_row = await gateway.store.get(tenant.id, LICENSE, made["license"]["id"])
     policy_row = await gateway.store.get(tenant.id, POLICY, made["policy"]["id"])
     assert license_row is not None and policy_row is not None
-    request = CheckRequest(tenant.id, license_row, policy_row, ("export",), version, now_us(), {"max_major_version": 3})
+    request = CheckRequest(tenant.id, license_row, policy_row, ("export",), version, now_us(), options={"max_major_version": 3})
     assert (await ExampleBackend().check(request)).code is code
+
+
+async def test_a_policy_is_checked_by_its_backend_when_created(tenant: Tenant) -> None:
+    product = await tenant.product(code="cad")
+    base = {"product_id": product["id"], "name": "P"}
+    unknown = await tenant.call("POST", "/v1/admin/policies", json={**base, "backend": "not-installed"})
+    assert unknown.status == 422 and unknown.code == "UNKNOWN_BACKEND"
+    for options in ({"max_major_version": -1}, {"max_major_version": "3"}, {"unknown_option": 1}):
+        refused = await tenant.call("POST", "/v1/admin/policies", json={**base, "backend": "example", "options": options})
+        assert refused.status == 422 and refused.code == "INVALID_POLICY_OPTIONS", options
+    policy = await tenant.policy(product["id"], options={"max_major_version": 3})
+    changed = await tenant.call("PATCH", f"/v1/admin/policies/{policy['id']}", json={"options": {"max_major_version": "x"}})
+    assert changed.status == 422 and changed.code == "INVALID_POLICY_OPTIONS"
+    assert (await tenant.ok("GET", f"/v1/admin/policies/{policy['id']}"))["options"] == {"max_major_version": 3}

@@ -56,7 +56,7 @@ async def test_an_unknown_field_is_a_422_unknown_field(tenant: Tenant) -> None:
     assert_error(await tenant.call("POST", PRODUCTS, json={"code": "a", "name": "A", "colour": "red"}), 422, "UNKNOWN_FIELD")
     product = await tenant.product("a")
     policy = await tenant.call("POST", "/v1/admin/policies",
-                               json={"product_id": product["id"], "name": "P", "backend": "cloud", "features": [{"code": "x", "qty": 1}]})
+                               json={"product_id": product["id"], "name": "P", "backend": "example", "features": [{"code": "x", "qty": 1}]})
     assert_error(policy, 422, "UNKNOWN_FIELD")
     assert_error(await tenant.call("PATCH", f"{PRODUCTS}/{product['id']}", json={"name": "B", "id": product["id"]}), 422, "UNKNOWN_FIELD")
 
@@ -73,7 +73,7 @@ async def test_a_value_of_the_wrong_type_is_a_422_wrong_type(tenant: Tenant, bod
 
 async def test_wrong_types_of_numbers_booleans_and_whole_bodies_are_422_wrong_type(tenant: Tenant) -> None:
     product = await tenant.product("a")
-    base = {"product_id": product["id"], "name": "P", "backend": "cloud"}
+    base = {"product_id": product["id"], "name": "P", "backend": "example"}
     for extra in ({"seats": "3"}, {"seats": True}, {"seats": 1.5}, {"options": []}, {"features": {}}):
         assert_error(await tenant.call("POST", "/v1/admin/policies", json={**base, **extra}), 422, "WRONG_TYPE")
     assert_error(await tenant.call("POST", "/v1/admin/features", json={"product_id": product["id"], "code": "f", "name": "F", "metered": "yes"}),
@@ -89,7 +89,7 @@ async def test_a_missing_required_field_is_a_422_missing_field(tenant: Tenant) -
     assert_error(await tenant.call("POST", "/v1/admin/licenses", json={}), 422, "MISSING_FIELD")
     assert_error(await tenant.call("POST", "/v1/admin/tokens", json={"name": "x"}), 422, "MISSING_FIELD")
     product = await tenant.product("a")
-    policy = {"product_id": product["id"], "name": "P", "backend": "cloud", "features": [{"quantity": 2}]}
+    policy = {"product_id": product["id"], "name": "P", "backend": "example", "features": [{"quantity": 2}]}
     assert_error(await tenant.call("POST", "/v1/admin/policies", json=policy), 422, "MISSING_FIELD")
 
 
@@ -102,7 +102,7 @@ async def test_a_value_outside_its_rules_is_a_422_invalid_field(tenant: Tenant) 
         answer = await tenant.call("POST", "/v1/admin/releases", json={"product_id": product["id"], "version": "1", "released_at": released_at})
         assert_error(answer, 422, "INVALID_FIELD")
     for seats in (b"0", b"-1", b"1000001", b"1000000000000000000000000000000", b"1e30"):
-        body = b'{"product_id":"%s","name":"P","backend":"cloud","seats":%s}' % (product["id"].encode(), seats)
+        body = b'{"product_id":"%s","name":"P","backend":"example","seats":%s}' % (product["id"].encode(), seats)
         answer = await tenant.call("POST", "/v1/admin/policies", data=body, headers={"Content-Type": "application/json"})
         assert_error(answer, 422, "INVALID_FIELD", seats)
     assert (await tenant.ok("GET", "/v1/admin/policies"))["data"] == []
@@ -111,7 +111,7 @@ async def test_a_value_outside_its_rules_is_a_422_invalid_field(tenant: Tenant) 
 async def test_a_nul_character_in_any_string_is_a_422(tenant: Tenant) -> None:
     assert_error(await tenant.call("POST", PRODUCTS, json={"code": "a", "name": "A\x00B"}), 422, "INVALID_CHARACTER")
     product = await tenant.product("a")
-    base = {"product_id": product["id"], "name": "P", "backend": "cloud"}
+    base = {"product_id": product["id"], "name": "P", "backend": "example"}
     assert_error(await tenant.call("POST", "/v1/admin/policies", json={**base, "options": {"k\x00": 1}}), 422, "INVALID_CHARACTER")
     assert_error(await tenant.call("POST", "/v1/admin/policies", json={**base, "options": {"k": ["v\x00"]}}), 422, "INVALID_CHARACTER")
     assert_error(await tenant.call("PATCH", f"{PRODUCTS}/{product['id']}", json={"description": "\x00"}), 422, "INVALID_CHARACTER")

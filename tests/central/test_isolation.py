@@ -57,7 +57,7 @@ WALK: dict[str, Step] = {
     "update_release": Step("release", lambda o: {"channel": "beta"}, NOT_FOUND),
     "delete_release": Step("spare_release", None, NOT_FOUND),
     # policies
-    "create_policy": Step(None, lambda o: {"product_id": o["product"]["id"], "name": "Walk", "backend": "cloud"}, REFERENCE),
+    "create_policy": Step(None, lambda o: {"product_id": o["product"]["id"], "name": "Walk", "backend": "example"}, REFERENCE),
     "list_policies": Step(None, None, OWN),
     "get_policy": Step("policy", None, NOT_FOUND),
     "update_policy": Step("policy", lambda o: {"seats": 9}, NOT_FOUND),

@@ -53,6 +53,9 @@ CHECKS = ("not_a_server_error", "response_schema_conformance", "content_type_con
 REACHED_AN_OBJECT = {200, 201, 409}
 
 
+SUBJECT = "fuzz-subject"
+
+
 class LiveGateway:
     """The gateway on a real socket, served by an event loop in a thread of its own."""
 
@@ -114,19 +117,20 @@ def _seed(url: str, token: str) -> tuple[dict[str, list[str]], list[str]]:
         product = post("/v1/admin/products", {"code": f"fuzz-{n}", "name": f"Fuzz product {n}"})
         ids["prd"].append(product["id"])
         for code in ("alpha", "beta"):
-            ids["fea"].append(post("/v1/admin/features", {"product_id": product["id"], "code": code, "name": code.title()})["id"])
+            ids["fea"].append(post("/v1/admin/features", {"product_id": product["id"], "code": code, "name": code.title(),
+                                                          "metered": code == "beta"})["id"])
         ids["rel"].append(post("/v1/admin/releases", {"product_id": product["id"], "version": "1.0.0",
                                                       "required_features": ["alpha"]})["id"])
-        subscription = post("/v1/admin/policies", {"product_id": product["id"], "name": "Yearly", "backend": "offline",
+        subscription = post("/v1/admin/policies", {"product_id": product["id"], "name": "Yearly", "backend": "cloud-lite",
                                                    "duration": {"kind": "subscription", "days": 365}, "maintenance_days": 365,
                                                    "features": [{"code": "alpha"}, {"code": "beta", "quantity": 5}]})
-        perpetual = post("/v1/admin/policies", {"product_id": product["id"], "name": "Perpetual", "backend": "offline"})
+        perpetual = post("/v1/admin/policies", {"product_id": product["id"], "name": "Perpetual", "backend": "cloud-lite"})
         ids["pol"] += [subscription["id"], perpetual["id"]]
-        ids["pol"].append(post("/v1/admin/policies", {"product_id": product["id"], "name": "Unused", "backend": "offline"})["id"])
+        ids["pol"].append(post("/v1/admin/policies", {"product_id": product["id"], "name": "Unused", "backend": "cloud-lite"})["id"])
         customer = post("/v1/admin/customers", {"email": f"fuzz{n}@example.com", "name": f"Customer {n}"})
         ids["cus"].append(customer["id"])
         for policy in (subscription, perpetual):
-            license = post("/v1/admin/licenses", {"policy_id": policy["id"], "customer_id": customer["id"]})
+            license = post("/v1/admin/licenses", {"policy_id": policy["id"], "customer_id": customer["id"], "subject": SUBJECT})
             ids["lic"].append(license["id"])
             keys.append(license["key"])
         suspended = post("/v1/admin/licenses", {"policy_id": subscription["id"]})
@@ -136,6 +140,8 @@ def _seed(url: str, token: str) -> tuple[dict[str, list[str]], list[str]]:
         ids["cus"].append(post("/v1/admin/customers", {"email": f"unused{n}@example.com", "name": f"Unused {n}"})["id"])
         ids["tok"].append(post("/v1/admin/tokens", {"name": f"spare {n}", "role": "developer"})["id"])
     ids["prd"].append(post("/v1/admin/products", {"code": "unused", "name": "Unused product"})["id"])
+    saas = {"name": "saas", "role": "product", "product_id": ids["prd"][0]}  # fuzz-0
+    keys.append(post("/v1/admin/tokens", saas)["token"])  # the last: a product token
     return dict(ids), keys
 
 
@@ -156,7 +162,6 @@ def gateway(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Itera
 def _config(url: str, token: str) -> Any:
     settings: dict[str, Any] = {
         "base-url": url,
-        "headers": {"Authorization": f"Bearer {token}"},
         "workers": 1,
         "continue-on-failure": True,
         "suppress-health-check": ["all"],
@@ -180,6 +185,7 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
     tenant_id, token = gateway.create_tenant("schemathesis")
     token_id = token.split(".")[0]
     seeded, license_keys = _seed(gateway.url, token)
+    product_token = license_keys.pop()
     document = requests.get(f"{gateway.url}/openapi.json", timeout=30).json()
     operation_ids = {f"{method.upper()} {path}": op["operationId"]
                      for path, methods in document["paths"].items() for method, op in methods.items()}
@@ -211,6 +217,14 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
 
     @schema.hook("flatmap_body")
     def existing_license_key(context: Any, body: Any) -> Any:
+        # The license plane's bodies: half the time the seeded product and subject.
+        if context.operation.definition.raw.get("tags") == ["cloud-lite"] and isinstance(body, dict):
+            seeded_names = {"product": "fuzz-0", "subject": SUBJECT, "feature": "beta"}
+            return st.one_of(st.just(body), st.just({**body, **{k: v for k, v in seeded_names.items() if k in body}}))
+        # POST /v1/check: half the time a real license of the real tenant.
+        if context.operation.definition.raw.get("operationId") == "check" and isinstance(body, dict):
+            real = st.sampled_from(license_keys).map(lambda key: {"tenant": tenant_id, "product": "fuzz-0", "license_key": key})
+            return st.one_of(st.just(body), real.map(lambda found: {**body, **found}))
         # POST /v1/admin/licenses/lookup: half the time a real key, as issued or in lower case without dashes.
         if context.operation.definition.raw.get("operationId") != "lookup_license" or not isinstance(body, dict):
             return st.just(body)
@@ -221,6 +235,9 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
         # Revoking the very token the run authenticates with would turn everything after it into a 401.
         if case.path_parameters and case.path_parameters.get("id") == token_id:
             case.path_parameters["id"] = seeded["tok"][0]
+        # The admin token, except for the cloud-lite operations, which serve a SaaS backend with its product token.
+        bearer = product_token if case.operation.path.startswith("/v1/entitlements/") else token
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {bearer}"}
 
     calls: dict[str, Counter[str]] = defaultdict(Counter)  # operationId -> phase -> requests
     statuses: dict[str, Counter[int]] = defaultdict(Counter)  # operationId -> status -> responses

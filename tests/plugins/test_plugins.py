@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from licensor import hookspecs
 from licensor.backend import Backend, CheckRequest, license_terms_verdict
 from licensor.errors import ValidationError
+from licensor.gateway.api import Api, Call, Operation, Param, Reply
 from licensor.model import canonical_json
 from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
+from licensor.testing import Gateway
 from licensor.verdict import Code, Verdict
 
 HOOKS = [name for name, value in vars(hookspecs).items() if name.startswith("licensor_") and callable(value)]
@@ -154,3 +156,53 @@ def test_a_verdict_is_valid_exactly_when_every_asked_feature_is_granted(asked: s
     assert verdict.valid == (asked <= granted)
     if verdict.valid:
         assert {e.feature for e in verdict.entitlements} == granted
+
+
+# --- hooks through the real gateway ---------------------------------------------------------------------
+class RoutesAndEvents:
+    """Adds an operation of its own and records the events it observes."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    @hookspecs.hookimpl
+    def licensor_register_routes(self, router: Api) -> None:
+        async def ping(call: Call) -> Reply:
+            return Reply(200, {"pong": call.query.get("word", "")})
+
+        router.add(Operation("GET", "/v1/echo/ping", "echo_ping", "Answer pong", ping, "echo", None,
+                             {"type": "object", "properties": {"pong": {"type": "string"}}, "required": ["pong"]},
+                             query=(Param("word", {"type": "string", "maxLength": 10}),)))
+
+    @hookspecs.hookimpl
+    def licensor_event(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+        raise RuntimeError("an observer's failure is only logged")
+
+
+OBSERVER = RoutesAndEvents()
+
+
+@pytest.fixture
+def licensor_plugins() -> tuple[object, ...]:
+    OBSERVER.events.clear()
+    return (OBSERVER, EchoPlugin())
+
+
+async def test_hook_licensor_register_routes(licensor_gateway: Gateway) -> None:
+    answer = await licensor_gateway.call("GET", "/v1/echo/ping", params={"word": "hello"})
+    assert (answer.status, answer.body) == (200, {"pong": "hello"})
+    refused = await licensor_gateway.call("GET", "/v1/echo/ping", params={"word": "x" * 11})
+    assert (refused.status, refused.code) == (400, "INVALID_PARAMETER")  # licensor's validation and error format
+    document = (await licensor_gateway.call("GET", "/openapi.json")).body
+    assert document["paths"]["/v1/echo/ping"]["get"]["operationId"] == "echo_ping"
+
+
+async def test_hook_licensor_event_sees_committed_events(licensor_gateway: Gateway) -> None:
+    tenant = await licensor_gateway.tenant("Observed")
+    product = await tenant.product(code="app")  # the observer raises: the change is made all the same
+    failed = await tenant.call("POST", "/v1/admin/products", json={"code": "app", "name": "Twice"})
+    assert failed.status == 409
+    created = [event for event in OBSERVER.events if event["type"] == "product.created"]
+    assert [event["subject_id"] for event in created] == [product["id"]]  # the rolled-back one is not shown
+    assert created[0]["data"]["code"] == "app" and created[0]["seq"] >= 1

@@ -81,7 +81,7 @@ def _columns(plural: str) -> dict[str, Any]:
         },
         "policies": lambda: {
             "name": "A policy",
-            "backend": "cloud",
+            "backend": "example",
             "seats": 3,
             "duration": canonical_json({"kind": "perpetual"}),
             "maintenance_days": None,
@@ -99,6 +99,7 @@ def _columns(plural: str) -> dict[str, Any]:
             "maintenance_until": None,
             "overrides": canonical_json({}),
             "order_ref": None,
+            "subject": None,
         },
     }
     return defaults[plural]()

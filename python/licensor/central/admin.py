@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from licensor.backend import Backend
 from licensor.central import license_keys
 from licensor.central.events import EVENT_SCHEMA, VERIFICATION_SCHEMA, event_json, verify_chain
 from licensor.central.keyset import KEY_SCHEMA, add_signing_key, public_key_json
@@ -29,6 +30,7 @@ from licensor.gateway.api import (
 )
 from licensor.gateway.auth import new_secret
 from licensor.model import (
+    SUBJECT_SCHEMA,
     BY_NAME,
     CUSTOMER,
     FEATURE,
@@ -119,10 +121,24 @@ async def _check_feature_codes(tx: Transaction, product_id: str, codes: list[str
             raise ValidationError(f"the product has no feature {code}", code="UNKNOWN_FEATURE")
 
 
-async def _check_domain_rules(tx: Transaction, resource: Resource, values: Row, current: Row | None) -> None:
-    """Rules a JSON schema cannot express."""
+def _backend(call: Call, name: str) -> Backend:
+    backend = call.request.app[app_keys.BACKENDS].get(name)
+    if backend is None:
+        installed = ", ".join(call.request.app[app_keys.BACKENDS]) or "none"
+        raise ValidationError(f"backend: this gateway has no {name!r} backend (installed: {installed})", code="UNKNOWN_BACKEND")
+    return backend
+
+
+async def _check_domain_rules(call: Call, resource: Resource, values: Row, current: Row | None) -> None:
+    """Rules a JSON schema cannot express. ``values`` may be completed (a policy's options, as its backend
+    will use them)."""
+    assert call.tx is not None
+    tx = call.tx
     merged = {**(current or {}), **values}
     if resource is POLICY:
+        if current is None or "options" in values:  # the backend must be installed to judge its options
+            options = _backend(call, merged["backend"]).validate_options(POLICY.field("options").column_to_api(merged["options"]))
+            values["options"] = POLICY.field("options").api_to_column(options)
         duration = BY_NAME["policy"].field("duration").column_to_api(merged["duration"])
         if (duration["kind"] == "perpetual") == ("days" in duration):
             raise ValidationError("duration: days is required for subscription and trial, and not allowed for perpetual", code="INVALID_FIELD")
@@ -174,7 +190,7 @@ def _create(resource: Resource):  # type: ignore[no-untyped-def]
         values = _column_values(resource, call.body, creating=True)
         await _check_references(call.tx, resource, values)
         await _check_unique(call.tx, resource, values, None)
-        await _check_domain_rules(call.tx, resource, values, None)
+        await _check_domain_rules(call, resource, values, None)
         now = now_us()
         with _constraint_errors(resource):
             row = await call.tx.insert(resource, {"id": new_id(resource.id_prefix), **values, "created_at": now, "updated_at": now})
@@ -212,7 +228,7 @@ def _update(resource: Resource):  # type: ignore[no-untyped-def]
         values = _column_values(resource, call.body, creating=False)
         await _check_references(call.tx, resource, values)
         await _check_unique(call.tx, resource, values, current)
-        await _check_domain_rules(call.tx, resource, values, current)
+        await _check_domain_rules(call, resource, values, current)
         with _constraint_errors(resource):
             row = await call.tx.update(resource, call.path["id"], values)
         assert row is not None
@@ -293,6 +309,7 @@ LICENSE_CREATE_SCHEMA = {
         "maintenance_until": {"anyOf": [TIME_SCHEMA, {"type": "null"}]},
         "overrides": {"type": "object", "maxProperties": 64},
         "order_ref": {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 200}, {"type": "null"}]},
+        "subject": {"anyOf": [SUBJECT_SCHEMA, {"type": "null"}]},
     },
     "required": ["policy_id"],
     "additionalProperties": False,
@@ -349,6 +366,7 @@ async def create_license(call: Call) -> Reply:
             "maintenance_until": maintenance_until,
             "overrides": LICENSE.field("overrides").api_to_column(body.get("overrides", {})),
             "order_ref": body.get("order_ref"),
+            "subject": body.get("subject"),
             "created_at": now,
             "updated_at": now,
         },
@@ -394,6 +412,11 @@ def _license_action(action: str):  # type: ignore[no-untyped-def]
                 changes["maintenance_until"] = checked_time(base + policy["maintenance_days"] * DAY_US, "maintenance_until")
         row = await call.tx.update(LICENSE, current["id"], changes)
         assert row is not None
+        policy = await call.tx.get(POLICY, current["policy_id"])
+        assert policy is not None
+        backend = call.request.app[app_keys.BACKENDS].get(policy["backend"])
+        if backend is not None:  # an uninstalled backend has nothing to react with
+            await backend.on_license_changed(call.tx, row, _PAST[action])
         shown = LICENSE.to_api(row)
         reason = call.body.get("reason")
         await call.tx.append_event(f"license.{_PAST[action]}", "license", current["id"], call.actor,

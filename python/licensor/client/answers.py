@@ -42,8 +42,8 @@ def verify_answer(
     """The verdict of a signed answer to the request made with ``nonce`` on ``path``.
 
     :raises licensor.errors.TokenError: a token that is malformed, of another kind, signed by an unknown key or
-        not signed by the named key; :class:`AnswerRejectedError` (with code NONCE_MISMATCH, PATH_MISMATCH or
-        ANSWER_STALE) for a genuine answer to something else.
+        not signed by the named key; :class:`AnswerRejectedError` (with code NONCE_MISMATCH, PATH_MISMATCH,
+        ANSWER_STALE or ANSWER_MALFORMED) for a genuine answer to something else or without a verdict.
     """
     document = read_document(token, ANSWER_KIND, public_keys)
     if not isinstance(document.get("nonce"), str) or not hmac.compare_digest(document["nonce"].encode(), nonce.encode()):

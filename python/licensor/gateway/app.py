@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Iterable
 
+import pluggy
 from aiohttp import web
 
 from licensor.central import admin
+from licensor.central.events import event_json
 from licensor.central.keyset import KEY_SCHEMA, public_key_json
 from licensor.central.secrets import Secrets, load_master_key
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import MAX_BODY_BYTES, Api, Call, Operation, Param, Reply
 from licensor.gateway.check import CHECK_OPERATION
-from licensor.gateway.middleware import errors, request_id
+from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
 from licensor.gateway.settings import Settings
 from licensor.model import id_pattern
-from licensor.plugins import collect_backends, plugin_manager
-from licensor.store import Store, open_store
+from licensor.gateway.cache import LicenseCache
+from licensor.gateway.outcomes import CheckOutcomes
+from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
+from licensor.store import Row, Store, open_store
+
+log = logging.getLogger("licensor.gateway")
 
 
 async def healthz(call: Call) -> Reply:
@@ -52,8 +59,8 @@ MAX_REQUEST_LINE = 64 * 1024
 _STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"], "additionalProperties": False}
 
 
-def build_api() -> Api:
-    """Every operation of the gateway."""
+def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginManager | None = None) -> Api:
+    """Every operation of the gateway: its own, its backends' and its plugins'."""
     api = Api()
     api.add(Operation("GET", "/healthz", "healthz", "Is the process up", healthz, "ops", None, _STATUS))
     api.add(Operation("GET", "/readyz", "readyz", "Can the gateway reach its database", readyz, "ops", None, _STATUS, errors=(503,)))
@@ -67,7 +74,23 @@ def build_api() -> Api:
                       description="Active and retired keys: everything the tenant signs verifies offline against these."))
     api.add(CHECK_OPERATION)
     admin.register(api)
+    for name in backends or ():
+        for operation in backends.get(name).operations():  # type: ignore[union-attr]
+            api.add(operation)
+    if plugins is not None:
+        plugins.hook.licensor_register_routes(router=api)
     return api
+
+
+def _publish(manager: pluggy.PluginManager, rows: list[Row]) -> None:
+    """Show committed events to the plugins observing ``licensor_event``; one's failure is only logged."""
+    for row in rows:
+        event = event_json(row)
+        for impl in manager.hook.licensor_event.get_hookimpls():
+            try:
+                impl.function(event=event)
+            except Exception:
+                log.exception("the licensor_event observer of plugin %s failed", impl.plugin_name)
 
 
 async def _docs(request: web.Request) -> web.Response:
@@ -81,11 +104,13 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
 
     :raises pluggy.PluginValidationError: a plugin implements a hook licensor does not have.
     """
-    app = web.Application(middlewares=[request_id, errors], client_max_size=MAX_BODY_BYTES,
+    app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES,
                           handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[app_keys.SETTINGS] = settings
-    app[app_keys.BACKENDS] = collect_backends(plugin_manager(plugins))
-    api = build_api()
+    manager = plugin_manager(plugins)
+    app[app_keys.PLUGINS] = manager
+    app[app_keys.BACKENDS] = backends = collect_backends(manager)
+    api = build_api(backends, manager)
     app[app_keys.API] = api
     document = build_document(api, settings.public_url)
     document["paths"]["/docs"] = {"get": {"operationId": "docs", "summary": "This API as a readable page", "tags": ["ops"],
@@ -102,10 +127,17 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
             os.makedirs(os.path.dirname(opened.url[len("sqlite:///"):]) or ".", exist_ok=True)
         await opened.open()
         app[app_keys.STORE] = opened
+        app[app_keys.CACHE] = LicenseCache(opened, app[app_keys.SECRETS])
+        opened.subscribe_events(lambda rows: _publish(manager, rows))
+        app[app_keys.OUTCOMES] = outcomes = CheckOutcomes(opened)
+        outcomes.start()
         try:
             yield
         finally:
-            await opened.close()
+            try:
+                await outcomes.stop()
+            finally:
+                await opened.close()
 
     app.cleanup_ctx.append(resources)
     api.install(app)

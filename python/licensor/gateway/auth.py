@@ -54,7 +54,7 @@ async def authenticate(request: web.Request) -> Principal:
     if match is None:
         raise AuthenticationError("the API token is malformed", code="TOKEN_MALFORMED")
     token_id, secret = match.groups()
-    row = await request.app[app_keys.STORE].get_token(token_id)
+    row = await request.app[app_keys.CACHE].token(token_id)
     if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), hash_secret(secret)):
         raise AuthenticationError("the API token is not valid", code="TOKEN_INVALID")
     if row["revoked_at"] is not None:

@@ -1,9 +1,13 @@
 """The license plane's check: ``POST /v1/check``.
 
-The software presents what it holds (here: its license key, with its vendor's tenant id) and names the product
-and the features it wants. The gateway resolves the license within that tenant only, finds the backend the
-license's policy names in the registry, and answers the backend's verdict; with a nonce, the answer is also an
-``rs1`` token signed with the tenant's active key over the nonce, the path, the time and the verdict.
+The caller presents what it holds: the software its license key (with its vendor's tenant id), or a SaaS
+backend its product token and the subject (its user or customer id) it asks about. It names the product and
+the features it wants, optionally a version and a device fingerprint. The gateway resolves the license within
+that tenant only (from the in-process cache), finds the backend the license's policy names in the registry, and
+answers the backend's verdict; with a nonce, the answer is also an ``rs1`` token signed with the tenant's active
+key over the nonce, the path, the time and the verdict. The outcome is counted for the event log, off the hot
+path (:mod:`licensor.gateway.outcomes`). Credential and device-signed checks come with the cloud and
+activation backends.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from licensor.backend import CheckRequest
-from licensor.central import license_keys
-from licensor.central.keyset import active_signing_key
+import orjson
+from aiohttp import web
+
+from licensor.backend import Backend, CheckRequest
 from licensor.client.answers import ANSWER_KIND, answer_document
-from licensor.errors import LicensorError
+from licensor.errors import LicensorError, PermissionDeniedError, ValidationError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import Call, Operation, Reply
-from licensor.model import CODE_SCHEMA, POLICY, PRODUCT, id_pattern, now_us
+from licensor.gateway.auth import Principal, authenticate
+from licensor.gateway.cache import CachedAnswer, Licensed
+from licensor.model import CODE_SCHEMA, SUBJECT_SCHEMA, id_pattern, now_us
 from licensor.tokens import sign_document
 from licensor.verdict import Code, Verdict
 
@@ -32,28 +39,115 @@ class BackendUnavailableError(LicensorError):
     http_status = 503
 
 
+def backend_for(app: web.Application, licensed: Licensed) -> Backend:
+    """The backend the license's policy names, from the registry.
+
+    :raises BackendUnavailableError: this gateway has no such backend (503).
+    """
+    backend = app[app_keys.BACKENDS].get(licensed.policy["backend"])
+    if backend is None:
+        raise BackendUnavailableError(f"this gateway has no {licensed.policy['backend']!r} backend: install its plugin")
+    return backend
+
+
+def check_request(tenant_id: str, licensed: Licensed, body: dict[str, Any], now: int) -> CheckRequest:
+    return CheckRequest(
+        tenant_id, licensed.license, licensed.policy, tuple(body.get("features", ())), body.get("version"), now,
+        product=licensed.product, options=licensed.options, subject=body.get("subject"), fingerprint=body.get("fingerprint"),
+        license_terms=licensed.terms,
+    )
+
+
+async def product_principal(request: web.Request) -> Principal:
+    """The product token a SaaS backend calls with.
+
+    :raises AuthenticationError: no valid token (401).
+    :raises PermissionDeniedError: a token of another role (403).
+    """
+    principal = await authenticate(request)
+    if principal.role != "product":
+        raise PermissionDeniedError("the license plane takes a product token (role product), not a " + principal.role + " token")
+    return principal
+
+
+async def _licenses_asked_for(call: Call) -> tuple[str, list[Licensed]]:
+    """The tenant and the licenses the request presents: its license key, or a product token and a subject."""
+    body = call.body
+    cache = call.request.app[app_keys.CACHE]
+    if "license_key" in body:
+        if "subject" in body:
+            raise ValidationError("send either license_key or subject, not both", code="INVALID_FIELD")
+        if "tenant" not in body:
+            raise ValidationError("field tenant: a check by license key names the vendor's tenant", code="MISSING_FIELD")
+        tenant_id = body["tenant"]
+        key_hash = cache.key_hash(tenant_id, body["license_key"])  # a typo is a 422, not a verdict
+        licensed = await cache.license_by_key_hash(tenant_id, key_hash)
+        found = [licensed] if licensed is not None and licensed.product["code"] == body["product"] else []
+        return tenant_id, found
+    if "subject" not in body:
+        raise ValidationError("send license_key (with tenant), or subject with a product token", code="MISSING_FIELD")
+    principal = await product_principal(call.request)
+    if body.get("tenant", principal.tenant_id) != principal.tenant_id:
+        raise PermissionDeniedError("the product token belongs to another tenant", code="TENANT_MISMATCH")
+    product = await cache.product_by_code(principal.tenant_id, body["product"])
+    if product is None:
+        return principal.tenant_id, []
+    if principal.product_id is not None and principal.product_id != product["id"]:
+        raise PermissionDeniedError("the product token serves another product", code="PRODUCT_MISMATCH")
+    return principal.tenant_id, await cache.licenses_of_subject(principal.tenant_id, product["id"], body["subject"])
+
+
+ANSWER_KEPT_US = 5_000_000
+"""How long an answer is kept for identical repeats at most (changes of the tenant drop it at once)."""
+
+
+def quick_answer(request: web.Request, raw: bytes) -> web.Response | None:
+    """The kept answer to an identical repeat of a check by license key without a nonce, if there is one."""
+    kept = request.app[app_keys.CACHE].answer(raw, now_us())
+    if kept is None:
+        return None
+    request.app[app_keys.OUTCOMES].record(kept.tenant_id, kept.license_id, kept.code)
+    return web.Response(body=kept.body, content_type="application/json")
+
+
+def _answer_holds_until(licensed: Licensed, now: int) -> int:
+    """When a verdict read from the license's terms may change by the passing of time alone."""
+    until = now + ANSWER_KEPT_US
+    for moment in (licensed.license["starts_at"], licensed.license["expires_at"]):
+        if moment is not None and now < moment < until:
+            until = moment
+    return until
+
+
 async def check(call: Call) -> Reply:
     body = call.body
-    tenant_id = body["tenant"]
-    secrets = call.request.app[app_keys.SECRETS]
-    normalized = license_keys.normalize(body["license_key"])  # a typo is a 422, not a verdict
-    license = await call.store.find_license_by_key_hash(tenant_id, secrets.license_key_hash(tenant_id, normalized))
-    product = await call.store.get(tenant_id, PRODUCT, license["product_id"]) if license else None
-    if license is None or product is None or product["code"] != body["product"]:
-        verdict = Verdict(Code.NOT_FOUND)
-    else:
-        policy = await call.store.get(tenant_id, POLICY, license["policy_id"])
-        assert policy is not None, "a license's policy cannot be deleted"
-        backend = call.request.app[app_keys.BACKENDS].get(policy["backend"])
-        if backend is None:
-            raise BackendUnavailableError(f"this gateway has no {policy['backend']!r} backend: install its plugin")
-        request = CheckRequest(tenant_id, license, policy, tuple(body.get("features", ())), body.get("version"), now_us())
-        verdict = await backend.check(request)
+    cache = call.request.app[app_keys.CACHE]
+    announcements_seen = cache.announcements_seen
+    tenant_id, candidates = await _licenses_asked_for(call)
+    verdict = Verdict(Code.NOT_FOUND)
+    now = now_us()
+    backend = None
+    for licensed in candidates:  # a subject may hold several licenses: the first that allows it answers
+        backend = backend_for(call.request.app, licensed)
+        verdict = await backend.check(check_request(tenant_id, licensed, body, now))
+        if verdict.valid:
+            break
+    call.request.app[app_keys.OUTCOMES].record(tenant_id, verdict.license_id, verdict.code.value)
     shown = verdict.as_json()
+    if "license_key" in body and "nonce" not in body and len(candidates) == 1 and backend is not None \
+            and backend.verdicts_cacheable and verdict.license_id is not None:
+        answer = {"object": "check", "verdict": shown, "signed_answer": None}
+        kept = CachedAnswer(tenant_id, verdict.license_id, verdict.code.value, orjson.dumps(answer),
+                            _answer_holds_until(candidates[0], now))
+        cache.keep_answer(await call.request.read(), kept, announcements_seen)
     signed = None
-    if "nonce" in body and await call.store.get_tenant(tenant_id) is not None:
-        kid, seed = await active_signing_key(call.store, secrets, tenant_id)
-        signed = sign_document(ANSWER_KIND, kid, seed, answer_document(body["nonce"], CHECK_PATH, int(time.time()), shown))
+    if "nonce" in body:
+        try:
+            kid, seed = await call.request.app[app_keys.CACHE].signing_key(tenant_id)
+        except LookupError:
+            pass  # no such tenant: nothing to sign with, and nothing to tell about the tenant either
+        else:
+            signed = sign_document(ANSWER_KIND, kid, seed, answer_document(body["nonce"], CHECK_PATH, int(time.time()), shown))
     return Reply(200, {"object": "check", "verdict": shown, "signed_answer": signed})
 
 
@@ -63,11 +157,17 @@ CHECK_REQUEST_SCHEMA: dict[str, Any] = {
         "tenant": {"type": "string", "pattern": id_pattern("ten")},
         "product": CODE_SCHEMA,
         "license_key": {"type": "string", "minLength": 1, "maxLength": 100},
+        "subject": SUBJECT_SCHEMA,
+        "fingerprint": {
+            "type": "object", "maxProperties": 32,
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+            "additionalProperties": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+        },
         "features": {"type": "array", "items": CODE_SCHEMA, "maxItems": 64, "uniqueItems": True},
         "version": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"},
         "nonce": {"type": "string", "pattern": "^[\\x21-\\x7e]{8,128}$"},
     },
-    "required": ["tenant", "product", "license_key"],
+    "required": ["product"],
     "additionalProperties": False,
 }
 
@@ -94,7 +194,7 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 CHECK_OPERATION = Operation(
-    "POST", CHECK_PATH, "check", "Check a license", check, "license plane", None,
+    "POST", CHECK_PATH, "check", "Check a license", check, "license plane", frozenset({"product"}),
     {
         "type": "object",
         "properties": {
@@ -106,11 +206,15 @@ CHECK_OPERATION = Operation(
         "additionalProperties": False,
     },
     request_schema=CHECK_REQUEST_SCHEMA,
-    errors=(422, 503),
+    token_optional=True,
+    quick_answer=quick_answer,
+    errors=(401, 403, 422, 503),
     description=(
-        "Authenticated by the license key the software holds. Refusals are verdicts (200) with stable codes "
-        "(licensor.verdict); 422 LICENSE_KEY_MALFORMED tells a mistyped key; 503 BACKEND_UNAVAILABLE means the "
-        "policy's backend plugin is not installed. With a nonce, signed_answer is an rs1 token to verify offline "
-        "against /v1/keys (licensor.client.answers.verify_answer)."
+        "Authenticated by what the caller holds: the software sends its license_key with its vendor's tenant id; "
+        "a SaaS backend sends its product token (Authorization: Bearer) and the subject it asks about. Refusals "
+        "are verdicts (200) with stable codes (licensor.verdict); 422 LICENSE_KEY_MALFORMED tells a mistyped key; "
+        "401/403 a missing or wrong product token; 503 BACKEND_UNAVAILABLE means the policy's backend plugin is "
+        "not installed. With a nonce, signed_answer is an rs1 token to verify offline against /v1/keys "
+        "(licensor.client.answers.verify_answer)."
     ),
 )

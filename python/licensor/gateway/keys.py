@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    import pluggy
+
+    from licensor.gateway.cache import LicenseCache
+    from licensor.gateway.outcomes import CheckOutcomes
     from licensor.central.secrets import Secrets
     from licensor.gateway.api import Api
     from licensor.gateway.settings import Settings
@@ -18,6 +22,9 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 SECRETS: web.AppKey[Secrets] = web.AppKey("secrets")
 API: web.AppKey[Api] = web.AppKey("api")
 BACKENDS: web.AppKey[BackendRegistry] = web.AppKey("backends")
+PLUGINS: web.AppKey[pluggy.PluginManager] = web.AppKey("plugins")
+CACHE: web.AppKey[LicenseCache] = web.AppKey("cache")
+OUTCOMES: web.AppKey[CheckOutcomes] = web.AppKey("outcomes")
 OPENAPI: web.AppKey[dict] = web.AppKey("openapi")  # type: ignore[type-arg]
 DOCS_HTML: web.AppKey[str] = web.AppKey("docs_html")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware

@@ -75,7 +75,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         document["description"] = op.description
     if op.request_schema is not None:
         document["requestBody"] = {"required": False, "content": {"application/json": {"schema": op.request_schema}}}
-    document["security"] = [{"bearer": []}] if op.roles is not None else []
+    document["security"] = [] if op.roles is None else [{}, {"bearer": []}] if op.token_optional else [{"bearer": []}]
     if op.roles is not None:
         document["x-roles"] = sorted(op.roles)
     return document

@@ -9,7 +9,7 @@ another tenant's rows.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,8 @@ class Transaction(ABC):
     tenant_id: str
     replay: StoredResponse | None
     """Set when the request is a repeat of an idempotent one: answer this and change nothing."""
+    appended: list[Row]
+    """The events appended so far; published to :meth:`Store.subscribe_events` listeners after the commit."""
 
     @abstractmethod
     async def get(self, resource: Resource, object_id: str, *, for_update: bool = False) -> Row | None:
@@ -56,6 +58,14 @@ class Transaction(ABC):
     @abstractmethod
     async def find(self, resource: Resource, **columns: Any) -> Row | None:
         """The tenant's first object whose columns equal ``columns`` (used for uniqueness checks)."""
+
+    @abstractmethod
+    async def select(self, resource: Resource, limit: int = 100, **columns: Any) -> list[Row]:
+        """The tenant's objects whose columns equal ``columns``, oldest first, at most ``limit`` of them.
+
+        Reads inside a transaction go through it, never through :class:`Store`: a handler holding a
+        transaction must not wait for a second database connection (a pool exhausted by such handlers
+        would wait forever)."""
 
     @abstractmethod
     async def count_referencing(self, table: str, column: str, object_id: str) -> int:
@@ -80,6 +90,13 @@ class Transaction(ABC):
         """Append an event to the tenant's hash chain, in this transaction."""
 
     @abstractmethod
+    async def add_usage(
+        self, license_id: str, subject: str, feature: str, period: str, units: int, quota: int | None
+    ) -> int | None:
+        """Add ``units`` to the license's usage of ``feature`` in ``period``, atomically against ``quota``
+        (None: no quota). The new total, or None when it would exceed the quota (nothing is added then)."""
+
+    @abstractmethod
     def remember(self, status: int, body: str) -> None:
         """The answer to store for replay with the request's ``Idempotency-Key`` (if it had one)."""
 
@@ -97,10 +114,35 @@ class Transaction(ABC):
         """Mark the tenant's token revoked; the row, or None if there is no such token."""
 
 
+ChangeListener = Callable[[str | None], None]
+"""Told a tenant id after a committed change of that tenant's License Central objects (licenses, policies,
+products, features, customers, tokens, keys), or None when changes may have been missed (everything may have
+changed)."""
+
+
 class Store(ABC):
-    """A database holding any number of tenants. Open it before use; close it at shutdown."""
+    """A database holding any number of tenants. Open it before use; close it at shutdown.
+
+    A store announces committed changes to its listeners (:meth:`subscribe`): the gateway's caches drop what
+    changed. Changes made through this store object are announced right after their commit; a store shared by
+    several processes (PostgreSQL) also announces the other processes' changes, as they commit.
+    """
 
     url: str
+
+    @abstractmethod
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call ``listener`` on every announced change (see :data:`ChangeListener`)."""
+
+    @abstractmethod
+    def subscribe_events(self, listener: Callable[[list[Row]], None]) -> None:
+        """Call ``listener`` with the events of each transaction of this store object, after it committed."""
+
+    @property
+    @abstractmethod
+    def announcements_live(self) -> bool:
+        """True while every committed change, by any process, is announced; a cache must not serve
+        entries while this is False (PostgreSQL: the notification connection is down)."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -144,6 +186,19 @@ class Store(ABC):
 
     @abstractmethod
     async def find_license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Row | None: ...
+
+    @abstractmethod
+    async def find_product_by_code(self, tenant_id: str, code: str) -> Row | None: ...
+
+    @abstractmethod
+    async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> list[Row]:
+        """The licenses of ``product_id`` assigned to ``subject``, oldest first (at most 100)."""
+
+    # --- usage ------------------------------------------------------------------------------------------
+    @abstractmethod
+    async def usage_totals(self, tenant_id: str, license_ids: list[str], subject: str, period: str | None) -> list[Row]:
+        """The subject's usage totals (``license_id``, ``feature``, ``period``, ``used``, ``updated_at``) on
+        these licenses, of one period or of all, ordered by period, license and feature."""
 
     # --- keys and tokens --------------------------------------------------------------------------------
     @abstractmethod

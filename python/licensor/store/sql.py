@@ -7,16 +7,22 @@ SQL here uses ``?`` placeholders; the PostgreSQL driver numbers them. Table and 
 from __future__ import annotations
 
 import hmac
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
 
 from licensor.errors import ConflictError, IdempotencyKeyReusedError
 from licensor.model import Resource, canonical_json, new_id, now_us
-from licensor.store.base import IdempotentRequest, Page, Row, Store, StoredResponse, Transaction
+from licensor.store.base import ChangeListener, IdempotentRequest, Page, Row, Store, StoredResponse, Transaction
 from licensor.store.chain import GENESIS_HASH, event_hash
+
+log = logging.getLogger("licensor.store")
+
+SUBJECT_LICENSES_LIMIT = 100
+"""The licenses of one product a subject may hold that the license plane considers (the oldest ones)."""
 
 
 class IntegrityViolation(Exception):
@@ -44,6 +50,31 @@ class SqlStore(Store):
 
     dialect: str
     blob_type: str
+
+    def __init__(self) -> None:
+        self._listeners: list[ChangeListener] = []
+        self._event_listeners: list[Callable[[list[Row]], None]] = []
+
+    # --- change announcements ---------------------------------------------------------------------------
+    def subscribe(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def subscribe_events(self, listener: Callable[[list[Row]], None]) -> None:
+        self._event_listeners.append(listener)
+
+    def _announce(self, tenant_id: str | None) -> None:
+        self._tell(self._listeners, tenant_id)
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[Any], None]], news: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(news)
+            except Exception:  # a listener's failure must not undo or fail a committed change
+                log.exception("a store listener failed")
+
+    async def _announce_before_commit(self, conn: Connection, tenant_id: str) -> None:
+        """Announce the change to other processes, delivered when the transaction commits (if it does)."""
 
     @abstractmethod
     def _read(self) -> AbstractAsyncContextManager[Connection]:
@@ -102,6 +133,12 @@ class SqlStore(Store):
                     tx.answer.body,
                     now_us(),
                 )
+            if tx.changed:
+                await self._announce_before_commit(conn, tenant_id)
+        if tx.changed:
+            self._announce(tenant_id)
+        if tx.appended:
+            self._tell(self._event_listeners, tx.appended)
 
     # --- tenants ----------------------------------------------------------------------------------------
     async def create_tenant(self, tenant_id: str, name: str, created_at: int) -> None:
@@ -150,6 +187,35 @@ class SqlStore(Store):
             return row
         return None
 
+    async def find_product_by_code(self, tenant_id: str, code: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one("SELECT * FROM products WHERE tenant_id = ? AND code = ?", tenant_id, code)
+
+    async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> list[Row]:
+        async with self._read() as conn:
+            return await conn.fetch_all(
+                "SELECT * FROM licenses WHERE tenant_id = ? AND product_id = ? AND subject = ? ORDER BY id LIMIT ?",
+                tenant_id,
+                product_id,
+                subject,
+                SUBJECT_LICENSES_LIMIT,
+            )
+
+    async def usage_totals(self, tenant_id: str, license_ids: list[str], subject: str, period: str | None) -> list[Row]:
+        if not license_ids:
+            return []
+        marks = ", ".join("?" for _ in license_ids)
+        clauses, args = f"tenant_id = ? AND subject = ? AND license_id IN ({marks})", [tenant_id, subject, *license_ids]
+        if period is not None:
+            clauses += " AND period = ?"
+            args.append(period)
+        async with self._read() as conn:
+            return await conn.fetch_all(
+                "SELECT license_id, feature, period, used, updated_at FROM usage_totals"
+                f" WHERE {clauses} ORDER BY period, license_id, feature",
+                *args,
+            )
+
     # --- keys and tokens --------------------------------------------------------------------------------
     async def list_signing_keys(self, tenant_id: str) -> list[Row]:
         async with self._read() as conn:
@@ -197,6 +263,8 @@ class SqlTransaction(Transaction):
         self.tenant_id = tenant_id
         self.replay: StoredResponse | None = None
         self.answer: StoredResponse | None = None
+        self.changed = False  # License Central objects were written: announce it after the commit
+        self.appended: list[Row] = []
 
     def remember(self, status: int, body: str) -> None:
         self.answer = StoredResponse(status, body)
@@ -213,6 +281,13 @@ class SqlTransaction(Transaction):
             f"SELECT * FROM {resource.table} WHERE tenant_id = ? AND {clauses} LIMIT 1", self.tenant_id, *columns.values()
         )
 
+    async def select(self, resource: Resource, limit: int = 100, **columns: Any) -> list[Row]:
+        clauses = "".join(f" AND {resource.field(c).name} = ?" for c in columns)
+        return await self.conn.fetch_all(
+            f"SELECT * FROM {resource.table} WHERE tenant_id = ?{clauses} ORDER BY id LIMIT ?",
+            self.tenant_id, *columns.values(), limit,
+        )
+
     async def count_referencing(self, table: str, column: str, object_id: str) -> int:
         row = await self.conn.fetch_one(
             f"SELECT COUNT(*) AS n FROM {table} WHERE tenant_id = ? AND {column} = ?", self.tenant_id, object_id
@@ -220,6 +295,7 @@ class SqlTransaction(Transaction):
         return int(row["n"]) if row else 0
 
     async def _write(self, sql: str, *args: Any) -> None:
+        self.changed = True
         try:
             await self.conn.execute(sql, *args)
         except IntegrityViolation as violation:
@@ -273,6 +349,7 @@ class SqlTransaction(Transaction):
             "prev_hash": bytes(head["last_hash"]),
         }
         event["hash"] = event_hash(event)
+        self.appended.append(event)
         await self.conn.execute(
             "INSERT INTO events (tenant_id, seq, id, type, subject_type, subject_id, actor, data, created_at, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -281,7 +358,25 @@ class SqlTransaction(Transaction):
         await self.conn.execute("UPDATE event_chain SET last_hash = ? WHERE tenant_id = ?", event["hash"], self.tenant_id)
         return event
 
+    async def add_usage(
+        self, license_id: str, subject: str, feature: str, period: str, units: int, quota: int | None
+    ) -> int | None:
+        if quota is not None and units > quota:
+            return None
+        # One upsert: a first report inserts the total; later ones add to it only while the quota holds. The
+        # conflicting row's lock makes concurrent reports wait, and each re-checks the quota on the newest total.
+        limit = "" if quota is None else " WHERE usage_totals.used + excluded.used <= ?"
+        row = await self.conn.fetch_one(
+            "INSERT INTO usage_totals (tenant_id, license_id, feature, period, subject, used, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, license_id, feature, period)"
+            " DO UPDATE SET used = usage_totals.used + excluded.used, updated_at = excluded.updated_at"
+            f"{limit} RETURNING used",
+            self.tenant_id, license_id, feature, period, subject, units, now_us(), *(() if quota is None else (quota,)),
+        )
+        return None if row is None else int(row["used"])
+
     async def insert_signing_key(self, kid: str, public_key: bytes, sealed_seed: bytes, created_at: int) -> None:
+        self.changed = True
         await self.conn.execute(
             "UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE tenant_id = ? AND state = 'active'",
             created_at,
@@ -303,6 +398,7 @@ class SqlTransaction(Transaction):
         )
 
     async def revoke_token(self, token_id: str, revoked_at: int) -> Row | None:
+        self.changed = True
         await self.conn.execute(
             "UPDATE api_tokens SET revoked_at = ? WHERE tenant_id = ? AND id = ? AND revoked_at IS NULL",
             revoked_at,

@@ -63,6 +63,7 @@ class SqliteStore(SqlStore):
     blob_type = "BLOB"
 
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         self.url = f"sqlite:///{path}"
         self._writer: aiosqlite.Connection | None = None
@@ -97,6 +98,12 @@ class SqliteStore(SqlStore):
             if db is not None:
                 await db.close()
         self._reader = self._writer = None
+
+    @property
+    def announcements_live(self) -> bool:
+        # One process serves a SQLite store (``serve --workers`` needs PostgreSQL), and its own changes are
+        # announced as they commit.
+        return True
 
     async def ping(self) -> None:
         async with self._read() as conn:
