@@ -188,7 +188,8 @@ async def record_usage(call: Call) -> Reply:
         }
         await call.tx.append_event("usage.recorded", "license", licensed.license["id"], call.actor, recorded)
         return Reply(201, recorded)
-    raise QuotaExceededError(f"recording {body['units']} units of {body['feature']} would exceed the quota of this period")
+    units = f"{body['units']} unit" + ("" if body["units"] == 1 else "s")
+    raise QuotaExceededError(f"recording {units} of {body['feature']} would exceed the quota of this period")
 
 
 # --- GET /v1/entitlements/usage -----------------------------------------------------------------------
