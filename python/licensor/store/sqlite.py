@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,6 +54,21 @@ async def _pragma(db: aiosqlite.Connection, sql: str) -> None:
         await cursor.fetchall()
 
 
+async def _wal_mode(db: aiosqlite.Connection) -> None:
+    """Switch the file to WAL. The switch does not wait in the busy handler: while another process or
+    connection holds a lock on a new file (opening it together, migrating it), it fails at once with
+    "database is locked", so it is retried up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await _pragma(db, "PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise StoreUnavailableError(f"the database is unavailable: {error}") from None
+            await asyncio.sleep(0.02)
+
+
 def _violation(error: sqlite3.IntegrityError) -> IntegrityViolation:
     text = str(error)
     return IntegrityViolation("unique" if "UNIQUE" in text else "foreign_key", text)
@@ -84,7 +100,7 @@ class SqliteStore(SqlStore):
     async def open(self) -> None:
         self._writer = await self._connect()
         try:
-            await _pragma(self._writer, "PRAGMA journal_mode = WAL")
+            await _wal_mode(self._writer)
             async with self._write(None) as conn:
                 await self._migrate(conn)
             self._reader = await self._connect()
