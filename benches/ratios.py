@@ -108,6 +108,20 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        return "  ".join(cells).rstrip()
+
+    print(line(header))
+    print("  ".join("-" * width for width in widths))
+    for row in rows:
+        print(line(row))
+
+
 def _load_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
     """Print the load table; its exit status (0, EXIT_FAIL or EXIT_MISSING)."""
     header = ("load benchmark", "bare rps", "bare p99", "check rps", "check p99", "check/bare", "goal", "result")
@@ -165,16 +179,7 @@ def _load_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
                 f"(bare/check {bare_cpu / check_cpu:.2f})"
             )
 
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
-        return "  ".join(cells).rstrip()
-
-    print(line(header))
-    print("  ".join("-" * width for width in widths))
-    for row in rows:
-        print(line(row))
+    _print_table(header, rows)
     print("\nrequests/s and p99 latency of a bare aiohttp JSON handler and of /v1/check, one process each, on 127.0.0.1.")
     for note in notes:
         print(note)
@@ -276,16 +281,7 @@ def _core_table(medians: dict[tuple[str, str], float], items: dict[str, int]) ->
         )
     )
 
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(row: tuple[str, ...]) -> str:
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
-        return "  ".join(cells).rstrip()
-
-    print(line(header))
-    print("  ".join("-" * width for width in widths))
-    for row in rows:
-        print(line(row))
+    _print_table(header, rows)
     print(
         "\nmedian time per call (pytest-benchmark stats.median); python/rust = native speed-up."
         f"\nlast row: rust/item = rust verify_batch_1024 median / {batch_items}, python/item = python verify median."
