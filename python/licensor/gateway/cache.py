@@ -20,6 +20,7 @@ import orjson
 
 from licensor.backend import LicenseTerms
 from licensor.central import license_keys
+from licensor.central.keyset import active_signing_key
 from licensor.central.secrets import Secrets
 from licensor.model import POLICY, PRODUCT
 from licensor.store import Row, Store
@@ -229,17 +230,11 @@ class LicenseCache:
         :raises LookupError: the tenant has no active key (no such tenant).
         """
 
-        async def read() -> tuple[str, bytes]:
-            for row in await self.store.list_signing_keys(tenant_id):
-                if row["state"] == "active":
-                    return row["kid"], self.secrets.open_seed(tenant_id, row["kid"], bytes(row["sealed_seed"]))
-            raise LookupError(f"tenant {tenant_id} has no active signing key")
-
         return await self._through(
             tenant_id,
             lambda e: e.signing_key if e.signing_key is not None else _MISSING,
             lambda e, v: setattr(e, "signing_key", v),
-            read,
+            lambda: active_signing_key(self.store, self.secrets, tenant_id),
         )
 
     async def _licensed(self, tenant_id: str, license: Row) -> Licensed:
