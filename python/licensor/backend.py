@@ -21,7 +21,7 @@ from licensor.verdict import Code, Entitlement, Verdict
 
 if TYPE_CHECKING:
     from licensor.gateway.api import Operation
-    from licensor.store import Transaction
+    from licensor.store import Store, Transaction
 
 BACKEND_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -55,7 +55,8 @@ class CheckRequest:
 
     ``options`` are the policy's backend options (validated by this backend when the policy was created);
     ``subject`` is set when a SaaS backend asked about one of its users or customers; ``fingerprint`` is the
-    device's fingerprint (component name -> salted hash) when the software sent one.
+    device's fingerprint (component name -> salted hash) when the software sent one. ``store`` is the gateway's
+    store, for a backend whose check reads state of its own (activations, leases).
     """
 
     tenant_id: str
@@ -69,6 +70,7 @@ class CheckRequest:
     subject: str | None = None
     fingerprint: dict[str, str] | None = None
     license_terms: LicenseTerms | None = None  # read once per cached license; None: read from the rows
+    store: Store | None = None
 
 
 class Backend(ABC):

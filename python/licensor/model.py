@@ -131,6 +131,9 @@ class Resource:
     referenced_by: tuple[tuple[str, str], ...] = ()
     description: str = ""
     actions: tuple[str, ...] = field(default=())
+    # License Central objects are cached by the gateway: their writes are announced so every cache drops them.
+    # A backend's own state (activations, leases) is read from the store each time and is not announced.
+    announced: bool = True
 
     @property
     def table(self) -> str:
@@ -337,6 +340,35 @@ LICENSE = Resource(
     description="A license of a product under a policy, optionally held by a customer. Its key is shown once.",
     actions=("suspend", "reinstate", "renew", "revoke"),
 )
+
+ACTIVATION_STATES = ("active", "suspended", "withdrawn", "deactivated")
+
+ACTIVATION = Resource(
+    "activation",
+    "activations",
+    "act",
+    (
+        _ref("license", "lic"),
+        Field("state", {"enum": list(ACTIVATION_STATES)}, filterable=True, writable=False),
+        Field("device_key", {"type": "string"}, writable=False),
+        Field("device_name", _nullable({"type": "string", "maxLength": 200})),
+        Field("fingerprint", {"type": "object"}, kind="json", writable=False),
+        Field("generation", {"type": "integer"}, kind="int", writable=False),
+        Field("mode", {"enum": ["online", "offline"]}, writable=False),
+        Field("checkpoint_at", TIME_SCHEMA, kind="time", writable=False),
+        Field("lapses_at", TIME_SCHEMA, kind="time", writable=False),
+        Field("last_checkin_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("last_request_digest", _nullable({"type": "string"}), writable=False),
+        Field("recovery_of", _nullable({"type": "string", "pattern": id_pattern("act")}), writable=False),
+        Field("flagged", _nullable({"enum": ["clone", "rollback"]}), writable=False),
+        Field("ended_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+    ),
+    deletable=False,
+    description="A device bound to a license (the activation backend): written by that backend, not by the admin API.",
+    announced=False,
+)
+"""Activations are not a License Central resource of the admin API (not in :data:`RESOURCES`); the activation
+backend writes them through the store interface and serves its own routes for them."""
 
 RESOURCES: dict[str, Resource] = {r.plural: r for r in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE)}
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES.values()}

@@ -378,9 +378,10 @@ class BackendConformance:
         license = await tenant.license(policy["id"], **license_fields)
         return MadeLicense(tenant, product, policy, license)
 
-    async def idempotent_request(self, made: MadeLicense) -> tuple[str, str, dict[str, Any], str] | None:
-        """A state-changing request of the backend's own (method, path, JSON body, bearer token) for
-        :meth:`test_a_repeated_request_counts_once`, or None when the backend has none."""
+    async def idempotent_request(self, made: MadeLicense) -> tuple[str, str, dict[str, Any], str | None] | None:
+        """A state-changing request of the backend's own (method, path, JSON body, bearer token or None for a
+        request that authenticates itself) for :meth:`test_a_repeated_request_counts_once`, or None when the
+        backend has none."""
         return None
 
     # --- verdict codes --------------------------------------------------------------------------------

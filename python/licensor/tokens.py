@@ -28,7 +28,14 @@ def read_document(token: str, kind: str, public_keys: Mapping[str, bytes]) -> di
     :raises licensor.errors.TokenError: as :func:`licensor._core.decode_token`, and MalformedTokenError when
         the payload is not the canonical JSON of an object.
     """
-    payload = core.decode_token(token, kind, public_keys)
+    return document_of(core.decode_token(token, kind, public_keys))
+
+
+def document_of(payload: bytes) -> dict[str, Any]:
+    """The JSON object a verified token's payload holds.
+
+    :raises licensor.errors.MalformedTokenError: the payload is not the canonical JSON of an object.
+    """
     try:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError:

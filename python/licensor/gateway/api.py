@@ -61,7 +61,9 @@ class Call:
 
     @property
     def actor(self) -> str:
-        return f"token:{self.principal.token_id}" if self.principal else "anonymous"
+        if self.principal is None:
+            return "anonymous"
+        return self.principal.actor or f"token:{self.principal.token_id}"
 
 
 Handler = Callable[[Call], Awaitable["Reply"]]
@@ -102,6 +104,10 @@ class Operation:
     token_optional: bool = False  # the handler authenticates a token of ``roles`` itself, when one is needed
     # Answers an identical repeat of an unauthenticated request from memory (None: go through the pipeline).
     quick_answer: Callable[[web.Request, bytes], web.StreamResponse | None] | None = None
+    # Authenticates a request by what its validated body carries (a license key, a device's signature), besides
+    # or instead of an API token (given the token's principal, if ``roles`` asked for one): the principal whose
+    # tenant the request's transaction belongs to. Raises to refuse.
+    authenticator: Callable[[web.Request, dict[str, Any], Principal | None], Awaitable[Principal]] | None = None
 
     def __post_init__(self) -> None:
         self._body_validator = _validator(self.request_schema) if self.request_schema else None
@@ -132,6 +138,8 @@ class Operation:
                 raise NotFoundError(f"no such {name.removesuffix('_id')}")
         query = self._parse_query(request)
         body = await self._parse_body(request)
+        if self.authenticator is not None:
+            principal = await self.authenticator(request, body, principal)
         call = Call(request, principal, path, query, body)
         if not self.changes_state:
             return _respond(await self.handler(call))

@@ -21,11 +21,13 @@ from aiohttp import web
 from licensor.backend import Backend, CheckRequest
 from licensor.client.answers import ANSWER_KIND, answer_document
 from licensor.errors import LicensorError, PermissionDeniedError, ValidationError
+from licensor.fingerprint import FINGERPRINT_SCHEMA
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import Call, Operation, Reply
 from licensor.gateway.auth import Principal, authenticate
 from licensor.gateway.cache import CachedAnswer, Licensed
 from licensor.model import CODE_SCHEMA, SUBJECT_SCHEMA, id_pattern, now_us
+from licensor.store import Store
 from licensor.tokens import sign_document
 from licensor.verdict import Code, Verdict
 
@@ -50,11 +52,11 @@ def backend_for(app: web.Application, licensed: Licensed) -> Backend:
     return backend
 
 
-def check_request(tenant_id: str, licensed: Licensed, body: dict[str, Any], now: int) -> CheckRequest:
+def check_request(tenant_id: str, licensed: Licensed, body: dict[str, Any], now: int, store: Store | None = None) -> CheckRequest:
     return CheckRequest(
         tenant_id, licensed.license, licensed.policy, tuple(body.get("features", ())), body.get("version"), now,
         product=licensed.product, options=licensed.options, subject=body.get("subject"), fingerprint=body.get("fingerprint"),
-        license_terms=licensed.terms,
+        license_terms=licensed.terms, store=store,
     )
 
 
@@ -129,7 +131,7 @@ async def check(call: Call) -> Reply:
     backend = None
     for licensed in candidates:  # a subject may hold several licenses: the first that allows it answers
         backend = backend_for(call.request.app, licensed)
-        verdict = await backend.check(check_request(tenant_id, licensed, body, now))
+        verdict = await backend.check(check_request(tenant_id, licensed, body, now, call.store))
         if verdict.valid:
             break
     call.request.app[app_keys.OUTCOMES].record(tenant_id, verdict.license_id, verdict.code.value)
@@ -158,11 +160,7 @@ CHECK_REQUEST_SCHEMA: dict[str, Any] = {
         "product": CODE_SCHEMA,
         "license_key": {"type": "string", "minLength": 1, "maxLength": 100},
         "subject": SUBJECT_SCHEMA,
-        "fingerprint": {
-            "type": "object", "maxProperties": 32,
-            "propertyNames": {"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
-            "additionalProperties": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
-        },
+        "fingerprint": FINGERPRINT_SCHEMA,
         "features": {"type": "array", "items": CODE_SCHEMA, "maxItems": 64, "uniqueItems": True},
         "version": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"},
         "nonce": {"type": "string", "pattern": "^[\\x21-\\x7e]{8,128}$"},

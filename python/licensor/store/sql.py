@@ -294,8 +294,8 @@ class SqlTransaction(Transaction):
         )
         return int(row["n"]) if row else 0
 
-    async def _write(self, sql: str, *args: Any) -> None:
-        self.changed = True
+    async def _write(self, sql: str, *args: Any, announced: bool = True) -> None:
+        self.changed = self.changed or announced
         try:
             await self.conn.execute(sql, *args)
         except IntegrityViolation as violation:
@@ -307,7 +307,8 @@ class SqlTransaction(Transaction):
         full = {"tenant_id": self.tenant_id, **row}
         columns = ", ".join(full)
         await self._write(
-            f"INSERT INTO {resource.table} ({columns}) VALUES ({', '.join('?' for _ in full)})", *full.values()
+            f"INSERT INTO {resource.table} ({columns}) VALUES ({', '.join('?' for _ in full)})", *full.values(),
+            announced=resource.announced,
         )
         return full
 
@@ -319,13 +320,15 @@ class SqlTransaction(Transaction):
             *changes.values(),
             self.tenant_id,
             object_id,
+            announced=resource.announced,
         )
         return await self.get(resource, object_id)
 
     async def delete(self, resource: Resource, object_id: str) -> bool:
         if await self.get(resource, object_id) is None:
             return False
-        await self._write(f"DELETE FROM {resource.table} WHERE tenant_id = ? AND id = ?", self.tenant_id, object_id)
+        await self._write(f"DELETE FROM {resource.table} WHERE tenant_id = ? AND id = ?", self.tenant_id, object_id,
+                          announced=resource.announced)
         return True
 
     async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
