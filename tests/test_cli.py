@@ -6,6 +6,7 @@ Every server is started as ``python -m licensor.cli serve`` on a free port of 12
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -311,6 +312,44 @@ def test_admin_license_lifecycle(gateway: Gateway, init_output: dict[str, str]) 
     assert key not in log and token.split(".")[1] not in log
 
 
+def test_admin_answers_an_offline_activation_request_file(gateway: Gateway, init_output: dict[str, str], tmp_path: Path) -> None:
+    from licensor.client.activation import DeviceKey, device_request, verify_license_file
+    from licensor.fingerprint import hash_components, product_salt
+
+    token, tenant = init_output["admin_token"], init_output["tenant_id"]
+
+    def ok(*args: str) -> Any:
+        completed = gateway.admin(*args, token=token)
+        assert completed.returncode == 0, completed.stderr
+        return json.loads(completed.stdout)
+
+    product = ok("products", "create", "--code", "offline-cad", "--name", "Offline CAD")
+    policy = ok("policies", "create", "--product-id", product["id"], "--name", "Node-locked", "--backend", "activation")
+    license = ok("licenses", "create", "--policy-id", policy["id"])
+    # The offline device writes its request file ...
+    device = DeviceKey.generate()
+    fingerprint = hash_components({"machine_id": "lab-pc", "disk": "ssd-1"}, product_salt(tenant, "offline-cad"))
+    request_file, license_file = tmp_path / "activation-request.txt", tmp_path / "license.lf1"
+    request_file.write_text(device_request(device, "activate", tenant=tenant, product="offline-cad", fingerprint=fingerprint,
+                                           license_key=license["key"]) + "\n")
+    # ... the vendor answers it with the CLI ...
+    answered = ok("activations", "answer", "--request-file", str(request_file), "--out", str(license_file))
+    assert answered["license_file_written_to"] == str(license_file) and answered["activation"]["mode"] == "offline"
+    listed = ok("activations", "list", "--license-id", license["id"])
+    assert [item["id"] for item in listed["data"]] == [answered["activation"]["id"]]
+    # ... and the device imports the license file and verifies it offline.
+    _, keyset = http_get(f"{gateway.url}/v1/keys?tenant={tenant}")
+    keys = {key["kid"]: base64.urlsafe_b64decode(key["public_key"] + "=" * (-len(key["public_key"]) % 4)) for key in keyset["keys"]}
+    verdict = verify_license_file(license_file.read_text().strip(), keys, tenant=tenant, product="offline-cad",
+                                  fingerprint=fingerprint, device_key=device.key_id)
+    assert verdict.valid and verdict.file.activation_id == answered["activation"]["id"]
+    # A request file that is not one is refused with its code, and nothing is activated.
+    request_file.write_text("not a request\n")
+    refused = gateway.admin("activations", "answer", "--request-file", str(request_file), token=token)
+    assert refused.returncode == 1 and "DEVICE_REQUEST_INVALID" in refused.stderr
+    assert len(ok("activations", "list", "--license-id", license["id"])["data"]) == 1
+
+
 def test_admin_without_a_gateway_exits_2(init_output: dict[str, str]) -> None:
     completed = run_cli("admin", "--url", f"http://127.0.0.1:{free_port()}", "products", "list",
                         LICENSOR_TOKEN=init_output["admin_token"])
@@ -338,7 +377,8 @@ def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str
 @pytest.mark.parametrize(
     "command",
     [(), ("serve",), ("init",), ("admin",), ("admin", "products"), ("admin", "products", "create"),
-     ("admin", "policies", "create"), ("admin", "licenses"), ("admin", "licenses", "renew")],
+     ("admin", "policies", "create"), ("admin", "licenses"), ("admin", "licenses", "renew"), ("admin", "activations"),
+     ("admin", "activations", "answer")],
     ids=lambda c: " ".join(c) or "licensor",
 )
 def test_every_command_has_help(command: tuple[str, ...]) -> None:

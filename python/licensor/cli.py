@@ -523,6 +523,56 @@ def _add_admin_parser(commands: Any) -> None:
         if action == "renew":
             p.add_argument("--expires-at", help="the new expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z)")
 
+    # activations (the activation backend's routes)
+    activations = resources.add_parser(
+        "activations", help="devices bound to licenses (activation backend)",
+        description="Activations of the activation backend: list, get, withdraw, reinstate, and answer an offline "
+                    "device's activation request file.")
+    actions = activations.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = listing(command(actions, "list", "list a license's activations", lambda a: _request(
+        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/activations",
+        query={**_page(a), "state": a.state})))
+    p.add_argument("--license-id", required=True, help="lic_...")
+    p.add_argument("--state", choices=("active", "suspended", "withdrawn", "replaced", "deactivated"),
+                   help="only activations in this state")
+    command(actions, "get", "get an activation", lambda a: _request(
+        a, "GET", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="act_...")
+    p = command(actions, "withdraw", "remove a device: told WITHDRAWN at its next check-in, its seat back when its file "
+                                     "lapses", lambda a: _request(
+        a, "POST", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}/withdraw", _compact(reason=a.reason)))
+    p.add_argument("id", metavar="ID", help="act_...")
+    p.add_argument("--reason", help="why, for the event log")
+    command(actions, "reinstate", "reinstate an activation suspended after a clone or rollback, or removed", lambda a: _request(
+        a, "POST", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}/reinstate")).add_argument(
+        "id", metavar="ID", help="act_...")
+    p = command(actions, "answer", "answer an offline device's activation request file with its license file",
+                _answer_request_file)
+    p.add_argument("--request-file", required=True, help="the device's request file ('-': standard input)")
+    p.add_argument("--out", help="write the license file here (default: print the whole answer)")
+
+
+def _answer_request_file(args: argparse.Namespace) -> Any:
+    """POST /v1/admin/activations/offline with the request file's token; the license file to --out if given."""
+    if args.request_file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(args.request_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read the request file {args.request_file}: {error}") from None
+    if not text.strip():
+        raise UsageError("the request file is empty")
+    answer = _request(args, "POST", "/v1/admin/activations/offline", {"request": text.strip()})
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as handle:
+                handle.write(answer["license_file"] + "\n")
+        except OSError as error:
+            raise UsageError(f"cannot write the license file {args.out}: {error.strerror}") from None
+        return {"activation": answer["activation"], "license_file_written_to": args.out}
+    return answer
+
 
 # --- the parser -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,8 @@ PRESETS: dict[str, float] = {"loose": 0.5, "medium": 0.7, "strict": 0.9}
 COMPONENT_PATTERN = "^[a-z][a-z0-9_-]{0,31}$"
 HASH_PATTERN = "^[A-Za-z0-9_-]{1,128}$"
 MAX_COMPONENTS = 32
+MAX_WEIGHT = 1_000_000
+"""The largest weight the core scores with."""
 
 FINGERPRINT_SCHEMA: dict[str, Any] = {
     "type": "object", "minProperties": 1, "maxProperties": MAX_COMPONENTS,
@@ -55,8 +57,10 @@ class MatchRule:
         """The rule a license file carries. :raises ValueError: not a rule."""
         if not isinstance(document, dict) or not isinstance(document.get("weights"), dict):
             raise ValueError("not a match rule")
-        threshold, weights = document.get("threshold"), document["weights"]
-        if not (_is_number(threshold) and 0 < threshold <= 1 and all(_is_number(w) for w in weights.values())):
+        threshold: Any = document.get("threshold")
+        weights: dict[Any, Any] = document["weights"]
+        if not (_is_number(threshold) and 0 < threshold <= 1
+                and all(_is_number(w) and 0 <= w <= MAX_WEIGHT for w in weights.values())):
             raise ValueError("not a match rule")
         return cls(float(threshold), {str(name): float(weight) for name, weight in weights.items()})
 

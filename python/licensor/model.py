@@ -341,7 +341,7 @@ LICENSE = Resource(
     actions=("suspend", "reinstate", "renew", "revoke"),
 )
 
-ACTIVATION_STATES = ("active", "suspended", "withdrawn", "deactivated")
+ACTIVATION_STATES = ("active", "suspended", "withdrawn", "replaced", "deactivated")
 
 ACTIVATION = Resource(
     "activation",

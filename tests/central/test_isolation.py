@@ -1,9 +1,10 @@
 """Tenant isolation and roles, walked over every admin operation the OpenAPI document declares.
 
-Tenant A owns one of everything. Every ``/v1/admin/`` operation of ``/openapi.json`` is called with a concrete,
-valid request built from the table ``WALK`` (keyed by operationId): with tenant B's admin token, A's read-only
-token, a revoked token, no token, and tokens of roles the operation does not allow. None of them may read or
-change anything of A's. Finally A's own admin token runs every request, proving that each one was valid (so a
+Tenant A owns one of everything, including an activation-backend license with devices activated through the
+device API (one of them withdrawn by the vendor). Every ``/v1/admin/`` operation of ``/openapi.json`` is called
+with a concrete, valid request built from the table ``WALK`` (keyed by operationId): with tenant B's admin token,
+A's read-only token, a revoked token, no token, and tokens of roles the operation does not allow. None of them may
+read or change anything of A's. Finally A's own admin token runs every request, proving that each one was valid (so a
 refusal above means isolation, not a malformed request) and that every answer matches its documented schema.
 
 A route missing from ``WALK`` fails the walk: add it to the table, with what tenant B must get.
@@ -11,12 +12,16 @@ A route missing from ``WALK`` fails the walk: add it to the table, with what ten
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 import pytest
+
+from licensor.client.activation import DeviceKey, device_request
+from licensor.fingerprint import hash_components, product_salt
 
 from .conftest import Answer, Gateway, Tenant
 
@@ -25,6 +30,7 @@ NOT_FOUND = "404: the object is A's"
 REFERENCE = "422 REFERENCE_NOT_FOUND: the body names A's objects"
 CREATED = "2xx: created in B"
 OWN = "2xx: B's own data only"
+TENANT_MISMATCH = "403 TENANT_MISMATCH: the device request names A's tenant"
 
 Objects = dict[str, Any]
 Body = Callable[[Objects], dict[str, Any]] | None
@@ -78,6 +84,12 @@ WALK: dict[str, Step] = {
     "reinstate_license": Step("suspended_license", lambda o: {}, NOT_FOUND),
     "revoke_license": Step("license_to_revoke", lambda o: {"reason": "walk"}, NOT_FOUND),
     "renew_license": Step("license_to_renew", lambda o: {}, NOT_FOUND),
+    # activations (the activation backend's)
+    "answer_activation_request": Step(None, lambda o: {"request": new_device_request(o)}, TENANT_MISMATCH),
+    "list_activations": Step("device_license", None, NOT_FOUND),
+    "get_activation": Step("activation", None, NOT_FOUND),
+    "withdraw_activation": Step("activation_to_withdraw", lambda o: {"reason": "walk"}, NOT_FOUND),
+    "reinstate_activation": Step("withdrawn_activation", None, NOT_FOUND),
     # tokens
     "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
     "list_tokens": Step(None, None, OWN),
@@ -133,9 +145,19 @@ def admin_operations(document: dict[str, Any]) -> list[AdminOperation]:
 
 
 # --- tenant A's world ------------------------------------------------------------------------------------
+def new_device_request(o: Objects) -> str:
+    """A dv1 activate request for A's activation license from a device never seen before (its own key and
+    machine), made now: device requests carry their time, and a device activates once."""
+    components = {name: uuid.uuid4().hex for name in ("machine_id", "board", "cpu", "disk", "mac", "hostname")}
+    tenant_id, product = o["tenant"]["id"], o["device_product"]["code"]
+    return device_request(DeviceKey.generate(), "activate", tenant=tenant_id, product=product,
+                          fingerprint=hash_components(components, product_salt(tenant_id, product)),
+                          license_key=o["device_license"]["key"])
+
+
 async def build_world(tenant: Tenant) -> Objects:
     """One of everything for tenant A (and spares for the operations that delete or change state)."""
-    o: Objects = {}
+    o: Objects = {"tenant": await tenant.ok("GET", "/v1/admin/tenant")}
     o["product"] = await tenant.product("studio", description="A's product")
     o["feature"] = await tenant.feature(o["product"]["id"], "export")
     o["release"] = await tenant.ok("POST", "/v1/admin/releases", 201, json={"product_id": o["product"]["id"], "version": "1.0"})
@@ -150,17 +172,26 @@ async def build_world(tenant: Tenant) -> Objects:
     for name in ("license_to_suspend", "suspended_license", "license_to_revoke", "license_to_renew"):
         o[name] = await tenant.license(o["policy"]["id"])
     await tenant.ok("POST", f"/v1/admin/licenses/{o['suspended_license']['id']}/suspend", json={})
+    # Devices activate through the device API (no API token); the vendor withdraws one, for reinstating.
+    o["device_product"] = await tenant.product("cad")
+    o["device_policy"] = await tenant.policy(o["device_product"]["id"], name="Devices", backend="activation", seats=10)
+    o["device_license"] = await tenant.license(o["device_policy"]["id"])
+    for name in ("activation", "activation_to_withdraw", "withdrawn_activation"):
+        issued = await tenant.ok("POST", "/v1/activations", 201, json={"request": new_device_request(o)}, token=None)
+        o[name] = issued["activation"]
+    await tenant.ok("POST", f"/v1/admin/activations/{o['withdrawn_activation']['id']}/withdraw", json={})
     for name, role in (("developer_token", "developer"), ("spare_token", "support")):
         token = await tenant.token(role)
         o[name] = {"id": token.split(".")[0], "token": token}
     return o
 
 
-async def snapshot(tenant: Tenant) -> dict[str, Any]:
+async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
     """Everything tenant A's admin can see."""
     seen: dict[str, Any] = {}
     for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
         seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
+    seen["activations"] = await tenant.list_all(f"/v1/admin/licenses/{objects['device_license']['id']}/activations")
     seen["keys"] = await tenant.ok("GET", "/v1/admin/keys")
     seen["tenant"] = await tenant.ok("GET", "/v1/admin/tenant")
     seen["chain"] = await tenant.ok("GET", "/v1/admin/events/verify")
@@ -169,9 +200,10 @@ async def snapshot(tenant: Tenant) -> dict[str, Any]:
 
 def secrets_of(tenant: Tenant, seen: dict[str, Any], objects: Objects) -> set[str]:
     """Strings of tenant A that no answer to tenant B may contain."""
-    found = {tenant.id, tenant.admin_token.split(".")[0], objects["license"]["key"]}
-    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
+    found = {tenant.id, tenant.admin_token.split(".")[0], objects["license"]["key"], objects["device_license"]["key"]}
+    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events", "activations"):
         found |= {item["id"] for item in seen[plural]}
+    found |= {activation["device_key"] for activation in seen["activations"]}
     found |= {key["kid"] for key in seen["keys"]["data"]} | {key["public_key"] for key in seen["keys"]["data"]}
     found |= {event["hash"] for event in seen["events"]}
     return found
@@ -204,7 +236,7 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
     revoked = await a.token("admin", name="to be revoked")
     await a.ok("DELETE", f"/v1/admin/tokens/{revoked.split('.')[0]}")
     product_token = await a.token("product", product_id=objects["product"]["id"])
-    before = await snapshot(a)
+    before = await snapshot(a, objects)
     a_secrets = secrets_of(a, before, objects)
     # B has objects of its own, so B's lists are not trivially empty.
     b_product = await b.product("studio")
@@ -221,6 +253,8 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
             assert answer.status == 404, f"{op.operation_id}: {answer.status} {answer.text}"
         elif step.for_b == REFERENCE:
             assert (answer.status, answer.code) == (422, "REFERENCE_NOT_FOUND"), f"{op.operation_id}: {answer.text}"
+        elif step.for_b == TENANT_MISMATCH:
+            assert (answer.status, answer.code) == (403, "TENANT_MISMATCH"), f"{op.operation_id}: {answer.text}"
         else:
             assert str(answer.status) == op.success, f"{op.operation_id}: {answer.status} {answer.text}"
             if step.for_b == CREATED:
@@ -261,7 +295,7 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
                 answer = await send(gateway, op, objects, token)
                 assert (answer.status, answer.code) == (403, "FORBIDDEN"), f"{op.operation_id} as {role}: {answer.text}"
 
-    assert await snapshot(a) == before, "nothing of tenant A's changed"
+    assert await snapshot(a, objects) == before, "nothing of tenant A's changed"
 
     # 5. A's admin runs every request: each was valid, and each answer matches the document.
     for op in sorted(operations, key=lambda op: op.method == "DELETE"):
@@ -270,7 +304,7 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
         content = op.document["responses"][op.success].get("content", {}).get("application/json")
         if content is not None:
             jsonschema.validate(answer.body, content["schema"], cls=jsonschema.Draft202012Validator)
-    after = await snapshot(a)
+    after = await snapshot(a, objects)
     assert len(after["events"]) > len(before["events"]) and after["chain"]["valid"] is True
     # ... and none of that reached B.
     assert {p["id"] for p in await b.list_all("/v1/admin/products")} == {b_product["id"], dict(b_created)["create_product"]["id"]}

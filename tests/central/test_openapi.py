@@ -71,6 +71,8 @@ async def test_every_operation_has_a_unique_id_a_summary_and_its_responses(gatew
             assert op["security"] in ([{"bearer": []}], [{}, {"bearer": []}]), name  # the second: a token is optional
             assert {"401", "403"} <= set(responses), f"{name} is authenticated but does not document 401 and 403"
             assert op["x-roles"] and set(op["x-roles"]) <= set(ROLES), name
+        elif op.get("x-authenticated-by") == "body":  # e.g. a device's signed request
+            assert {"401", "403"} <= set(responses) and "x-roles" not in op, name
         else:
             assert "401" not in responses and "x-roles" not in op, name
         if "requestBody" in op:
@@ -93,8 +95,15 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
         assert op["security"] == [{"bearer": []}], f"{method.upper()} {path}"
         answer = await gateway.call(method.upper(), path.replace("{id}", "x"))
         assert (answer.status, answer.code) == (401, "UNAUTHENTICATED"), f"{method.upper()} {path}"
-    public = {op["operationId"] for path, _, op in operations(document) if not op["security"]}
+    public = {op["operationId"] for path, _, op in operations(document) if not op["security"] and "x-authenticated-by" not in op}
     assert public == {"healthz", "readyz", "openapi", "published_keys", "docs"}
+    # The activation backend's device requests are authenticated by the device's signature in their body.
+    signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
+    assert signed == {"activate", "recover_activation", "check_in", "deactivate"}
+    for path, method, op in operations(document):
+        if op["operationId"] in signed:
+            answer = await gateway.call(method.upper(), path, json={"request": "dv1.x.y.z"})
+            assert (answer.status, answer.code) == (401, "DEVICE_REQUEST_INVALID"), path
     # /v1/check is authenticated by the license key in its body, or by a product token (with a subject).
     optional = {op["operationId"] for path, _, op in operations(document) if op["security"] == [{}, {"bearer": []}]}
     assert optional == {"check"}

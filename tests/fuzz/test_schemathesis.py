@@ -40,6 +40,9 @@ from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
 from licensor import _impl
 from licensor.central.tenants import create_tenant
+from licensor.client.activation import DeviceKey
+from licensor.client.activation import device_request as client_device_request
+from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway import keys as app_keys
 from licensor.gateway.app import create_app
 from licensor.gateway.settings import Settings
@@ -100,7 +103,26 @@ class LiveGateway:
             self.sock.close()
 
 
-def _seed(url: str, token: str) -> tuple[dict[str, list[str]], list[str]]:
+ACTIVATION_LICENSE: dict[str, Any] = {}  # the seeded license of the activation backend, and its tenant
+DEVICE = DeviceKey.generate()  # one device, activated by the seeding, and its check-ins
+
+
+def device_request(op: str, key: DeviceKey | None = None) -> str:
+    """A genuine device request of the seeded activation license, made now (device requests expire in minutes):
+    of the seeded device (``DEVICE``) to check in or deactivate, of a new device (unless ``key``) to activate."""
+    key = key or (DEVICE if op in ("checkin", "deactivate") else DeviceKey.generate())
+    machine = "seeded" if key is DEVICE else key.key_id
+    fingerprint = hash_components({"machine_id": machine, "disk": machine}, product_salt(ACTIVATION_LICENSE["tenant"], "fuzz-0"))
+    fields: dict[str, Any] = ({"activation": ACTIVATION_LICENSE.get("activation_id"), "generation": 1}
+                              if op in ("checkin", "deactivate") else {"license_key": ACTIVATION_LICENSE["key"]})
+    return client_device_request(key, op, tenant=ACTIVATION_LICENSE["tenant"], product="fuzz-0", fingerprint=fingerprint, **fields)
+
+
+DEVICE_OPERATIONS = {"activate": "activate", "recover_activation": "recover", "check_in": "checkin",
+                     "deactivate": "deactivate", "answer_activation_request": "activate"}
+
+
+def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], list[str]]:
     """Real objects of every kind, by id prefix, and the license keys. Some are in use and some are not, so
     deletes and license actions meet both outcomes; the admin token the run uses is not among them."""
     session = requests.Session()
@@ -140,6 +162,14 @@ def _seed(url: str, token: str) -> tuple[dict[str, list[str]], list[str]]:
         ids["cus"].append(post("/v1/admin/customers", {"email": f"unused{n}@example.com", "name": f"Unused {n}"})["id"])
         ids["tok"].append(post("/v1/admin/tokens", {"name": f"spare {n}", "role": "developer"})["id"])
     ids["prd"].append(post("/v1/admin/products", {"code": "unused", "name": "Unused product"})["id"])
+    # Activations (the activation backend): one active, one withdrawn, on a 3-seat license of fuzz-0.
+    node_locked = post("/v1/admin/policies", {"product_id": ids["prd"][0], "name": "Node-locked", "backend": "activation",
+                                              "seats": 3, "features": [{"code": "alpha"}]})
+    ACTIVATION_LICENSE.update(post("/v1/admin/licenses", {"policy_id": node_locked["id"]}))
+    ACTIVATION_LICENSE["tenant"] = tenant_id
+    for device in (DEVICE, DeviceKey.generate()):
+        ids["act"].append(post("/v1/activations", {"request": device_request("activate", device)})["activation"]["id"])
+    post(f"/v1/admin/activations/{ids['act'][1]}/withdraw", {"reason": "seeded withdrawn"})
     saas = {"name": "saas", "role": "product", "product_id": ids["prd"][0]}  # fuzz-0
     keys.append(post("/v1/admin/tokens", saas)["token"])  # the last: a product token
     return dict(ids), keys
@@ -184,7 +214,8 @@ def _config(url: str, token: str) -> Any:
 def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
     tenant_id, token = gateway.create_tenant("schemathesis")
     token_id = token.split(".")[0]
-    seeded, license_keys = _seed(gateway.url, token)
+    seeded, license_keys = _seed(gateway.url, token, tenant_id)
+    ACTIVATION_LICENSE["activation_id"] = seeded["act"][0]
     product_token = license_keys.pop()
     document = requests.get(f"{gateway.url}/openapi.json", timeout=30).json()
     operation_ids = {f"{method.upper()} {path}": op["operationId"]
@@ -221,6 +252,10 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
         if context.operation.definition.raw.get("tags") == ["cloud-lite"] and isinstance(body, dict):
             seeded_names = {"product": "fuzz-0", "subject": SUBJECT, "feature": "beta"}
             return st.one_of(st.just(body), st.just({**body, **{k: v for k, v in seeded_names.items() if k in body}}))
+        # The activation backend's device requests: half the time a genuine one, made when the example is.
+        device_op = DEVICE_OPERATIONS.get(context.operation.definition.raw.get("operationId"))
+        if device_op is not None and isinstance(body, dict):
+            return st.one_of(st.just(body), st.builds(lambda: {"request": device_request(device_op)}))
         # POST /v1/check: half the time a real license of the real tenant.
         if context.operation.definition.raw.get("operationId") == "check" and isinstance(body, dict):
             real = st.sampled_from(license_keys).map(lambda key: {"tenant": tenant_id, "product": "fuzz-0", "license_key": key})

@@ -7,7 +7,7 @@ a device's generation counter under its activation's, so concurrent requests nev
 outcome that changes or flags an activation writes its event in the same transaction.
 
 A seat is held by an active or suspended activation, and by a withdrawn one (removed by the vendor) until its
-last license file lapses, unless a recovery moved that seat to a new device.
+last license file lapses; a replaced one (moved to another device by a recovery) has handed its seat over.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 from aiohttp import web
 
 from licensor import _impl as core
@@ -33,7 +34,7 @@ from licensor.errors import (
 )
 from licensor.fingerprint import FINGERPRINT_SCHEMA, PRESETS, MatchRule, match_rule
 from licensor.gateway import keys as app_keys
-from licensor.gateway.api import READ_ROLES, Call, Operation, Reply, list_reply
+from licensor.gateway.api import Operation, Reply
 from licensor.gateway.auth import Principal
 from licensor.gateway.batching import SelfKeyedTokenReader
 from licensor.gateway.cache import Licensed
@@ -53,8 +54,8 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "recovery_period_days": 365,
     "on_clone": "refuse",
 }
-MAX_ACTIVATIONS = 10_000
-"""The activations of one license (ended ones included) a seat count reads; more are refused as seats."""
+MAX_MATCHED = 10_000
+"""The active and suspended activations of one license /v1/check matches a fingerprint against."""
 DEVICE_CLOCK_SKEW_S = 300
 """How far an online device request's time may be from the gateway's."""
 OFFLINE_REQUEST_MAX_AGE_S = 30 * DAY_S
@@ -62,10 +63,13 @@ OFFLINE_REQUEST_MAX_AGE_S = 30 * DAY_S
 SUPPORT_ROLES = frozenset({"admin", "developer", "support"})
 
 
-class ActivationRefused(LicensorError):
-    """A device request the license or its activation does not allow (the code is a verdict code)."""
+class ActivationRefusedError(LicensorError):
+    """A device request the license or its activation does not allow; nothing was recorded. The code is a
+    verdict code (SEAT_LIMIT_REACHED, WITHDRAWN, ...) or the backend's own (ALREADY_ACTIVATED, ...)."""
 
-    http_status = 403
+    def __init__(self, code: Code | str, message: str, status: int = 403) -> None:
+        super().__init__(message, code=str(code))
+        self.http_status = status
 
 
 @dataclass(frozen=True)
@@ -77,26 +81,17 @@ class DeviceRequest:
     signing_kid: str
     signing_seed: bytes
     licensed: Licensed | None  # activate and recover: the license the key names
+    late: bool  # a check-in older than the clock skew allows: acceptable only as a retry of the last one
+    actor: str  # who the events name: the device (by its key), or the vendor's token for a request file
 
 
 READ_REQUEST = web.RequestKey("licensor_activation.request", DeviceRequest)
 """Where the verified device request waits for the handler."""
 
 
-def _refusal(code: Code | str, message: str, status: int = 403) -> Reply:
-    """A refusal answered after the transaction commits what it recorded (events, a suspension)."""
-    return Reply(status, {"error": {"code": str(code), "message": message}})
-
-
-_STALE_STATUS = 409
-_SEAT_STATUS = 409
-
-
-def holds_seat(row: Row, now: int, recovered: set[str]) -> bool:
-    """Whether an activation holds one of its license's seats at ``now``."""
-    if row["state"] in ("active", "suspended"):
-        return True
-    return row["state"] == "withdrawn" and row["lapses_at"] > now and row["id"] not in recovered
+def holds_seat(row: Row, now: int) -> bool:
+    """Whether an activation holds one of its license's seats at ``now`` (as the store counts them)."""
+    return row["state"] in ("active", "suspended") or (row["state"] == "withdrawn" and row["lapses_at"] > now)
 
 
 class ActivationBackend(Backend):
@@ -135,16 +130,19 @@ class ActivationBackend(Backend):
 
     # --- /v1/check ----------------------------------------------------------------------------------------
     async def check(self, request: CheckRequest) -> Verdict:
-        """The license's terms; with a fingerprint, also whether an activation of this device holds a seat."""
+        """The license's terms; with a fingerprint, also whether an active activation of this device holds a seat."""
         verdict = license_terms_verdict(request)
         if not verdict.valid or request.fingerprint is None or request.store is None:
             return verdict
-        rows = (await request.store.list(request.tenant_id, ACTIVATION, {"license_id": request.license["id"]}, None, 1000)).rows
-        found = _best_match(rows, request.fingerprint, rule_of(request.options), ("active", "suspended", "withdrawn", "deactivated"))
+        rows = []
+        for state in ("active", "suspended"):
+            filters = {"license_id": request.license["id"], "state": state}
+            rows += (await request.store.list(request.tenant_id, ACTIVATION, filters, None, MAX_MATCHED)).rows
+        found = _best_match(rows, request.fingerprint, rule_of(request.options), ("active", "suspended"))
         if found is None:
-            return Verdict(Code.FINGERPRINT_MISMATCH, "no activation of this license matches the device", verdict.license_id)
-        if found["state"] != "active":
-            return Verdict(_ended_code(found), f"the device's activation is {found['state']}", verdict.license_id)
+            return Verdict(Code.FINGERPRINT_MISMATCH, "no active activation of this license matches the device", verdict.license_id)
+        if found["state"] == "suspended":
+            return Verdict(_flag_code(found), "the device's activation is suspended until the vendor reinstates it", verdict.license_id)
         return Verdict(Code.VALID, verdict.message, verdict.license_id, verdict.entitlements,
                        {**verdict.terms, "activation_id": found["id"], "checkpoint_at": format_time(found["checkpoint_at"])})
 
@@ -154,8 +152,8 @@ class ActivationBackend(Backend):
         return build_operations(self)
 
     # --- device requests, verified before the transaction ------------------------------------------------
-    async def read_request(self, request: web.Request, body: dict[str, Any], ops: tuple[str, ...], *, offline: bool,
-                           tenant_id: str | None = None) -> DeviceRequest:
+    async def read_request(self, request: web.Request, body: dict[str, Any], ops: tuple[str, ...], *,
+                           vendor: Principal | None = None) -> DeviceRequest:
         """The verified device request of ``body["request"]``, its tenant's signing key and, to activate, its
         license (from the cache: nothing here waits on the database inside a transaction).
 
@@ -167,15 +165,17 @@ class ActivationBackend(Backend):
             document = document_of(await self.reader.read(token))
         except TokenError as error:
             raise AuthenticationError(f"the device request does not verify: {error.message}", code="DEVICE_REQUEST_INVALID") from None
-        if document.get("op") in _DOCUMENT_SCHEMAS and document["op"] not in ops:
+        if document.get("op") in _VALIDATORS and document["op"] not in ops:
             raise ValidationError(f"this endpoint takes a device request of {' or '.join(ops)}, not {document['op']}",
                                   code="WRONG_DEVICE_OPERATION")
         _validate_document(document, token)
-        if tenant_id is not None and document["tenant"] != tenant_id:
+        offline = vendor is not None  # a request file the vendor answers
+        if vendor is not None and document["tenant"] != vendor.tenant_id:
             raise PermissionDeniedError("the device request is for another tenant", code="TENANT_MISMATCH")
         now_s = self.clock() // 1_000_000
         age = now_s - document["time"]
-        if age < -DEVICE_CLOCK_SKEW_S or age > (OFFLINE_REQUEST_MAX_AGE_S if offline else DEVICE_CLOCK_SKEW_S):
+        late = not offline and age > DEVICE_CLOCK_SKEW_S and document["op"] == "checkin"
+        if age < -DEVICE_CLOCK_SKEW_S or (age > (OFFLINE_REQUEST_MAX_AGE_S if offline else DEVICE_CLOCK_SKEW_S) and not late):
             raise ValidationError(f"the device request's time is {age} s away from the gateway's clock; set the device's "
                                   "clock" + (" or make a new request file" if offline else ""), code="DEVICE_CLOCK_SKEW")
         cache = request.app[app_keys.CACHE]
@@ -189,16 +189,18 @@ class ActivationBackend(Backend):
             if licensed is None or licensed.product["code"] != document["product"] or licensed.policy["backend"] != NAME:
                 raise NotFoundError("no activation license of this product has this key", code="LICENSE_NOT_FOUND")
         digest = hashlib.sha256(token.encode()).hexdigest()
-        return DeviceRequest(document, digest, kid, seed, licensed)
+        actor = f"token:{vendor.token_id}" if vendor is not None else device_actor(document["device_key"])
+        return DeviceRequest(document, digest, kid, seed, licensed, late, actor)
 
     async def device_principal(self, request: web.Request, body: dict[str, Any], ops: tuple[str, ...]) -> Principal:
-        read = await self.read_request(request, body, ops, offline=False)
+        read = await self.read_request(request, body, ops)
         request[READ_REQUEST] = read
-        return Principal(read.document["tenant"], "device", "device", None, actor=f"device:{read.document['device_key'][:16]}")
+        return Principal(read.document["tenant"], "device", "device", None, actor=read.actor)
 
     # --- the changes ------------------------------------------------------------------------------------
     async def activate(self, tx: Transaction, read: DeviceRequest, mode: str) -> Reply:
-        """Activate the device (or find its activation), for ``activate`` and ``recover`` requests."""
+        """Activate the device, for ``activate`` and ``recover`` requests; a recovery replaces the device's own
+        activation (it lost its file or its key) or, when every seat is taken, the named or longest silent one."""
         document = read.document
         assert read.licensed is not None
         # The license's row lock serialises every seat claim of this license until commit.
@@ -208,80 +210,69 @@ class ActivationBackend(Backend):
         now = self.clock()
         verdict = license_terms_verdict(CheckRequest(tx.tenant_id, license, licensed.policy, now_us=now))
         if not verdict.valid:
-            return _refusal(verdict.code, f"the license does not allow activations: {verdict.as_json()['message']}")
-        rule = rule_of(licensed.options)
-        rows = await tx.select(ACTIVATION, limit=MAX_ACTIVATIONS, license_id=license["id"])
-        same = _best_match(rows, document["fingerprint"], rule, ("active", "suspended"))
-        if same is not None:  # the same device again: its activation, never a second seat
-            if same["state"] == "suspended":
-                return _refusal(_flag_code(same), "the device's activation is suspended until the vendor reinstates it", _STALE_STATUS)
-            if same["device_key"] != document["device_key"]:
-                # The device has a new key (reinstalled): the activation moves to it, and the old key's files
-                # become stale, so a copy that kept them is caught at its next check-in.
-                same = await self._renew(tx, same, document, licensed, mode, now, {"device_key": document["device_key"]})
-                await self._event(tx, "activation.rebound", same, {"reason": "new device key"})
-            return self._issued(200, read, licensed, same, rule, now)
-        recovered = {row["recovery_of"] for row in rows if row["recovery_of"]}
-        holding = [row for row in rows if holds_seat(row, now, recovered)]
-        withdrawn = None
-        if len(holding) >= licensed.terms.terms["seats"]:
+            raise ActivationRefusedError(verdict.code, f"the license does not allow activations: {verdict.as_json()['message']}")
+        options, rule, seats = licensed.options, rule_of(licensed.options), licensed.terms.terms["seats"]
+        since = now - _option(options, "recovery_period_days") * DAY_S * 1_000_000
+        rows = await tx.license_activations(license["id"], now, since)
+        holding = [row for row in rows if row["state"] != "replaced"]
+        made = next((row for row in holding if row["state"] == "active" and row["last_request_digest"] == read.digest), None)
+        if made is not None:  # a retry of the request that made this activation (its answer may have been lost)
+            return self._issued(200, read, licensed, made, rule, now)
+        if not any(rule.weights.get(name, 1.0) for name in document["fingerprint"]):
+            raise ValidationError("the fingerprint has no component this policy gives a weight: it would never match",
+                                  code="INVALID_DEVICE_REQUEST")
+        same = _best_match(holding, document["fingerprint"], rule, ("active", "suspended"))
+        if same is not None and same["state"] == "suspended":
+            raise ActivationRefusedError(_flag_code(same), "the device's activation is suspended until the vendor reinstates it", 409)
+        if same is not None and document["op"] == "activate":
+            if same["device_key"] == document["device_key"] and same["generation"] == 1 and same["last_checkin_at"] == same["created_at"]:
+                return self._issued(200, read, licensed, same, rule, now)  # a retry: the answer may have been lost
+            raise ActivationRefusedError("ALREADY_ACTIVATED", "this device is activated already: it checks in with its license "
+                                         "file, or, having lost its file or key, recovers (POST /v1/activations/recover)", 409)
+        replaced = same
+        if replaced is None and len(holding) >= seats:
             if document["op"] != "recover":
-                return _refusal(Code.SEAT_LIMIT_REACHED, f"all {licensed.terms.terms['seats']} seats of the license are in use",
-                                _SEAT_STATUS)
-            outcome = await self._withdraw_for_recovery(tx, rows, document.get("withdraw"), licensed.options, now)
-            if isinstance(outcome, Reply):
-                return outcome
-            withdrawn = outcome
+                raise ActivationRefusedError(Code.SEAT_LIMIT_REACHED, f"all {seats} seats of the license are in use", 409)
+            replaced = _recovery_target(holding, document.get("withdraw"))
+        if replaced is not None:
+            used, allowed = sum(1 for row in rows if row["state"] == "replaced"), _option(options, "recoveries_per_period")
+            if used >= allowed:
+                recoveries = f"{allowed} recover{'y' if allowed == 1 else 'ies'}"
+                raise ActivationRefusedError("RECOVERY_LIMIT_REACHED", f"the license allows {recoveries} per "
+                                             f"{_option(options, 'recovery_period_days')} days, and they are used", 409)
+            ended = await tx.update(ACTIVATION, replaced["id"], {"state": "replaced", "ended_at": now})
+            assert ended is not None
+            await _event(tx, "activation.replaced", ended, read.actor, reason="recovery")
         row = await tx.insert(ACTIVATION, {
-            "id": _new_activation_id(), "license_id": license["id"], "state": "active", "device_key": document["device_key"],
+            "id": new_id(ACTIVATION.id_prefix), "license_id": license["id"], "state": "active", "device_key": document["device_key"],
             "device_name": document.get("device_name"), "fingerprint": ACTIVATION.field("fingerprint").api_to_column(document["fingerprint"]),
-            "generation": 1, "mode": mode, **self._checkpoint(licensed.options, mode, now), "last_checkin_at": now,
-            "last_request_digest": read.digest, "recovery_of": withdrawn["id"] if withdrawn else None, "flagged": None,
+            "generation": 1, "mode": mode, **self._checkpoint(options, mode, now), "last_checkin_at": now,
+            "last_request_digest": read.digest, "recovery_of": replaced["id"] if replaced else None, "flagged": None,
             "ended_at": None, "created_at": now, "updated_at": now,
         })
-        await self._event(tx, "activation.recovered" if withdrawn else "activation.created", row,
-                          {"withdrawn": withdrawn["id"]} if withdrawn else {})
+        if replaced is not None:
+            await _event(tx, "activation.recovered", row, read.actor, replaced=replaced["id"])
+        else:
+            await _event(tx, "activation.created", row, read.actor)
         return self._issued(201, read, licensed, row, rule, now)
 
-    async def _withdraw_for_recovery(self, tx: Transaction, rows: list[Row], named: str | None, options: dict[str, Any],
-                                     now: int) -> Row | Reply:
-        since = now - _option(options, "recovery_period_days") * DAY_S * 1_000_000
-        used = sum(1 for row in rows if row["recovery_of"] and row["created_at"] >= since)
-        allowed = _option(options, "recoveries_per_period")
-        if used >= allowed:
-            return _refusal("RECOVERY_LIMIT_REACHED", f"the license allows {allowed} recoveries per "
-                            f"{_option(options, 'recovery_period_days')} days, and they are used", 409)
-        active = [row for row in rows if row["state"] == "active"]
-        if named is not None:
-            target = next((row for row in active if row["id"] == named), None)
-            if target is None:
-                return _refusal("ACTIVATION_NOT_FOUND", "the license has no active activation with that id", 404)
-        else:  # the device not heard from for the longest time
-            target = min(active, key=lambda row: (row["last_checkin_at"] or row["created_at"], row["id"]), default=None)
-            if target is None:
-                return _refusal(Code.SEAT_LIMIT_REACHED, "every seat is held by an activation that cannot be withdrawn", _SEAT_STATUS)
-        ended = await tx.update(ACTIVATION, target["id"], {"state": "withdrawn", "ended_at": now})
-        assert ended is not None
-        await self._event(tx, "activation.withdrawn", ended, {"reason": "recovery"})
-        return ended
-
     async def check_in(self, tx: Transaction, read: DeviceRequest, mode: str) -> Reply:
-        """Renew the device's license file (generation + 1), or refuse a stale, withdrawn or changed device."""
+        """Renew the device's license file (generation + 1), or refuse a stale, ended or changed device."""
         found = await self._device_activation(tx, read)
         if isinstance(found, Reply):
             return found
         row, licensed = found
         document, now = read.document, self.clock()
         rule = rule_of(licensed.options)
-        if read.digest == row["last_request_digest"]:  # a retry of the check-in that made the current file
-            return self._issued(200, read, licensed, row, rule, now)
         verdict = license_terms_verdict(CheckRequest(tx.tenant_id, licensed.license, licensed.policy, now_us=now))
         if not verdict.valid:
-            return _refusal(verdict.code, verdict.as_json()["message"])
+            raise ActivationRefusedError(verdict.code, verdict.as_json()["message"])
+        if read.digest == row["last_request_digest"]:  # a retry of the check-in that made the current file
+            return self._issued(200, read, licensed, row, rule, now)
         if not rule.matches(row["fingerprint_map"], document["fingerprint"]):
-            return _refusal(Code.FINGERPRINT_MISMATCH, "the device changed beyond the tolerance of its activation")
-        renewed = await self._renew(tx, row, document, licensed, mode, now, {"last_request_digest": read.digest})
-        await self._event(tx, "activation.checked_in", renewed, {})
+            raise ActivationRefusedError(Code.FINGERPRINT_MISMATCH, "the device changed beyond the tolerance of its activation")
+        renewed = await self._renew(tx, row, document, licensed, mode, now, read.digest)
+        await _event(tx, "activation.checked_in", renewed, read.actor)
         return self._issued(200, read, licensed, renewed, rule, now)
 
     async def deactivate(self, tx: Transaction, read: DeviceRequest) -> Reply:
@@ -295,57 +286,66 @@ class ActivationBackend(Backend):
         ended = await tx.update(ACTIVATION, row["id"], {"state": "deactivated", "ended_at": self.clock(),
                                                         "last_request_digest": read.digest})
         assert ended is not None
-        await self._event(tx, "activation.deactivated", ended, {})
+        await _event(tx, "activation.deactivated", ended, read.actor)
         return Reply(200, {"object": "activation", "activation": shown(ended)})
 
     async def _device_activation(self, tx: Transaction, read: DeviceRequest) -> tuple[Row, Licensed] | Reply:
-        """The activation a check-in or deactivation names, locked, if this device may act on it now: a
-        refusal (recorded, and per policy suspending the activation) for a stale copy or an ended activation."""
+        """The activation a check-in or deactivation names, locked, if this device may act on it now; a stale copy
+        gets a refusal that is recorded (and per policy suspends the activation), so it is answered, not raised.
+
+        :raises ActivationRefusedError: an unknown activation, another device's, an ended or suspended one.
+        """
         document = read.document
         row = await tx.get(ACTIVATION, document["activation"], for_update=True)
         license = None if row is None else await tx.get(LICENSE, row["license_id"])
-        if row is None or license is None:
-            return _refusal("ACTIVATION_NOT_FOUND", "no such activation", 404)
-        licensed = await _licensed_in(tx, license)
-        if licensed.product["code"] != document["product"]:
-            return _refusal("ACTIVATION_NOT_FOUND", "no such activation of this product", 404)
+        licensed = None if license is None else await _licensed_in(tx, license)
+        if row is None or licensed is None or licensed.product["code"] != document["product"]:
+            raise ActivationRefusedError("ACTIVATION_NOT_FOUND", "no such activation of this product", 404)
+        # Only the activation's own key may act on it: anyone else could flag or suspend it otherwise.
+        if document["device_key"] != row["device_key"]:
+            raise ActivationRefusedError("DEVICE_KEY_MISMATCH", "the request is signed by another device than the activation's")
         row = {**row, "fingerprint_map": ACTIVATION.field("fingerprint").column_to_api(row["fingerprint"])}
         if read.digest == row["last_request_digest"] and row["state"] in ("active", "deactivated"):
             return row, licensed  # a retry of the request that made the activation what it is
-        if row["state"] in ("withdrawn", "deactivated"):
-            return _refusal(Code.WITHDRAWN, f"the activation was {'deactivated' if row['state'] == 'deactivated' else 'withdrawn'}; "
-                            "this device's license file is no longer renewed")
+        if row["state"] in ("withdrawn", "replaced", "deactivated"):
+            how = {"withdrawn": "removed by the vendor", "replaced": "moved to another device", "deactivated": "deactivated"}
+            raise ActivationRefusedError(Code.WITHDRAWN, f"the activation was {how[row['state']]}; this device's license file "
+                                         "is no longer renewed")
         if row["state"] == "suspended":
-            return _refusal(_flag_code(row), "the activation is suspended until the vendor reinstates it", _STALE_STATUS)
+            raise ActivationRefusedError(_flag_code(row), "the activation is suspended until the vendor reinstates it", 409)
+        if read.late:
+            raise ValidationError("the device request is too old; only a retry of the last check-in may be resent later",
+                                  code="DEVICE_CLOCK_SKEW")
         if document["generation"] > row["generation"]:
-            return _refusal("GENERATION_AHEAD", "the request names a generation this activation never had", 422)
-        if document["generation"] < row["generation"] or document["device_key"] != row["device_key"]:
-            return await self._stale(tx, row, document, licensed)
+            raise ActivationRefusedError("GENERATION_AHEAD", "the request names a generation this activation never had", 422)
+        if document["generation"] < row["generation"]:
+            return await self._stale(tx, row, read, licensed)
         return row, licensed
 
-    async def _stale(self, tx: Transaction, row: Row, document: dict[str, Any], licensed: Licensed) -> Reply:
-        """A request from an older state of the activation than the newest file: another machine holding a copy
-        (another fingerprint or device key than the newest check-in's), or this machine reverted to a snapshot
-        (the server cannot tell an exact copy of the machine from that). Recorded; per policy, suspends."""
-        clone = document["device_key"] != row["device_key"] or document["fingerprint"] != row["fingerprint_map"]
+    async def _stale(self, tx: Transaction, row: Row, read: DeviceRequest, licensed: Licensed) -> Reply:
+        """A request of the activation's key from an older state than the newest file: another machine holding a
+        copy (another fingerprint than the newest check-in's), or this machine reverted to a snapshot (the server
+        cannot tell an exact copy of the machine from that). Recorded; per policy, suspends the activation."""
+        document = read.document
+        clone = document["fingerprint"] != row["fingerprint_map"]
         code = Code.CLONE_SUSPECTED if clone else Code.ROLLBACK_DETECTED
         changes: dict[str, Any] = {"flagged": "clone" if clone else "rollback"}
         if _option(licensed.options, "on_clone") == "suspend":
             changes["state"] = "suspended"
         flagged = await tx.update(ACTIVATION, row["id"], changes)
         assert flagged is not None
-        await self._event(tx, "activation.clone_suspected" if clone else "activation.rollback_detected", flagged,
-                          {"presented_generation": document["generation"], "fingerprint": document["fingerprint"],
-                           "suspended": changes.get("state") == "suspended"})
+        await _event(tx, "activation.clone_suspected" if clone else "activation.rollback_detected", flagged, read.actor,
+                     presented_generation=document["generation"], presented_fingerprint=document["fingerprint"],
+                     suspended=changes.get("state") == "suspended")
         what = "a copy of this machine holds a newer license file" if clone else "the device presented an older license file (a reverted snapshot)"
-        return _refusal(code, what, _STALE_STATUS)
+        return Reply(409, {"error": {"code": code.value, "message": what}})
 
     async def _renew(self, tx: Transaction, row: Row, document: dict[str, Any], licensed: Licensed, mode: str, now: int,
-                     changes: dict[str, Any]) -> Row:
+                     digest: str) -> Row:
         renewed = await tx.update(ACTIVATION, row["id"], {
             "generation": row["generation"] + 1, "mode": mode, "last_checkin_at": now, "flagged": None,
             "fingerprint": ACTIVATION.field("fingerprint").api_to_column(document["fingerprint"]),
-            **self._checkpoint(licensed.options, mode, now), **changes,
+            "last_request_digest": digest, **self._checkpoint(licensed.options, mode, now),
         })
         assert renewed is not None
         return renewed
@@ -356,16 +356,12 @@ class ActivationBackend(Backend):
         checkpoint = now + interval * 1_000_000
         return {"checkpoint_at": checkpoint, "lapses_at": checkpoint + _option(options, "checkpoint_grace_seconds") * 1_000_000}
 
-    @staticmethod
-    async def _event(tx: Transaction, kind: str, row: Row, extra: dict[str, Any]) -> None:
-        await tx.append_event(kind, "activation", row["id"], "backend:activation", {**shown(row), **extra})
-
     def _issued(self, status: int, read: DeviceRequest, licensed: Licensed, row: Row, rule: MatchRule, now: int) -> Reply:
         file = license_file(read.signing_kid, read.signing_seed, read.document["tenant"], licensed, row, rule, now)
         return Reply(status, {"object": "license_file", "activation": shown(row), "license_file": file})
 
     # --- the vendor's changes -----------------------------------------------------------------------------
-    async def withdraw(self, tx: Transaction, activation_id: str, reason: str | None) -> Row:
+    async def withdraw(self, tx: Transaction, activation_id: str, reason: str | None, actor: str) -> Row:
         row = await tx.get(ACTIVATION, activation_id, for_update=True)
         if row is None:
             raise NotFoundError("no such activation", code="ACTIVATION_NOT_FOUND")
@@ -373,18 +369,33 @@ class ActivationBackend(Backend):
             raise InvalidStateError(f"the activation is {row['state']} already", code="ACTIVATION_ENDED")
         ended = await tx.update(ACTIVATION, activation_id, {"state": "withdrawn", "ended_at": self.clock()})
         assert ended is not None
-        await self._event(tx, "activation.withdrawn", ended, {"reason": reason or "removed by the vendor"})
+        await _event(tx, "activation.withdrawn", ended, actor, reason=reason or "removed by the vendor")
         return ended
 
-    async def reinstate(self, tx: Transaction, activation_id: str) -> Row:
-        row = await tx.get(ACTIVATION, activation_id, for_update=True)
+    async def reinstate(self, tx: Transaction, activation_id: str, actor: str) -> Row:
+        """Undo a suspension (after a clone or rollback) or a removal by the vendor; a removed activation whose
+        file has lapsed takes a seat again, so it needs a free one."""
+        row = await tx.get(ACTIVATION, activation_id)
         if row is None:
             raise NotFoundError("no such activation", code="ACTIVATION_NOT_FOUND")
-        if row["state"] != "suspended":
-            raise InvalidStateError(f"only a suspended activation can be reinstated; this one is {row['state']}", code="ACTIVATION_NOT_SUSPENDED")
-        active = await tx.update(ACTIVATION, activation_id, {"state": "active", "flagged": None})
+        if row["state"] not in ("suspended", "withdrawn"):
+            raise InvalidStateError(f"only a suspended or withdrawn activation can be reinstated; this one is {row['state']}",
+                                    code="ACTIVATION_NOT_REINSTATABLE")
+        license = await tx.get(LICENSE, row["license_id"], for_update=True)  # the seat count's lock, as activating takes
+        assert license is not None
+        row = await tx.get(ACTIVATION, activation_id, for_update=True)
+        assert row is not None
+        if row["state"] not in ("suspended", "withdrawn"):  # another request reinstated it meanwhile
+            raise InvalidStateError(f"the activation is {row['state']} already", code="ACTIVATION_NOT_REINSTATABLE")
+        now = self.clock()
+        if row["state"] == "withdrawn" and row["lapses_at"] <= now:
+            licensed = await _licensed_in(tx, license)
+            holding = [r for r in await tx.license_activations(license["id"], now, now) if r["state"] != "replaced"]
+            if len(holding) >= licensed.terms.terms["seats"]:
+                raise InvalidStateError("every seat of the license is in use", code=Code.SEAT_LIMIT_REACHED.value)
+        active = await tx.update(ACTIVATION, activation_id, {"state": "active", "flagged": None, "ended_at": None})
         assert active is not None
-        await self._event(tx, "activation.reinstated", active, {})
+        await _event(tx, "activation.reinstated", active, actor)
         return active
 
 
@@ -413,16 +424,30 @@ def _best_match(rows: list[Row], presented: dict[str, str], rule: MatchRule, sta
     return None if best is None else next(row for row in rows if row["id"] == best[0])
 
 
+def device_actor(device_key: str) -> str:
+    """How events name a device: by the start of its public key."""
+    return f"device:{device_key[:16]}"
+
+
+async def _event(tx: Transaction, kind: str, row: Row, actor: str, **extra: Any) -> None:
+    await tx.append_event(kind, "activation", row["id"], actor, {**shown(row), **extra})
+
+
+def _recovery_target(holding: list[Row], named: str | None) -> Row:
+    """The activation a recovery on a new device replaces: the named one, or the active one not heard from longest."""
+    active = [row for row in holding if row["state"] == "active"]
+    if named is not None:
+        target = next((row for row in active if row["id"] == named), None)
+        if target is None:
+            raise ActivationRefusedError("ACTIVATION_NOT_FOUND", "the license has no active activation with that id", 404)
+        return target
+    if not active:
+        raise ActivationRefusedError(Code.SEAT_LIMIT_REACHED, "every seat is held by an activation that cannot be replaced", 409)
+    return min(active, key=lambda row: (row["last_checkin_at"] or row["created_at"], row["id"]))
+
+
 def _flag_code(row: Row) -> Code:
     return Code.CLONE_SUSPECTED if row["flagged"] == "clone" else Code.ROLLBACK_DETECTED
-
-
-def _ended_code(row: Row) -> Code:
-    return _flag_code(row) if row["state"] == "suspended" else Code.WITHDRAWN
-
-
-def _new_activation_id() -> str:
-    return new_id(ACTIVATION.id_prefix)
 
 
 async def _licensed_in(tx: Transaction, license: Row) -> Licensed:
@@ -459,34 +484,33 @@ def license_file(kid: str, seed: bytes, tenant_id: str, licensed: Licensed, row:
 
 
 _ID = {"type": "string", "pattern": id_pattern("act")}
-_COMMON = {
+_COMMON: dict[str, Any] = {
     "tenant": {"type": "string", "pattern": id_pattern("ten")}, "product": CODE_SCHEMA,
     "device_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"}, "fingerprint": FINGERPRINT_SCHEMA,
     "time": {"type": "integer", "minimum": 0, "maximum": 1 << 40},
 }
-_DOCUMENT_SCHEMAS = {
-    "activate": {"license_key": {"type": "string", "minLength": 1, "maxLength": 100},
-                 "device_name": {"type": "string", "minLength": 1, "maxLength": 200}},
-    "checkin": {"activation": _ID, "generation": {"type": "integer", "minimum": 1, "maximum": 1 << 53}},
+_TO_ACTIVATE: dict[str, Any] = {"license_key": {"type": "string", "minLength": 1, "maxLength": 100},
+                                "device_name": {"type": "string", "minLength": 1, "maxLength": 200}}
+_OF_ACTIVATION: dict[str, Any] = {"activation": _ID, "generation": {"type": "integer", "minimum": 1, "maximum": 1 << 53}}
+_DOCUMENT_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {  # op -> (its own fields, the required ones)
+    "activate": (_TO_ACTIVATE, ["license_key"]),
+    "recover": ({**_TO_ACTIVATE, "withdraw": _ID}, ["license_key"]),
+    "checkin": (_OF_ACTIVATION, ["activation", "generation"]),
+    "deactivate": (_OF_ACTIVATION, ["activation", "generation"]),
 }
-_DOCUMENT_SCHEMAS["recover"] = {**_DOCUMENT_SCHEMAS["activate"], "withdraw": _ID}
-_DOCUMENT_SCHEMAS["deactivate"] = _DOCUMENT_SCHEMAS["checkin"]
-_REQUIRED = {"activate": ["license_key"], "recover": ["license_key"], "checkin": ["activation", "generation"],
-             "deactivate": ["activation", "generation"]}
-_VALIDATORS: dict[str, Any] = {}
+_VALIDATORS = {
+    op: jsonschema.Draft202012Validator({
+        "type": "object", "properties": {"op": {"const": op}, **_COMMON, **fields},
+        "required": ["op", *_COMMON, *required], "additionalProperties": False,
+    })
+    for op, (fields, required) in _DOCUMENT_FIELDS.items()
+}
 
 
 def _validate_document(document: dict[str, Any], token: str) -> None:
-    import jsonschema
-
     op = document.get("op")
-    if op not in _DOCUMENT_SCHEMAS:
-        raise ValidationError("the device request has no known op (activate, recover, checkin, deactivate)", code="INVALID_DEVICE_REQUEST")
     if op not in _VALIDATORS:
-        _VALIDATORS[op] = jsonschema.Draft202012Validator({
-            "type": "object", "properties": {"op": {"const": op}, **_COMMON, **_DOCUMENT_SCHEMAS[op]},
-            "required": ["op", *_COMMON, *_REQUIRED[op]], "additionalProperties": False,
-        })
+        raise ValidationError("the device request has no known op (activate, recover, checkin, deactivate)", code="INVALID_DEVICE_REQUEST")
     error = jsonschema.exceptions.best_match(_VALIDATORS[op].iter_errors(document))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "(request)"

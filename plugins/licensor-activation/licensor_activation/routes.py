@@ -9,7 +9,7 @@ from aiohttp import web
 from licensor.errors import MalformedRequestError, NotFoundError
 from licensor.gateway.api import PAGE_PARAMS, READ_ROLES, Call, Operation, Param, Reply, decode_cursor, list_reply, list_schema
 from licensor.gateway.auth import Principal
-from licensor.model import ACTIVATION, LICENSE, TIME_SCHEMA, id_pattern
+from licensor.model import ACTIVATION, ACTIVATION_STATES, LICENSE, TIME_SCHEMA, id_pattern
 
 from licensor_activation.backend import READ_REQUEST, SUPPORT_ROLES, ActivationBackend, DeviceRequest, shown
 
@@ -18,7 +18,7 @@ ACTIVATION_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "pattern": id_pattern("act")}, "object": {"const": "activation"},
-        "license_id": {"type": "string"}, "state": {"enum": ["active", "suspended", "withdrawn", "deactivated"]},
+        "license_id": {"type": "string"}, "state": {"enum": list(ACTIVATION_STATES)},
         "device_name": {"anyOf": [{"type": "string"}, {"type": "null"}]}, "device_key": {"type": "string"},
         "fingerprint": {"type": "object"}, "generation": {"type": "integer"}, "mode": {"enum": ["online", "offline"]},
         "checkpoint_at": TIME_SCHEMA, "lapses_at": TIME_SCHEMA, "last_checkin_at": _NULLABLE_TIME,
@@ -49,10 +49,14 @@ _REASON_BODY = {"type": "object", "properties": {"reason": {"type": "string", "m
 _ID_PATTERN = {"id": id_pattern("act")}
 _DEVICE_ERRORS = (401, 403, 404, 409, 422)
 _REFUSALS = (
-    "Refusals carry a stable code: 403 with the license's verdict code (SUSPENDED, REVOKED, EXPIRED, NOT_YET_VALID), "
-    "FINGERPRINT_MISMATCH or WITHDRAWN; 409 SEAT_LIMIT_REACHED, RECOVERY_LIMIT_REACHED, ROLLBACK_DETECTED or "
-    "CLONE_SUSPECTED (recorded as events, and per the policy's on_clone suspending the activation); 401 "
-    "DEVICE_REQUEST_INVALID for a request that does not verify; 422 DEVICE_CLOCK_SKEW, INVALID_DEVICE_REQUEST."
+    "Refusals carry a stable code. 401 DEVICE_REQUEST_INVALID: the request does not verify as the device's. 403: the "
+    "license's verdict code (SUSPENDED, REVOKED, EXPIRED, NOT_YET_VALID), FINGERPRINT_MISMATCH, WITHDRAWN (the activation "
+    "ended: deactivated, removed or replaced), DEVICE_KEY_MISMATCH (signed by another device than the activation's). "
+    "404 TENANT_NOT_FOUND, LICENSE_NOT_FOUND, ACTIVATION_NOT_FOUND. 409 SEAT_LIMIT_REACHED, ALREADY_ACTIVATED, "
+    "RECOVERY_LIMIT_REACHED, ROLLBACK_DETECTED or CLONE_SUSPECTED (these two are recorded as events and, per the "
+    "policy's on_clone, suspend the activation; a retry with the same Idempotency-Key replays them; other refusals "
+    "record nothing and are not replayed). 422 DEVICE_CLOCK_SKEW, INVALID_DEVICE_REQUEST, WRONG_DEVICE_OPERATION, "
+    "LICENSE_KEY_MALFORMED, GENERATION_AHEAD."
 )
 
 
@@ -81,8 +85,7 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
 
     async def vendor_reads_request(request: web.Request, body: dict[str, Any], principal: Principal | None) -> Principal:
         assert principal is not None
-        request[READ_REQUEST] = await backend.read_request(request, body, ("activate", "recover", "checkin"), offline=True,
-                                                           tenant_id=principal.tenant_id)
+        request[READ_REQUEST] = await backend.read_request(request, body, ("activate", "recover", "checkin"), vendor=principal)
         return principal
 
     async def answer_offline(call: Call) -> Reply:
@@ -111,38 +114,42 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
 
     async def withdraw(call: Call) -> Reply:
         assert call.tx is not None
-        return Reply(200, shown(await backend.withdraw(call.tx, call.path["id"], call.body.get("reason"))))
+        return Reply(200, shown(await backend.withdraw(call.tx, call.path["id"], call.body.get("reason"), call.actor)))
 
     async def reinstate(call: Call) -> Reply:
         assert call.tx is not None
-        return Reply(200, shown(await backend.reinstate(call.tx, call.path["id"])))
+        return Reply(200, shown(await backend.reinstate(call.tx, call.path["id"], call.actor)))
 
-    state_param = Param("state", {"enum": ["active", "suspended", "withdrawn", "deactivated"]}, "Only activations in this state.")
+    state_param = Param("state", {"enum": list(ACTIVATION_STATES)}, "Only activations in this state.")
     return [
         Operation("POST", "/v1/activations", "activate", "Activate a device", activate, "activation", None, ISSUED_SCHEMA,
                   status=201, request_schema=DEVICE_REQUEST_BODY, changes_state=True, errors=_DEVICE_ERRORS,
                   authenticator=device(("activate",)),
                   description=(
                       "Authenticated by the device's signature: request is a dv1 activate request (license key, fingerprint, "
-                      "device key). 201 with a new activation and its lf1 license file; 200 when the device (its fingerprint "
-                      "matched within the policy's tolerance) is activated already: the same activation, never a second seat. "
+                      "device key). 201 with a new activation and its lf1 license file. A device whose fingerprint matches an "
+                      "active activation within the policy's tolerance never gets a second seat: 200 with its file when it is "
+                      "a retry (the same key, not yet checked in), else 409 ALREADY_ACTIVATED (it checks in, or recovers). "
                       + _REFUSALS)),
         Operation("POST", "/v1/activations/recover", "recover_activation", "Move a license to a new device", activate,
                   "activation", None, ISSUED_SCHEMA, status=201, request_schema=DEVICE_REQUEST_BODY, changes_state=True,
                   errors=_DEVICE_ERRORS, authenticator=device(("recover",)),
                   description=(
-                      "A dv1 recover request: activates the device like POST /v1/activations; when every seat is taken, "
-                      "withdraws the named activation (withdraw) or the one not heard from longest, within the policy's "
-                      "recovery allowance (409 RECOVERY_LIMIT_REACHED beyond it). The withdrawn device is told WITHDRAWN at "
-                      "its next check-in, or its file lapses at its checkpoint. " + _REFUSALS)),
+                      "A dv1 recover request, for a device that lost its file or key, or a new device when every seat is "
+                      "taken: the device's own activation (its fingerprint matched), else the named one (withdraw), else the "
+                      "active one not heard from longest, is replaced by a new activation of this device, within the policy's "
+                      "recovery allowance (409 RECOVERY_LIMIT_REACHED beyond it). The replaced device is told WITHDRAWN at its "
+                      "next check-in, or its file lapses at its checkpoint; its seat moves at once. With a free seat and no "
+                      "matching activation, a plain activation (no recovery used). " + _REFUSALS)),
         Operation("POST", "/v1/activations/checkin", "check_in", "Check in and renew the license file", check_in, "activation",
                   None, ISSUED_SCHEMA, request_schema=DEVICE_REQUEST_BODY, changes_state=True, errors=_DEVICE_ERRORS,
                   authenticator=device(("checkin",)),
                   description=(
                       "A dv1 checkin request naming the activation and the generation of the device's current file: a renewed "
                       "file with generation + 1 and the next checkpoint; the device's fingerprint is re-matched and kept. An "
-                      "identical retry of the last check-in is answered the current file again. A lower generation is a stale "
-                      "copy: 409 ROLLBACK_DETECTED (this machine, reverted) or CLONE_SUSPECTED (another machine). " + _REFUSALS)),
+                      "identical retry of the last check-in (the same request, resent at any later time) is answered the "
+                      "current file again. A lower generation is a stale copy: 409 ROLLBACK_DETECTED (this machine, "
+                      "reverted) or CLONE_SUSPECTED (another machine: another fingerprint). " + _REFUSALS)),
         Operation("POST", "/v1/activations/deactivate", "deactivate", "Deactivate a device early", deactivate, "activation",
                   None, ENDED_SCHEMA, request_schema=DEVICE_REQUEST_BODY, changes_state=True, errors=_DEVICE_ERRORS,
                   authenticator=device(("deactivate",)),
@@ -168,10 +175,12 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
                   description=(
                       "The device's file is no longer renewed: it is told WITHDRAWN at its next check-in, and its seat comes "
                       "back when its current file lapses (checkpoint plus grace). 409 ACTIVATION_ENDED if it ended already.")),
-        Operation("POST", "/v1/admin/activations/{id}/reinstate", "reinstate_activation", "Reinstate a suspended activation",
+        Operation("POST", "/v1/admin/activations/{id}/reinstate", "reinstate_activation", "Reinstate a suspended or removed activation",
                   reinstate, "activation", SUPPORT_ROLES, ACTIVATION_SCHEMA, path_patterns=_ID_PATTERN, changes_state=True,
                   errors=(404, 409),
                   description=(
-                      "After a clone or rollback suspended it (policy on_clone: suspend): the device holding the newest file "
-                      "may check in again; stale copies stay refused. 409 ACTIVATION_NOT_SUSPENDED otherwise.")),
+                      "Undoes a suspension after a clone or rollback (policy on_clone: suspend): the device holding the newest "
+                      "file may check in again; stale copies stay refused. Also undoes a removal (withdraw); a removed "
+                      "activation whose file has lapsed needs a free seat (409 SEAT_LIMIT_REACHED). 409 "
+                      "ACTIVATION_NOT_REINSTATABLE for an activation in another state.")),
     ]

@@ -51,9 +51,8 @@ class Vendor:
         from licensor_activation.backend import holds_seat
 
         rows = (await self.gateway.store.list(self.tenant.id, _activation(), {"license_id": self.license["id"]}, None, 1000)).rows
-        recovered = {row["recovery_of"] for row in rows if row["recovery_of"]}
         now = self.backend.clock()
-        return sum(1 for row in rows if holds_seat(row, now, recovered))
+        return sum(1 for row in rows if holds_seat(row, now))
 
 
 def _activation() -> Any:
@@ -79,8 +78,9 @@ class Device:
     def fingerprint(self) -> dict[str, str]:
         return hash_components(self.components, product_salt(self.vendor.tenant.id, self.vendor.product["code"]))
 
-    def request(self, op: str, **fields: Any) -> str:
-        now = self.vendor.backend.clock() / 1_000_000
+    def request(self, op: str, now: float | None = None, **fields: Any) -> str:
+        """A signed request of this device, made at ``now`` (seconds; default the backend's clock)."""
+        now = self.vendor.backend.clock() / 1_000_000 if now is None else now
         if op in ("checkin", "deactivate"):
             fields = {"activation": self.activation_id, "generation": self.generation, **fields}
         else:

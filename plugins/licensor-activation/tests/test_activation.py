@@ -175,14 +175,61 @@ async def test_policy_suspend_stops_every_copy_until_the_vendor_acts(licensor_ga
     assert (await snapshot.check_in()).code == "ROLLBACK_DETECTED"
 
 
-async def test_a_second_key_on_the_same_machine_takes_the_activation_over(shop: Vendor) -> None:
+async def test_an_activated_device_does_not_activate_again_it_recovers(shop: Vendor) -> None:
     device = shop.device()
     await device.activate()
-    reinstalled = Device(shop, dict(device.components), type(device.key).generate())
-    moved = await reinstalled.activate()
-    assert moved.status == 200 and moved.body["activation"]["id"] == device.activation_id
-    assert (await device.check_in()).code == "CLONE_SUSPECTED"  # the old key's files are stale now
+    await device.check_in()
+    again = await device.activate()  # after a check-in, not a retry: a reverted copy must not get a fresh file
+    assert (again.status, again.code) == (409, "ALREADY_ACTIVATED")
+    reinstalled = Device(shop, dict(device.components), type(device.key).generate())  # the same machine, a new key
+    assert (await reinstalled.activate()).code == "ALREADY_ACTIVATED"
+    moved = await reinstalled.recover()
+    assert moved.status == 201 and moved.body["activation"]["recovery_of"] == device.activation_id
+    assert (await device.check_in()).code == "WITHDRAWN"  # the old key's activation was replaced
     assert await shop.seats_held() == 1
+    assert [e["data"]["state"] for e in await events(shop, "activation.replaced")] == ["replaced"]
+
+
+async def test_only_the_activations_own_key_may_act_on_it(licensor_gateway: Gateway) -> None:
+    shop = await vendor(licensor_gateway, on_clone="suspend")
+    device = shop.device()
+    await device.activate()
+    impostor = Device(shop, dict(device.components), type(device.key).generate())
+    impostor.activation_id, impostor.generation = device.activation_id, 1
+    for answer in (await impostor.check_in(), await impostor.deactivate()):
+        assert (answer.status, answer.code) == (403, "DEVICE_KEY_MISMATCH")
+    assert (await shop.activations("active"))[0]["flagged"] is None  # nothing flagged, nothing suspended
+    assert (await device.check_in()).status == 200
+
+
+async def test_a_lost_check_in_answer_is_fetched_by_resending_the_same_request(shop: Vendor) -> None:
+    device = shop.device()
+    await device.activate()
+    request = device.request("checkin")
+    first = await shop.gateway.call("POST", "/v1/activations/checkin", json={"request": request})
+    assert first.status == 200  # ... and the answer is lost on the way
+    shop.backend.clock.advance(3 * 3600)
+    again = await shop.gateway.call("POST", "/v1/activations/checkin", json={"request": request})
+    assert again.status == 200 and again.body["activation"]["generation"] == 2
+    device.keep(again.body["license_file"], again.body["activation"])
+    stale = device.request("checkin", generation=1, now=shop.backend.clock() / 1_000_000 - 2 * 3600)
+    late = await shop.gateway.call("POST", "/v1/activations/checkin", json={"request": stale})
+    assert (late.status, late.code) == (422, "DEVICE_CLOCK_SKEW")  # an old request that is no retry
+    assert (await device.check_in()).status == 200
+
+
+async def test_a_removal_can_be_undone(shop: Vendor) -> None:
+    device, other, third = shop.device(), shop.device(), shop.device()
+    await device.activate()
+    await other.activate()
+    await shop.tenant.ok("POST", f"/v1/admin/activations/{device.activation_id}/withdraw")
+    await shop.tenant.ok("POST", f"/v1/admin/activations/{device.activation_id}/reinstate")
+    assert (await device.check_in()).status == 200
+    await shop.tenant.ok("POST", f"/v1/admin/activations/{device.activation_id}/withdraw")
+    shop.backend.clock.advance(13 * DAY)  # its file lapsed: the seat went back ...
+    assert (await third.activate()).status == 201  # ... and was taken
+    refused = await shop.tenant.call("POST", f"/v1/admin/activations/{device.activation_id}/reinstate")
+    assert (refused.status, refused.code) == (409, "SEAT_LIMIT_REACHED")
 
 
 async def test_offline_activation_by_request_file(shop: Vendor) -> None:
@@ -208,7 +255,7 @@ async def test_check_by_license_key_with_a_fingerprint(shop: Vendor) -> None:
     verdict = (await shop.gateway.call("POST", "/v1/check", json=body)).body["verdict"]
     assert verdict["code"] == "VALID" and verdict["terms"]["activation_id"] == device.activation_id
     await device.deactivate()
-    assert (await shop.gateway.call("POST", "/v1/check", json=body)).body["verdict"]["code"] == "WITHDRAWN"
+    assert (await shop.gateway.call("POST", "/v1/check", json=body)).body["verdict"]["code"] == "FINGERPRINT_MISMATCH"
 
 
 async def test_bad_device_requests_get_stable_codes(shop: Vendor) -> None:
@@ -243,3 +290,24 @@ async def test_another_tenant_never_sees_an_activation(shop: Vendor) -> None:
 
 def test_machines_differ_everywhere() -> None:
     assert not set(machine(1).values()) & set(machine(2).values())
+
+
+async def test_a_resent_recovery_is_answered_its_activation_not_a_second_recovery(shop: Vendor) -> None:
+    one, two, new = shop.device(), shop.device(), shop.device()
+    await one.activate()
+    await two.activate()
+    request = new.request("recover")
+    first = await shop.gateway.call("POST", "/v1/activations/recover", json={"request": request})
+    again = await shop.gateway.call("POST", "/v1/activations/recover", json={"request": request})  # the answer was lost
+    assert (first.status, again.status) == (201, 200)
+    assert again.body["activation"]["id"] == first.body["activation"]["id"]
+    assert len(await events(shop, "activation.recovered")) == 1 and await shop.seats_held() == 2
+
+
+async def test_a_fingerprint_the_policy_gives_no_weight_is_refused(licensor_gateway: Gateway) -> None:
+    shop = await vendor(licensor_gateway, component_weights={name: 0 for name in ("machine_id", "board", "cpu", "disk", "mac", "hostname")})
+    refused = await shop.device().activate()  # only weightless components: it could never be matched again
+    assert (refused.status, refused.code) == (422, "INVALID_DEVICE_REQUEST")
+    assert await shop.seats_held() == 0
+    device = shop.device({"machine_id": "m", "tpm": "t-1"})  # tpm is not named: it weighs 1
+    assert (await device.activate()).status == 201 and (await device.activate()).status == 200

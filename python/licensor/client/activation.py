@@ -134,15 +134,16 @@ def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: s
     :raises licensor.errors.TokenError: malformed, another kind of token, an unknown key or a bad signature;
         :class:`LicenseFileRejectedError` (TENANT_MISMATCH, PRODUCT_MISMATCH, LICENSE_FILE_MALFORMED).
     """
+    token = token.strip()  # the file's text, with or without its final newline
     document = read_document(token, LICENSE_FILE_KIND, public_keys)
     for name, expected, code in (("tenant", tenant, "TENANT_MISMATCH"), ("product", product, "PRODUCT_MISMATCH")):
         if document.get(name) != expected:
             raise LicenseFileRejectedError(f"the license file was issued for another {name}", code=code)
     try:
-        features = {item["feature"]: item["quantity"] for item in document["features"]}
+        features = {_text(item["feature"]): _quantity(item["quantity"]) for item in document["features"]}
         parsed = LicenseFile(
             tenant, product, _text(document["license"]), _text(document["activation"]), _text(document["device_key"]),
-            _text_map(document["fingerprint"]), MatchRule.from_json(document["match"]), features, dict(document["terms"]),
+            _text_map(document["fingerprint"]), MatchRule.from_json(document["match"]), features, _object(document["terms"]),
             _int(document["generation"]), _int(document["iat"]), _int(document["checkpoint_at"]), _int(document["lapses_at"]),
             None if document["exp"] is None else _int(document["exp"]), _text(document["mode"]), token,
         )
@@ -198,6 +199,16 @@ def _text(value: Any) -> str:
 def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("not an integer")
+    return value
+
+
+def _quantity(value: Any) -> int | None:
+    return None if value is None else _int(value)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError("not an object")
     return value
 
 

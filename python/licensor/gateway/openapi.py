@@ -34,8 +34,15 @@ _ERROR_TEXT = {
 }
 
 
-def _error_response(status: int) -> dict[str, Any]:
-    return {"description": _ERROR_TEXT[status], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_SELF_AUTHENTICATED_TEXT = {
+    401: "The body does not authenticate the request (the operation's description says how it must)",
+    403: "The credential in the body may not do this (the code says why)",
+}
+
+
+def _error_response(status: int, self_authenticated: bool = False) -> dict[str, Any]:
+    text = _SELF_AUTHENTICATED_TEXT.get(status, _ERROR_TEXT[status]) if self_authenticated else _ERROR_TEXT[status]
+    return {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
 def _operation(op: Operation) -> dict[str, Any]:
@@ -60,10 +67,12 @@ def _operation(op: Operation) -> dict[str, Any]:
         statuses.add(422)
     if op.path_patterns:
         statuses.add(404)
-    if op.roles is not None:
+    # An operation without roles but with an authenticator authenticates by its body (a device's signature).
+    self_authenticated = op.roles is None and op.authenticator is not None
+    if op.roles is not None or self_authenticated:
         statuses |= {401, 403}
     for status in sorted(statuses):
-        responses[str(status)] = _error_response(status)
+        responses[str(status)] = _error_response(status, self_authenticated)
     document: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
@@ -78,6 +87,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     document["security"] = [] if op.roles is None else [{}, {"bearer": []}] if op.token_optional else [{"bearer": []}]
     if op.roles is not None:
         document["x-roles"] = sorted(op.roles)
+    if self_authenticated:
+        document["x-authenticated-by"] = "body"
     return document
 
 
@@ -108,7 +119,7 @@ def render_docs(document: dict[str, Any]) -> str:
     rows = []
     for path, methods in document["paths"].items():
         for method, op in methods.items():
-            roles = ", ".join(op.get("x-roles", [])) or "public"
+            roles = ", ".join(op.get("x-roles", [])) or ("authenticated by its body" if op.get("x-authenticated-by") else "public")
             statuses = ", ".join(op["responses"])
             rows.append(
                 f"<section id='{html.escape(op['operationId'])}'><h3><code>{method.upper()} {html.escape(path)}</code></h3>"

@@ -97,6 +97,12 @@ class Transaction(ABC):
         (None: no quota). The new total, or None when it would exceed the quota (nothing is added then)."""
 
     @abstractmethod
+    async def license_activations(self, license_id: str, now: int, replaced_since: int) -> list[Row]:
+        """The license's activations that hold a seat at ``now`` (active, suspended, and withdrawn ones whose last
+        file lapses after ``now``) and those replaced by a recovery since ``replaced_since``, oldest first. Call it
+        holding the license's row lock (``get(LICENSE, id, for_update=True)``) to count seats."""
+
+    @abstractmethod
     def remember(self, status: int, body: str) -> None:
         """The answer to store for replay with the request's ``Idempotency-Key`` (if it had one)."""
 

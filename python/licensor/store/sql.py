@@ -378,6 +378,13 @@ class SqlTransaction(Transaction):
         )
         return None if row is None else int(row["used"])
 
+    async def license_activations(self, license_id: str, now: int, replaced_since: int) -> list[Row]:
+        return await self.conn.fetch_all(
+            "SELECT * FROM activations WHERE tenant_id = ? AND license_id = ? AND (state IN ('active', 'suspended')"
+            " OR (state = 'withdrawn' AND lapses_at > ?) OR (state = 'replaced' AND ended_at >= ?)) ORDER BY id",
+            self.tenant_id, license_id, now, replaced_since,
+        )
+
     async def insert_signing_key(self, kid: str, public_key: bytes, sealed_seed: bytes, created_at: int) -> None:
         self.changed = True
         await self.conn.execute(

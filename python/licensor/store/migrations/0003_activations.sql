@@ -1,12 +1,13 @@
 -- Activations (the activation backend): devices bound to licenses by fingerprint and device key. A seat is held
--- by an active or suspended activation, and by a withdrawn one until its last license file lapses; seats are
--- counted under the license's row lock, so concurrent activations never exceed them.
+-- by an active or suspended activation, and by a withdrawn one (removed by the vendor) until its last license
+-- file lapses; a replaced one (moved by a recovery) and a deactivated one hold none. Seats are counted under the
+-- license's row lock, so concurrent activations never exceed them.
 
 CREATE TABLE activations (
     id TEXT PRIMARY KEY,
     tenant_id TEXT NOT NULL,
     license_id TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('active', 'suspended', 'withdrawn', 'deactivated')),
+    state TEXT NOT NULL CHECK (state IN ('active', 'suspended', 'withdrawn', 'replaced', 'deactivated')),
     device_key TEXT NOT NULL,
     device_name TEXT,
     fingerprint TEXT NOT NULL,
@@ -24,4 +25,4 @@ CREATE TABLE activations (
     UNIQUE (tenant_id, id),
     FOREIGN KEY (tenant_id, license_id) REFERENCES licenses (tenant_id, id)
 );
-CREATE INDEX activations_by_license ON activations (tenant_id, license_id, id);
+CREATE INDEX activations_by_license ON activations (tenant_id, license_id, state, id);
