@@ -293,6 +293,10 @@ const BATCH_FROM: usize = 96;
 /// small groups are verified item by item.
 pub fn verify_batch<'a>(items: impl IntoIterator<Item = (&'a [u8], &'a [u8], &'a [u8])>) -> Vec<bool> {
     let items: Vec<_> = items.into_iter().collect();
+    if items.len() < BATCH_FROM {
+        // Too few to share the work: preparing them for the combined equation would only be done twice.
+        return items.iter().map(|&(key, message, signature)| verify(key, message, signature)).collect();
+    }
     let mut keys = KeyTable::new();
     let prepared: Vec<Option<Prepared>> =
         items.iter().map(|&(key, message, signature)| prepare(&mut keys, key, message, signature)).collect();

@@ -21,11 +21,12 @@ from licensor.errors import TokenError, UnknownKeyError
 
 MAX_BATCH = 1024
 """The most tokens verified in one batch (a larger burst is drained in several)."""
-GATHER_FROM = 32
+GATHER_FROM = 16
 """A drain that finds this many tokens waiting is in a burst: it waits for the rest of it."""
 GATHER_STEP_S = 0.002
-GATHER_MAX_S = 0.020
-"""No token waits longer than this for others to join its batch."""
+GATHER_MAX_S = 0.050
+"""No token waits longer than this for others to join its batch (the gateway takes about 40 µs of its loop per
+request before it queues its token, so a burst of 1,000 needs this long to be queued whole)."""
 
 
 @dataclass
