@@ -110,29 +110,8 @@ class BenchPlugin:
 
 async def _provision(app: Any, port: int) -> dict[str, Any]:
     """A tenant, product ``cad`` with feature ``draw``, an activation policy of ``SEATS`` seats and a license."""
-    import aiohttp
-
-    from licensor.central.tenants import create_tenant
-    from licensor.gateway import keys
-
-    created = await create_tenant(app[keys.STORE], app[keys.SECRETS], "Bench devices")
-    headers = {"Authorization": f"Bearer {created.admin_token}"}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(f"http://{load.HOST}:{port}", headers=headers, timeout=timeout) as session:
-
-        async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            async with session.post(path, json=body) as response:
-                answer = await response.json()
-                if response.status != 201:
-                    raise RuntimeError(f"POST {path}: {response.status} {answer}")
-                return answer  # type: ignore[no-any-return]
-
-        product = await post("/v1/admin/products", {"code": PRODUCT, "name": "CAD"})
-        await post("/v1/admin/features", {"product_id": product["id"], "code": "draw", "name": "Draw"})
-        policy = await post("/v1/admin/policies", {"product_id": product["id"], "name": "Devices", "backend": "activation",
-                                                   "seats": SEATS, "features": [{"code": "draw"}]})
-        license_ = await post("/v1/admin/licenses", {"policy_id": policy["id"]})
-    return {"tenant": created.tenant_id, "product": PRODUCT, "license_key": license_["key"]}
+    tenant, key = await load.provision(app, port, "Bench devices", PRODUCT, "draw", {"backend": "activation", "seats": SEATS})
+    return {"tenant": tenant, "product": PRODUCT, "license_key": key}
 
 
 async def _serve(batching: bool, data_dir: str) -> None:

@@ -69,14 +69,15 @@ def bare_app(template: dict[str, Any]) -> Any:
     return app
 
 
-async def _provision(app: Any, port: int) -> dict[str, Any]:
-    """A tenant, product ``app`` with feature ``export``, a cloud-lite policy and one license: the check body."""
+async def provision(app: Any, port: int, tenant: str, product: str, feature: str, policy: dict[str, Any]) -> tuple[str, str]:
+    """Through the admin API of the gateway ``app`` on ``port``: a tenant, a product with one feature, a policy
+    (``policy``: its backend, seats, ...) granting it, and one license of it. (The tenant id, the license key.)"""
     import aiohttp
 
     from licensor.central.tenants import create_tenant
     from licensor.gateway import keys
 
-    created = await create_tenant(app[keys.STORE], app[keys.SECRETS], "Bench")
+    created = await create_tenant(app[keys.STORE], app[keys.SECRETS], tenant)
     headers = {"Authorization": f"Bearer {created.admin_token}"}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(f"http://{HOST}:{port}", headers=headers, timeout=timeout) as session:
@@ -88,12 +89,17 @@ async def _provision(app: Any, port: int) -> dict[str, Any]:
                     raise RuntimeError(f"POST {path}: {response.status} {answer}")
                 return answer  # type: ignore[no-any-return]
 
-        product = await post("/v1/admin/products", {"code": "app", "name": "App"})
-        await post("/v1/admin/features", {"product_id": product["id"], "code": "export", "name": "Export"})
-        policy = await post("/v1/admin/policies", {"product_id": product["id"], "name": "Std", "backend": "cloud-lite",
-                                                   "features": [{"code": "export"}]})
-        license_ = await post("/v1/admin/licenses", {"policy_id": policy["id"]})
-    return {"tenant": created.tenant_id, "product": "app", "license_key": license_["key"], "features": ["export"]}
+        made = await post("/v1/admin/products", {"code": product, "name": product.upper()})
+        await post("/v1/admin/features", {"product_id": made["id"], "code": feature, "name": feature.title()})
+        policy_ = await post("/v1/admin/policies", {"product_id": made["id"], "name": "Bench", "features": [{"code": feature}], **policy})
+        license_ = await post("/v1/admin/licenses", {"policy_id": policy_["id"]})
+    return created.tenant_id, license_["key"]
+
+
+async def _provision(app: Any, port: int) -> dict[str, Any]:
+    """A tenant, product ``app`` with feature ``export``, a cloud-lite policy and one license: the check body."""
+    tenant, key = await provision(app, port, "Bench", "app", "export", {"backend": "cloud-lite"})
+    return {"tenant": tenant, "product": "app", "license_key": key, "features": ["export"]}
 
 
 async def _serve(kind: str, argument: str) -> None:

@@ -19,6 +19,8 @@ Use it from a plugin's tests with ``pytest_plugins = ["licensor.testing"]`` in t
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import datetime
 import glob
 import os
@@ -26,10 +28,12 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
@@ -292,6 +296,50 @@ async def running_gateway(
         yield Gateway(app, client, store_url, on_tenant)
     finally:
         await client.close()
+
+
+@contextmanager
+def gateway_process(store_url: str, data_dir: str, master_key: bytes) -> Iterator[str]:
+    """Another gateway process (``licensor serve``) on ``store_url`` sharing ``master_key``, on a free port of
+    127.0.0.1: its base URL (see :func:`wait_ready`). Its output goes to ``data_dir/gateway.log``; it is
+    stopped (SIGTERM, then SIGKILL) when the block ends."""
+    port = free_port()
+    env = {**os.environ, "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("=")}
+    with open(os.path.join(data_dir, "gateway.log"), "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "licensor.cli", "serve", "--database-url", store_url, "--data-dir", data_dir,
+             "--port", str(port)],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def wait_ready(url: str, timeout_s: float = 30.0) -> None:
+    """Wait until the gateway at ``url`` answers ``/readyz`` (it reaches its database).
+
+    :raises AssertionError: not within ``timeout_s``.
+    """
+    import aiohttp
+
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(f"{url}/readyz") as answer:
+                    if answer.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the gateway at {url} was not ready within {timeout_s:g} s")
 
 
 STORES = ("sqlite", "postgresql")

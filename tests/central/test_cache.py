@@ -4,10 +4,7 @@ in the same process and, on PostgreSQL, in another gateway process (LISTEN/NOTIF
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
@@ -17,7 +14,7 @@ import aiohttp
 import pytest
 
 from licensor.gateway import keys
-from licensor.testing import free_port, running_gateway
+from licensor.testing import gateway_process, running_gateway, wait_ready
 from tests.central.conftest import Gateway, Tenant, db_execute
 from tests.example_backend import ExamplePlugin
 
@@ -100,36 +97,8 @@ def second_gateway(postgres_url: str, tmp_path: os.PathLike[str]) -> Iterator[tu
     """Another gateway process (``licensor serve``) on the session's PostgreSQL database: (its URL, the master
     key both gateways share)."""
     master_key = os.urandom(32)
-    port = free_port()
-    env = {**os.environ, "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("=")}
-    with open(os.path.join(tmp_path, "second-gateway.log"), "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "licensor.cli", "serve", "--database-url", postgres_url, "--data-dir", str(tmp_path),
-             "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            yield f"http://127.0.0.1:{port}", master_key
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-async def _wait_ready(session: aiohttp.ClientSession, url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{url}/readyz") as answer:
-                if answer.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("the second gateway did not start")
+    with gateway_process(postgres_url, str(tmp_path), master_key) as url:
+        yield url, master_key
 
 
 async def test_a_change_reaches_another_gateway_process_within_a_second(
@@ -138,7 +107,7 @@ async def test_a_change_reaches_another_gateway_process_within_a_second(
     other_url, master_key = second_gateway
     async with running_gateway(postgres_url, str(tmp_path), (ExamplePlugin(),), master_key=master_key) as gateway, \
             aiohttp.ClientSession() as session:
-        await _wait_ready(session, other_url)
+        await wait_ready(other_url)
         tenant = await gateway.tenant("Two processes")
         # The second process has no example backend: a backend of its own (installed: cloud-lite) serves.
         product = await tenant.product(code="cad")

@@ -15,10 +15,7 @@ and never a 5xx, and the tenant's event chain stays intact. Run with ``-s`` to s
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -30,7 +27,7 @@ import orjson
 import pytest
 from activation_kit import Device, Vendor, vendor
 
-from licensor.testing import Answer, Gateway, check_error_contract, free_port, running_gateway
+from licensor.testing import Answer, Gateway, check_error_contract, gateway_process, running_gateway, wait_ready
 
 DEVICES = 200  # distinct devices racing for the seats
 SEATS = 5
@@ -52,23 +49,8 @@ def second_process(licensor_store_url: str, tmp_path: os.PathLike[str]) -> Itera
         return
     data_dir = os.path.join(tmp_path, "second")
     os.makedirs(data_dir)
-    port = free_port()
-    env = {**os.environ, "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("=")}
-    with open(os.path.join(tmp_path, "second-gateway.log"), "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "licensor.cli", "serve", "--database-url", licensor_store_url, "--data-dir", data_dir,
-             "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            yield f"http://127.0.0.1:{port}", master_key
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with gateway_process(licensor_store_url, data_dir, master_key) as url:
+        yield url, master_key
 
 
 @dataclass
@@ -96,26 +78,12 @@ async def fleet(licensor_store_url: str, tmp_path: os.PathLike[str],
             aiohttp.ClientSession(timeout=timeout) as session:
         urls = [str(gateway.client.make_url("")).rstrip("/")]
         if other_url is not None:
-            await _wait_ready(session, other_url, os.path.join(tmp_path, "second-gateway.log"))
+            await wait_ready(other_url)
             urls.append(other_url)
         yield Fleet(gateway, urls, session, "postgresql" if other_url else "sqlite")
         # Events appended concurrently (by two processes on PostgreSQL) still form one unbroken chain.
         for tenant_id, verdict in (await gateway.verify_chains()).items():
             assert verdict["valid"], (tenant_id, verdict)
-
-
-async def _wait_ready(session: aiohttp.ClientSession, url: str, log_path: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{url}/readyz") as answer:
-                if answer.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    with open(log_path, "rb") as log:
-        raise AssertionError(f"the second gateway did not start: {log.read()[-2000:].decode(errors='replace')}")
 
 
 # --- sending device requests at once ------------------------------------------------------------------
