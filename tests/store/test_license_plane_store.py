@@ -84,3 +84,39 @@ async def test_usage_adds_up_atomically_against_the_quota(store: Store, tenant: 
     assert [(row["period"], row["used"]) for row in rows] == [("2026-11", quota or 80)]  # no zero row for 2026-12
     assert await store.usage_totals(tenant, [license["id"]], "user-2", None) == []
     assert await store.usage_totals(tenant, [], "user-1", None) == []
+
+
+async def test_license_activations_are_those_holding_seats_and_recent_replacements(store: Store, tenant: str, other_tenant: str) -> None:
+    from licensor.model import ACTIVATION, new_id, now_us
+
+    license = await create_in(store, tenant, "licenses")
+    now = now_us()
+    hour = 3_600_000_000
+
+    def activation(state: str, lapses_at: int, ended_at: int | None = None) -> Row:
+        return {"id": new_id("act"), "license_id": license["id"], "state": state, "device_key": "k" * 43, "device_name": None,
+                "fingerprint": "{}", "generation": 1, "mode": "online", "checkpoint_at": lapses_at, "lapses_at": lapses_at,
+                "last_checkin_at": now, "last_request_digest": None, "recovery_of": None, "flagged": None,
+                "ended_at": ended_at, "created_at": now, "updated_at": now}
+
+    heard: list[str | None] = []
+    store.subscribe(heard.append)
+    rows = {
+        "active": activation("active", now - hour),  # its file lapsed: still bound, still a seat
+        "suspended": activation("suspended", now + hour),
+        "withdrawn, file valid": activation("withdrawn", now + hour, now),
+        "withdrawn, file lapsed": activation("withdrawn", now - 1, now - hour),
+        "replaced recently": activation("replaced", now + hour, now - hour),
+        "replaced long ago": activation("replaced", now + hour, now - 100 * hour),
+        "deactivated": activation("deactivated", now + hour, now),
+    }
+    async with store.transaction(tenant) as tx:
+        for row in rows.values():
+            await tx.insert(ACTIVATION, row)
+    assert tenant not in heard  # a backend's own state is not a License Central change: the caches keep theirs
+    async with store.transaction(tenant) as tx:
+        found = {row["id"] for row in await tx.license_activations(license["id"], now, now - 2 * hour)}
+    expected = ("active", "suspended", "withdrawn, file valid", "replaced recently")
+    assert found == {rows[name]["id"] for name in expected}
+    async with store.transaction(other_tenant) as tx:
+        assert await tx.license_activations(license["id"], now, 0) == []  # another tenant sees none of them
