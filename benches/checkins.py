@@ -26,7 +26,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -132,24 +131,7 @@ async def _serve(batching: bool, data_dir: str) -> None:
         port = sock.getsockname()[1]
         info: dict[str, Any] = {"kind": "batching" if batching else "one-by-one", "batching": batching, "port": port,
                                 "pid": os.getpid(), "core": _impl.IMPLEMENTATION, **await _provision(app, port)}
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-
-        def stdin_readable() -> None:
-            try:
-                data = os.read(sys.stdin.fileno(), 4096)
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(sys.stdin.fileno())
-                stop.set()
-
-        loop.add_reader(sys.stdin.fileno(), stdin_readable)
-        print(json.dumps(info), flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), MAX_LIFETIME_SECONDS)
+        await load.until_stopped(info)
     finally:
         await runner.cleanup()
         sock.close()

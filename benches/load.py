@@ -102,6 +102,29 @@ async def _provision(app: Any, port: int) -> dict[str, Any]:
     return {"tenant": tenant, "product": "app", "license_key": key, "features": ["export"]}
 
 
+async def until_stopped(info: dict[str, Any]) -> None:
+    """Print ``info`` as the server's one JSON line, then wait until SIGTERM/SIGINT, until stdin closes (the
+    parent is gone), or for at most ``MAX_LIFETIME_SECONDS``."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    def stdin_readable() -> None:
+        try:
+            data = os.read(sys.stdin.fileno(), 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(sys.stdin.fileno())
+            stop.set()
+
+    loop.add_reader(sys.stdin.fileno(), stdin_readable)
+    print(json.dumps(info), flush=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), MAX_LIFETIME_SECONDS)
+
+
 async def _serve(kind: str, argument: str) -> None:
     from aiohttp import web
 
@@ -127,30 +150,13 @@ async def _serve(kind: str, argument: str) -> None:
         info: dict[str, Any] = {"kind": kind, "port": port, "pid": os.getpid(), "core": _impl.IMPLEMENTATION}
         if kind == "check":
             info["body"] = await _provision(app, port)
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-
-        def stdin_readable() -> None:
-            try:
-                data = os.read(sys.stdin.fileno(), 4096)
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(sys.stdin.fileno())
-                stop.set()
-
-        loop.add_reader(sys.stdin.fileno(), stdin_readable)
         profile_path = os.environ.get("LICENSOR_BENCH_PROFILE")
         if profile_path:
             import cProfile
 
             profiler = cProfile.Profile()
             profiler.enable()
-        print(json.dumps(info), flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), MAX_LIFETIME_SECONDS)
+        await until_stopped(info)
     finally:
         if profiler is not None:
             profiler.disable()

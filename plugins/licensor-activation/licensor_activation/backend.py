@@ -89,11 +89,6 @@ READ_REQUEST = web.RequestKey("licensor_activation.request", DeviceRequest)
 """Where the verified device request waits for the handler."""
 
 
-def holds_seat(row: Row, now: int) -> bool:
-    """Whether an activation holds one of its license's seats at ``now`` (as the store counts them)."""
-    return row["state"] in ("active", "suspended") or (row["state"] == "withdrawn" and row["lapses_at"] > now)
-
-
 class ActivationBackend(Backend):
     name = NAME
     options_schema = {

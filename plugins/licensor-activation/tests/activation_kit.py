@@ -47,18 +47,11 @@ class Vendor:
         return await self.tenant.list_all(f"/v1/admin/licenses/{self.license['id']}/activations", params=params)
 
     async def seats_held(self) -> int:
-        """Activations holding a seat now, as the backend counts them."""
-        from licensor_activation.backend import holds_seat
-
-        rows = (await self.gateway.store.list(self.tenant.id, _activation(), {"license_id": self.license["id"]}, None, 1000)).rows
+        """Activations holding a seat now, counted by the store as the backend counts them."""
         now = self.backend.clock()
-        return sum(1 for row in rows if holds_seat(row, now))
-
-
-def _activation() -> Any:
-    from licensor.model import ACTIVATION
-
-    return ACTIVATION
+        async with self.gateway.store.transaction(self.tenant.id) as tx:
+            rows = await tx.license_activations(self.license["id"], now, now)
+        return sum(1 for row in rows if row["state"] != "replaced")
 
 
 @dataclass
