@@ -7,6 +7,7 @@ Every server is started as ``python -m licensor.cli serve`` on a free port of 12
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import re
@@ -31,6 +32,7 @@ START_TIMEOUT = 60.0  # seconds for a gateway to answer /healthz (2 shared cores
 COMMAND_TIMEOUT = 60.0
 TOKEN = re.compile(r"^tok_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}$")
 TENANT_ID = re.compile(r"^ten_[0-9A-HJKMNP-TV-Z]{26}$")
+CREDENTIAL = re.compile(r"^crd_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}$")
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -49,6 +51,16 @@ def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.Comp
 
 def http_get(url: str, token: str | None = None) -> tuple[int, Any]:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def http_post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -350,6 +362,141 @@ def test_admin_answers_an_offline_activation_request_file(gateway: Gateway, init
     assert len(ok("activations", "list", "--license-id", license["id"])["data"]) == 1
 
 
+def admin_ok(gateway: Gateway, token: str, *args: str) -> Any:
+    completed = gateway.admin(*args, token=token)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def cloud_license(gateway: Gateway, token: str, code: str, seats: int = 2) -> dict[str, Any]:
+    """A new product ``code`` with a cloud policy of ``seats`` seats, and a license of it."""
+    product = admin_ok(gateway, token, "products", "create", "--code", code, "--name", code.title())
+    policy = admin_ok(gateway, token, "policies", "create", "--product-id", product["id"], "--name", "Floating",
+                      "--backend", "cloud", "--seats", str(seats), "--option", "lease_ttl_seconds=600",
+                      "--option", "on_seat_limit=take_over")
+    # --option values are JSON where they read as JSON, else strings; the backend fills in its defaults.
+    assert policy["options"] == {"lease_ttl_seconds": 600, "on_seat_limit": "take_over", "heartbeat_interval_seconds": 300}
+    return admin_ok(gateway, token, "licenses", "create", "--policy-id", policy["id"])
+
+
+def test_admin_credentials_create_writes_a_0600_file_and_never_prints_its_secret(
+    gateway: Gateway, init_output: dict[str, str], tmp_path: Path
+) -> None:
+    token, tenant = init_output["admin_token"], init_output["tenant_id"]
+    license = cloud_license(gateway, token, "cloud-cad")
+    path = tmp_path / "credential.json"
+    created = gateway.admin("credentials", "create", "--license-id", license["id"], "--label", "build-farm",
+                            "--out", str(path), token=token)
+    assert created.returncode == 0, created.stderr
+    answer = json.loads(created.stdout)
+    # The file: mode 0600, the credential file as JSON (indented, one trailing newline).
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    text = path.read_text()
+    credential_file = json.loads(text)
+    assert text == json.dumps(credential_file, indent=2) + "\n"
+    assert credential_file["format"] == "licensor-credential-1"
+    assert CREDENTIAL.fullmatch(credential_file["credential"])
+    assert (credential_file["server"], credential_file["tenant"], credential_file["product"], credential_file["license"],
+            credential_file["label"]) == (gateway.url, tenant, "cloud-cad", license["id"], "build-farm")
+    assert credential_file["keys"]
+    # The printed answer: the credential and where its file went, never the secret.
+    assert answer["credential_file_written_to"] == str(path) and "credential_file" not in answer
+    credential = answer["credential"]
+    assert credential["id"] == credential_file["credential"].split(".")[0]
+    assert (credential["state"], credential["label"], credential["license_id"]) == ("active", "build-farm", license["id"])
+    secret = credential_file["credential"].split(".")[1]
+    assert secret not in created.stdout + created.stderr
+
+    # An existing file is never overwritten: refused before the gateway is asked, so no credential is made.
+    again = gateway.admin("credentials", "create", "--license-id", license["id"], "--out", str(path), token=token)
+    assert again.returncode == 2 and "exists already" in again.stderr and again.stdout == ""
+    assert path.read_text() == text
+    reissue = gateway.admin("credentials", "reissue", credential["id"], "--out", str(path), token=token)
+    assert reissue.returncode == 2 and "exists already" in reissue.stderr
+    assert path.read_text() == text
+    listed = admin_ok(gateway, token, "credentials", "list", "--license-id", license["id"])
+    assert [(item["id"], item["state"]) for item in listed["data"]] == [(credential["id"], "active")]
+
+    # A refusal leaves no file behind.
+    other = admin_ok(gateway, token, "products", "create", "--code", "not-cloud", "--name", "Not cloud")
+    policy = admin_ok(gateway, token, "policies", "create", "--product-id", other["id"], "--name", "Lite",
+                      "--backend", "cloud-lite")
+    lite = admin_ok(gateway, token, "licenses", "create", "--policy-id", policy["id"])
+    refused = gateway.admin("credentials", "create", "--license-id", lite["id"], "--out", str(tmp_path / "lite.json"),
+                            token=token)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: LICENSE_NOT_CLOUD: ")
+    assert not (tmp_path / "lite.json").exists()
+
+    # Without --out the whole answer is printed: the secret is shown this once.
+    shown = admin_ok(gateway, token, "credentials", "create", "--license-id", license["id"])
+    assert shown["object"] == "credential_file" and CREDENTIAL.fullmatch(shown["credential_file"]["credential"])
+    assert shown["credential_file"]["label"] is None and shown["credential"]["label"] is None
+
+
+def test_admin_credentials_and_leases_of_a_cloud_license(gateway: Gateway, init_output: dict[str, str], tmp_path: Path) -> None:
+    token, tenant = init_output["admin_token"], init_output["tenant_id"]
+    license = cloud_license(gateway, token, "cloud-render")
+    first_path, second_path = tmp_path / "first.json", tmp_path / "second.json"
+    first = admin_ok(gateway, token, "credentials", "create", "--license-id", license["id"], "--out", str(first_path))["credential"]
+    first_credential = json.loads(first_path.read_text())["credential"]
+
+    # get, label, clear the label
+    assert admin_ok(gateway, token, "credentials", "get", first["id"]) == first
+    labelled = admin_ok(gateway, token, "credentials", "label", first["id"], "--label", "render node 1")
+    assert (labelled["id"], labelled["label"]) == (first["id"], "render node 1")
+    assert admin_ok(gateway, token, "credentials", "label", first["id"], "--clear")["label"] is None
+
+    # A device checks out a lease with the credential: the admin API lists it and counts it in today's usage.
+    status, checked_out = http_post(f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": first_credential,
+                                                                 "device_id": "render-1", "device_name": "Render 1"})
+    assert status == 201, checked_out
+    lease = checked_out["lease"]
+    leases = admin_ok(gateway, token, "leases", "list", "--license-id", license["id"])
+    assert [(item["id"], item["state"], item["credential_id"]) for item in leases["data"]] == [(lease["id"], "active", first["id"])]
+    assert admin_ok(gateway, token, "leases", "list", "--license-id", license["id"], "--state", "released")["data"] == []
+    got = admin_ok(gateway, token, "leases", "get", lease["id"])
+    assert (got["id"], got["device_id"], got["device_name"], got["state"]) == (lease["id"], "render-1", "Render 1", "active")
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    usage = admin_ok(gateway, token, "leases", "usage", "--license-id", license["id"], "--from", today, "--to", today)
+    assert (usage["object"], usage["license_id"], usage["seats"]) == ("lease_usage", license["id"], 2)
+    assert usage["days"] == [{"date": today, "peak": 1, "checkouts": 1}]
+    assert admin_ok(gateway, token, "leases", "usage", "--license-id", license["id"])["days"][-1] == usage["days"][0]
+
+    # Reissue: a new credential (to a new file), the old one revoked and its lease ended.
+    reissued = admin_ok(gateway, token, "credentials", "reissue", first["id"], "--label", "render node 1b",
+                        "--out", str(second_path))
+    second = reissued["credential"]
+    assert reissued["credential_file_written_to"] == str(second_path) and "credential_file" not in reissued
+    assert (second["reissue_of"], second["state"], second["label"]) == (first["id"], "active", "render node 1b")
+    assert stat.S_IMODE(os.stat(second_path).st_mode) == 0o600
+    second_credential = json.loads(second_path.read_text())["credential"]
+    assert second_credential.split(".")[0] == second["id"] and second_credential.split(".")[1] not in json.dumps(reissued)
+    old = admin_ok(gateway, token, "credentials", "get", first["id"])
+    assert old["state"] == "revoked" and old["revoked_at"] is not None
+    assert admin_ok(gateway, token, "leases", "get", lease["id"])["state"] == "revoked"
+    status, refused = http_post(f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": first_credential, "device_id": "render-1"})
+    assert (status, refused["error"]["code"]) == (403, "CREDENTIAL_REVOKED")
+    by_state = {state: [item["id"] for item in admin_ok(gateway, token, "credentials", "list", "--license-id", license["id"],
+                                                         "--state", state)["data"]] for state in ("active", "revoked")}
+    assert by_state == {"active": [second["id"]], "revoked": [first["id"]]}
+
+    # The vendor frees a seat: the lease is revoked, and releasing it again is refused.
+    status, checked_out = http_post(f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": second_credential,
+                                                                 "device_id": "render-2"})
+    assert status == 201, checked_out
+    released = admin_ok(gateway, token, "leases", "release", checked_out["lease"]["id"], "--reason", "node retired")
+    assert (released["id"], released["state"]) == (checked_out["lease"]["id"], "revoked") and released["ended_at"] is not None
+    again = gateway.admin("leases", "release", checked_out["lease"]["id"], token=token)
+    assert again.returncode == 1 and again.stderr.startswith("error: LEASE_ENDED: ")
+
+    # Revoke (final), with a reason.
+    revoked = admin_ok(gateway, token, "credentials", "revoke", second["id"], "--reason", "contract ended")
+    assert (revoked["id"], revoked["state"]) == (second["id"], "revoked") and revoked["revoked_at"] is not None
+    # Secrets never reach the gateway's log.
+    for secret in (first_credential, second_credential):
+        assert secret.split(".")[1] not in gateway.stdout + gateway.stderr
+
+
 def test_admin_without_a_gateway_exits_2(init_output: dict[str, str]) -> None:
     completed = run_cli("admin", "--url", f"http://127.0.0.1:{free_port()}", "products", "list",
                         LICENSOR_TOKEN=init_output["admin_token"])
@@ -378,7 +525,8 @@ def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str
     "command",
     [(), ("serve",), ("init",), ("admin",), ("admin", "products"), ("admin", "products", "create"),
      ("admin", "policies", "create"), ("admin", "licenses"), ("admin", "licenses", "renew"), ("admin", "activations"),
-     ("admin", "activations", "answer")],
+     ("admin", "activations", "answer"), ("admin", "credentials"), ("admin", "credentials", "create"),
+     ("admin", "credentials", "label"), ("admin", "credentials", "reissue"), ("admin", "leases"), ("admin", "leases", "usage")],
     ids=lambda c: " ".join(c) or "licensor",
 )
 def test_every_command_has_help(command: tuple[str, ...]) -> None:

@@ -406,6 +406,17 @@ def _feature_item(text: str) -> dict[str, Any]:
         raise argparse.ArgumentTypeError(f"--feature {text!r}: the quantity must be an integer") from None
 
 
+def _option_item(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE``: the value as JSON when it reads as JSON (600, true, ["a"]), else as a string (take_over)."""
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(f"--option {text!r}: give NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
 def _policy_body(args: argparse.Namespace) -> dict[str, Any]:
     duration = None
     if args.duration_kind is not None or args.duration_days is not None:
@@ -418,7 +429,12 @@ def _policy_body(args: argparse.Namespace) -> dict[str, Any]:
         duration=duration,
         maintenance_days=args.maintenance_days,
         features=args.feature or None,
+        options=dict(args.option) if args.option else None,
     )
+
+
+_OUT_HELP = ("write the credential file here: a new file, mode 0600, never overwritten; the printed answer then leaves "
+             "it out (default: print the whole answer, secret included)")
 
 
 def _add_admin_parser(commands: Any) -> None:
@@ -487,6 +503,9 @@ def _add_admin_parser(commands: Any) -> None:
     p.add_argument("--maintenance-days", type=int, help="days of update entitlement from the start")
     p.add_argument("--feature", action="append", type=_feature_item, metavar="CODE[=QUANTITY]",
                    help="a feature the policy entitles (repeatable)")
+    p.add_argument("--option", action="append", type=_option_item, metavar="NAME=VALUE",
+                   help="a backend option, e.g. lease_ttl_seconds=600 or on_seat_limit=take_over (repeatable; "
+                        "the value is read as JSON when it is JSON)")
     p = listing(command(actions, "list", "list policies", lambda a: _request(
         a, "GET", "/v1/admin/policies", query={**_page(a), "product_id": a.product_id, "backend": a.backend})))
     p.add_argument("--product-id", help="only this product's policies")
@@ -549,6 +568,107 @@ def _add_admin_parser(commands: Any) -> None:
                 _answer_request_file)
     p.add_argument("--request-file", required=True, help="the device's request file ('-': standard input)")
     p.add_argument("--out", help="write the license file here (default: print the whole answer)")
+
+    # credentials (the cloud backend's routes)
+    credentials = resources.add_parser(
+        "credentials", help="credentials of licenses (cloud backend)",
+        description="Credentials of the cloud backend: create (the credential file, whose secret is shown once), list, "
+                    "get, label, revoke, reissue.")
+    actions = credentials.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = command(actions, "create", "create a credential for a cloud license: its secret is shown once, in this answer "
+                                   "or only in the --out file", lambda a: _credential_file_answer(
+        a, f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/credentials"))
+    p.add_argument("--license-id", required=True, help="lic_... (a license of the cloud backend)")
+    p.add_argument("--label", help="a label, e.g. the customer's machine or CI job")
+    p.add_argument("--out", metavar="FILE", help=_OUT_HELP)
+    p = listing(command(actions, "list", "list a license's credentials", lambda a: _request(
+        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/credentials",
+        query={**_page(a), "state": a.state})))
+    p.add_argument("--license-id", required=True, help="lic_...")
+    p.add_argument("--state", choices=("active", "revoked"), help="only credentials in this state")
+    command(actions, "get", "get a credential (never its secret)", lambda a: _request(
+        a, "GET", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="crd_...")
+    p = command(actions, "label", "set or clear a credential's label", lambda a: _request(
+        a, "PATCH", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}", {"label": None if a.clear else a.label}))
+    p.add_argument("id", metavar="ID", help="crd_...")
+    label = p.add_mutually_exclusive_group(required=True)
+    label.add_argument("--label", help="the new label")
+    label.add_argument("--clear", action="store_true", help="remove the label")
+    p = command(actions, "revoke", "revoke a credential (final): its leases end at once", lambda a: _request(
+        a, "POST", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}/revoke", _compact(reason=a.reason)))
+    p.add_argument("id", metavar="ID", help="crd_...")
+    p.add_argument("--reason", help="why, for the event log")
+    p = command(actions, "reissue", "replace a credential by a new one (the old one is revoked and its leases end): the "
+                                    "new secret is shown once, in this answer or only in the --out file",
+                lambda a: _credential_file_answer(a, f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}/reissue"))
+    p.add_argument("id", metavar="ID", help="crd_... (the credential to replace)")
+    p.add_argument("--label", help="the new credential's label")
+    p.add_argument("--out", metavar="FILE", help=_OUT_HELP)
+
+    # leases (the cloud backend's routes)
+    leases = resources.add_parser(
+        "leases", help="seats held by devices (cloud backend)",
+        description="Leases of the cloud backend: list, get, release (free a seat), and a license's daily usage.")
+    actions = leases.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = listing(command(actions, "list", "list a license's leases", lambda a: _request(
+        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/leases",
+        query={**_page(a), "state": a.state})))
+    p.add_argument("--license-id", required=True, help="lic_...")
+    p.add_argument("--state", choices=("active", "released", "expired", "taken_over", "revoked"),
+                   help="only leases in this state")
+    command(actions, "get", "get a lease", lambda a: _request(
+        a, "GET", f"/v1/admin/leases/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="lse_...")
+    p = command(actions, "release", "end a lease and free its seat (its device is told at its next heartbeat)",
+                lambda a: _request(a, "POST", f"/v1/admin/leases/{urllib.parse.quote(a.id, safe='')}/release",
+                                   _compact(reason=a.reason)))
+    p.add_argument("id", metavar="ID", help="lse_...")
+    p.add_argument("--reason", help="why, for the event log")
+    p = command(actions, "usage", "a license's seats in use per UTC day: the peak of leases held at once, and "
+                                  "check-outs", lambda a: _request(
+        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/lease-usage",
+        query={"from": a.from_date, "to": a.to_date}))
+    p.add_argument("--license-id", required=True, help="lic_...")
+    p.add_argument("--from", dest="from_date", metavar="YYYY-MM-DD", help="the first day (default: the last 30 days)")
+    p.add_argument("--to", dest="to_date", metavar="YYYY-MM-DD", help="the last day, included (default: today; at most "
+                                                                        "366 days in all)")
+
+
+def _credential_file_answer(args: argparse.Namespace, path: str) -> Any:
+    """POST ``path`` {"label"?}, whose answer carries a credential file (create, reissue).
+
+    With ``--out`` the file is created first (mode 0600, refused when anything is there already, before the
+    gateway is asked, so no secret is made that cannot be saved), the credential file is written to it, and the
+    answer is returned without it: the secret is never printed."""
+    body = _compact(label=args.label)
+    if not args.out:
+        return _request(args, "POST", path, body)
+    descriptor = _create_secret_file(args.out)
+    try:
+        answer = _request(args, "POST", path, body)
+    except BaseException:
+        os.close(descriptor)
+        os.unlink(args.out)
+        raise
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(answer["credential_file"], indent=2) + "\n")
+    except OSError as error:
+        os.unlink(args.out)
+        raise UsageError(f"cannot write the credential file {args.out}: {error.strerror}; the credential "
+                         f"{answer['credential']['id']} was created but its secret is lost: reissue it") from None
+    shown = {key: value for key, value in answer.items() if key != "credential_file"}
+    return {**shown, "credential_file_written_to": args.out}
+
+
+def _create_secret_file(path: str) -> int:
+    """A new file at ``path``, mode 0600, open for writing; a UsageError when anything exists there."""
+    try:
+        return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} exists already: a credential file is never overwritten (choose another --out, or "
+                         "remove it)") from None
+    except OSError as error:
+        raise UsageError(f"cannot create the credential file {path}: {error.strerror}") from None
 
 
 def _answer_request_file(args: argparse.Namespace) -> Any:

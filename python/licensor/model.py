@@ -370,6 +370,52 @@ ACTIVATION = Resource(
 """Activations are not a License Central resource of the admin API (not in :data:`RESOURCES`); the activation
 backend writes them through the store interface and serves its own routes for them."""
 
+CREDENTIAL_STATES = ("active", "revoked")
+
+CREDENTIAL = Resource(
+    "credential",
+    "credentials",
+    "crd",
+    (
+        _ref("license", "lic"),
+        Field("label", _nullable({"type": "string", "minLength": 1, "maxLength": 200})),
+        Field("state", {"enum": list(CREDENTIAL_STATES)}, filterable=True, writable=False),
+        Field("secret_hash", {"type": "string"}, writable=False),
+        Field("reissue_of", _nullable({"type": "string", "pattern": id_pattern("crd")}), writable=False),
+        Field("revoked_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+    ),
+    deletable=False,
+    description="A credential file's identity (the cloud backend): its secret is stored only as a hash.",
+    announced=False,
+)
+
+LEASE_STATES = ("active", "released", "expired", "taken_over", "revoked")
+
+LEASE = Resource(
+    "lease",
+    "leases",
+    "lse",
+    (
+        _ref("license", "lic"),
+        _ref("credential", "crd"),
+        Field("device_id", {"type": "string"}, filterable=True, writable=False),
+        Field("device_name", _nullable({"type": "string", "maxLength": 200})),
+        Field("features", {"type": "array"}, kind="json", writable=False),
+        Field("state", {"enum": list(LEASE_STATES)}, filterable=True, writable=False),
+        Field("secret_hash", {"type": "string"}, writable=False),
+        Field("expires_at", TIME_SCHEMA, kind="time", writable=False),
+        Field("renewed_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("renewals", {"type": "integer"}, kind="int", writable=False),
+        Field("ended_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("taken_over_by", _nullable({"type": "string", "pattern": id_pattern("lse")}), writable=False),
+    ),
+    deletable=False,
+    description="A seat held by a device for a while (the cloud backend): renewed by heartbeats, counted on the server.",
+    announced=False,
+)
+"""Credentials and leases, like activations, are written by their backend through the store interface and served
+by its own routes, not by the admin API's generic resource routes."""
+
 RESOURCES: dict[str, Resource] = {r.plural: r for r in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE)}
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES.values()}
 

@@ -7,7 +7,10 @@ Use it from a plugin's tests with ``pytest_plugins = ["licensor.testing"]`` in t
 - Fixtures: ``licensor_postgres`` (one server per session), ``licensor_store_url`` (each test runs on a new
   SQLite file and on the session's PostgreSQL database), ``licensor_plugins`` (override it to return your
   plugin objects; installed plugins load through their entry points anyway) and ``licensor_gateway``: the real
-  gateway with those plugins on that store, served by aiohttp on 127.0.0.1, as a :class:`Gateway`.
+  gateway with those plugins on that store, served by aiohttp on 127.0.0.1, as a :class:`Gateway`; and
+  ``licensor_fleet``: that gateway plus, on PostgreSQL, a second gateway process on the same database
+  (:class:`GatewayFleet`), for tests of concurrent requests, which :func:`send_at_once` sends at once.
+  :class:`ManualClock` moves a backend's clock.
 - :class:`Gateway` / :class:`Tenant`: ``await gateway.tenant()`` creates a tenant and gives its admin token;
   ``tenant.product()``, ``.feature()``, ``.policy()``, ``.license()``, ``.token(role)`` go through the admin API;
   every answer is checked against the error contract (:func:`check_error_contract`).
@@ -25,6 +28,7 @@ import datetime
 import glob
 import os
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp import web
@@ -327,8 +332,6 @@ async def wait_ready(url: str, timeout_s: float = 30.0) -> None:
 
     :raises AssertionError: not within ``timeout_s``.
     """
-    import aiohttp
-
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         while time.monotonic() < deadline:
@@ -377,6 +380,149 @@ async def licensor_gateway(licensor_store_url: str, tmp_path: os.PathLike[str], 
     """The real gateway with ``licensor_plugins`` on each store, on 127.0.0.1."""
     async with running_gateway(licensor_store_url, str(tmp_path), licensor_plugins) as gateway:
         yield gateway
+
+
+class ManualClock:
+    """A clock to move by hand (microseconds since the epoch), for a backend's ``clock`` and the SDK's verdicts."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> int:
+        return self.now
+
+    @property
+    def seconds(self) -> int:
+        """The time in whole seconds, as signed documents carry it."""
+        return self.now // 1_000_000
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1_000_000)
+
+    def set(self, moment: datetime.datetime) -> None:
+        """Move to ``moment`` (an aware datetime)."""
+        self.now = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+
+
+@dataclass
+class GatewayFleet:
+    """The gateways of one store (``licensor_fleet``): ``gateway`` runs in this process (admin calls and store
+    reads go there); ``urls`` are the base URLs requests are spread over (one on SQLite, two processes on
+    PostgreSQL); ``session`` is an aiohttp client session for requests."""
+
+    gateway: Gateway
+    urls: list[str]
+    session: aiohttp.ClientSession
+    store: str
+
+    def url(self, n: int) -> str:
+        """The gateway request ``n`` goes to (round robin)."""
+        return self.urls[n % len(self.urls)]
+
+
+@pytest.fixture
+def licensor_second_process(licensor_store_url: str, tmp_path: os.PathLike[str]) -> Iterator[tuple[str | None, bytes]]:
+    """On PostgreSQL, another gateway process (``licensor serve``) on the same database: (its URL, the master
+    key both gateways share). On SQLite, which one process serves, none: (None, a master key)."""
+    master_key = os.urandom(32)
+    if not licensor_store_url.startswith("postgresql"):
+        yield None, master_key
+        return
+    data_dir = os.path.join(tmp_path, "second")
+    os.makedirs(data_dir)
+    with gateway_process(licensor_store_url, data_dir, master_key) as url:
+        yield url, master_key
+
+
+@pytest.fixture
+async def licensor_fleet(licensor_store_url: str, tmp_path: os.PathLike[str],
+                         licensor_second_process: tuple[str | None, bytes]) -> AsyncIterator[GatewayFleet]:
+    """The gateway of :func:`licensor_gateway` and, on PostgreSQL, a second gateway process on its database,
+    for tests of concurrent requests; afterwards every tenant's event chain must verify."""
+    other_url, master_key = licensor_second_process
+    timeout = aiohttp.ClientTimeout(total=30, connect=10)
+    async with running_gateway(licensor_store_url, str(tmp_path), master_key=master_key) as gateway, \
+            aiohttp.ClientSession(timeout=timeout) as session:
+        urls = [str(gateway.client.make_url("")).rstrip("/")]
+        if other_url is not None:
+            await wait_ready(other_url)
+            urls.append(other_url)
+        yield GatewayFleet(gateway, urls, session, "postgresql" if other_url else "sqlite")
+        # Events appended concurrently (by two processes on PostgreSQL) still form one unbroken chain.
+        for tenant_id, verdict in (await gateway.verify_chains()).items():
+            assert verdict["valid"], (tenant_id, verdict)
+
+
+# --- requests sent at once, for concurrency tests --------------------------------------------------------
+@dataclass
+class Sent:
+    """One request of :func:`post_json` or :func:`send_at_once`: what it was (``action``), where it went, its
+    answer, and when it left and was answered (``time.monotonic()``)."""
+
+    action: str
+    url: str
+    answer: Answer
+    started: float
+    done: float
+
+    @property
+    def seconds(self) -> float:
+        return self.done - self.started
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, path: str, body: Any, *, action: str = "",
+                    idempotent: bool = False) -> Sent:
+    """POST ``body`` as JSON (with an Idempotency-Key of its own if ``idempotent``, as the SDK sends them); a
+    transport failure is an answer of status 0 (reported, never raised)."""
+    started = time.monotonic()
+    headers = {"Content-Type": "application/json"}
+    if idempotent:
+        headers["Idempotency-Key"] = f"test-{secrets.token_urlsafe(18)}"
+    try:
+        async with session.post(url + path, data=orjson.dumps(body), headers=headers) as response:
+            text = await response.text()
+            parsed = orjson.loads(text) if text and response.content_type == "application/json" else None
+            answer = Answer(response.status, parsed, response.headers, text)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+        answer = Answer(0, None, {}, f"{type(error).__name__}: {error}")
+    return Sent(action or path, url, answer, started, time.monotonic())
+
+
+def open_client(connections: int) -> aiohttp.ClientSession:
+    """A client session allowing ``connections`` requests in flight at once (aiohttp's default is 100 in all)."""
+    connector = aiohttp.TCPConnector(limit=connections + 16, limit_per_host=0)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60, connect=10))
+
+
+async def send_at_once(jobs: list[tuple[str, str, Any]], *, idempotent: bool = False) -> tuple[list[Sent], float]:
+    """POST every (url, path, JSON body) at once: the answers in order, and the wall time of the burst.
+
+    The client runs in a thread with an event loop of its own: sharing an in-process gateway's loop, it would
+    starve that gateway, which would then answer only after another process had served the whole race. Its
+    connections are opened first (one per request, on ``/healthz``), so the requests leave together."""
+
+    async def send() -> tuple[list[Sent], float]:
+        async with open_client(len(jobs)) as session:
+
+            async def open_connection(url: str) -> None:
+                async with session.get(f"{url}/healthz") as answer:
+                    await answer.read()
+                    assert answer.status == 200
+
+            await asyncio.gather(*(open_connection(url) for url, _, _ in jobs))
+            started = time.monotonic()
+            sent = await asyncio.gather(*(post_json(session, url, path, body, idempotent=idempotent) for url, path, body in jobs))
+            return list(sent), time.monotonic() - started
+
+    return await asyncio.to_thread(asyncio.run, send())
+
+
+def no_server_errors(sent: list[Sent]) -> None:
+    """No 5xx and no transport failure (listed precisely), and every error in the error format."""
+    failed = [(s.action, s.url, s.answer.status, s.answer.text[:300]) for s in sent if s.answer.status >= 500 or s.answer.status == 0]
+    assert not failed, f"{len(failed)} of {len(sent)} requests failed on the server or the wire, e.g. {failed[:5]}"
+    for s in sent:
+        check_error_contract(s.answer)
 
 
 # --- the conformance suite of backends ----------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Tenant isolation and roles, walked over every admin operation the OpenAPI document declares.
 
 Tenant A owns one of everything, including an activation-backend license with devices activated through the
-device API (one of them withdrawn by the vendor). Every ``/v1/admin/`` operation of ``/openapi.json`` is called
+device API (one of them withdrawn by the vendor), and a cloud-backend license with credential files and leases
+checked out through the device API with them. Every ``/v1/admin/`` operation of ``/openapi.json`` is called
 with a concrete, valid request built from the table ``WALK`` (keyed by operationId): with tenant B's admin token,
 A's read-only token, a revoked token, no token, and tokens of roles the operation does not allow. None of them may
 read or change anything of A's. Finally A's own admin token runs every request, proving that each one was valid (so a
-refusal above means isolation, not a malformed request) and that every answer matches its documented schema.
+refusal above means isolation, not a malformed request) and that every answer matches its documented schema. No
+answer, not even A's own, ever holds a credential's or a lease's secret (only the file of a new credential does).
 
 A route missing from ``WALK`` fails the walk: add it to the table, with what tenant B must get.
 """
@@ -90,6 +92,17 @@ WALK: dict[str, Step] = {
     "get_activation": Step("activation", None, NOT_FOUND),
     "withdraw_activation": Step("activation_to_withdraw", lambda o: {"reason": "walk"}, NOT_FOUND),
     "reinstate_activation": Step("withdrawn_activation", None, NOT_FOUND),
+    # credentials and leases (the cloud backend's)
+    "create_credential": Step("cloud_license", lambda o: {"label": "walk"}, NOT_FOUND),
+    "list_credentials": Step("cloud_license", None, NOT_FOUND),
+    "get_credential": Step("credential", None, NOT_FOUND),
+    "label_credential": Step("credential", lambda o: {"label": "Walk"}, NOT_FOUND),
+    "revoke_credential": Step("credential_to_revoke", lambda o: {"reason": "walk"}, NOT_FOUND),
+    "reissue_credential": Step("credential_to_reissue", lambda o: {"label": "walk"}, NOT_FOUND),
+    "list_leases": Step("cloud_license", None, NOT_FOUND),
+    "get_lease": Step("lease", None, NOT_FOUND),
+    "end_lease": Step("lease_to_end", lambda o: {"reason": "walk"}, NOT_FOUND),
+    "lease_usage": Step("cloud_license", None, NOT_FOUND),
     # tokens
     "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
     "list_tokens": Step(None, None, OWN),
@@ -180,6 +193,22 @@ async def build_world(tenant: Tenant) -> Objects:
         issued = await tenant.ok("POST", "/v1/activations", 201, json={"request": new_device_request(o)}, token=None)
         o[name] = issued["activation"]
     await tenant.ok("POST", f"/v1/admin/activations/{o['withdrawn_activation']['id']}/withdraw", json={})
+    # Credential files of a cloud license, and leases checked out with them through the device API (no API token).
+    o["cloud_product"] = await tenant.product("render")
+    o["cloud_policy"] = await tenant.policy(o["cloud_product"]["id"], name="Floating", backend="cloud", seats=10)
+    o["cloud_license"] = await tenant.license(o["cloud_policy"]["id"])
+    o["device_secrets"] = []  # credential and lease secrets: no admin answer may hold one
+    for name, leases in (("credential", ("lease", "lease_to_end")), ("credential_to_revoke", ("revoked_lease",)),
+                         ("credential_to_reissue", ("reissued_lease",))):
+        made = await tenant.ok("POST", f"/v1/admin/licenses/{o['cloud_license']['id']}/credentials", 201, json={"label": name})
+        o[name] = made["credential"]
+        credential = made["credential_file"]["credential"]
+        o["device_secrets"].append(credential.partition(".")[2])
+        for lease in leases:
+            body = {"tenant": o["tenant"]["id"], "credential": credential, "device_id": f"walk-{uuid.uuid4().hex}"}
+            granted = await tenant.ok("POST", "/v1/leases", 201, json=body, token=None)
+            o[lease] = granted["lease"]
+            o["device_secrets"].append(granted["lease_secret"])
     for name, role in (("developer_token", "developer"), ("spare_token", "support")):
         token = await tenant.token(role)
         o[name] = {"id": token.split(".")[0], "token": token}
@@ -192,6 +221,8 @@ async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
     for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
         seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
     seen["activations"] = await tenant.list_all(f"/v1/admin/licenses/{objects['device_license']['id']}/activations")
+    seen["credentials"] = await tenant.list_all(f"/v1/admin/licenses/{objects['cloud_license']['id']}/credentials")
+    seen["leases"] = await tenant.list_all(f"/v1/admin/licenses/{objects['cloud_license']['id']}/leases")
     seen["keys"] = await tenant.ok("GET", "/v1/admin/keys")
     seen["tenant"] = await tenant.ok("GET", "/v1/admin/tenant")
     seen["chain"] = await tenant.ok("GET", "/v1/admin/events/verify")
@@ -200,13 +231,21 @@ async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
 
 def secrets_of(tenant: Tenant, seen: dict[str, Any], objects: Objects) -> set[str]:
     """Strings of tenant A that no answer to tenant B may contain."""
-    found = {tenant.id, tenant.admin_token.split(".")[0], objects["license"]["key"], objects["device_license"]["key"]}
-    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events", "activations"):
+    found = {tenant.id, tenant.admin_token.split(".")[0], objects["license"]["key"], objects["device_license"]["key"],
+             objects["cloud_license"]["key"], *objects["device_secrets"]}
+    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events", "activations",
+                   "credentials", "leases"):
         found |= {item["id"] for item in seen[plural]}
     found |= {activation["device_key"] for activation in seen["activations"]}
+    found |= {lease["device_id"] for lease in seen["leases"]}
     found |= {key["kid"] for key in seen["keys"]["data"]} | {key["public_key"] for key in seen["keys"]["data"]}
     found |= {event["hash"] for event in seen["events"]}
     return found
+
+
+def leaked_device_secrets(objects: Objects, text: str) -> list[str]:
+    """The credentials' and leases' secrets (or any stored hash of a secret) that ``text`` holds."""
+    return [secret for secret in objects["device_secrets"] if secret in text] + (["secret_hash"] if "secret_hash" in text else [])
 
 
 async def send(gateway: Gateway, op: AdminOperation, objects: Objects, token: str | None, **kwargs: Any) -> Answer:
@@ -237,6 +276,10 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
     await a.ok("DELETE", f"/v1/admin/tokens/{revoked.split('.')[0]}")
     product_token = await a.token("product", product_id=objects["product"]["id"])
     before = await snapshot(a, objects)
+    assert {item["id"] for item in before["credentials"]} == {objects[name]["id"] for name in (
+        "credential", "credential_to_revoke", "credential_to_reissue")}
+    assert len(before["leases"]) == 4 and {lease["state"] for lease in before["leases"]} == {"active"}
+    assert not leaked_device_secrets(objects, str(before)), "a list shows a credential's or a lease's secret"
     a_secrets = secrets_of(a, before, objects)
     # B has objects of its own, so B's lists are not trivially empty.
     b_product = await b.product("studio")
@@ -304,7 +347,13 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
         content = op.document["responses"][op.success].get("content", {}).get("application/json")
         if content is not None:
             jsonschema.validate(answer.body, content["schema"], cls=jsonschema.Draft202012Validator)
+        assert not leaked_device_secrets(objects, answer.text), f"{op.operation_id} shows a credential's or a lease's secret"
     after = await snapshot(a, objects)
+    assert not leaked_device_secrets(objects, str(after))
+    assert {lease["id"]: lease["state"] for lease in after["leases"]} == {
+        objects["lease"]["id"]: "active", objects["lease_to_end"]["id"]: "revoked",  # ended by the vendor
+        objects["revoked_lease"]["id"]: "revoked", objects["reissued_lease"]["id"]: "revoked",  # ended with their credential
+    }
     assert len(after["events"]) > len(before["events"]) and after["chain"]["valid"] is True
     # ... and none of that reached B.
     assert {p["id"] for p in await b.list_all("/v1/admin/products")} == {b_product["id"], dict(b_created)["create_product"]["id"]}

@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 from aiohttp import web
 
-from licensor.model import ROLES
+from licensor.model import ROLES, new_id
 
 from .conftest import Gateway, Tenant
 
@@ -97,11 +97,20 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
         assert (answer.status, answer.code) == (401, "UNAUTHENTICATED"), f"{method.upper()} {path}"
     public = {op["operationId"] for path, _, op in operations(document) if not op["security"] and "x-authenticated-by" not in op}
     assert public == {"healthz", "readyz", "openapi", "published_keys", "docs"}
-    # The activation backend's device requests are authenticated by the device's signature in their body.
+    # Device requests are authenticated by their body: the activation backend's by the device's signature, the
+    # cloud backend's by the credential (the credential file's id and secret).
     signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
-    assert signed == {"activate", "recover_activation", "check_in", "deactivate"}
+    assert signed == {"activate", "recover_activation", "check_in", "deactivate",  # the activation backend's
+                      "check_out_lease", "renew_lease", "release_lease"}  # the cloud backend's
+    unknown = {"tenant": new_id("ten"), "credential": f"{new_id('crd')}.{'A' * 43}"}
+    a_lease = {"lease": new_id("lse"), "lease_secret": "B" * 43}
+    by_credential = {"check_out_lease": {**unknown, "device_id": "device-1"}, "renew_lease": {**unknown, **a_lease},
+                     "release_lease": {**unknown, **a_lease}}
     for path, method, op in operations(document):
-        if op["operationId"] in signed:
+        if op["operationId"] in by_credential:
+            answer = await gateway.call(method.upper(), path, json=by_credential[op["operationId"]])
+            assert (answer.status, answer.code) == (401, "CREDENTIAL_INVALID"), path
+        elif op["operationId"] in signed:
             answer = await gateway.call(method.upper(), path, json={"request": "dv1.x.y.z"})
             assert (answer.status, answer.code) == (401, "DEVICE_REQUEST_INVALID"), path
     # /v1/check is authenticated by the license key in its body, or by a product token (with a subject).

@@ -7,8 +7,10 @@ runs its examples, coverage and fuzzing phases on every operation (positive and 
 with the checks not_a_server_error, response_schema_conformance, content_type_conformance and
 status_code_conformance; the test fails on any failure or error, and unless every operation was called.
 
-Seeded objects (products, features, releases, policies, customers, licenses, spare tokens) are mixed into the
-generated path ids, ``?tenant=`` and license keys, so operations reach existing objects as well as missing ones.
+Seeded objects (products, features, releases, policies, customers, licenses, spare tokens, activations,
+credentials and leases) are mixed into the generated path ids, ``?tenant=`` and license keys, so operations reach
+existing objects as well as missing ones. The device requests are genuine some of the time: activation requests
+signed by a real device key, and lease requests carrying a real credential (and a lease's newest secret).
 
 Knobs (environment):
 
@@ -22,6 +24,7 @@ Knobs (environment):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
@@ -121,6 +124,31 @@ def device_request(op: str, key: DeviceKey | None = None) -> str:
 DEVICE_OPERATIONS = {"activate": "activate", "recover_activation": "recover", "check_in": "checkin",
                      "deactivate": "deactivate", "answer_activation_request": "activate"}
 
+# The seeded cloud license's tenant, license, devices' credential, that credential's leases (id -> newest secret), and
+# the ids offered to one operation alone (operationId -> ids), which no other operation may end first.
+CLOUD: dict[str, Any] = {"leases": {}, "reserved": {}}
+CLOUD_DEVICES = ("fuzz-device-0", "fuzz-device-1", "fuzz-device-2", "fuzz-device-3")  # the genuine requests' devices
+LEASE_OPERATIONS = {"check_out_lease", "renew_lease", "release_lease"}
+
+
+def credential_body() -> dict[str, Any]:
+    """The tenant and the genuine credential of the seeded cloud license (never revoked by the run)."""
+    return {"tenant": CLOUD["tenant"], "credential": CLOUD["credential"]}
+
+
+def lease_body(pick: int) -> dict[str, Any]:
+    """A genuine heartbeat or release: one of the newest leases the credential checked out, with its newest secret."""
+    lease_id, secret = list(CLOUD["leases"].items())[-1 - pick % len(CLOUD["leases"])]
+    return {**credential_body(), "lease": lease_id, "lease_secret": secret}
+
+
+def remember_lease_secret(context: Any, case: Any, response: Any) -> None:
+    # A check-out or heartbeat with the credential hands out a new secret (the old one stops working): keep it.
+    if case.operation.path in ("/v1/leases", "/v1/leases/heartbeat") and response.status_code in (200, 201):
+        answer = json.loads(response.content)
+        if answer["lease"]["credential_id"] == CLOUD["credential"].partition(".")[0]:
+            CLOUD["leases"][answer["lease"]["id"]] = answer["lease_secret"]
+
 
 def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], list[str]]:
     """Real objects of every kind, by id prefix, and the license keys. Some are in use and some are not, so
@@ -170,6 +198,40 @@ def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], l
     for device in (DEVICE, DeviceKey.generate()):
         ids["act"].append(post("/v1/activations", {"request": device_request("activate", device)})["activation"]["id"])
     post(f"/v1/admin/activations/{ids['act'][1]}/withdraw", {"reason": "seeded withdrawn"})
+    # Leases (the cloud backend) of a 5-seat license of fuzz-0. The devices' credential, kept out of the path ids so
+    # that the run never revokes it, holds a lease its genuine requests renew and release. Of the credentials in the
+    # path ids, one's lease was released, one was revoked (its lease ended with it) and one holds none. The license
+    # itself (the license actions could revoke it), one more credential holding a lease, and one more lease of the
+    # devices' credential are offered only to the operations that list them, revoke it and end it.
+    floating = post("/v1/admin/policies", {"product_id": ids["prd"][0], "name": "Floating", "backend": "cloud", "seats": 5,
+                                           "features": [{"code": "alpha"}]})
+    license_id = post("/v1/admin/licenses", {"policy_id": floating["id"]})["id"]
+    credentials = {label: post(f"/v1/admin/licenses/{license_id}/credentials", {"label": label})
+                   for label in ("devices", "released", "revoked", "unused", "to revoke")}
+    devices_credential = credentials["devices"]["credential_file"]["credential"]
+    CLOUD.update(tenant=tenant_id, license=license_id, credential=devices_credential, leases={})
+    ids["crd"] += [credentials[label]["credential"]["id"] for label in ("released", "revoked", "unused")]
+
+    def check_out(label: str, device_id: str) -> dict[str, Any]:
+        body = {"tenant": tenant_id, "credential": credentials[label]["credential_file"]["credential"], "device_id": device_id,
+                "device_name": f"Seeded {device_id}", "features": ["alpha"]}
+        granted = post("/v1/leases", body)
+        return {"tenant": tenant_id, "credential": body["credential"], "lease": granted["lease"]["id"],
+                "lease_secret": granted["lease_secret"]}
+
+    held = check_out("devices", CLOUD_DEVICES[0])
+    CLOUD["leases"][held["lease"]] = held["lease_secret"]
+    released = check_out("released", "fuzz-released-device")
+    post("/v1/leases/release", released)
+    revoked = check_out("revoked", "fuzz-revoked-device")
+    post(f"/v1/admin/credentials/{credentials['revoked']['credential']['id']}/revoke", {"reason": "seeded revoked"})
+    ids["lse"] += [held["lease"], released["lease"], revoked["lease"]]
+    check_out("to revoke", "fuzz-revoked-later")
+    CLOUD["reserved"] = {
+        **{operation: [license_id] for operation in ("create_credential", "list_credentials", "list_leases", "lease_usage")},
+        "revoke_credential": [credentials["to revoke"]["credential"]["id"]],
+        "end_lease": [check_out("devices", "fuzz-seeded-device")["lease"]],
+    }
     saas = {"name": "saas", "role": "product", "product_id": ids["prd"][0]}  # fuzz-0
     keys.append(post("/v1/admin/tokens", saas)["token"])  # the last: a product token
     return dict(ids), keys
@@ -229,15 +291,16 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
 
     @schema.hook("flatmap_path_parameters")
     def existing_ids(context: Any, path_parameters: Any) -> Any:
-        # Half the time one of the seeded objects of the id's kind instead of a random (missing) id.
+        # Half the time one of the seeded objects of the id's kind instead of a random (missing) id; for the few
+        # operations that have objects of their own (CLOUD["reserved"]), a third of the time one of those.
         if not isinstance(path_parameters, dict) or "id" not in path_parameters:
             return st.just(path_parameters)
         pattern = next((p["schema"].get("pattern", "") for p in context.operation.definition.raw.get("parameters", [])
                         if p.get("in") == "path" and p.get("name") == "id"), "")
         known = seeded.get(pattern[1:4], [])  # the prefix of "^prd_[...]{26}$"
-        if not known:
-            return st.just(path_parameters)
-        return st.one_of(st.just(path_parameters), st.sampled_from(known).map(lambda i: {**path_parameters, "id": i}))
+        reserved = CLOUD["reserved"].get(context.operation.definition.raw.get("operationId"), [])
+        choices = [st.sampled_from(pool).map(lambda i: {**path_parameters, "id": i}) for pool in (known, reserved) if pool]
+        return st.one_of(st.just(path_parameters), *choices)
 
     @schema.hook("flatmap_query")
     def existing_tenant(context: Any, query: Any) -> Any:
@@ -252,6 +315,16 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
         if context.operation.definition.raw.get("tags") == ["cloud-lite"] and isinstance(body, dict):
             seeded_names = {"product": "fuzz-0", "subject": SUBJECT, "feature": "beta"}
             return st.one_of(st.just(body), st.just({**body, **{k: v for k, v in seeded_names.items() if k in body}}))
+        # The cloud backend's lease requests: a third of the time with the genuine credential, a third genuine (a
+        # check-out by one of the license's devices; a heartbeat or a release of a lease with its newest secret).
+        operation_id = context.operation.definition.raw.get("operationId")
+        if operation_id in LEASE_OPERATIONS and isinstance(body, dict):
+            if operation_id == "check_out_lease":
+                genuine = st.sampled_from(CLOUD_DEVICES).map(lambda device: {**credential_body(), "device_id": device,
+                                                                               "features": ["alpha"]})
+            else:
+                genuine = st.integers(0, 3).map(lease_body)
+            return st.one_of(st.just(body), st.just({**body, **credential_body()}), genuine)
         # The activation backend's device requests: half the time a genuine one, made when the example is.
         device_op = DEVICE_OPERATIONS.get(context.operation.definition.raw.get("operationId"))
         if device_op is not None and isinstance(body, dict):
@@ -280,6 +353,7 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
     stop_reason = None
     started = time.monotonic()
     GLOBAL_HOOK_DISPATCHER.register_hook_with_name(keep_admin_token, "before_call")  # before_call is global-only
+    GLOBAL_HOOK_DISPATCHER.register_hook_with_name(remember_lease_secret, "after_call")
     try:
         for event in schemathesis.engine.from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
@@ -306,6 +380,7 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
                 stop_reason = event.stop_reason
     finally:
         GLOBAL_HOOK_DISPATCHER.unregister(keep_admin_token)
+        GLOBAL_HOOK_DISPATCHER.unregister(remember_lease_secret)
 
     elapsed = time.monotonic() - started
     total = sum(sum(phases.values()) for phases in calls.values())

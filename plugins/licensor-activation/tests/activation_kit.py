@@ -127,18 +127,5 @@ async def vendor(gateway: Gateway, seats: int = 1, name: str = "Device vendor", 
     return Vendor(gateway, tenant, product, policy, license)
 
 
-class Clock:
-    """A clock to move by hand (microseconds), for the backend's checkpoints and the SDK's verdicts."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1_000_000)
-
-
 def _b64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

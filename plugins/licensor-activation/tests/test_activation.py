@@ -4,10 +4,10 @@ deactivation, removal, recovery, clones and rollbacks, offline activation, and /
 from __future__ import annotations
 
 import pytest
-from activation_kit import Clock, Device, Vendor, machine, vendor
+from activation_kit import Device, Vendor, machine, vendor
 
 from licensor.model import now_us
-from licensor.testing import Gateway
+from licensor.testing import Gateway, ManualClock
 
 DAY = 86_400
 
@@ -16,7 +16,7 @@ DAY = 86_400
 async def shop(licensor_gateway: Gateway) -> Vendor:
     made = await vendor(licensor_gateway, seats=2, checkpoint_interval_seconds=10 * DAY, checkpoint_grace_seconds=2 * DAY,
                         recoveries_per_period=1, recovery_period_days=30)
-    made.backend.clock = Clock(now_us())
+    made.backend.clock = ManualClock(now_us())
     return made
 
 
@@ -161,7 +161,7 @@ async def test_a_reverted_snapshot_is_caught(shop: Vendor) -> None:
 
 async def test_policy_suspend_stops_every_copy_until_the_vendor_acts(licensor_gateway: Gateway) -> None:
     shop = await vendor(licensor_gateway, on_clone="suspend")
-    shop.backend.clock = clock = Clock(now_us())
+    shop.backend.clock = clock = ManualClock(now_us())
     device = shop.device()
     await device.activate()
     snapshot = device.copy()

@@ -14,105 +14,25 @@ and never a 5xx, and the tenant's event chain stays intact. Run with ``-s`` to s
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import orjson
 import pytest
 from activation_kit import Device, Vendor, vendor
 
-from licensor.testing import Answer, Gateway, check_error_contract, gateway_process, running_gateway, wait_ready
+from licensor.testing import Answer, GatewayFleet, Sent, check_error_contract, no_server_errors, post_json, send_at_once
 
 DEVICES = 200  # distinct devices racing for the seats
 SEATS = 5
 SAME_DEVICE_REQUESTS = 100
 CLONE_ROUNDS = 10
 ROLLBACK_GENERATIONS = 5
-READY_TIMEOUT_S = 30
 STALE_CODES = {"CLONE_SUSPECTED", "ROLLBACK_DETECTED"}
 
 
-# --- the gateways: one on SQLite, two processes on PostgreSQL -----------------------------------------
-@pytest.fixture
-def second_process(licensor_store_url: str, tmp_path: os.PathLike[str]) -> Iterator[tuple[str | None, bytes]]:
-    """On PostgreSQL, another gateway process (``licensor serve``) on the same database: (its URL, the master
-    key both gateways share). On SQLite, which one process serves, none: (None, a master key)."""
-    master_key = os.urandom(32)
-    if not licensor_store_url.startswith("postgresql"):
-        yield None, master_key
-        return
-    data_dir = os.path.join(tmp_path, "second")
-    os.makedirs(data_dir)
-    with gateway_process(licensor_store_url, data_dir, master_key) as url:
-        yield url, master_key
-
-
-@dataclass
-class Fleet:
-    """The gateways of one store: ``gateway`` runs in this process (admin calls and store reads go there);
-    ``urls`` are the base URLs requests are spread over (one on SQLite, two processes on PostgreSQL);
-    ``session`` is for requests one at a time (a burst has a client of its own, see :func:`burst`)."""
-
-    gateway: Gateway
-    urls: list[str]
-    session: aiohttp.ClientSession
-    store: str
-
-    def url(self, n: int) -> str:
-        """The gateway request ``n`` goes to (round robin)."""
-        return self.urls[n % len(self.urls)]
-
-
-@pytest.fixture
-async def fleet(licensor_store_url: str, tmp_path: os.PathLike[str],
-                second_process: tuple[str | None, bytes]) -> AsyncIterator[Fleet]:
-    other_url, master_key = second_process
-    timeout = aiohttp.ClientTimeout(total=30, connect=10)
-    async with running_gateway(licensor_store_url, str(tmp_path), master_key=master_key) as gateway, \
-            aiohttp.ClientSession(timeout=timeout) as session:
-        urls = [str(gateway.client.make_url("")).rstrip("/")]
-        if other_url is not None:
-            await wait_ready(other_url)
-            urls.append(other_url)
-        yield Fleet(gateway, urls, session, "postgresql" if other_url else "sqlite")
-        # Events appended concurrently (by two processes on PostgreSQL) still form one unbroken chain.
-        for tenant_id, verdict in (await gateway.verify_chains()).items():
-            assert verdict["valid"], (tenant_id, verdict)
-
-
 # --- sending device requests at once ------------------------------------------------------------------
-@dataclass
-class Sent:
-    """One device request of a burst: where it went, its answer, and how long the answer took."""
-
-    url: str
-    answer: Answer
-    seconds: float
-    done: float  # when the answer came (time.monotonic())
-
-
-async def post(session: aiohttp.ClientSession, url: str, path: str, token: str) -> Sent:
-    """POST one device request; a transport failure is an answer of status 0 (reported, never raised)."""
-    started = time.monotonic()
-    try:
-        async with session.post(url + path, data=orjson.dumps({"request": token}),
-                                headers={"Content-Type": "application/json"}) as response:
-            text = await response.text()
-            body = orjson.loads(text) if text and response.content_type == "application/json" else None
-            answer = Answer(response.status, body, response.headers, text)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-        answer = Answer(0, None, {}, f"{type(error).__name__}: {error}")
-    done = time.monotonic()
-    return Sent(url, answer, done - started, done)
-
-
-async def warm_up(fleet: Fleet, shop: Vendor) -> None:
+async def warm_up(licensor_fleet: GatewayFleet, shop: Vendor) -> None:
     """Bring every gateway to where a busy one is, without changing anything, so that a burst measures the race
     and not one process's cold start: the license and the tenant's signing key in its cache (a signed check),
     the device request validators built (a request refused as too old)."""
@@ -120,58 +40,23 @@ async def warm_up(fleet: Fleet, shop: Vendor) -> None:
     check = {"tenant": shop.tenant.id, "product": shop.product["code"], "license_key": shop.license["key"],
              "fingerprint": device.fingerprint, "nonce": "warm-up-nonce-0123"}
     too_old = device.request("activate", time=int(shop.backend.clock() / 1_000_000) - 86_400)
-    for url in fleet.urls:
-        async with fleet.session.post(f"{url}/v1/check", json=check) as answer:
+    for url in licensor_fleet.urls:
+        async with licensor_fleet.session.post(f"{url}/v1/check", json=check) as answer:
             assert answer.status == 200, await answer.text()
             assert (await answer.json())["verdict"]["code"] == "FINGERPRINT_MISMATCH"
-        refused = await post(fleet.session, url, "/v1/activations", too_old)
+        refused = await post_json(licensor_fleet.session, url, "/v1/activations", {"request": too_old})
         assert (refused.answer.status, refused.answer.code) == (422, "DEVICE_CLOCK_SKEW"), refused.answer.text
 
 
-async def burst(jobs: list[tuple[str, str, str]]) -> tuple[list[Sent], float]:
-    """Send every (url, path, token) at once; the answers in order and the wall time of the burst.
-
-    The client runs in a thread with an event loop of its own: sharing the in-process gateway's loop, it
-    starved that gateway, which then began answering only after the other process had claimed every seat, so
-    the two never raced. Its connections are opened first (one per request) and the tokens signed
-    beforehand, so the requests leave together."""
-
-    async def send() -> tuple[list[Sent], float]:
-        # Real concurrency: a connection per request in flight (aiohttp's default limit is 100 in all).
-        connector = aiohttp.TCPConnector(limit=len(jobs) + 16, limit_per_host=0)
-        timeout = aiohttp.ClientTimeout(total=60, connect=10)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-            async def open_connection(url: str) -> None:
-                async with session.get(f"{url}/healthz") as answer:
-                    await answer.read()
-                    assert answer.status == 200
-
-            await asyncio.gather(*(open_connection(url) for url, _, _ in jobs))
-            started = time.monotonic()
-            sent = await asyncio.gather(*(post(session, url, path, token) for url, path, token in jobs))
-            return list(sent), time.monotonic() - started
-
-    return await asyncio.to_thread(asyncio.run, send())
-
-
-def no_server_errors(sent: list[Sent]) -> None:
-    """No 5xx and no transport failure (listed precisely), and every error in the error format."""
-    failed = [(s.url, s.answer.status, s.answer.text[:300]) for s in sent if s.answer.status >= 500 or s.answer.status == 0]
-    assert not failed, f"{len(failed)} of {len(sent)} requests failed on the server or the wire, e.g. {failed[:5]}"
-    for s in sent:
-        check_error_contract(s.answer)
-
-
-def report(label: str, fleet: Fleet, sent: list[Sent], wall: float) -> None:
-    start = min(s.done - s.seconds for s in sent)
+def report(label: str, licensor_fleet: GatewayFleet, sent: list[Sent], wall: float) -> None:
+    start = min(s.started for s in sent)
     by_gateway = {}
-    for n, url in enumerate(fleet.urls):  # statuses, and when the gateway's answers came (s after the burst began)
+    for n, url in enumerate(licensor_fleet.urls):  # statuses, and when the gateway's answers came (s after the burst began)
         mine = [s for s in sent if s.url == url]
         by_gateway[f"gateway {n}"] = (dict(Counter(s.answer.status for s in mine)),
                                       f"{min(s.done for s in mine) - start:.2f}-{max(s.done for s in mine) - start:.2f} s")
     slowest = max(s.seconds for s in sent)
-    print(f"\n[{fleet.store}] {label}: {len(sent)} requests in {wall:.2f} s (slowest {slowest:.2f} s); "
+    print(f"\n[{licensor_fleet.store}] {label}: {len(sent)} requests in {wall:.2f} s (slowest {slowest:.2f} s); "
           f"statuses {dict(Counter(s.answer.status for s in sent))}; codes {dict(Counter(s.answer.code for s in sent))}; "
           f"by gateway {by_gateway}")
 
@@ -187,15 +72,15 @@ async def events(shop: Vendor, kind: str) -> list[dict[str, Any]]:
 
 
 # --- the tests ----------------------------------------------------------------------------------------
-async def test_a_burst_of_devices_never_takes_more_seats_than_the_policy_has(fleet: Fleet) -> None:
-    shop = await vendor(fleet.gateway, seats=SEATS)
+async def test_a_burst_of_devices_never_takes_more_seats_than_the_policy_has(licensor_fleet: GatewayFleet) -> None:
+    shop = await vendor(licensor_fleet.gateway, seats=SEATS)
     devices = [shop.device(name=f"device {n}") for n in range(DEVICES)]  # own components and key each
     assert len({tuple(sorted(d.fingerprint.items())) for d in devices}) == len({d.key.key_id for d in devices}) == DEVICES
-    jobs = [(fleet.url(n), "/v1/activations", device.request("activate")) for n, device in enumerate(devices)]
-    await warm_up(fleet, shop)
+    jobs = [(licensor_fleet.url(n), "/v1/activations", {"request": device.request("activate")}) for n, device in enumerate(devices)]
+    await warm_up(licensor_fleet, shop)
 
-    sent, wall = await burst(jobs)
-    report("distinct devices activating", fleet, sent, wall)
+    sent, wall = await send_at_once(jobs)
+    report("distinct devices activating", licensor_fleet, sent, wall)
 
     no_server_errors(sent)
     assert Counter(s.answer.status for s in sent) == {201: SEATS, 409: DEVICES - SEATS}
@@ -214,17 +99,17 @@ async def test_a_burst_of_devices_never_takes_more_seats_than_the_policy_has(fle
         assert await device.verify(("draw",)) == "VALID"
 
 
-async def test_a_burst_of_one_device_makes_one_activation(fleet: Fleet) -> None:
-    shop = await vendor(fleet.gateway, seats=2)  # a spare seat: a second activation of the device would show
+async def test_a_burst_of_one_device_makes_one_activation(licensor_fleet: GatewayFleet) -> None:
+    shop = await vendor(licensor_fleet.gateway, seats=2)  # a spare seat: a second activation of the device would show
     device = shop.device()
     # The same fingerprint and key every time; the names differ, so no two requests are byte-identical retries.
-    jobs = [(fleet.url(n), "/v1/activations", device.request("activate", device_name=f"attempt {n}"))
+    jobs = [(licensor_fleet.url(n), "/v1/activations", {"request": device.request("activate", device_name=f"attempt {n}")})
             for n in range(SAME_DEVICE_REQUESTS)]
-    assert len({token for _, _, token in jobs}) == SAME_DEVICE_REQUESTS
-    await warm_up(fleet, shop)
+    assert len({body["request"] for _, _, body in jobs}) == SAME_DEVICE_REQUESTS
+    await warm_up(licensor_fleet, shop)
 
-    sent, wall = await burst(jobs)
-    report("one device activating", fleet, sent, wall)
+    sent, wall = await send_at_once(jobs)
+    report("one device activating", licensor_fleet, sent, wall)
 
     no_server_errors(sent)
     assert Counter(s.answer.status for s in sent) == {201: 1, 200: SAME_DEVICE_REQUESTS - 1}
@@ -239,21 +124,21 @@ async def test_a_burst_of_one_device_makes_one_activation(fleet: Fleet) -> None:
     assert len(await events(shop, "activation.created")) == 1
 
 
-async def test_two_copies_of_a_machine_checking_in_at_once(fleet: Fleet) -> None:
-    shop = await vendor(fleet.gateway, seats=2)  # a spare seat: a clone counted as a second seat would show
+async def test_two_copies_of_a_machine_checking_in_at_once(licensor_fleet: GatewayFleet) -> None:
+    shop = await vendor(licensor_fleet.gateway, seats=2)  # a spare seat: a clone counted as a second seat would show
     original = shop.device()
     assert (await original.activate()).status == 201
     clone = original.copy()
     # The hypervisor gave the copy a new MAC: its requests differ from the original's (no retry), within tolerance.
     clone.components = {**original.components, "mac": "regenerated by the hypervisor"}
-    await warm_up(fleet, shop)
+    await warm_up(licensor_fleet, shop)
     winners: Counter[str] = Counter()
     refused: list[str] = []
     for round_ in range(CLONE_ROUNDS):
         # Both at once; on PostgreSQL each reaches another process, and they swap processes every round.
         twins = (original, clone) if round_ % 2 == 0 else (clone, original)
-        jobs = [(fleet.url(n), "/v1/activations/checkin", twin.request("checkin")) for n, twin in enumerate(twins)]
-        sent, _ = await burst(jobs)
+        jobs = [(licensor_fleet.url(n), "/v1/activations/checkin", {"request": twin.request("checkin")}) for n, twin in enumerate(twins)]
+        sent, _ = await send_at_once(jobs)
         no_server_errors(sent)
         statuses = sorted(s.answer.status for s in sent)
         assert statuses == [200, 409], (round_, [(s.answer.status, s.answer.text[:200]) for s in sent])
@@ -267,7 +152,7 @@ async def test_two_copies_of_a_machine_checking_in_at_once(fleet: Fleet) -> None
         activations = await shop.activations()
         assert [a["state"] for a in activations] == ["active"], (round_, activations)
         assert await shop.seats_held() == 1, round_
-    print(f"\n[{fleet.store}] clone rounds: {CLONE_ROUNDS}; successes {dict(winners)}; refusals {dict(Counter(refused))}")
+    print(f"\n[{licensor_fleet.store}] clone rounds: {CLONE_ROUNDS}; successes {dict(winners)}; refusals {dict(Counter(refused))}")
     # Whoever won the first race holds the newest file from then on; the other copy stays stale.
     assert len(winners) == 1 and sum(winners.values()) == CLONE_ROUNDS
     stale_events = await events(shop, "activation.clone_suspected") + await events(shop, "activation.rollback_detected")
@@ -276,26 +161,26 @@ async def test_two_copies_of_a_machine_checking_in_at_once(fleet: Fleet) -> None
     assert len(await events(shop, "activation.created")) == 1
 
 
-async def test_a_file_of_k_generations_ago_is_refused_as_a_rollback(fleet: Fleet) -> None:
-    shop = await vendor(fleet.gateway, seats=2)
+async def test_a_file_of_k_generations_ago_is_refused_as_a_rollback(licensor_fleet: GatewayFleet) -> None:
+    shop = await vendor(licensor_fleet.gateway, seats=2)
     device = shop.device()
     assert (await device.activate()).status == 201
     snapshot = device.copy()  # the machine as it was at generation 1
     for n in range(ROLLBACK_GENERATIONS):  # spread over the processes, as a load balancer would
-        sent = await post(fleet.session, fleet.url(n), "/v1/activations/checkin", device.request("checkin"))
+        sent = await post_json(licensor_fleet.session, licensor_fleet.url(n), "/v1/activations/checkin", {"request": device.request("checkin")})
         assert sent.answer.status == 200, sent.answer.text
         keep(device, sent.answer)
     assert (device.generation, snapshot.generation) == (1 + ROLLBACK_GENERATIONS, 1)
     held = await shop.seats_held()
 
-    stale = await post(fleet.session, fleet.url(ROLLBACK_GENERATIONS), "/v1/activations/checkin", snapshot.request("checkin"))
+    stale = await post_json(licensor_fleet.session, licensor_fleet.url(ROLLBACK_GENERATIONS), "/v1/activations/checkin", {"request": snapshot.request("checkin")})
     check_error_contract(stale.answer)
     assert (stale.answer.status, stale.answer.code) == (409, "ROLLBACK_DETECTED"), stale.answer.text
     assert await shop.seats_held() == held == 1
     assert [(a["state"], a["generation"]) for a in await shop.activations()] == [("active", 1 + ROLLBACK_GENERATIONS)]
     recorded = await events(shop, "activation.rollback_detected")
     assert [(e["subject_id"], e["data"]["presented_generation"]) for e in recorded] == [(device.activation_id, 1)]
-    print(f"\n[{fleet.store}] rollback: generation 1 presented at generation {device.generation}: {stale.answer.code}, "
+    print(f"\n[{licensor_fleet.store}] rollback: generation 1 presented at generation {device.generation}: {stale.answer.code}, "
           f"seats held {held}, {len(recorded)} event")
-    live = await post(fleet.session, fleet.url(0), "/v1/activations/checkin", device.request("checkin"))
+    live = await post_json(licensor_fleet.session, licensor_fleet.url(0), "/v1/activations/checkin", {"request": device.request("checkin")})
     assert live.answer.status == 200, live.answer.text  # policy refuse: the live machine carries on

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from licensor import _impl as core
+from licensor.client._fields import integer, json_object, quantity, text, text_map
 from licensor.errors import TokenError
 from licensor.fingerprint import MatchRule
 from licensor.tokens import read_document, sign_document
@@ -140,12 +141,12 @@ def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: s
         if document.get(name) != expected:
             raise LicenseFileRejectedError(f"the license file was issued for another {name}", code=code)
     try:
-        features = {_text(item["feature"]): _quantity(item["quantity"]) for item in document["features"]}
+        features = {text(item["feature"]): quantity(item["quantity"]) for item in document["features"]}
         parsed = LicenseFile(
-            tenant, product, _text(document["license"]), _text(document["activation"]), _text(document["device_key"]),
-            _text_map(document["fingerprint"]), MatchRule.from_json(document["match"]), features, _object(document["terms"]),
-            _int(document["generation"]), _int(document["iat"]), _int(document["checkpoint_at"]), _int(document["lapses_at"]),
-            None if document["exp"] is None else _int(document["exp"]), _text(document["mode"]), token,
+            tenant, product, text(document["license"]), text(document["activation"]), text(document["device_key"]),
+            text_map(document["fingerprint"]), MatchRule.from_json(document["match"]), features, json_object(document["terms"]),
+            integer(document["generation"]), integer(document["iat"]), integer(document["checkpoint_at"]), integer(document["lapses_at"]),
+            None if document["exp"] is None else integer(document["exp"]), text(document["mode"]), token,
         )
     except (KeyError, TypeError, ValueError):
         raise LicenseFileRejectedError("the license file lacks or garbles a field", code="LICENSE_FILE_MALFORMED") from None
@@ -188,31 +189,3 @@ def verify_license_file(
     else:
         code = Code.VALID
     return FileVerdict(code, file)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError("not a string")
-    return value
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError("not an integer")
-    return value
-
-
-def _quantity(value: Any) -> int | None:
-    return None if value is None else _int(value)
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError("not an object")
-    return value
-
-
-def _text_map(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise TypeError("not a map of strings")
-    return dict(value)

@@ -103,6 +103,17 @@ class Transaction(ABC):
         holding the license's row lock (``get(LICENSE, id, for_update=True)``) to count seats."""
 
     @abstractmethod
+    async def expire_leases(self, license_id: str, now: int) -> list[Row]:
+        """Mark the license's active leases that ran out by ``now`` as expired (their seats return), then return
+        the ones still held, oldest first. Call it holding the license's row lock to count seats: expiry needs no
+        background job, and nothing races the check-out that counts."""
+
+    @abstractmethod
+    async def end_leases(self, now: int, state: str, *, license_id: str | None = None, credential_id: str | None = None) -> list[Row]:
+        """End the license's or the credential's (exactly one of the two) leases held at ``now``, giving them
+        ``state``; the leases ended, oldest first. Leases that ran out already are marked expired instead."""
+
+    @abstractmethod
     def remember(self, status: int, body: str) -> None:
         """The answer to store for replay with the request's ``Idempotency-Key`` (if it had one)."""
 
@@ -205,6 +216,12 @@ class Store(ABC):
     async def usage_totals(self, tenant_id: str, license_ids: list[str], subject: str, period: str | None) -> list[Row]:
         """The subject's usage totals (``license_id``, ``feature``, ``period``, ``used``, ``updated_at``) on
         these licenses, of one period or of all, ordered by period, license and feature."""
+
+    # --- leases -----------------------------------------------------------------------------------------
+    @abstractmethod
+    async def leases_overlapping(self, tenant_id: str, license_id: str, start: int, end: int, limit: int) -> list[Row]:
+        """The license's leases held at some time in [``start``, ``end``): started before ``end`` and not ended
+        (nor run out) by ``start``, oldest first, at most ``limit`` of them (for the usage report)."""
 
     # --- keys and tokens --------------------------------------------------------------------------------
     @abstractmethod

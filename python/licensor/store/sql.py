@@ -216,6 +216,15 @@ class SqlStore(Store):
                 *args,
             )
 
+    # --- leases -----------------------------------------------------------------------------------------
+    async def leases_overlapping(self, tenant_id: str, license_id: str, start: int, end: int, limit: int) -> list[Row]:
+        async with self._read() as conn:
+            return await conn.fetch_all(
+                "SELECT * FROM leases WHERE tenant_id = ? AND license_id = ? AND created_at < ?"
+                " AND COALESCE(ended_at, expires_at) > ? ORDER BY id LIMIT ?",
+                tenant_id, license_id, end, start, limit,
+            )
+
     # --- keys and tokens --------------------------------------------------------------------------------
     async def list_signing_keys(self, tenant_id: str) -> list[Row]:
         async with self._read() as conn:
@@ -384,6 +393,31 @@ class SqlTransaction(Transaction):
             " OR (state = 'withdrawn' AND lapses_at > ?) OR (state = 'replaced' AND ended_at >= ?)) ORDER BY id",
             self.tenant_id, license_id, now, replaced_since,
         )
+
+    async def expire_leases(self, license_id: str, now: int) -> list[Row]:
+        await self.conn.execute(
+            "UPDATE leases SET state = 'expired', ended_at = expires_at, updated_at = ? WHERE tenant_id = ? AND license_id = ?"
+            " AND state = 'active' AND expires_at <= ?",
+            now_us(), self.tenant_id, license_id, now,
+        )
+        return await self.conn.fetch_all(
+            "SELECT * FROM leases WHERE tenant_id = ? AND license_id = ? AND state = 'active' ORDER BY id", self.tenant_id, license_id
+        )
+
+    async def end_leases(self, now: int, state: str, *, license_id: str | None = None, credential_id: str | None = None) -> list[Row]:
+        if (license_id is None) == (credential_id is None):
+            raise ValueError("end the leases of a license or of a credential")
+        column, value = ("license_id", license_id) if license_id is not None else ("credential_id", credential_id)
+        where = f"tenant_id = ? AND {column} = ? AND state = 'active'"
+        await self.conn.execute(
+            f"UPDATE leases SET state = 'expired', ended_at = expires_at, updated_at = ? WHERE {where} AND expires_at <= ?",
+            now_us(), self.tenant_id, value, now,
+        )
+        ended = await self.conn.fetch_all(
+            f"UPDATE leases SET state = ?, ended_at = ?, updated_at = ? WHERE {where} RETURNING *",
+            state, now, now_us(), self.tenant_id, value,
+        )
+        return sorted(ended, key=lambda row: str(row["id"]))
 
     async def insert_signing_key(self, kid: str, public_key: bytes, sealed_seed: bytes, created_at: int) -> None:
         self.changed = True
