@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import jsonschema
 
 from licensor.errors import ValidationError
 from licensor.model import LICENSE, POLICY, format_time
+from licensor.schema import compiled
 from licensor.verdict import Code, Entitlement, Verdict
 
 if TYPE_CHECKING:
@@ -90,11 +90,10 @@ class Backend(ABC):
 
         :raises ValidationError: INVALID_POLICY_OPTIONS, naming the first offending option.
         """
-        validator = jsonschema.Draft202012Validator(self.options_schema)
-        error = jsonschema.exceptions.best_match(validator.iter_errors(options))
-        if error is not None:
-            where = ".".join(str(part) for part in error.absolute_path) or "options"
-            raise ValidationError(f"{self.name} policy option {where}: {error.message}", code="INVALID_POLICY_OPTIONS")
+        problem = compiled(self.options_schema).problem(options)
+        if problem is not None:
+            where = "options" if problem.location == "(body)" else problem.location
+            raise ValidationError(f"{self.name} policy option {where}: {problem.message}", code="INVALID_POLICY_OPTIONS")
         return options
 
     @abstractmethod

@@ -26,6 +26,7 @@ __all__ = [
     "InvalidStateError",
     "IdempotencyKeyReusedError",
     "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
     "StoreUnavailableError",
 ]
 
@@ -154,6 +155,13 @@ class PayloadTooLargeError(RequestError):
 
     code = "PAYLOAD_TOO_LARGE"
     http_status = 413
+
+
+class UnsupportedMediaTypeError(RequestError):
+    """The body is not declared as JSON (``Content-Type: application/json``, UTF-8)."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    http_status = 415
 
 
 class StoreUnavailableError(LicensorError):

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
 from aiohttp import web
 
 from licensor import _impl as core
@@ -39,6 +38,7 @@ from licensor.gateway.auth import Principal
 from licensor.gateway.batching import SelfKeyedTokenReader
 from licensor.gateway.cache import Licensed
 from licensor.model import ACTIVATION, CODE_SCHEMA, LICENSE, POLICY, PRODUCT, format_time, id_pattern, new_id, now_us
+from licensor.schema import Schema
 from licensor.store import Row, Transaction
 from licensor.tokens import document_of, sign_document
 from licensor.verdict import Code, Verdict
@@ -494,7 +494,7 @@ _DOCUMENT_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {  # op -> (its 
     "deactivate": (_OF_ACTIVATION, ["activation", "generation"]),
 }
 _VALIDATORS = {
-    op: jsonschema.Draft202012Validator({
+    op: Schema({
         "type": "object", "properties": {"op": {"const": op}, **_COMMON, **fields},
         "required": ["op", *_COMMON, *required], "additionalProperties": False,
     })
@@ -506,9 +506,8 @@ def _validate_document(document: dict[str, Any], token: str) -> None:
     op = document.get("op")
     if op not in _VALIDATORS:
         raise ValidationError("the device request has no known op (activate, recover, checkin, deactivate)", code="INVALID_DEVICE_REQUEST")
-    error = jsonschema.exceptions.best_match(_VALIDATORS[op].iter_errors(document))
-    if error is not None:
-        where = ".".join(str(part) for part in error.absolute_path) or "(request)"
-        raise ValidationError(f"device request field {where}: {error.message[:200]}", code="INVALID_DEVICE_REQUEST")
+    problem = _VALIDATORS[op].problem(document)
+    if problem is not None:
+        raise ValidationError(f"device request field {problem.location}: {problem.message}", code="INVALID_DEVICE_REQUEST")
     if document["device_key"] != token.split(".")[1]:
         raise ValidationError("the device request names another key than the one that signed it", code="INVALID_DEVICE_REQUEST")

@@ -14,10 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import fastjsonschema
-import jsonschema
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from licensor.errors import (
     LicensorError,
@@ -25,15 +24,20 @@ from licensor.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    UnsupportedMediaTypeError,
     ValidationError,
 )
 from licensor.gateway import keys as app_keys
 from licensor.gateway.auth import Principal, authenticate
 from licensor.model import canonical_json
+from licensor.schema import Schema, read_json
 from licensor.store import IdempotentRequest, Store, Transaction
 
 MAX_BODY_BYTES = 1 << 20
-MAX_NESTING = 32
+"""The largest body any operation may declare that it takes (the gateway reads no more)."""
+DEFAULT_BODY_BYTES = 64 << 10
+"""The largest body of an operation that declares no limit of its own: parsing and validating a body costs
+time in proportion to its size, so no operation reads more than its largest valid request needs."""
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 READ_ROLES = frozenset({"admin", "developer", "support", "read-only"})
@@ -108,23 +112,28 @@ class Operation:
     # or instead of an API token (given the token's principal, if ``roles`` asked for one): the principal whose
     # tenant the request's transaction belongs to. Raises to refuse.
     authenticator: Callable[[web.Request, dict[str, Any], Principal | None], Awaitable[Principal]] | None = None
+    max_body_bytes: int = DEFAULT_BODY_BYTES  # a larger body is refused (413) before it is parsed
 
     def __post_init__(self) -> None:
-        self._body_validator = _validator(self.request_schema) if self.request_schema else None
-        self._body_accepts = _fast_acceptor(self.request_schema) if self.request_schema else None
+        """:raises ValueError: a schema keyword that is not checked (see :class:`licensor.schema.Schema`), or a
+        body limit over :data:`MAX_BODY_BYTES`."""
+        if not 0 < self.max_body_bytes <= MAX_BODY_BYTES:
+            raise ValueError(f"{self.operation_id}: max_body_bytes must lie between 1 and {MAX_BODY_BYTES}")
+        self._body_schema = Schema(self.request_schema) if self.request_schema else None
         query_schema = {
             "type": "object",
             "properties": {p.name: p.schema for p in self.query},
             "required": [p.name for p in self.query if p.required],
             "additionalProperties": False,
         }
-        self._query_validator = _validator(query_schema)
+        self._query_schema = Schema(query_schema)
         self._query_required = any(p.required for p in self.query)
 
     # --- the request pipeline ---------------------------------------------------------------------------
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if self.quick_answer is not None and not request.query_string and "Authorization" not in request.headers:
-            quick = self.quick_answer(request, await _read(request))
+        if self.quick_answer is not None and not request.query_string and "Authorization" not in request.headers \
+                and _is_json_content(request):
+            quick = self.quick_answer(request, await _read(request, self.max_body_bytes))
             if quick is not None:
                 return quick
         principal = None
@@ -176,7 +185,9 @@ class Operation:
                     raise MalformedRequestError(f"query parameter {name} must be an integer", code="INVALID_PARAMETER")
                 raw[name] = int(value)
         try:
-            _validate(self._query_validator, raw, where="query parameter", code_prefix="PARAMETER")
+            self._query_schema.validate(raw, where="query parameter", code_prefix="PARAMETER")
+            if any("\x00" in value for value in raw.values() if isinstance(value, str)):
+                raise ValidationError("a query parameter contains a NUL character", code="INVALID_CHARACTER")
         except ValidationError as error:
             # A query parameter that cannot be used is a malformed request (400), like one that cannot be read.
             raise MalformedRequestError(error.message, code=error.code) from None
@@ -184,116 +195,59 @@ class Operation:
 
     async def _parse_body(self, request: web.Request) -> dict[str, Any]:
         if self.request_schema is None:
-            if request.can_read_body and (await _read(request)).strip():
+            if request.can_read_body and (await _read(request, self.max_body_bytes)).strip():
                 raise MalformedRequestError("this operation takes no body", code="UNEXPECTED_BODY")
             return {}
-        raw = await _read(request)
+        raw = await _read(request, self.max_body_bytes)
         if not raw.strip():
             body: Any = {}
         else:
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError as error:
-                if "depth limit" in str(error):  # orjson stops at 1024 levels, far beyond MAX_NESTING
-                    raise MalformedRequestError(f"the body nests deeper than {MAX_NESTING} levels", code="NESTING_TOO_DEEP") from None
-                raise MalformedRequestError("the body is not valid JSON", code="MALFORMED_JSON") from None
-        # Fewer brackets than the limit cannot nest deeper: the common small body skips the walk.
-        if raw.count(b"{") + raw.count(b"[") > MAX_NESTING and _depth(body) > MAX_NESTING:
-            raise MalformedRequestError(f"the body nests deeper than {MAX_NESTING} levels", code="NESTING_TOO_DEEP")
-        assert self._body_validator is not None and self._body_accepts is not None
-        # A body without a backslash has no escape, so no string in it holds a NUL or a newline (JSON allows
-        # neither raw): there the quick validator's yes is jsonschema's yes, with _strict_pattern's reading.
-        if b"\\" in raw or not self._body_accepts(body):
-            _validate(self._body_validator, body, where="field", code_prefix="FIELD")
+            _require_json_content(request)
+            body = read_json(raw)
+        assert self._body_schema is not None
+        self._body_schema.validate(body)
         return body  # type: ignore[no-any-return]
 
 
-async def _read(request: web.Request) -> bytes:
+def _is_json_content(request: web.Request) -> bool:
+    charset = request.charset
+    return request.content_type == "application/json" and (charset is None or charset.lower() in ("utf-8", "utf8"))
+
+
+def _require_json_content(request: web.Request) -> None:
+    """A body is JSON only when it says so: another reading of the same bytes (a form, text) must never be
+    taken for a request.
+
+    :raises UnsupportedMediaTypeError: another content type, or another charset than UTF-8 (415)."""
+    if not _is_json_content(request):
+        raise UnsupportedMediaTypeError("send the body as Content-Type: application/json (UTF-8)")
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes (a declared larger one is refused before anything is read).
+
+    :raises PayloadTooLargeError: the body is larger.
+    :raises MalformedRequestError: MALFORMED_BODY, its chunked or compressed encoding is broken.
+    :raises ClientDisconnectedError: the client went away before it had sent the whole body.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
     try:
-        return await request.read()
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES} bytes") from None
+        raise PayloadTooLargeError(f"the body is larger than {limit} bytes") from None
+    except ConnectionError as error:
+        raise ClientDisconnectedError(str(error)) from None
+    except RequestPayloadError:  # a broken chunked or compressed encoding; its text may quote the body
+        raise MalformedRequestError("the body's transfer or content encoding is broken", code="MALFORMED_BODY") from None
+    if len(raw) > limit:
+        raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
+    return raw
 
 
-def _depth(value: Any) -> int:
-    depth, frontier = 0, [value]
-    while frontier:
-        depth += 1
-        if depth > MAX_NESTING:
-            return depth
-        frontier = [
-            child
-            for item in frontier
-            for child in (item.values() if isinstance(item, dict) else item if isinstance(item, list) else ())
-        ]
-    return depth - 1 if depth else 0
-
-
-def _strict_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
-    # JSON Schema patterns are ECMA-262, where "$" does not match before a final newline as Python's does.
-    if isinstance(instance, str) and (not re.search(pattern, instance) or "\n" in instance):
-        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _strict_pattern})
-
-
-def _fast_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool]:
-    """A quick yes to a valid instance of ``schema``, compiled by fastjsonschema (about 20 times faster than
-    jsonschema), so that the common valid request skips jsonschema; what it does not accept goes through
-    jsonschema, which names the error. It checks formats too, so it never accepts what jsonschema refuses for
-    strings without newlines (see :meth:`Operation._parse_body`)."""
-    compiled = fastjsonschema.compile(schema, use_default=False)
-
-    def accepts(instance: Any) -> bool:
-        try:
-            compiled(instance)
-        except fastjsonschema.JsonSchemaException:
-            return False
-        return True
-
-    return accepts
-
-
-def _validator(schema: dict[str, Any]) -> Any:
-    return _Validator(schema)
-
-
-_CODES = {"additionalProperties": "UNKNOWN", "required": "MISSING", "type": "WRONG_TYPE"}
-
-
-def _validate(validator: Any, instance: Any, *, where: str, code_prefix: str) -> None:
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
-    if error is None:
-        _refuse_nul(instance, where)
-        return
-    location = ".".join(str(part) for part in error.absolute_path) or "(body)"
-    kind = _CODES.get(str(error.validator))
-    if error.validator in ("anyOf", "oneOf") and error.context and all(sub.validator == "type" for sub in error.context):
-        kind = "WRONG_TYPE"  # e.g. an object for a nullable string: of none of the allowed types
-    if kind == "WRONG_TYPE":
-        code = "WRONG_TYPE"
-    elif kind:
-        code = f"{kind}_{code_prefix}"
-    else:
-        code = f"INVALID_{code_prefix}"
-    message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
-    raise ValidationError(f"{where} {location}: {message}", code=code)
-
-
-def _refuse_nul(value: Any, where: str) -> None:
-    # No NUL in any string: PostgreSQL cannot store it and nothing legitimate needs it.
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValidationError(f"a {where} contains a NUL character", code="INVALID_CHARACTER")
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+class ClientDisconnectedError(Exception):
+    """The client closed the connection before its request was read: nobody is there to answer (the error
+    middleware logs it at INFO and the access log shows 499)."""
 
 
 def _idempotency(request: web.Request, body: dict[str, Any]) -> IdempotentRequest | None:

@@ -15,6 +15,7 @@ from licensor.central.keyset import KEY_SCHEMA, public_key_json
 from licensor.central.secrets import Secrets, load_master_key
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
+from licensor.gateway import protocol
 from licensor.gateway.api import MAX_BODY_BYTES, Api, Call, Operation, Param, Reply
 from licensor.gateway.check import CHECK_OPERATION
 from licensor.gateway.middleware import gateway_middleware
@@ -49,12 +50,6 @@ async def published_keys(call: Call) -> Reply:
 async def openapi_document(call: Call) -> Reply:
     return Reply(200, call.request.app[app_keys.OPENAPI])
 
-
-# aiohttp refuses a request line over 8190 bytes with a text/plain 400 of its own, before any middleware runs.
-# A query the document allows is longer than that percent-encoded (GET /v1/admin/customers: about 970 characters
-# at its maximum lengths, up to 12 bytes each), so the line may be 64 KiB: every documented request reaches
-# the gateway's own validation and JSON errors.
-MAX_REQUEST_LINE = 64 * 1024
 
 _STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "required": ["status"], "additionalProperties": False}
 
@@ -104,8 +99,9 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
 
     :raises pluggy.PluginValidationError: a plugin implements a hook licensor does not have.
     """
+    protocol.install()
     app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES,
-                          handler_args={"max_line_size": MAX_REQUEST_LINE})
+                          handler_args=dict(protocol.HANDLER_ARGS))
     app[app_keys.SETTINGS] = settings
     manager = plugin_manager(plugins)
     app[app_keys.PLUGINS] = manager

@@ -10,9 +10,12 @@ from aiohttp.typedefs import Handler
 
 from licensor.errors import LicensorError, MalformedRequestError, NotFoundError, PayloadTooLargeError, RequestError
 from licensor.gateway import keys as app_keys
-from licensor.gateway.api import MAX_BODY_BYTES, json_error
+from licensor.gateway.api import MAX_BODY_BYTES, ClientDisconnectedError, json_error
 
 log = logging.getLogger("licensor.gateway")
+
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 class MethodNotAllowedError(RequestError):
@@ -32,6 +35,11 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
     except LicensorError as error:
         response = json_error(error)
+    except ClientDisconnectedError:
+        # Nobody is left to answer: not a failure of the gateway. 499 (nginx's "client closed request") marks it
+        # in the access log; the answer itself goes nowhere.
+        log.info("the client closed the connection before sending its whole request (request %s)", rid)
+        response = web.Response(status=CLIENT_CLOSED_REQUEST)
     except web.HTTPException as error:
         if error.status == 404:
             response = json_error(NotFoundError("no such route", code="ROUTE_NOT_FOUND"))

@@ -23,12 +23,13 @@ ERROR_SCHEMA = {
 }
 
 _ERROR_TEXT = {
-    400: "Malformed request (MALFORMED_JSON, NESTING_TOO_DEEP, UNKNOWN_PARAMETER, INVALID_PARAMETER, INVALID_CURSOR, ...)",
+    400: "Malformed request (MALFORMED_JSON, DUPLICATE_KEY, NESTING_TOO_DEEP, UNKNOWN_PARAMETER, INVALID_PARAMETER, INVALID_CURSOR, ...)",
     401: "No valid API token (UNAUTHENTICATED, TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_REVOKED)",
     403: "The token's role may not do this (FORBIDDEN)",
     404: "No such object for this tenant",
     409: "Conflicts with existing data or the object's state",
-    413: "Body larger than 1 MiB (PAYLOAD_TOO_LARGE)",
+    413: "Body larger than the operation takes: its requestBody's x-max-body-bytes, else 64 KiB (PAYLOAD_TOO_LARGE)",
+    415: "A body not sent as Content-Type: application/json, UTF-8 (UNSUPPORTED_MEDIA_TYPE)",
     422: "Breaks the schema or a rule (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD, REFERENCE_NOT_FOUND, IDEMPOTENCY_KEY_REUSED, ...)",
     503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
 }
@@ -61,10 +62,13 @@ def _operation(op: Operation) -> dict[str, Any]:
         success["content"] = {op.response_content_type: {"schema": op.response_schema}}
     responses: dict[str, Any] = {str(op.status): success}
     # Every operation's pipeline refuses unknown query parameters and unexpected bodies (400) and bodies over
-    # 1 MiB (413); changes take an Idempotency-Key, which may be malformed (400) or reused (422).
+    # its limit (413); a body must be JSON (415); changes take an Idempotency-Key, which may be malformed (400) or
+    # reused (422).
     statuses = set(op.errors) | {400, 413, 503}
     if op.query or op.request_schema is not None or op.changes_state:
         statuses.add(422)
+    if op.request_schema is not None:
+        statuses.add(415)
     if op.path_patterns:
         statuses.add(404)
     # An operation without roles but with an authenticator authenticates by its body (a device's signature).
@@ -83,7 +87,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.description:
         document["description"] = op.description
     if op.request_schema is not None:
-        document["requestBody"] = {"required": False, "content": {"application/json": {"schema": op.request_schema}}}
+        document["requestBody"] = {"required": False, "content": {"application/json": {"schema": op.request_schema}},
+                                   "x-max-body-bytes": op.max_body_bytes}
     document["security"] = [] if op.roles is None else [{}, {"bearer": []}] if op.token_optional else [{"bearer": []}]
     if op.roles is not None:
         document["x-roles"] = sorted(op.roles)
