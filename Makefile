@@ -13,6 +13,15 @@ PLUGIN_TESTS := $(wildcard plugins/*/tests)
 NATIVE := python/licensor/_core.abi3.so
 RUST_SOURCES := Cargo.toml Cargo.lock pyproject.toml $(wildcard rust/*.rs)
 PYTEST := $(VPY) -m pytest -p no:cacheprovider
+# Each pass: the tests that own their state (their PostgreSQL, ports, directories) on both cores at once
+# (pytest-xdist), then the few marked `alone`, whose figures need the machine to themselves, one at a time.
+SUITES := tests $(PLUGIN_TESTS) benches --benchmark-disable
+PARALLEL := -n 2 -m "not alone" --durations=25
+ALONE := -m alone --durations=25
+TEST_REPORT := $(VENV)/test-report.txt
+STAGE := .ci/stage $(TEST_REPORT)
+# make test runs the cloud soak for 15 s; make soak for the full minute.
+SOAK_SECONDS ?= 60
 # make serve: where the gateway listens and keeps its data (make serve PORT=18080 when 8080 is taken).
 HOST ?= 127.0.0.1
 PORT ?= 8080
@@ -20,7 +29,7 @@ DATA_DIR ?= var
 SERVE := env PYTHONPATH=$(CURDIR)/python $(VPY) -m licensor.cli serve --init-if-empty --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 BUILD_LOG := $(VENV)/native-build.log
 
-.PHONY: all build postgres-server test test-rust test-native test-python stubtest fuzz bench serve clean
+.PHONY: all build postgres-server test test-rust test-native test-python stubtest fuzz soak bench serve clean
 
 all: build
 
@@ -71,24 +80,41 @@ postgres-server:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 
-test: build test-rust test-native test-python stubtest
+# Every stage timed; the table of wall times ends the output (also when a stage fails).
+test:
+	@mkdir -p $(VENV) && rm -f $(TEST_REPORT)
+	@$(STAGE) "build" $(MAKE) --no-print-directory build postgres-server
+	@$(STAGE) "cargo test" $(MAKE) --no-print-directory test-rust
+	@$(STAGE) "native pass" $(MAKE) --no-print-directory test-native
+	@$(STAGE) "pure-Python pass" $(MAKE) --no-print-directory test-python
+	@$(STAGE) "stubtest" $(MAKE) --no-print-directory stubtest
+	@echo "make test: wall time per stage"; cat $(TEST_REPORT)
 
 test-rust:
 	cargo test --release --quiet
 
-# The whole Python suite with the native core (tests on both cores where the fixture offers both) ...
+# The whole Python suite with the native core (tests on both cores where the fixture offers both; the
+# schemathesis run, on both stores, at 100 examples per operation: make fuzz runs 1000) ...
+NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_SOAK_SECONDS=15 LICENSOR_FUZZ_EXAMPLES=100
 test-native: build postgres-server
-	LICENSOR_EXPECT_IMPLEMENTATION=rust $(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable
+	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(PARALLEL)
+	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(ALONE)
 
-# ... and again with the native module never loaded.
+# ... and again with the native module never loaded (the schemathesis run once is enough: in the native pass).
+PYTHON_PASS := LICENSOR_PURE_PYTHON=1 LICENSOR_EXPECT_IMPLEMENTATION=python LICENSOR_SOAK_SECONDS=15
 test-python: build postgres-server
-	LICENSOR_PURE_PYTHON=1 LICENSOR_EXPECT_IMPLEMENTATION=python $(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable
+	$(PYTHON_PASS) $(PYTEST) $(SUITES) --ignore=tests/fuzz $(PARALLEL)
+	$(PYTHON_PASS) $(PYTEST) $(SUITES) --ignore=tests/fuzz $(ALONE)
+
+# The cloud backend's soak at full length (a minute of devices coming and going on both stores).
+soak: build postgres-server
+	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
 
 stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
 
-# `make test` runs schemathesis against the live gateway's /openapi.json (tests/fuzz: every operation, 200
-# examples each; SQLite in both passes, PostgreSQL in the native one). `make fuzz` is the deeper local run:
+# `make test` runs schemathesis against the live gateway's /openapi.json once (tests/fuzz, in the native pass:
+# every operation, 200 examples each, on SQLite and PostgreSQL). `make fuzz` is the deeper local run:
 # the same test alone with 1000 examples per operation, on both stores, printing what each operation answered.
 FUZZ_EXAMPLES ?= 1000
 fuzz: build postgres-server

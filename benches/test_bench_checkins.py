@@ -47,6 +47,8 @@ from benches import checkins, load
 from licensor import _impl
 from benches.ratios import _duration, _print_table
 
+pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
+
 GROUP = "checkins"
 BURSTS = (256, 512)  # devices checking in at once, each size in every round (the reader's MAX_BATCH is 1024)
 # The acceptance goal is asserted on the bursts of 512 ("at least 256 concurrent check-ins"); the 256 ratio is

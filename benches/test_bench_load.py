@@ -25,6 +25,8 @@ import pytest
 
 from benches import load
 
+pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
+
 GROUP = "load_check"
 CONCURRENCY = 16
 MAX_REQUESTS = 100_000  # per run; the time bound is what normally ends a run

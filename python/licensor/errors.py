@@ -27,6 +27,7 @@ __all__ = [
     "IdempotencyKeyReusedError",
     "PayloadTooLargeError",
     "UnsupportedMediaTypeError",
+    "RequestTimeoutError",
     "StoreUnavailableError",
 ]
 
@@ -162,6 +163,13 @@ class UnsupportedMediaTypeError(RequestError):
 
     code = "UNSUPPORTED_MEDIA_TYPE"
     http_status = 415
+
+
+class RequestTimeoutError(RequestError):
+    """The client did not send its whole request in time."""
+
+    code = "REQUEST_TIMEOUT"
+    http_status = 408
 
 
 class StoreUnavailableError(LicensorError):

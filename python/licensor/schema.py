@@ -5,8 +5,9 @@ backends' policy options, device-signed documents) goes through :class:`Schema`.
 fastjsonschema, whose generated code checks the cheap limits of a value before its contents (``maxItems``
 before ``uniqueItems`` and ``items``, ``maxLength`` before ``pattern``, the set of keys before their values),
 hashes items for ``uniqueItems`` instead of comparing every pair, and stops at the first error: naming the
-error costs no more than finding it. Keywords that fastjsonschema would silently ignore are refused when the
-schema is compiled, so a plugin's schema cannot mean more than is checked.
+error costs no more than finding it. Keywords (and formats) that fastjsonschema would silently ignore are
+refused when the schema is compiled, so a plugin's schema cannot mean more than is checked. Formats are
+asserted (``date-time`` must be a real RFC 3339 time), as fastjsonschema does.
 
 :func:`read_json` parses a body strictly: one reading only (a duplicate key is refused, since two parsers
 could disagree on which value counts), bounded nesting, no NUL character in any string.
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 import fastjsonschema
 import orjson
+from fastjsonschema.draft07 import CodeGeneratorDraft07
 
 from licensor.errors import MalformedRequestError, ValidationError
 
@@ -43,6 +45,7 @@ _ASSERTIONS = frozenset({
 })
 _ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "default", "examples", "deprecated",
                           "readOnly", "writeOnly"})
+_FORMATS = frozenset(CodeGeneratorDraft07.FORMAT_REGEXS) | {"regex"}  # the formats fastjsonschema checks
 _SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
 _SUBSCHEMAS = ("additionalProperties", "propertyNames", "additionalItems", "contains", "not", "if", "then", "else")
@@ -143,6 +146,8 @@ def _refuse_unknown_keywords(schema: Any, at: str) -> None:
     for keyword, value in schema.items():
         if keyword not in _ASSERTIONS and keyword not in _ANNOTATIONS and not keyword.startswith("x-"):
             raise ValueError(f"the schema keyword {keyword!r} at {at} is not supported (draft 7 keywords only)")
+        if keyword == "format" and value not in _FORMATS:  # an unknown format would go unchecked
+            raise ValueError(f"the format {value!r} at {at} is not checked (known: {', '.join(sorted(_FORMATS))})")
         if keyword in _SCHEMA_MAPS:
             for name, subschema in value.items():
                 _refuse_unknown_keywords(subschema, f"{at}/{keyword}/{name}")

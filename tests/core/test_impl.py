@@ -104,9 +104,15 @@ def test_the_expected_implementation_when_given_is_the_loaded_one() -> None:
 def test_the_makefile_sets_the_expected_implementation_for_both_passes() -> None:
     with open(os.path.join(REPO, "Makefile"), encoding="utf-8") as handle:
         makefile = handle.read()
-    runs = [line for line in makefile.splitlines() if "$(PYTEST)" in line and " tests" in line and "LICENSOR_" in line]
-    assert any("LICENSOR_EXPECT_IMPLEMENTATION=rust" in line and "LICENSOR_PURE_PYTHON" not in line for line in runs)
-    assert any("LICENSOR_PURE_PYTHON=1" in line and "LICENSOR_EXPECT_IMPLEMENTATION=python" in line for line in runs)
+    passes = {line.split("_PASS := ", 1)[0]: line.split(" := ", 1)[1] for line in makefile.splitlines() if "_PASS := " in line}
+    assert "LICENSOR_EXPECT_IMPLEMENTATION=rust" in passes["NATIVE"] and "LICENSOR_PURE_PYTHON" not in passes["NATIVE"]
+    assert "LICENSOR_PURE_PYTHON=1" in passes["PYTHON"] and "LICENSOR_EXPECT_IMPLEMENTATION=python" in passes["PYTHON"]
+    runs = [line.strip() for line in makefile.splitlines() if "$(PYTEST) $(SUITES)" in line]
+    # Both parts of both passes (the parallel one and the one of tests that run alone) run on their core.
+    for name in ("NATIVE", "PYTHON"):
+        mine = [run for run in runs if run.startswith(f"$({name}_PASS) ")]
+        assert any("$(PARALLEL)" in run for run in mine) and any("$(ALONE)" in run for run in mine), (name, runs)
+    assert len(runs) == 4, runs
 
 
 def test_a_pass_on_the_wrong_core_is_refused_not_skipped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from licensor.errors import MalformedRequestError, ValidationError
 from licensor.gateway.check import CHECK_REQUEST_SCHEMA
-from licensor.schema import MAX_NESTING, Schema, SchemaProblem, compiled, read_json
+from licensor.schema import MAX_CONTAINERS, MAX_NESTING, Schema, SchemaProblem, compiled, read_json
 
 CHECK = Schema(CHECK_REQUEST_SCHEMA)
 
@@ -98,6 +98,12 @@ def test_validate_raises_the_gateways_codes() -> None:
     assert refused.value.message.startswith("query parameter product:")
 
 
+def test_a_format_that_would_go_unchecked_is_refused_when_compiled() -> None:
+    with pytest.raises(ValueError, match="uuid"):
+        Schema({"type": "string", "format": "uuid"})
+    assert Schema({"type": "string", "format": "date-time"}).problem("2026-02-02T25:00:00Z") is not None
+
+
 @pytest.mark.parametrize("keyword", ["prefixItems", "unevaluatedProperties", "dependentRequired", "maxitems"])
 def test_a_keyword_that_would_go_unchecked_is_refused_when_compiled(keyword: str) -> None:
     with pytest.raises(ValueError, match=keyword):
@@ -131,6 +137,14 @@ def test_a_nul_escape_is_refused_but_a_written_backslash_u_is_text() -> None:
             read_json(raw)
         assert refused.value.code == "INVALID_CHARACTER"
     assert read_json(b'{"a":"\\\\u0000"}') == {"a": "\\u0000"}  # a backslash, then the letters u0000
+
+
+def test_brackets_inside_strings_are_not_counted_as_values() -> None:
+    raw = b'{"text": "' + b"[{" * (MAX_CONTAINERS) + b'", "list": [[]]}'
+    assert read_json(raw) == {"text": "[{" * MAX_CONTAINERS, "list": [[]]}
+    with pytest.raises(MalformedRequestError) as refused:
+        read_json(b"[" + b"[]," * MAX_CONTAINERS + b"[]]")
+    assert refused.value.code == "TOO_MANY_VALUES"
 
 
 def test_nesting_is_bounded() -> None:

@@ -37,6 +37,8 @@ from licensor.testing import ThrowawayPostgres, free_port
 
 from .served import Served, served
 
+pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
+
 KILLS = 10
 BACK_WITHIN_S = 2.0
 SEATS = 12
@@ -241,3 +243,21 @@ def test_a_worker_that_cannot_start_is_retried_with_backoff_then_the_gateway_giv
     backoffs = [float(s) for s in re.findall(r"starting it again in ([0-9.]+) s", log)]
     assert backoffs and backoffs[:4] == sorted(backoffs[:4]) and max(backoffs) >= 2.0, backoffs  # doubling, not spinning
     assert took >= sum((0.5, 1.0, 2.0, 4.0)), took
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.3, 0.6, 1.0])
+def test_sigterm_while_the_workers_start_stops_the_gateway_cleanly(licensor_postgres: ThrowawayPostgres, tmp_path: Path,
+                                                                   after_s: float) -> None:
+    """A signal that comes while a worker is being started reaches it too (none is left serving, no hang)."""
+    with served(licensor_postgres.create_database(), tmp_path / "var", "--workers", "2", wait=False) as server:
+        time.sleep(after_s)
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            status = server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the gateway did not stop: {server.log()}") from None
+    log = server.log()
+    if "started 2 workers" in log or status == 0:  # the supervisor ran: a clean stop of every worker
+        assert status == 0 and "all workers stopped" in log, log
+    else:  # the signal came before the process had started the supervisor: it ended as any process does
+        assert status == -signal.SIGTERM, log

@@ -23,6 +23,8 @@ from activation_kit import Device, Vendor, vendor
 
 from licensor.testing import Answer, GatewayFleet, Sent, check_error_contract, no_server_errors, post_json, send_at_once
 
+pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
+
 DEVICES = 200  # distinct devices racing for the seats
 SEATS = 5
 SAME_DEVICE_REQUESTS = 100

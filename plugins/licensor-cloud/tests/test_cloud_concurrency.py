@@ -5,7 +5,7 @@ the master key: the in-process gateway and a ``licensor serve`` subprocess, the 
 What must hold whatever the interleaving:
 
 - a burst of check-outs from distinct devices leases exactly the license's seats and refuses every other one;
-- over a minute of devices checking out, renewing, releasing and going silent on short leases, the server never
+- over a minute (``make soak``; 15 s in ``make test``) of devices checking out, renewing, releasing and going silent on short leases, the server never
   counts more leases held than the license has seats, and every seat whose lease ran out is leased again;
 
 and never a 5xx nor a transport failure, and the tenant's event chain stays intact. Run with ``-s`` to see the
@@ -15,6 +15,7 @@ measured numbers.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections import Counter
@@ -31,11 +32,14 @@ from licensor.model import LEASE, parse_time
 from licensor.store import Row
 from licensor.testing import GatewayFleet, Sent, no_server_errors, open_client, post_json, send_at_once
 
+pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
+
 BURST_DEVICES = 500  # distinct devices checking out at once
 BURST_SEATS = 3
 CREDENTIALS = 4  # the burst's devices share a few credential files (one license)
 
-SOAK_SECONDS = 60  # the issue asks for a minute of real time
+# A minute of real time in `make soak`; `make test` runs a 15-s version (LICENSOR_SOAK_SECONDS).
+SOAK_SECONDS = float(os.environ.get("LICENSOR_SOAK_SECONDS", "60"))
 SOAK_DEVICES = 50
 SOAK_SEATS = 5
 LEASE_TTL_S = 3
@@ -278,7 +282,7 @@ def seats_freed_by_expiry(rows: list[Row], seats: int, now: int) -> tuple[int, i
     return peak, into_expired, ran_out
 
 
-async def test_a_minute_of_devices_coming_and_going_never_holds_more_than_the_seats(licensor_fleet: GatewayFleet) -> None:
+async def test_soak_of_devices_coming_and_going_never_holds_more_than_the_seats(licensor_fleet: GatewayFleet) -> None:
     shop = await vendor(licensor_fleet.gateway, seats=SOAK_SEATS, lease_ttl_seconds=LEASE_TTL_S, heartbeat_interval_seconds=HEARTBEAT_S)
     credential = await shop.credential("office")
     devices = [SoakDevice(n, shop.device(credential, f"soak-device-{n:02d}"), licensor_fleet.url(n)) for n in range(SOAK_DEVICES)]

@@ -7,6 +7,7 @@ OpenAPI document is generated from the same declarations, so the two cannot drif
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -24,6 +25,7 @@ from licensor.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RequestTimeoutError,
     UnsupportedMediaTypeError,
     ValidationError,
 )
@@ -38,6 +40,8 @@ MAX_BODY_BYTES = 1 << 20
 DEFAULT_BODY_BYTES = 64 << 10
 """The largest body of an operation that declares no limit of its own: parsing and validating a body costs
 time in proportion to its size, so no operation reads more than its largest valid request needs."""
+BODY_READ_TIMEOUT_S = 30.0
+"""How long a client may take to send its body (a trickle would hold its handler for as long as it likes)."""
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 READ_ROLES = frozenset({"admin", "developer", "support", "read-only"})
@@ -224,24 +228,37 @@ def _require_json_content(request: web.Request) -> None:
 
 
 async def _read(request: web.Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes (a declared larger one is refused before anything is read).
+    """The body, at most ``limit`` bytes, read within :data:`BODY_READ_TIMEOUT_S` (a declared larger one is
+    refused before anything is read; a streamed one as soon as it grows past the limit).
 
     :raises PayloadTooLargeError: the body is larger.
-    :raises MalformedRequestError: MALFORMED_BODY, its chunked or compressed encoding is broken.
+    :raises UnsupportedMediaTypeError: the body is compressed (``Content-Encoding``).
+    :raises MalformedRequestError: MALFORMED_BODY, its chunked encoding is broken.
+    :raises RequestTimeoutError: the client is too slow to send it.
     :raises ClientDisconnectedError: the client went away before it had sent the whole body.
     """
+    if app_keys.BODY in request:
+        return request[app_keys.BODY]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        # Inflating costs far more than the bytes sent; no client of this API needs to compress its requests.
+        raise UnsupportedMediaTypeError("compressed request bodies (Content-Encoding) are not accepted")
+    body = bytearray()
     try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLargeError(f"the body is larger than {limit} bytes") from None
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeoutError(f"the body was not sent within {BODY_READ_TIMEOUT_S:g} s") from None
     except ConnectionError as error:
         raise ClientDisconnectedError(str(error)) from None
-    except RequestPayloadError:  # a broken chunked or compressed encoding; its text may quote the body
-        raise MalformedRequestError("the body's transfer or content encoding is broken", code="MALFORMED_BODY") from None
-    if len(raw) > limit:
-        raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
+    except RequestPayloadError:  # a broken chunked encoding; its text may quote the body
+        request.content.feed_eof()  # nothing more will be read: aiohttp must not linger on it and log it again
+        raise MalformedRequestError("the body's transfer encoding is broken", code="MALFORMED_BODY") from None
+    request[app_keys.BODY] = raw = bytes(body)
     return raw
 
 

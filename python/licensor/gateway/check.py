@@ -141,7 +141,7 @@ async def check(call: Call) -> Reply:
         answer = {"object": "check", "verdict": shown, "signed_answer": None}
         kept = CachedAnswer(tenant_id, verdict.license_id, verdict.code.value, orjson.dumps(answer),
                             _answer_holds_until(candidates[0], now))
-        cache.keep_answer(await call.request.read(), kept, announcements_seen)
+        cache.keep_answer(call.request[app_keys.BODY], kept, announcements_seen)
     signed = None
     if "nonce" in body:
         try:

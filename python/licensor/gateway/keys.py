@@ -28,3 +28,4 @@ OUTCOMES: web.AppKey[CheckOutcomes] = web.AppKey("outcomes")
 OPENAPI: web.AppKey[dict] = web.AppKey("openapi")  # type: ignore[type-arg]
 DOCS_HTML: web.AppKey[str] = web.AppKey("docs_html")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
+BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)

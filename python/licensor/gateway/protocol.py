@@ -4,7 +4,8 @@ aiohttp's HTTP parser refuses some requests before any middleware runs (a header
 limit, too many headers, bytes that do not belong in a path or a method) and answers them itself, as
 ``text/plain`` quoting the offending bytes, an ``Authorization`` header included, and logs each one as an ERROR
 with a traceback. aiohttp offers no public hook for these answers (the request handler class is fixed, and
-``web.Application`` may not be subclassed), so :func:`install` wraps ``RequestHandler.handle_error`` once. The
+``web.Application`` may not be subclassed), so :func:`install` wraps ``RequestHandler.handle_error`` once
+(and ``data_received``, so that a body whose framing breaks half-way is refused rather than waited for). The
 wrapper acts only for gateway applications (those built by :func:`licensor.gateway.app.create_app`); any other
 aiohttp server in the process keeps aiohttp's behaviour. The gateway's answers carry a stable code, a fixed
 message that repeats nothing of the request and a fitting status, and the connection is closed after them (the
@@ -27,7 +28,7 @@ from aiohttp.http_exceptions import (
     InvalidURLError,
     LineTooLong,
 )
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError, _ErrInfo
 
 from licensor.gateway import keys as app_keys
 
@@ -68,9 +69,12 @@ def http_layer_code(error: HttpProcessingError) -> str:
         return "INVALID_REQUEST_TARGET"
     if isinstance(error, BadStatusLine):
         return "INVALID_REQUEST_LINE"
-    if isinstance(error, BadHttpMessage) and "Too many headers" in error.message:
+    # llhttp's messages are "<description>:\n\n  <an excerpt of the request>\n  <pointer>": only the
+    # description may decide, never bytes the client chose.
+    description = error.message.split(":\n", 1)[0].lower()
+    if description.startswith("too many headers"):
         return "TOO_MANY_HEADERS"
-    if isinstance(error, InvalidHeader) or "header" in error.message.lower():  # llhttp: "Invalid header value char"
+    if isinstance(error, InvalidHeader) or "header" in description:  # llhttp: "Invalid header value char"
         return "INVALID_HEADER"
     return "MALFORMED_HTTP"
 
@@ -92,6 +96,18 @@ def install() -> None:
     original = RequestHandler.handle_error
     if getattr(original, "_licensor", False):
         return
+    original_data_received = RequestHandler.data_received
+
+    def data_received(self: RequestHandler, data: bytes) -> None:
+        # When the parser refuses bytes in the middle of a body (a broken chunk), aiohttp queues an error for the
+        # next request but leaves the one being read waiting for the rest of its body forever. Tell it instead.
+        queued = len(self._messages)
+        original_data_received(self, data)
+        current = self._current_request
+        if current is not None and len(self._messages) > queued and _serves_gateway(self):
+            refused = self._messages[-1][0]
+            if isinstance(refused, _ErrInfo) and not current.content.is_eof():
+                current.content.set_exception(RequestPayloadError("the body's framing is broken"))
 
     def handle_error(self: RequestHandler, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -110,7 +126,10 @@ def install() -> None:
 
     handle_error._licensor = True  # type: ignore[attr-defined]
     RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
+    RequestHandler.data_received = data_received  # type: ignore[method-assign]
 
 
-HANDLER_ARGS = {"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_FIELD, "max_headers": MAX_HEADERS}
-"""The parser limits of every gateway (``web.Application(handler_args=...)``)."""
+HANDLER_ARGS = {"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_FIELD, "max_headers": MAX_HEADERS,
+                "auto_decompress": False}
+"""The parser's settings of every gateway (``web.Application(handler_args=...)``): its limits, and no inflating
+of compressed bodies (the gateway refuses them: a few bytes can inflate to megabytes)."""
