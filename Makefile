@@ -94,8 +94,8 @@ test-rust:
 	cargo test --release --quiet
 
 # The whole Python suite with the native core (tests on both cores where the fixture offers both; the
-# schemathesis run, on both stores, at 100 examples per operation: make fuzz runs 1000) ...
-NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_SOAK_SECONDS=15 LICENSOR_FUZZ_EXAMPLES=100
+# schemathesis run, on both stores, at 200 examples per operation: make fuzz runs 1000) ...
+NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_SOAK_SECONDS=15
 test-native: build postgres-server
 	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(PARALLEL)
 	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(ALONE)
