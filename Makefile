@@ -29,7 +29,7 @@ DATA_DIR ?= var
 SERVE := env PYTHONPATH=$(CURDIR)/python $(VPY) -m licensor.cli serve --init-if-empty --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 BUILD_LOG := $(VENV)/native-build.log
 
-.PHONY: all build postgres-server test test-rust test-native test-python stubtest fuzz soak bench serve clean
+.PHONY: all build postgres-server test check test-rust test-native test-python stubtest fuzz soak bench serve clean
 
 all: build
 
@@ -92,6 +92,11 @@ test:
 
 test-rust:
 	cargo test --release --quiet
+
+# The quick loop while working: the tests that need no server process (no store, gateway or licensor serve),
+# on both cores at once. Not a substitute for make test.
+check: build
+	$(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable -n 2 -m "not server and not alone" -q
 
 # The whole Python suite with the native core (tests on both cores where the fixture offers both; the
 # schemathesis run, on both stores, at 200 examples per operation: make fuzz runs 1000) ...
