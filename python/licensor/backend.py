@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-
 from licensor.errors import ValidationError
 from licensor.model import LICENSE, POLICY, format_time
 from licensor.schema import compiled

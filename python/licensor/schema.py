@@ -86,14 +86,6 @@ class Schema:
         for branch in _branches(schema):  # compiled now, not on the first request that needs one named
             compiled(branch)
 
-    def accepts(self, instance: Any) -> bool:
-        """Whether ``instance`` is valid (the quick path: no problem is named)."""
-        try:
-            self._check(instance)
-        except fastjsonschema.JsonSchemaValueException:
-            return False
-        return True
-
     def problem(self, instance: Any) -> SchemaProblem | None:
         """The first problem of ``instance``, or None when it is valid."""
         try:

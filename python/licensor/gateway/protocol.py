@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import (
-    BadHttpMessage,
     BadHttpMethod,
     BadStatusLine,
     HttpProcessingError,
