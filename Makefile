@@ -29,7 +29,7 @@ DATA_DIR ?= var
 SERVE := env PYTHONPATH=$(CURDIR)/python $(VPY) -m licensor.cli serve --init-if-empty --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 BUILD_LOG := $(VENV)/native-build.log
 
-.PHONY: all build postgres-server test check test-rust test-native test-python stubtest fuzz soak bench serve clean
+.PHONY: all build postgres-server test check lint test-rust test-native test-python stubtest coverage-proof fuzz soak bench serve clean
 
 all: build
 
@@ -84,6 +84,7 @@ postgres-server:
 test:
 	@mkdir -p $(VENV) && rm -f $(TEST_REPORT)
 	@$(STAGE) "build" $(MAKE) --no-print-directory build postgres-server
+	@$(STAGE) "lint" $(MAKE) --no-print-directory lint
 	@$(STAGE) "cargo test" $(MAKE) --no-print-directory test-rust
 	@$(STAGE) "native pass" $(MAKE) --no-print-directory test-native
 	@$(STAGE) "pure-Python pass" $(MAKE) --no-print-directory test-python
@@ -93,23 +94,42 @@ test:
 test-rust:
 	cargo test --release --quiet
 
-# The quick loop while working: the tests that need no server process (no store, gateway or licensor serve),
-# on both cores at once. Not a substitute for make test.
+# ruff (lint and format), mypy (pyproject.toml: strict on the modules plugin authors use), clippy and rustfmt.
+# clippy checks the crate as cargo test builds it and as maturin does (with the PyO3 bindings).
+lint: $(DEPS_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	cargo fmt --check
+	cargo clippy --release --quiet --all-targets -- -D warnings
+	cargo clippy --release --quiet --all-targets --features python -- -D warnings
+
+# The quick loop while working: lint, then the tests that need no server process (no store, gateway or
+# licensor serve), on both cores at once. Not a substitute for make test.
 check: build
+	$(MAKE) --no-print-directory lint
 	$(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable -n 2 -m "not server and not alone" -q
 
-# The whole Python suite with the native core (tests on both cores where the fixture offers both; the
-# schemathesis run, on both stores, at 200 examples per operation: make fuzz runs 1000) ...
-NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_SOAK_SECONDS=15
+# The whole Python suite with the native core (the core fixture's tests on rust only: the pure-Python pass
+# runs them on python; the twins compared side by side; the schemathesis run, on both stores, at 200
+# examples per operation: make fuzz runs 1000) ...
+NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_TEST_CORES=rust LICENSOR_SOAK_SECONDS=15
 test-native: build postgres-server
 	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(PARALLEL)
 	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(ALONE)
 
-# ... and again with the native module never loaded (the schemathesis run once is enough: in the native pass).
+# ... and, with the native module never loaded, the tests whose outcome can depend on the core (--twin-pass,
+# conftest.py: on SQLite, and not the modules that never reach the core; the schemathesis run once is enough).
 PYTHON_PASS := LICENSOR_PURE_PYTHON=1 LICENSOR_EXPECT_IMPLEMENTATION=python LICENSOR_SOAK_SECONDS=15
 test-python: build postgres-server
-	$(PYTHON_PASS) $(PYTEST) $(SUITES) --ignore=tests/fuzz $(PARALLEL)
-	$(PYTHON_PASS) $(PYTEST) $(SUITES) --ignore=tests/fuzz $(ALONE)
+	$(PYTHON_PASS) $(PYTEST) $(SUITES) --ignore=tests/fuzz --twin-pass $(PARALLEL)
+	$(PYTHON_PASS) $(PYTEST) $(SUITES) --ignore=tests/fuzz --twin-pass $(ALONE)
+
+# The proof that --twin-pass leaves nothing of the core out: the pure-Python pass in full and as make test runs
+# it, each under coverage.py (its subprocesses too), and every line of licensor/_fallback.py and of each module
+# that imports licensor._impl run by the full pass must be run by the reduced one (about 15 minutes).
+coverage-proof: build postgres-server
+	$(PYTHON_PASS) $(VPY) .ci/coverage-proof $(SUITES) --ignore=tests/fuzz
 
 # The cloud backend's soak at full length (a minute of devices coming and going on both stores).
 soak: build postgres-server

@@ -1,17 +1,23 @@
-"""Fixtures of both suites, tests/ and benches/.
+"""Fixtures of both suites, tests/ and benches/, and what each pass of ``make test`` runs.
 
 ``core`` runs a test or benchmark once per core implementation this process offers (see
-``licensor._impl``): both the native ``rust`` and the pure ``python`` one in the first ``make test`` pass, only
-``python`` in the ``LICENSOR_PURE_PYTHON=1`` pass.
+``licensor._impl``): both the native ``rust`` and the pure ``python`` one when the native module is loaded,
+only ``python`` with ``LICENSOR_PURE_PYTHON=1``. ``LICENSOR_TEST_CORES`` (comma-separated) narrows that:
+``make test``'s native pass sets it to ``rust``, since its pure-Python pass runs the same tests on ``python``.
+
+``--twin-pass`` is ``make test``'s pure-Python pass: it runs only what can turn out differently on the
+pure-Python twin of the core (see ``pytest_collection_modifyitems``); ``make coverage-proof`` shows that
+it reaches every line of the twin and of its callers that the whole suite reaches.
 """
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 import pytest
-
 from licensor import _impl
+
 pytest_plugins = ["licensor.testing"]  # the plugin author kit's fixtures, which the suite uses too
 
 
@@ -24,7 +30,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         raise pytest.UsageError(str(wrong_core)) from None
 
 
-@pytest.fixture(params=sorted(_impl.implementations()), ids=lambda name: name)
+def _test_cores() -> list[str]:
+    offered = _impl.implementations()
+    chosen = [name for name in os.environ.get("LICENSOR_TEST_CORES", ",".join(offered)).split(",") if name]
+    unknown = sorted(set(chosen) - set(offered))
+    if unknown:
+        raise pytest.UsageError(
+            f"LICENSOR_TEST_CORES names cores this process does not offer: {unknown} (offered: {sorted(offered)})"
+        )
+    return sorted(chosen)
+
+
+@pytest.fixture(params=_test_cores(), ids=lambda name: name)
 def core(request: pytest.FixtureRequest) -> ModuleType:
     """One core implementation module (``licensor._core`` or ``licensor._fallback``)."""
     return _impl.implementations()[request.param]
@@ -32,14 +49,62 @@ def core(request: pytest.FixtureRequest) -> ModuleType:
 
 # What needs a server process: a store (SQLite file or PostgreSQL), a gateway, or `licensor serve`. `make check`
 # runs everything else, for the quick loop while working.
-_SERVER_FIXTURES = frozenset({"licensor_store_url", "licensor_postgres", "licensor_postgres_url", "licensor_gateway",
-                              "licensor_fleet", "licensor_second_process"})
+_SERVER_FIXTURES = frozenset(
+    {
+        "licensor_store_url",
+        "licensor_postgres",
+        "licensor_postgres_url",
+        "licensor_gateway",
+        "licensor_fleet",
+        "licensor_second_process",
+    }
+)
 _SERVER_MODULES = frozenset({"test_cli.py", "test_schemathesis.py"})  # start servers of their own
 
 
+# The twin pass (--twin-pass) leaves out the PostgreSQL runs (the core never touches storage: the SQLite run of
+# the same test reaches the same core code; the native pass runs both) and these modules, whose outcome cannot
+# depend on the core: why, for each.
+TWIN_PASS_LEAVES_OUT = {
+    "tests/store/": "the stores: SQL, migrations, transactions, the event chain (hashed with hashlib, not the core)",
+    "tests/central/test_catalog.py": "products, features, releases, policies, customers: CRUD and pagination",
+    "tests/central/test_errors.py": "the error answers of the HTTP, JSON and schema layers",
+    "tests/central/test_hostile_input.py": "hostile bodies and headers, refused before any token is read",
+    "tests/central/test_idempotency.py": "replayed and conflicting admin requests",
+    "tests/central/test_openapi.py": "the OpenAPI document",
+    "tests/gateway/test_schema.py": "licensor.schema's validation and strict JSON",
+    "tests/gateway/test_serve.py": "licensor serve's supervisor: shared socket, restarts, signals, disconnects",
+    "tests/plugins/test_plugins.py": "finding, loading and refusing backend plugins",
+    "tests/test_verdict.py": "verdict codes and their texts",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--twin-pass",
+        action="store_true",
+        help="make test's pure-Python pass: only the tests whose outcome can depend on the core (conftest.py)",
+    )
+
+
+def _left_out_of_the_twin_pass(item: pytest.Item, on_postgres: bool) -> bool:
+    if on_postgres:
+        return True
+    where = item.path.relative_to(item.config.rootpath).as_posix()
+    return any(where == module or (module.endswith("/") and where.startswith(module)) for module in TWIN_PASS_LEAVES_OUT)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    twin_pass = config.getoption("twin_pass")
+    if twin_pass and _impl.IMPLEMENTATION != "python":
+        raise pytest.UsageError("--twin-pass runs on the pure-Python core only: set LICENSOR_PURE_PYTHON=1")
+    kept, left_out = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_postgres = callspec is not None and "postgresql" in callspec.id.split("-")  # a store asked for by name
         if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.path.name in _SERVER_MODULES or on_postgres:
             item.add_marker(pytest.mark.server)
+        (left_out if twin_pass and _left_out_of_the_twin_pass(item, on_postgres) else kept).append(item)
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = kept

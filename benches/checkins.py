@@ -39,8 +39,9 @@ import orjson
 if __package__ in (None, ""):  # run as a script (the servers): make the repository's `benches` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benches import load  # noqa: E402
-from licensor.hookspecs import hookimpl  # noqa: E402
+from licensor.hookspecs import hookimpl
+
+from benches import load
 
 STATS_PATH = "/bench/stats"
 ACTIVATE_PATH = "/v1/activations"
@@ -87,14 +88,30 @@ class BenchPlugin:
         counters = {"type": "integer", "minimum": 0}
         schema = {
             "type": "object",
-            "properties": {"tokens": counters, "calls": counters, "cpu_ns": counters, "batching": {"type": "boolean"},
-                           "max_batch": counters, "core": {"type": "string"},
-                           "sizes": {"type": "object", "additionalProperties": {"type": "array", "items": counters}}},
+            "properties": {
+                "tokens": counters,
+                "calls": counters,
+                "cpu_ns": counters,
+                "batching": {"type": "boolean"},
+                "max_batch": counters,
+                "core": {"type": "string"},
+                "sizes": {"type": "object", "additionalProperties": {"type": "array", "items": counters}},
+            },
             "required": ["tokens", "calls", "cpu_ns", "batching", "max_batch", "core", "sizes"],
             "additionalProperties": False,
         }
-        router.add(Operation("GET", STATS_PATH, "bench_stats", "The activation backend's verification counters",
-                             self._stats, "bench", None, schema))
+        router.add(
+            Operation(
+                "GET",
+                STATS_PATH,
+                "bench_stats",
+                "The activation backend's verification counters",
+                self._stats,
+                "bench",
+                None,
+                schema,
+            )
+        )
 
     async def _stats(self, call: Any) -> Any:
         from licensor import _impl
@@ -102,9 +119,18 @@ class BenchPlugin:
 
         reader = self.backend.reader
         stats = reader.stats
-        return Reply(200, {"tokens": stats.tokens, "calls": stats.calls, "cpu_ns": stats.cpu_ns, "batching": reader.batching,
-                           "max_batch": reader.max_batch, "core": _impl.IMPLEMENTATION,
-                           "sizes": {str(size): list(entry) for size, entry in sorted(self.sizes.items())}})
+        return Reply(
+            200,
+            {
+                "tokens": stats.tokens,
+                "calls": stats.calls,
+                "cpu_ns": stats.cpu_ns,
+                "batching": reader.batching,
+                "max_batch": reader.max_batch,
+                "core": _impl.IMPLEMENTATION,
+                "sizes": {str(size): list(entry) for size, entry in sorted(self.sizes.items())},
+            },
+        )
 
 
 async def _provision(app: Any, port: int) -> dict[str, Any]:
@@ -115,7 +141,6 @@ async def _provision(app: Any, port: int) -> dict[str, Any]:
 
 async def _serve(batching: bool, data_dir: str) -> None:
     from aiohttp import web
-
     from licensor import _impl
     from licensor.gateway.app import create_app
     from licensor.gateway.settings import Settings
@@ -129,8 +154,14 @@ async def _serve(batching: bool, data_dir: str) -> None:
     try:
         await web.SockSite(runner, sock).start()
         port = sock.getsockname()[1]
-        info: dict[str, Any] = {"kind": "batching" if batching else "one-by-one", "batching": batching, "port": port,
-                                "pid": os.getpid(), "core": _impl.IMPLEMENTATION, **await _provision(app, port)}
+        info: dict[str, Any] = {
+            "kind": "batching" if batching else "one-by-one",
+            "batching": batching,
+            "port": port,
+            "pid": os.getpid(),
+            "core": _impl.IMPLEMENTATION,
+            **await _provision(app, port),
+        }
         await load.until_stopped(info)
     finally:
         await runner.cleanup()
@@ -142,7 +173,9 @@ def server(batching: bool, data_dir: str) -> Iterator[load.Server]:
     """Run ``checkins.py serve on|off DATA_DIR`` until the block ends (stopped in ``finally``)."""
     process = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "serve", "on" if batching else "off", data_dir],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "LICENSOR_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "LICENSOR_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )
     running = load.Server(process, {})
     try:
@@ -181,13 +214,15 @@ class Device:
         """The body of a device request, ``{"request": dv1 token}``."""
         from licensor.client.activation import device_request
 
-        token = device_request(self.key, op, tenant=info["tenant"], product=info["product"], fingerprint=self.fingerprint,
-                               **fields)
+        token = device_request(
+            self.key, op, tenant=info["tenant"], product=info["product"], fingerprint=self.fingerprint, **fields
+        )
         return orjson.dumps({"request": token})
 
     def check_in_body(self, info: dict[str, Any], generation: int | None = None) -> bytes:
-        return self.request(info, "checkin", activation=self.activation_id,
-                            generation=self.generation if generation is None else generation)
+        return self.request(
+            info, "checkin", activation=self.activation_id, generation=self.generation if generation is None else generation
+        )
 
 
 def devices(info: dict[str, Any], count: int) -> list[Device]:
@@ -196,8 +231,10 @@ def devices(info: dict[str, Any], count: int) -> list[Device]:
     from licensor.fingerprint import hash_components, product_salt
 
     salt = product_salt(info["tenant"], info["product"])
-    return [Device(n, DeviceKey.generate(), hash_components({name: f"{value}-{n}" for name, value in MACHINE.items()}, salt))
-            for n in range(count)]
+    return [
+        Device(n, DeviceKey.generate(), hash_components({name: f"{value}-{n}" for name, value in MACHINE.items()}, salt))
+        for n in range(count)
+    ]
 
 
 def _answered_activation(status: int, body: bytes, expected_status: int) -> tuple[dict[str, Any] | None, str | None]:
@@ -229,10 +266,19 @@ async def activate(port: int, info: dict[str, Any], fleet: list[Device], concurr
         device.activation_id, device.generation = activation["id"], 1
         return None
 
-    bodies = [device.request(info, "activate", license_key=info["license_key"], device_name=f"bench-{device.number}")
-              for device in fleet]
-    result = await load.run_load(port, bodies, concurrency=min(concurrency, len(bodies)), max_requests=len(bodies),
-                                 max_seconds=max_seconds, path=ACTIVATE_PATH, validate=validate)
+    bodies = [
+        device.request(info, "activate", license_key=info["license_key"], device_name=f"bench-{device.number}")
+        for device in fleet
+    ]
+    result = await load.run_load(
+        port,
+        bodies,
+        concurrency=min(concurrency, len(bodies)),
+        max_requests=len(bodies),
+        max_seconds=max_seconds,
+        path=ACTIVATE_PATH,
+        validate=validate,
+    )
     missing = [device.number for device in fleet if device.activation_id is None]
     if missing and result.errors == 0:
         result.errors, result.first_error = len(missing), f"{len(missing)} device(s) not activated, first {missing[0]}"
@@ -260,8 +306,15 @@ async def check_in_burst(port: int, info: dict[str, Any], fleet: list[Device], m
         return None
 
     bodies = [device.check_in_body(info) for device in fleet]
-    result = await load.run_load(port, bodies, concurrency=len(bodies), max_requests=len(bodies), max_seconds=max_seconds,
-                                 path=CHECKIN_PATH, validate=validate)
+    result = await load.run_load(
+        port,
+        bodies,
+        concurrency=len(bodies),
+        max_requests=len(bodies),
+        max_seconds=max_seconds,
+        path=CHECKIN_PATH,
+        validate=validate,
+    )
     if len(answered) != len(fleet) and result.errors == 0:
         result.errors, result.first_error = len(fleet) - len(answered), f"{len(fleet) - len(answered)} device(s) not answered"
     return result
@@ -288,8 +341,9 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head[:-4].split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
-    length = next(int(value) for name, _, value in (line.partition(b":") for line in lines[1:])
-                  if name.strip().lower() == b"content-length")
+    length = next(
+        int(value) for name, _, value in (line.partition(b":") for line in lines[1:]) if name.strip().lower() == b"content-length"
+    )
     return status, await reader.readexactly(length)
 
 
@@ -300,25 +354,34 @@ async def check_in_alternately(lones: list[Lone], max_requests: int, max_seconds
     check-ins per server or once ``max_seconds`` have passed (the turn in progress completes). Each answer must
     be 200 at the next generation (the requests are signed in advance: each names the last answered one); a
     wrong answer ends the run. Bounded: each answer may take at most ``HTTP_TIMEOUT_SECONDS``."""
-    requests = [[load.request_bytes(lone.port, CHECKIN_PATH, lone.device.check_in_body(lone.info, lone.device.generation + n))
-                 for n in range(max_requests)] for lone in lones]
-    streams = [await asyncio.wait_for(asyncio.open_connection(load.HOST, lone.port), load.CONNECT_TIMEOUT_SECONDS)
-               for lone in lones]
+    requests = [
+        [
+            load.request_bytes(lone.port, CHECKIN_PATH, lone.device.check_in_body(lone.info, lone.device.generation + n))
+            for n in range(max_requests)
+        ]
+        for lone in lones
+    ]
+    streams = [
+        await asyncio.wait_for(asyncio.open_connection(load.HOST, lone.port), load.CONNECT_TIMEOUT_SECONDS) for lone in lones
+    ]
     try:
         deadline = time.perf_counter() + max_seconds
         for n in range(max_requests):
             if time.perf_counter() >= deadline:
                 break
-            for i in (range(len(lones)) if n % 2 == 0 else reversed(range(len(lones)))):
+            for i in range(len(lones)) if n % 2 == 0 else reversed(range(len(lones))):
                 lone, (reader, writer) = lones[i], streams[i]
                 started = time.perf_counter()
                 writer.write(requests[i][n])
                 status, body = await asyncio.wait_for(_read_answer(reader), HTTP_TIMEOUT_SECONDS)
                 elapsed = time.perf_counter() - started
                 activation, problem = _answered_activation(status, body, 200)
-                if activation is not None and (activation["id"] != lone.device.activation_id
-                                               or activation["generation"] != lone.device.generation + 1):
-                    problem = f"activation {activation['id']}: generation {activation['generation']} after {lone.device.generation}"
+                if activation is not None and (
+                    activation["id"] != lone.device.activation_id or activation["generation"] != lone.device.generation + 1
+                ):
+                    problem = (
+                        f"activation {activation['id']}: generation {activation['generation']} after {lone.device.generation}"
+                    )
                 if problem is not None:
                     lone.errors += 1
                     lone.first_error = lone.first_error or problem

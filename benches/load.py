@@ -60,8 +60,9 @@ def bare_app(template: dict[str, Any]) -> Any:
     async def handle(request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         if not isinstance(body, dict):
-            return web.Response(status=422, body=b'{"error":{"code":"INVALID_BODY","message":"not an object"}}',
-                                content_type="application/json")
+            return web.Response(
+                status=422, body=b'{"error":{"code":"INVALID_BODY","message":"not an object"}}', content_type="application/json"
+            )
         return web.Response(body=orjson.dumps(template), content_type="application/json")
 
     app = web.Application()
@@ -73,7 +74,6 @@ async def provision(app: Any, port: int, tenant: str, product: str, feature: str
     """Through the admin API of the gateway ``app`` on ``port``: a tenant, a product with one feature, a policy
     (``policy``: its backend, seats, ...) granting it, and one license of it. (The tenant id, the license key.)"""
     import aiohttp
-
     from licensor.central.tenants import create_tenant
     from licensor.gateway import keys
 
@@ -91,7 +91,9 @@ async def provision(app: Any, port: int, tenant: str, product: str, feature: str
 
         made = await post("/v1/admin/products", {"code": product, "name": product.upper()})
         await post("/v1/admin/features", {"product_id": made["id"], "code": feature, "name": feature.title()})
-        policy_ = await post("/v1/admin/policies", {"product_id": made["id"], "name": "Bench", "features": [{"code": feature}], **policy})
+        policy_ = await post(
+            "/v1/admin/policies", {"product_id": made["id"], "name": "Bench", "features": [{"code": feature}], **policy}
+        )
         license_ = await post("/v1/admin/licenses", {"policy_id": policy_["id"]})
     return created.tenant_id, license_["key"]
 
@@ -127,7 +129,6 @@ async def until_stopped(info: dict[str, Any]) -> None:
 
 async def _serve(kind: str, argument: str) -> None:
     from aiohttp import web
-
     from licensor import _impl
 
     if kind == "bare":
@@ -216,7 +217,9 @@ def server(kind: str, argument: str, env: dict[str, str] | None = None) -> Itera
     """Run ``load.py serve KIND ARGUMENT`` until the block ends (stopped in ``finally``)."""
     process = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "serve", kind, argument],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **(env or {})},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     running = Server(process, {})
     try:
@@ -324,15 +327,18 @@ class _Connection(asyncio.Protocol):
         lines = bytes(self.buffer[:end]).split(b"\r\n")
         try:
             status = int(lines[0].split(b" ", 2)[1])
-            length = next(int(value) for name, _, value in (line.partition(b":") for line in lines[1:])
-                          if name.strip().lower() == b"content-length")
+            length = next(
+                int(value)
+                for name, _, value in (line.partition(b":") for line in lines[1:])
+                if name.strip().lower() == b"content-length"
+            )
         except (IndexError, ValueError, StopIteration):
             self.finish(f"unreadable answer head: {bytes(self.buffer[:end])[:200]!r}")
             return
         start = end + 4
         if len(self.buffer) < start + length:
             return
-        body = bytes(self.buffer[start:start + length])
+        body = bytes(self.buffer[start : start + length])
         if len(self.buffer) > start + length:
             self.finish("more bytes than one answer")
             return
@@ -371,13 +377,20 @@ def check_answer_is_valid(status: int, body: bytes) -> str | None:
 
 
 def request_bytes(port: int, path: str, body: bytes) -> bytes:
-    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n")
+    head = f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode("ascii") + body
 
 
-async def run_load(port: int, body: bytes | list[bytes], *, concurrency: int, max_requests: int, max_seconds: float,
-                   path: str = CHECK_PATH, validate: Validate = check_answer_is_valid) -> LoadResult:
+async def run_load(
+    port: int,
+    body: bytes | list[bytes],
+    *,
+    concurrency: int,
+    max_requests: int,
+    max_seconds: float,
+    path: str = CHECK_PATH,
+    validate: Validate = check_answer_is_valid,
+) -> LoadResult:
     """``concurrency`` keep-alive connections to 127.0.0.1:``port`` sending ``body`` (or each of a list of
     bodies in turn) to ``path`` until ``max_requests`` are sent or ``max_seconds`` have passed (the clock starts
     once all are connected); answers in flight at the deadline still count. Abandoned (and counted as errors)
@@ -391,7 +404,8 @@ async def run_load(port: int, body: bytes | list[bytes], *, concurrency: int, ma
             done: asyncio.Future[None] = loop.create_future()
             _, protocol = await asyncio.wait_for(
                 loop.create_connection(lambda done=done: _Connection(run, done), HOST, port),  # type: ignore[misc]
-                CONNECT_TIMEOUT_SECONDS)
+                CONNECT_TIMEOUT_SECONDS,
+            )
             connections.append(protocol)
         started = time.perf_counter()
         run.deadline = started + max_seconds
@@ -400,8 +414,9 @@ async def run_load(port: int, body: bytes | list[bytes], *, concurrency: int, ma
                 connection.send()
             else:
                 connection.finish()
-        finished, pending = await asyncio.wait([connection.done for connection in connections],
-                                               timeout=max_seconds + GRACE_SECONDS)
+        _finished, pending = await asyncio.wait(
+            [connection.done for connection in connections], timeout=max_seconds + GRACE_SECONDS
+        )
         if pending:
             run.error(f"{len(pending)} connection(s) still waiting {GRACE_SECONDS:.0f} s after the deadline")
         ended = run.last_answer if run.latencies else time.perf_counter()
@@ -412,8 +427,7 @@ async def run_load(port: int, body: bytes | list[bytes], *, concurrency: int, ma
                 connection.transport.abort()
         for _ in range(3):  # let the closed transports release their sockets before the loop may close
             await asyncio.sleep(0)
-    return LoadResult(len(run.latencies), max(ended - started, 1e-9), run.latencies, run.errors, run.first_error,
-                      run.sample)
+    return LoadResult(len(run.latencies), max(ended - started, 1e-9), run.latencies, run.errors, run.first_error, run.sample)
 
 
 def process_cpu_seconds(pid: int) -> float | None:

@@ -159,7 +159,9 @@ def _load_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
             )
         )
         per_round = info.get("ratios_per_round")
-        rounds = ", ".join(f"{value:.2f}" for value in per_round if _number(value) is not None) if isinstance(per_round, list) else "-"
+        rounds = (
+            ", ".join(f"{value:.2f}" for value in per_round if _number(value) is not None) if isinstance(per_round, list) else "-"
+        )
         notes.append(
             f"{name}: medians over {info.get('rounds', '?')} alternating rounds of {info.get('seconds_per_run', '?')} s "
             f"per server, {info.get('concurrency', '?')} connections, core {info.get('core', '?')}; "

@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import statistics
 import time
 from typing import Any
 
 import pytest
+from licensor import _impl
 
 from benches import checkins, load
-from licensor import _impl
 from benches.ratios import _duration, _print_table
 
 pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
@@ -88,6 +87,8 @@ def cpu_limit(quick: bool) -> float:
     if _impl.IMPLEMENTATION != "rust":
         return PURE_CPU_LIMIT
     return QUICK_CPU_LIMIT if quick else CPU_GOAL
+
+
 # Concurrency 1: a lone request gains nothing from batching and should pay for it only one more turn of the
 # event loop (its verification runs from a call_soon callback instead of inline) and a future: microseconds
 # against a check-in of several milliseconds (a SQLite transaction). A p99 is a few slowest answers, and one
@@ -134,7 +135,8 @@ def _run_record(server: load.Server, result: load.LoadResult, before: dict[str, 
         "calls": work["calls"],
         "cpu_us_per_checkin": work["cpu_ns"] / work["tokens"] / 1e3,
         "mean_batch": work["tokens"] / work["calls"],
-        "batched_share": sum(size * calls for size, (calls, _) in work["sizes"].items() if size >= CORE_BATCH_FROM) / work["tokens"],
+        "batched_share": sum(size * calls for size, (calls, _) in work["sizes"].items() if size >= CORE_BATCH_FROM)
+        / work["tokens"],
         # the core calls by size: [size, calls, thread CPU us per token]
         "batches": [[size, calls, cpu_ns / calls / size / 1e3] for size, (calls, cpu_ns) in sorted(work["sizes"].items())],
     }
@@ -191,8 +193,11 @@ def _report(results: dict[str, dict[str, list[dict[str, Any]]]], extra: dict[str
         rows += [
             row(f"burst {size}: verification CPU per check-in", *medians(burst, "cpu_us_per_checkin"), us, goal, verdict),
             row(f"burst {size}: mean batch size", *medians(burst, "mean_batch"), lambda value: f"{value:.1f}"),
-            row(f"burst {size}: share in core calls of >= {CORE_BATCH_FROM}", *medians(burst, "batched_share"),
-                lambda value: f"{value:.0%}"),
+            row(
+                f"burst {size}: share in core calls of >= {CORE_BATCH_FROM}",
+                *medians(burst, "batched_share"),
+                lambda value: f"{value:.0%}",
+            ),
             row(f"burst {size}: requests/s", *medians(burst, "rps"), per_second),
             row(f"burst {size}: p99", *medians(burst, "p99_ms"), ms),
             row(f"burst {size}: server process CPU per check-in", *medians(burst, "server_cpu_us_per_checkin"), us),
@@ -203,39 +208,74 @@ def _report(results: dict[str, dict[str, list[dict[str, Any]]]], extra: dict[str
         row("concurrency 1: requests/s", *medians(lone, "rps"), per_second),
         row("concurrency 1: p50", *medians(lone, "p50_ms"), ms),
         *([row("concurrency 1: p99 of all rounds' answers", first[b], first[u], ms, "over: measured again")] if first else []),
-        row("concurrency 1: p99 " + ("of the confirmation" if first else "of all rounds' answers"), extra["lone_p99_ms"][b],
-            extra["lone_p99_ms"][u], ms, f"<= {P99_FACTOR:.2f}x + {P99_SLACK_MS} ms", "PASS" if p99_ok else "FAIL"),
-        row("concurrency 1: median of the rounds' p99", extra["lone_p99_median_of_rounds_ms"][b],
-            extra["lone_p99_median_of_rounds_ms"][u], ms),
+        row(
+            "concurrency 1: p99 " + ("of the confirmation" if first else "of all rounds' answers"),
+            extra["lone_p99_ms"][b],
+            extra["lone_p99_ms"][u],
+            ms,
+            f"<= {P99_FACTOR:.2f}x + {P99_SLACK_MS} ms",
+            "PASS" if p99_ok else "FAIL",
+        ),
+        row(
+            "concurrency 1: median of the rounds' p99",
+            extra["lone_p99_median_of_rounds_ms"][b],
+            extra["lone_p99_median_of_rounds_ms"][u],
+            ms,
+        ),
         row("concurrency 1: verification CPU per check-in", *medians(lone, "cpu_us_per_checkin"), us),
     ]
     print()
-    print(f"check-ins, batching vs one by one: {extra['rounds']} rounds, bursts of "
-          + " and ".join(str(size) for size in BURSTS) + f" devices, core {extra['core']}, "
-          + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in extra["phase_seconds"].items()))
+    print(
+        f"check-ins, batching vs one by one: {extra['rounds']} rounds, bursts of "
+        + " and ".join(str(size) for size in BURSTS)
+        + f" devices, core {extra['core']}, "
+        + ", ".join(f"{phase} {seconds:.0f} s" for phase, seconds in extra["phase_seconds"].items())
+    )
     _print_table(("measure", b, u, f"{b}/{u}", "goal", "result"), rows)
     for name in NAMES:
         runs = results[name]
-        print(f"{name}, per round: " + "; ".join(
-            f"burst {size} verification CPU/check-in "
-            + ", ".join(f"{r['cpu_us_per_checkin']:.1f}" for r in runs[_burst(size)]) + " us, p99 "
-            + ", ".join(f"{r['p99_ms'] / 1e3:.2f}" for r in runs[_burst(size)]) + " s" for size in BURSTS)
-              + "; concurrency-1 p99 " + ", ".join(f"{r['p99_ms']:.1f}" for r in runs["lone"]) + " ms ("
-              + ", ".join(str(r["requests"]) for r in runs["lone"]) + " check-ins)")
+        print(
+            f"{name}, per round: "
+            + "; ".join(
+                f"burst {size} verification CPU/check-in "
+                + ", ".join(f"{r['cpu_us_per_checkin']:.1f}" for r in runs[_burst(size)])
+                + " us, p99 "
+                + ", ".join(f"{r['p99_ms'] / 1e3:.2f}" for r in runs[_burst(size)])
+                + " s"
+                for size in BURSTS
+            )
+            + "; concurrency-1 p99 "
+            + ", ".join(f"{r['p99_ms']:.1f}" for r in runs["lone"])
+            + " ms ("
+            + ", ".join(str(r["requests"]) for r in runs["lone"])
+            + " check-ins)"
+        )
     for size in BURSTS:
-        print(f"batching, the bursts of {size}: core calls per round (size x calls: thread CPU us per token): " + " | ".join(
-            ", ".join(f"{batch}x{calls}: {per_token:.0f}" for batch, calls, per_token in run["batches"])
-            for run in results[b][_burst(size)]))
+        print(
+            f"batching, the bursts of {size}: core calls per round (size x calls: thread CPU us per token): "
+            + " | ".join(
+                ", ".join(f"{batch}x{calls}: {per_token:.0f}" for batch, calls, per_token in run["batches"])
+                for run in results[b][_burst(size)]
+            )
+        )
     warmup = extra["warmup_burst"]
-    print(f"warm-up burst of {warmup['size']} (keys new to the core's cache; not in the medians): verification CPU per "
-          f"check-in {warmup['cpu_us_per_checkin'][b]:.1f} us vs {warmup['cpu_us_per_checkin'][u]:.1f} us "
-          f"({warmup['cpu_us_per_checkin'][b] / warmup['cpu_us_per_checkin'][u]:.2f}), core calls "
-          + ", ".join(f"{batch}x{calls}: {per_token:.0f}" for batch, calls, per_token in results[b]["warmup"][0]["batches"]))
-    print("batching, the measured bursts' tokens by the size of their core call: " + ", ".join(
-        f"{size_class}: {cost['tokens']} tokens at {cost['cpu_us_per_token']:.0f} us"
-        for size_class, cost in extra["batching_cost_by_size"].items()))
-    print(f"concurrency-1 p99 limit: {P99_FACTOR} x {extra['lone_p99_ms'][u]:.2f} ms + {P99_SLACK_MS} ms = "
-          f"{extra['p99_limit_ms']:.2f} ms")
+    print(
+        f"warm-up burst of {warmup['size']} (keys new to the core's cache; not in the medians): verification CPU per "
+        f"check-in {warmup['cpu_us_per_checkin'][b]:.1f} us vs {warmup['cpu_us_per_checkin'][u]:.1f} us "
+        f"({warmup['cpu_us_per_checkin'][b] / warmup['cpu_us_per_checkin'][u]:.2f}), core calls "
+        + ", ".join(f"{batch}x{calls}: {per_token:.0f}" for batch, calls, per_token in results[b]["warmup"][0]["batches"])
+    )
+    print(
+        "batching, the measured bursts' tokens by the size of their core call: "
+        + ", ".join(
+            f"{size_class}: {cost['tokens']} tokens at {cost['cpu_us_per_token']:.0f} us"
+            for size_class, cost in extra["batching_cost_by_size"].items()
+        )
+    )
+    print(
+        f"concurrency-1 p99 limit: {P99_FACTOR} x {extra['lone_p99_ms'][u]:.2f} ms + {P99_SLACK_MS} ms = "
+        f"{extra['p99_limit_ms']:.2f} ms"
+    )
 
 
 @pytest.mark.benchmark(group=GROUP)
@@ -244,7 +284,8 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
     quick = bool(benchmark.disabled)
     rounds, seconds, most = (QUICK_ROUNDS, QUICK_LONE_SECONDS, QUICK_LONE_MAX) if quick else (ROUNDS, LONE_SECONDS, LONE_MAX)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
-        name: {**{_burst(size): [] for size in BURSTS}, "warmup": [], "lone": [], "confirmation": []} for name in NAMES}
+        name: {**{_burst(size): [] for size in BURSTS}, "warmup": [], "lone": [], "confirmation": []} for name in NAMES
+    }
     latencies: dict[str, list[float]] = {name: [] for name in NAMES}
     loop = asyncio.new_event_loop()
     try:
@@ -259,12 +300,18 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
                 fleets[name] = checkins.devices(server.info, FLEET)
 
             async def activate_all() -> list[load.LoadResult]:  # both servers at once: one process each
-                return await asyncio.gather(*(checkins.activate(server.port, server.info, fleets[name], ACTIVATE_CONCURRENCY,
-                                                                ACTIVATE_MAX_SECONDS) for name, server in servers.items()))
+                return await asyncio.gather(
+                    *(
+                        checkins.activate(server.port, server.info, fleets[name], ACTIVATE_CONCURRENCY, ACTIVATE_MAX_SECONDS)
+                        for name, server in servers.items()
+                    )
+                )
 
             phases = {"activation": time.perf_counter()}
             for name, activated in zip(servers, loop.run_until_complete(activate_all())):
-                assert activated.errors == 0, f"{name}: activation: {activated.errors} bad answers, first: {activated.first_error}"
+                assert activated.errors == 0, (
+                    f"{name}: activation: {activated.errors} bad answers, first: {activated.first_error}"
+                )
 
             def lones(order: tuple[str, ...]) -> list[checkins.Lone]:
                 return [checkins.Lone(servers[name].port, servers[name].info, fleets[name][FLEET - 1]) for name in order]
@@ -272,13 +319,17 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
             def burst(name: str, size: int, into: str | None = None) -> None:
                 server = servers[name]
                 before, cpu_before = checkins.stats(server.port), load.process_cpu_seconds(server.process.pid)
-                result = loop.run_until_complete(checkins.check_in_burst(server.port, server.info, fleets[name][:size],
-                                                                         BURST_MAX_SECONDS))
+                result = loop.run_until_complete(
+                    checkins.check_in_burst(server.port, server.info, fleets[name][:size], BURST_MAX_SECONDS)
+                )
                 after, cpu_after = checkins.stats(server.port), load.process_cpu_seconds(server.process.pid)
                 record = _run_record(server, result, before, after)
                 assert record["requests"] == size, f"{name}: {record['requests']} answers in a burst of {size}"
-                record["server_cpu_us_per_checkin"] = (cpu_after - cpu_before) / result.requests * 1e6 if (
-                    cpu_before is not None and cpu_after is not None) else math.nan
+                record["server_cpu_us_per_checkin"] = (
+                    (cpu_after - cpu_before) / result.requests * 1e6
+                    if (cpu_before is not None and cpu_after is not None)
+                    else math.nan
+                )
                 results[name][into or _burst(size)].append(record)
 
             phases["warm-up"] = time.perf_counter()
@@ -294,8 +345,9 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
                 before = [checkins.stats(servers[name].port) for name in order]
                 loop.run_until_complete(checkins.check_in_alternately(measured, count, seconds * count / most))
                 for name, lone, stats_before in zip(order, measured, before):
-                    results[name][into].append(_run_record(servers[name], lone.result(), stats_before,
-                                                           checkins.stats(servers[name].port)))
+                    results[name][into].append(
+                        _run_record(servers[name], lone.result(), stats_before, checkins.stats(servers[name].port))
+                    )
                     latencies[name].extend(lone.latencies)
 
             def one_round() -> None:
@@ -335,12 +387,19 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
     mean_batch = per_burst("mean_batch")
     by_size: dict[str, dict[str, Any]] = {}  # the batching server's measured bursts: core calls by size class
     for low, high in SIZE_CLASSES:
-        calls = [(size * count, size * count * per_token) for size_ in BURSTS for run in results[b][_burst(size_)]
-                 for size, count, per_token in run["batches"] if low <= size <= high]
+        calls = [
+            (size * count, size * count * per_token)
+            for size_ in BURSTS
+            for run in results[b][_burst(size_)]
+            for size, count, per_token in run["batches"]
+            if low <= size <= high
+        ]
         tokens = sum(count for count, _ in calls)
         if tokens:
             by_size[f"{low}" if low == high else f"{low}-{high}"] = {
-                "tokens": tokens, "cpu_us_per_token": sum(cpu_us for _, cpu_us in calls) / tokens}
+                "tokens": tokens,
+                "cpu_us_per_token": sum(cpu_us for _, cpu_us in calls) / tokens,
+            }
     extra: dict[str, Any] = {
         "kind": "checkins",
         "bursts": list(BURSTS),
@@ -361,8 +420,13 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
         "burst_rps": per_burst("rps"),
         "burst_p99_ms": per_burst("p99_ms"),
         "burst_server_cpu_us_per_checkin": per_burst("server_cpu_us_per_checkin"),
-        "warmup_burst": {"size": WARMUP_BURST, **{field: {name: results[name]["warmup"][0][field] for name in NAMES}
-                                                  for field in ("cpu_us_per_checkin", "mean_batch", "rps", "p99_ms")}},
+        "warmup_burst": {
+            "size": WARMUP_BURST,
+            **{
+                field: {name: results[name]["warmup"][0][field] for name in NAMES}
+                for field in ("cpu_us_per_checkin", "mean_batch", "rps", "p99_ms")
+            },
+        },
         "lone_rps": {name: _median(results[name]["lone"], "rps") for name in NAMES},
         "lone_p99_ms": p99,  # asserted
         "lone_p99_median_of_rounds_ms": {name: _median(results[name]["lone"], "p99_ms") for name in NAMES},
@@ -381,7 +445,10 @@ def test_checkins_batching_vs_one_by_one(benchmark: Any, tmp_path: Any) -> None:
     assert extra["cpu_ratio"] <= extra["cpu_limit"], (
         f"batching spends {extra['cpu_ratio']:.2f}x one-by-one's verification CPU per check-in in bursts of {ASSERTED_BURST} "
         f"({cpu[asserted][b]:.1f} us vs {cpu[asserted][u]:.1f} us; mean batch {mean_batch[asserted][b]:.1f}, "
-        f"{extra['burst_batched_share'][asserted][b]:.0%} in core calls of >= {CORE_BATCH_FROM}), more than {extra['cpu_limit']:.2f}x")
+        f"{extra['burst_batched_share'][asserted][b]:.0%} in core calls of >= {CORE_BATCH_FROM}), more than "
+        f"{extra['cpu_limit']:.2f}x"
+    )
     assert p99[b] <= extra["p99_limit_ms"], (
         f"batching raises p99 at concurrency 1: {p99[b]:.2f} ms vs {p99[u]:.2f} ms one by one "
-        f"(limit {extra['p99_limit_ms']:.2f} ms; the rounds had {first_p99[b]:.2f} ms vs {first_p99[u]:.2f} ms)")
+        f"(limit {extra['p99_limit_ms']:.2f} ms; the rounds had {first_p99[b]:.2f} ms vs {first_p99[u]:.2f} ms)"
+    )

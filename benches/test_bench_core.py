@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from licensor import _impl
 
 MESSAGE_SIZE = 64

@@ -45,7 +45,8 @@ def _distinct_bodies(body: dict[str, Any], run: int, count: int) -> list[bytes]:
 def _measure(loop: asyncio.AbstractEventLoop, server: load.Server, body: bytes | list[bytes], seconds: float) -> dict[str, Any]:
     cpu_before, started = load.process_cpu_seconds(server.process.pid), time.perf_counter()
     result = loop.run_until_complete(
-        load.run_load(server.port, body, concurrency=CONCURRENCY, max_requests=MAX_REQUESTS, max_seconds=seconds))
+        load.run_load(server.port, body, concurrency=CONCURRENCY, max_requests=MAX_REQUESTS, max_seconds=seconds)
+    )
     wall, cpu_after = time.perf_counter() - started, load.process_cpu_seconds(server.process.pid)
     assert result.errors == 0, f"{server.info['kind']}: {result.errors} bad answers, first: {result.first_error}"
     assert result.requests > 0, f"{server.info['kind']}: no answers"
@@ -56,7 +57,8 @@ def _measure(loop: asyncio.AbstractEventLoop, server: load.Server, body: bytes |
         "p99_ms": result.p99 * 1e3,
         # the server process's CPU time (all its threads) per answer: less sensitive than rps to a busy machine
         "server_cpu_us": (cpu_after - cpu_before) / result.requests * 1e6
-        if cpu_before is not None and cpu_after is not None else None,
+        if cpu_before is not None and cpu_after is not None
+        else None,
         "server_cpu_share": (cpu_after - cpu_before) / wall if cpu_before is not None and cpu_after is not None else None,
     }
 
@@ -69,20 +71,21 @@ def _median(runs: list[dict[str, Any]], name: str) -> float | None:
 @pytest.mark.benchmark(group=GROUP)
 def test_load_check_vs_bare(benchmark: Any, tmp_path: Any) -> None:
     quick = bool(benchmark.disabled)
-    rounds, seconds, warmup = (QUICK_ROUNDS, QUICK_SECONDS, QUICK_WARMUP_SECONDS) if quick else (
-        ROUNDS, SECONDS, WARMUP_SECONDS)
+    rounds, seconds, warmup = (QUICK_ROUNDS, QUICK_SECONDS, QUICK_WARMUP_SECONDS) if quick else (ROUNDS, SECONDS, WARMUP_SECONDS)
     runs: dict[str, list[dict[str, Any]]] = {"bare": [], "check": [], "distinct": []}
     loop = asyncio.new_event_loop()
     try:
         with load.server("check", str(tmp_path)) as check:
             body = orjson.dumps(check.info["body"])
             # The warm-up fills the gateway's license cache; its first answer is the bare handler's template.
-            warm = loop.run_until_complete(load.run_load(check.port, body, concurrency=CONCURRENCY,
-                                                         max_requests=MAX_REQUESTS, max_seconds=warmup))
+            warm = loop.run_until_complete(
+                load.run_load(check.port, body, concurrency=CONCURRENCY, max_requests=MAX_REQUESTS, max_seconds=warmup)
+            )
             assert warm.errors == 0 and warm.sample is not None, warm.first_error
             with load.server("bare", warm.sample.decode()) as bare:
-                warm = loop.run_until_complete(load.run_load(bare.port, body, concurrency=CONCURRENCY,
-                                                             max_requests=MAX_REQUESTS, max_seconds=warmup))
+                warm = loop.run_until_complete(
+                    load.run_load(bare.port, body, concurrency=CONCURRENCY, max_requests=MAX_REQUESTS, max_seconds=warmup)
+                )
                 assert warm.errors == 0, warm.first_error
                 servers = {"bare": bare, "check": check}
 
@@ -99,27 +102,29 @@ def test_load_check_vs_bare(benchmark: Any, tmp_path: Any) -> None:
     assert len(runs["bare"]) == len(runs["check"]) >= 1
     bare_rps, check_rps = _median(runs["bare"], "rps"), _median(runs["check"], "rps")
     assert bare_rps and check_rps is not None
-    benchmark.extra_info.update({
-        "kind": "load",
-        "concurrency": CONCURRENCY,
-        "seconds_per_run": seconds,
-        "rounds": len(runs["check"]),
-        "core": check.info["core"],
-        "goal": GOAL,
-        "bare_rps": bare_rps,
-        "bare_p50_ms": _median(runs["bare"], "p50_ms"),
-        "bare_p99_ms": _median(runs["bare"], "p99_ms"),
-        "bare_server_cpu_us": _median(runs["bare"], "server_cpu_us"),
-        "check_rps": check_rps,
-        "check_p50_ms": _median(runs["check"], "p50_ms"),
-        "check_p99_ms": _median(runs["check"], "p99_ms"),
-        "check_server_cpu_us": _median(runs["check"], "server_cpu_us"),
-        "ratio": check_rps / bare_rps,
-        "ratios_per_round": [c["rps"] / b["rps"] for b, c in zip(runs["bare"], runs["check"])],
-        # The same gateway with every request distinct: no answer kept for identical repeats helps.
-        "distinct_rps": _median(runs["distinct"], "rps"),
-        "distinct_p99_ms": _median(runs["distinct"], "p99_ms"),
-        "distinct_server_cpu_us": _median(runs["distinct"], "server_cpu_us"),
-        "distinct_ratio": (_median(runs["distinct"], "rps") or 0.0) / bare_rps,
-        "runs": runs,
-    })
+    benchmark.extra_info.update(
+        {
+            "kind": "load",
+            "concurrency": CONCURRENCY,
+            "seconds_per_run": seconds,
+            "rounds": len(runs["check"]),
+            "core": check.info["core"],
+            "goal": GOAL,
+            "bare_rps": bare_rps,
+            "bare_p50_ms": _median(runs["bare"], "p50_ms"),
+            "bare_p99_ms": _median(runs["bare"], "p99_ms"),
+            "bare_server_cpu_us": _median(runs["bare"], "server_cpu_us"),
+            "check_rps": check_rps,
+            "check_p50_ms": _median(runs["check"], "p50_ms"),
+            "check_p99_ms": _median(runs["check"], "p99_ms"),
+            "check_server_cpu_us": _median(runs["check"], "server_cpu_us"),
+            "ratio": check_rps / bare_rps,
+            "ratios_per_round": [c["rps"] / b["rps"] for b, c in zip(runs["bare"], runs["check"])],
+            # The same gateway with every request distinct: no answer kept for identical repeats helps.
+            "distinct_rps": _median(runs["distinct"], "rps"),
+            "distinct_p99_ms": _median(runs["distinct"], "p99_ms"),
+            "distinct_server_cpu_us": _median(runs["distinct"], "server_cpu_us"),
+            "distinct_ratio": (_median(runs["distinct"], "rps") or 0.0) / bare_rps,
+            "runs": runs,
+        }
+    )

@@ -31,42 +31,69 @@ fn token_error(py: Python<'_>, fault: &TokenFault) -> PyErr {
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_string())
+    value
+        .get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "object".to_string())
 }
 
 fn wrong_type(name: &str, expected: &str, value: &Bound<'_, PyAny>) -> PyErr {
-    PyTypeError::new_err(format!("{name} must be {expected}, not {}", type_name(value)))
+    PyTypeError::new_err(format!(
+        "{name} must be {expected}, not {}",
+        type_name(value)
+    ))
 }
 
 fn bytes_arg<'a>(value: &'a Bound<'_, PyAny>, name: &str) -> PyResult<&'a [u8]> {
-    Ok(value.cast::<PyBytes>().map_err(|_| wrong_type(name, "bytes", value))?.as_bytes())
+    Ok(value
+        .cast::<PyBytes>()
+        .map_err(|_| wrong_type(name, "bytes", value))?
+        .as_bytes())
 }
 
 fn str_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
-    let text = value.cast::<PyString>().map_err(|_| wrong_type(name, "str", value))?;
+    let text = value
+        .cast::<PyString>()
+        .map_err(|_| wrong_type(name, "str", value))?;
     match text.to_str() {
         Ok(text) => Ok(text.to_string()),
-        Err(_) => Err(invalid_input(value.py(), format!("{name} is not valid UTF-8"))),
+        Err(_) => Err(invalid_input(
+            value.py(),
+            format!("{name} is not valid UTF-8"),
+        )),
     }
 }
 
 fn seed_arg(value: &Bound<'_, PyAny>) -> PyResult<[u8; SEED_LENGTH]> {
-    bytes_arg(value, "seed")?.try_into().map_err(|_| invalid_input(value.py(), "seed must be 32 bytes"))
+    bytes_arg(value, "seed")?
+        .try_into()
+        .map_err(|_| invalid_input(value.py(), "seed must be 32 bytes"))
 }
 
-fn mapping_arg<'a, 'py>(value: &'a Bound<'py, PyAny>, name: &str) -> PyResult<&'a Bound<'py, PyMapping>> {
-    value.cast::<PyMapping>().map_err(|_| wrong_type(name, "a mapping", value))
+fn mapping_arg<'a, 'py>(
+    value: &'a Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<&'a Bound<'py, PyMapping>> {
+    value
+        .cast::<PyMapping>()
+        .map_err(|_| wrong_type(name, "a mapping", value))
 }
 
 /// The `(key, value)` pairs of a mapping's `items()`, in its order; anything but 2-tuples is a TypeError.
-fn mapping_pairs<'py>(value: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
+fn mapping_pairs<'py>(
+    value: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>> {
     let mut pairs = Vec::new();
     for item in mapping_arg(value, name)?.items()?.iter() {
         let pair = item
             .cast::<PyTuple>()
             .ok()
             .filter(|t| t.len() == 2)
-            .ok_or_else(|| PyTypeError::new_err(format!("{name} items must be (key, value) tuples")))?;
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!("{name} items must be (key, value) tuples"))
+            })?;
         pairs.push((pair.get_item(0)?, pair.get_item(1)?));
     }
     Ok(pairs)
@@ -76,7 +103,10 @@ fn mapping_pairs<'py>(value: &Bound<'py, PyAny>, name: &str) -> PyResult<Vec<(Bo
 fn string_items(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<(String, String)>> {
     let mut items = Vec::new();
     for (key, value) in mapping_pairs(value, name)? {
-        items.push((str_arg(&key, &format!("{name} component"))?, str_arg(&value, &format!("{name} value"))?));
+        items.push((
+            str_arg(&key, &format!("{name} component"))?,
+            str_arg(&value, &format!("{name} value"))?,
+        ));
     }
     Ok(items)
 }
@@ -86,7 +116,9 @@ fn number_arg(value: &Bound<'_, PyAny>, name: &str, out_of_range: &str) -> PyRes
     if !(value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>()) {
         return Err(wrong_type(name, "a number", value));
     }
-    value.extract::<f64>().map_err(|_| invalid_input(value.py(), out_of_range))
+    value
+        .extract::<f64>()
+        .map_err(|_| invalid_input(value.py(), out_of_range))
 }
 
 fn weights_arg(value: &Bound<'_, PyAny>) -> PyResult<Weights> {
@@ -110,11 +142,16 @@ fn threshold_arg(value: &Bound<'_, PyAny>) -> PyResult<f64> {
     Ok(threshold)
 }
 
-fn sequence_arg<'a, 'py>(value: &'a Bound<'py, PyAny>, name: &str) -> PyResult<&'a Bound<'py, PySequence>> {
+fn sequence_arg<'a, 'py>(
+    value: &'a Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<&'a Bound<'py, PySequence>> {
     if value.is_instance_of::<PyString>() || value.is_instance_of::<PyBytes>() {
         return Err(wrong_type(name, "a sequence", value));
     }
-    value.cast::<PySequence>().map_err(|_| wrong_type(name, "a sequence", value))
+    value
+        .cast::<PySequence>()
+        .map_err(|_| wrong_type(name, "a sequence", value))
 }
 
 fn kind_arg(value: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -128,23 +165,37 @@ fn kind_arg(value: &Bound<'_, PyAny>) -> PyResult<String> {
 #[pyfunction]
 fn generate_seed(py: Python<'_>) -> PyResult<Bound<'_, PyBytes>> {
     let mut seed = [0u8; SEED_LENGTH];
-    getrandom::getrandom(&mut seed).map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    getrandom::getrandom(&mut seed)
+        .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
     Ok(PyBytes::new(py, &seed))
 }
 
 #[pyfunction]
 fn public_key<'py>(seed: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    Ok(PyBytes::new(seed.py(), &ed25519::public_key(&seed_arg(seed)?)))
+    Ok(PyBytes::new(
+        seed.py(),
+        &ed25519::public_key(&seed_arg(seed)?),
+    ))
 }
 
 #[pyfunction]
-fn sign<'py>(seed: &Bound<'py, PyAny>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+fn sign<'py>(
+    seed: &Bound<'py, PyAny>,
+    message: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let seed = seed_arg(seed)?;
-    Ok(PyBytes::new(message.py(), &ed25519::sign(&seed, bytes_arg(message, "message")?)))
+    Ok(PyBytes::new(
+        message.py(),
+        &ed25519::sign(&seed, bytes_arg(message, "message")?),
+    ))
 }
 
 #[pyfunction]
-fn verify(public_key: &Bound<'_, PyAny>, message: &Bound<'_, PyAny>, signature: &Bound<'_, PyAny>) -> PyResult<bool> {
+fn verify(
+    public_key: &Bound<'_, PyAny>,
+    message: &Bound<'_, PyAny>,
+    signature: &Bound<'_, PyAny>,
+) -> PyResult<bool> {
     let public_key = bytes_arg(public_key, "public_key")?;
     let message = bytes_arg(message, "message")?;
     let signature = bytes_arg(signature, "signature")?;
@@ -161,7 +212,9 @@ fn batch_items(items: &Bound<'_, PyAny>) -> PyResult<Vec<OwnedItem>> {
             .cast::<PyTuple>()
             .ok()
             .filter(|t| t.len() == 3)
-            .ok_or_else(|| PyTypeError::new_err("each item must be a (public_key, message, signature) tuple"))?;
+            .ok_or_else(|| {
+                PyTypeError::new_err("each item must be a (public_key, message, signature) tuple")
+            })?;
         owned.push((
             bytes_arg(&tuple.get_item(0)?, "public_key")?.to_vec(),
             bytes_arg(&tuple.get_item(1)?, "message")?.to_vec(),
@@ -201,11 +254,16 @@ fn encode_token(
 
 /// A token text as the twin reads it: too long, then not ASCII (a string with lone surrogates included).
 fn token_text(value: &Bound<'_, PyAny>) -> PyResult<Result<String, TokenFault>> {
-    let text = value.cast::<PyString>().map_err(|_| wrong_type("token", "str", value))?;
+    let text = value
+        .cast::<PyString>()
+        .map_err(|_| wrong_type("token", "str", value))?;
     if text.len()? > MAX_TOKEN_LENGTH {
         return Ok(Err(TokenFault::TooLong));
     }
-    Ok(text.to_str().map(str::to_string).map_err(|_| TokenFault::Malformed("not ASCII")))
+    Ok(text
+        .to_str()
+        .map(str::to_string)
+        .map_err(|_| TokenFault::Malformed("not ASCII")))
 }
 
 /// A token whose form, kind and key id are right: the key and the bytes to verify.
@@ -214,7 +272,11 @@ struct Checkable {
     item: OwnedItem,
 }
 
-fn checkable(value: &Bound<'_, PyAny>, kind: &str, public_keys: &Bound<'_, PyMapping>) -> PyResult<Result<Checkable, TokenFault>> {
+fn checkable(
+    value: &Bound<'_, PyAny>,
+    kind: &str,
+    public_keys: &Bound<'_, PyMapping>,
+) -> PyResult<Result<Checkable, TokenFault>> {
     let text = match token_text(value)? {
         Ok(text) => text,
         Err(fault) => return Ok(Err(fault)),
@@ -228,7 +290,10 @@ fn checkable(value: &Bound<'_, PyAny>, kind: &str, public_keys: &Bound<'_, PyMap
         return Ok(Err(TokenFault::UnknownKey(parsed.kid.to_string())));
     }
     let key = bytes_arg(&key, "public key")?.to_vec();
-    Ok(Ok(Checkable { item: (key, parsed.signed.to_vec(), parsed.signature.to_vec()), payload: parsed.payload }))
+    Ok(Ok(Checkable {
+        item: (key, parsed.signed.to_vec(), parsed.signature.to_vec()),
+        payload: parsed.payload,
+    }))
 }
 
 #[pyfunction]
@@ -261,7 +326,11 @@ fn decode_tokens<'py>(
     for token in sequence_arg(tokens, "tokens")?.try_iter()? {
         outcomes.push(checkable(&token?, &kind, public_keys)?);
     }
-    let items: Vec<OwnedItem> = outcomes.iter().filter_map(|o| o.as_ref().ok()).map(|c| c.item.clone()).collect();
+    let items: Vec<OwnedItem> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .map(|c| c.item.clone())
+        .collect();
     let mut verdicts = verify_owned(py, &items).into_iter();
     outcomes
         .into_iter()
@@ -273,7 +342,10 @@ fn decode_tokens<'py>(
                 Ok(_) => TokenFault::BadSignature,
                 Err(fault) => fault,
             };
-            Ok(token_error(py, &fault).into_value(py).into_bound(py).into_any())
+            Ok(token_error(py, &fault)
+                .into_value(py)
+                .into_bound(py)
+                .into_any())
         })
         .collect()
 }
@@ -285,8 +357,13 @@ fn fingerprint_score(
     weights: &Bound<'_, PyAny>,
 ) -> PyResult<f64> {
     let stored = string_items(stored, "stored")?;
-    let presented: HashMap<String, String> = string_items(presented, "presented")?.into_iter().collect();
-    Ok(fingerprint::score(&stored, &presented, &weights_arg(weights)?))
+    let presented: HashMap<String, String> =
+        string_items(presented, "presented")?.into_iter().collect();
+    Ok(fingerprint::score(
+        &stored,
+        &presented,
+        &weights_arg(weights)?,
+    ))
 }
 
 /// Stored fingerprints matched against a presented one (see `_core.pyi`).
@@ -301,10 +378,16 @@ struct PyFingerprintIndex {
 impl PyFingerprintIndex {
     #[new]
     fn new(weights: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(PyFingerprintIndex { index: fingerprint::FingerprintIndex::new(weights_arg(weights)?) })
+        Ok(PyFingerprintIndex {
+            index: fingerprint::FingerprintIndex::new(weights_arg(weights)?),
+        })
     }
 
-    fn add(slf: &Bound<'_, Self>, id: &Bound<'_, PyAny>, fingerprint: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add(
+        slf: &Bound<'_, Self>,
+        id: &Bound<'_, PyAny>,
+        fingerprint: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let id = str_arg(id, "id")?;
         let fingerprint = string_items(fingerprint, "fingerprint")?;
         slf.borrow_mut().index.add(id, fingerprint);
@@ -325,16 +408,26 @@ impl PyFingerprintIndex {
     }
 
     fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
-        id.cast::<PyString>().ok().and_then(|s| s.to_str().ok().map(|s| self.index.contains(s))).unwrap_or(false)
+        id.cast::<PyString>()
+            .ok()
+            .and_then(|s| s.to_str().ok().map(|s| self.index.contains(s)))
+            .unwrap_or(false)
     }
 
-    fn best_match(slf: &Bound<'_, Self>, presented: &Bound<'_, PyAny>, threshold: &Bound<'_, PyAny>) -> PyResult<Option<(String, f64)>> {
+    fn best_match(
+        slf: &Bound<'_, Self>,
+        presented: &Bound<'_, PyAny>,
+        threshold: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<(String, f64)>> {
         let presented = string_items(presented, "presented")?;
         let threshold = threshold_arg(threshold)?;
         Ok(slf.borrow().index.best_match(&presented, threshold))
     }
 
-    fn duplicates(slf: &Bound<'_, Self>, threshold: &Bound<'_, PyAny>) -> PyResult<Vec<(String, String, f64)>> {
+    fn duplicates(
+        slf: &Bound<'_, Self>,
+        threshold: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<(String, String, f64)>> {
         let threshold = threshold_arg(threshold)?;
         Ok(slf.borrow().index.duplicates(threshold))
     }

@@ -59,7 +59,8 @@ pub fn is_canonical_point(encoding: &[u8; 32]) -> bool {
         return false;
     }
     let sign = encoding[31] & 0x80 != 0;
-    let is_y_one = encoding[0] == 1 && encoding[1..31].iter().all(|&b| b == 0) && encoding[31] & 0x7f == 0;
+    let is_y_one =
+        encoding[0] == 1 && encoding[1..31].iter().all(|&b| b == 0) && encoding[31] & 0x7f == 0;
     let is_y_minus_one = high_all_ones && encoding[0] == 0xec;
     !(sign && (is_y_one || is_y_minus_one))
 }
@@ -101,26 +102,36 @@ pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
     let Some((key, r, s)) = split(public_key, signature) else {
         return false;
     };
-    if !acceptable_point(&key) || !acceptable_point(&r) || Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).is_none() {
+    if !acceptable_point(&key)
+        || !acceptable_point(&r)
+        || Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).is_none()
+    {
         return false;
     }
     let Ok(verifying_key) = VerifyingKey::from_bytes(&key) else {
         return false;
     };
     let signature: [u8; 64] = signature.try_into().expect("length checked by split");
-    verifying_key.verify_strict(message, &Signature::from_bytes(&signature)).is_ok()
+    verifying_key
+        .verify_strict(message, &Signature::from_bytes(&signature))
+        .is_ok()
 }
 
 /// Public keys met in earlier batches, decompressed and checked for torsion: the same devices and tenants
 /// sign request after request, so a key's decompression and torsion check are paid once, not per batch.
 /// Both are facts about the key's bytes alone, so the cache changes no result. Bounded: when full, it starts
 /// afresh.
-static KNOWN_KEYS: OnceLock<Mutex<HashMap<[u8; 32], (EdwardsPoint, bool)>>> = OnceLock::new();
+static KNOWN_KEYS: OnceLock<Mutex<KnownKeys>> = OnceLock::new();
+/// A public key's bytes -> the key decompressed, and whether it is torsion-free.
+type KnownKeys = HashMap<[u8; 32], (EdwardsPoint, bool)>;
 const KNOWN_KEYS_MAX: usize = 65_536;
 
 fn known_keys() -> std::sync::MutexGuard<'static, HashMap<[u8; 32], (EdwardsPoint, bool)>> {
     // A panic while holding the lock cannot leave the map half-updated (inserts and clears are atomic).
-    KNOWN_KEYS.get_or_init(|| Mutex::new(HashMap::new())).lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    KNOWN_KEYS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Decompressed public keys of a batch, each decompressed (and checked for torsion) once however many
@@ -134,7 +145,12 @@ struct KeyTable {
 
 impl KeyTable {
     fn new() -> Self {
-        KeyTable { index: HashMap::new(), keys: Vec::new(), points: Vec::new(), torsion_free: Vec::new() }
+        KeyTable {
+            index: HashMap::new(),
+            keys: Vec::new(),
+            points: Vec::new(),
+            torsion_free: Vec::new(),
+        }
     }
 
     fn intern(&mut self, key: &[u8; 32]) -> Option<usize> {
@@ -155,7 +171,11 @@ impl KeyTable {
 
     /// Whether each key of `group` is torsion-free, each key checked once.
     fn torsion_free_keys(&mut self, group: &[&Prepared]) -> Vec<bool> {
-        let mut unknown: Vec<usize> = group.iter().map(|item| item.key_index).filter(|&i| self.torsion_free[i].is_none()).collect();
+        let mut unknown: Vec<usize> = group
+            .iter()
+            .map(|item| item.key_index)
+            .filter(|&i| self.torsion_free[i].is_none())
+            .collect();
         unknown.sort_unstable();
         unknown.dedup();
         let points: Vec<EdwardsPoint> = unknown.iter().map(|&i| self.points[i]).collect();
@@ -168,11 +188,19 @@ impl KeyTable {
             self.torsion_free[i] = Some(clean);
             known.insert(self.keys[i], (self.points[i], clean));
         }
-        group.iter().map(|item| self.torsion_free[item.key_index] == Some(true)).collect()
+        group
+            .iter()
+            .map(|item| self.torsion_free[item.key_index] == Some(true))
+            .collect()
     }
 }
 
-fn prepare(keys: &mut KeyTable, public_key: &[u8], message: &[u8], signature: &[u8]) -> Option<Prepared> {
+fn prepare(
+    keys: &mut KeyTable,
+    public_key: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Option<Prepared> {
     let (key, r_bytes, s_bytes) = split(public_key, signature)?;
     if !acceptable_point(&key) || !acceptable_point(&r_bytes) {
         return None;
@@ -180,14 +208,20 @@ fn prepare(keys: &mut KeyTable, public_key: &[u8], message: &[u8], signature: &[
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
     let key_index = keys.intern(&key)?;
     let r = CompressedEdwardsY(r_bytes).decompress()?;
-    let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(key).chain_update(message));
+    let k = Scalar::from_hash(
+        Sha512::new()
+            .chain_update(r_bytes)
+            .chain_update(key)
+            .chain_update(message),
+    );
     Some(Prepared { key_index, r, s, k })
 }
 
 /// `[L]P = 0`, computed as `[L - 1]P + P` in variable time (the inputs are public).
 fn is_torsion_free(point: &EdwardsPoint) -> bool {
     let l_minus_one = -Scalar::ONE;
-    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO) + point).is_identity()
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO) + point)
+        .is_identity()
 }
 
 /// Rounds of the subset-sum torsion test: each lets a torsion component through with probability at most
@@ -266,7 +300,9 @@ fn combined_equation_holds(keys: &KeyTable, group: &[&Prepared]) -> bool {
     let mut points = Vec::with_capacity(group.len() * 2 + 1);
     for (item, z) in group.iter().zip(&z) {
         base_coefficient -= z * item.s;
-        *key_coefficients.entry(item.key_index).or_insert(Scalar::ZERO) += z * item.k;
+        *key_coefficients
+            .entry(item.key_index)
+            .or_insert(Scalar::ZERO) += z * item.k;
         scalars.push(*z);
         points.push(item.r);
     }
@@ -276,7 +312,9 @@ fn combined_equation_holds(keys: &KeyTable, group: &[&Prepared]) -> bool {
         scalars.push(coefficient);
         points.push(keys.points[key_index]);
     }
-    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points).mul_by_cofactor().is_identity()
+    EdwardsPoint::vartime_multiscalar_mul(&scalars, &points)
+        .mul_by_cofactor()
+        .is_identity()
 }
 
 /// Groups smaller than this are verified item by item: below it the fixed costs of the combined
@@ -291,17 +329,26 @@ const BATCH_FROM: usize = 96;
 /// can make one). Items of a passing group are therefore accepted outright only when `A` and `R` are
 /// torsion-free; any other item is verified on its own. A failing group is bisected to find the bad items;
 /// small groups are verified item by item.
-pub fn verify_batch<'a>(items: impl IntoIterator<Item = (&'a [u8], &'a [u8], &'a [u8])>) -> Vec<bool> {
+pub fn verify_batch<'a>(
+    items: impl IntoIterator<Item = (&'a [u8], &'a [u8], &'a [u8])>,
+) -> Vec<bool> {
     let items: Vec<_> = items.into_iter().collect();
     if items.len() < BATCH_FROM {
         // Too few to share the work: preparing them for the combined equation would only be done twice.
-        return items.iter().map(|&(key, message, signature)| verify(key, message, signature)).collect();
+        return items
+            .iter()
+            .map(|&(key, message, signature)| verify(key, message, signature))
+            .collect();
     }
     let mut keys = KeyTable::new();
-    let prepared: Vec<Option<Prepared>> =
-        items.iter().map(|&(key, message, signature)| prepare(&mut keys, key, message, signature)).collect();
+    let prepared: Vec<Option<Prepared>> = items
+        .iter()
+        .map(|&(key, message, signature)| prepare(&mut keys, key, message, signature))
+        .collect();
     let mut results = vec![false; items.len()];
-    let candidates: Vec<usize> = (0..items.len()).filter(|&i| prepared[i].is_some()).collect();
+    let candidates: Vec<usize> = (0..items.len())
+        .filter(|&i| prepared[i].is_some())
+        .collect();
     let mut pending = vec![candidates];
     while let Some(group) = pending.pop() {
         if group.len() < BATCH_FROM {
@@ -310,13 +357,19 @@ pub fn verify_batch<'a>(items: impl IntoIterator<Item = (&'a [u8], &'a [u8], &'a
             }
             continue;
         }
-        let members: Vec<&Prepared> = group.iter().map(|&i| prepared[i].as_ref().expect("candidate")).collect();
+        let members: Vec<&Prepared> = group
+            .iter()
+            .map(|&i| prepared[i].as_ref().expect("candidate"))
+            .collect();
         if combined_equation_holds(&keys, &members) {
             let commitments: Vec<EdwardsPoint> = members.iter().map(|item| item.r).collect();
             let clean_commitments = torsion_free_flags(&commitments);
             let clean_keys = keys.torsion_free_keys(&members);
-            for ((&i, clean_commitment), clean_key) in group.iter().zip(clean_commitments).zip(clean_keys) {
-                results[i] = (clean_commitment && clean_key) || verify(items[i].0, items[i].1, items[i].2);
+            for ((&i, clean_commitment), clean_key) in
+                group.iter().zip(clean_commitments).zip(clean_keys)
+            {
+                results[i] =
+                    (clean_commitment && clean_key) || verify(items[i].0, items[i].1, items[i].2);
             }
         } else {
             let (left, right) = group.split_at(group.len() / 2);
@@ -338,7 +391,10 @@ mod tests {
 
     #[test]
     fn small_order_list_is_the_curves_eight_torsion() {
-        let mut expected: Vec<[u8; 32]> = EIGHT_TORSION.iter().map(|p| p.compress().to_bytes()).collect();
+        let mut expected: Vec<[u8; 32]> = EIGHT_TORSION
+            .iter()
+            .map(|p| p.compress().to_bytes())
+            .collect();
         let mut listed = SMALL_ORDER_ENCODINGS.to_vec();
         expected.sort();
         listed.sort();
@@ -348,7 +404,8 @@ mod tests {
     #[test]
     fn signs_and_verifies_rfc8032_test_1() {
         let seed = hex32("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
-        let expected_key = hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        let expected_key =
+            hex32("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
         assert_eq!(public_key(&seed), expected_key);
         let signature = sign(&seed, b"");
         assert_eq!(
@@ -366,7 +423,10 @@ mod tests {
         assert!(!verify(&key[..31], b"m", &signature));
         assert!(!verify(&key, b"m", &signature[..63]));
         assert!(!verify(&[], b"m", &[]));
-        assert_eq!(verify_batch([(&key[..31], &b"m"[..], &signature[..])]), vec![false]);
+        assert_eq!(
+            verify_batch([(&key[..31], &b"m"[..], &signature[..])]),
+            vec![false]
+        );
     }
 
     #[test]
@@ -394,7 +454,10 @@ mod tests {
             carry = sum >> 8;
         }
         assert!(!verify(&key, b"m", &signature));
-        assert_eq!(verify_batch([(&key[..], &b"m"[..], &signature[..])]), vec![false]);
+        assert_eq!(
+            verify_batch([(&key[..], &b"m"[..], &signature[..])]),
+            vec![false]
+        );
     }
 
     #[test]
@@ -406,18 +469,26 @@ mod tests {
             if i % 7 == 3 {
                 signature[5] ^= 1;
             }
-            owned.push((public_key(&seed(i % 5)).to_vec(), message, signature.to_vec()));
+            owned.push((
+                public_key(&seed(i % 5)).to_vec(),
+                message,
+                signature.to_vec(),
+            ));
         }
         let batch = verify_batch(owned.iter().map(|(k, m, s)| (&k[..], &m[..], &s[..])));
         let single: Vec<bool> = owned.iter().map(|(k, m, s)| verify(k, m, s)).collect();
         assert_eq!(batch, single);
-        assert_eq!(batch.iter().filter(|ok| !**ok).count(), (0..BATCH_FROM + 3).filter(|i| i % 7 == 3).count());
+        assert_eq!(
+            batch.iter().filter(|ok| !**ok).count(),
+            (0..BATCH_FROM + 3).filter(|i| i % 7 == 3).count()
+        );
     }
 
     #[test]
     fn subset_test_finds_one_torsion_component_among_many() {
-        let mut points: Vec<EdwardsPoint> =
-            (1..=200u64).map(|i| EdwardsPoint::mul_base(&Scalar::from(i * 7919))).collect();
+        let mut points: Vec<EdwardsPoint> = (1..=200u64)
+            .map(|i| EdwardsPoint::mul_base(&Scalar::from(i * 7919)))
+            .collect();
         assert!(all_torsion_free(&points));
         points[137] += EIGHT_TORSION[4];
         assert!(!all_torsion_free(&points));
@@ -441,24 +512,50 @@ mod tests {
         let r = Scalar::from_bytes_mod_order([7u8; 32]);
         let r_point = EdwardsPoint::mul_base(&r) + EIGHT_TORSION[4];
         let r_bytes = r_point.compress().to_bytes();
-        let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(key).chain_update(message));
+        let k = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(r_bytes)
+                .chain_update(key)
+                .chain_update(message),
+        );
         let s = r + k * a;
         let mut signature = [0u8; 64];
         signature[..32].copy_from_slice(&r_bytes);
         signature[32..].copy_from_slice(s.as_bytes());
         assert!(!verify(&key, message, &signature));
         let good = sign(&seed, b"fine");
-        let results = verify_batch([(&key[..], &message[..], &signature[..]), (&key[..], &b"fine"[..], &good[..])]);
+        let results = verify_batch([
+            (&key[..], &message[..], &signature[..]),
+            (&key[..], &b"fine"[..], &good[..]),
+        ]);
         assert_eq!(results, vec![false, true]);
     }
 
     /// A signature by the secret scalar `a` whose key and commitment carry the torsion points `key_torsion`
     /// and `r_torsion`: valid without the cofactor only when those parts cancel.
-    fn signed_with_torsion(a: Scalar, key_torsion: EdwardsPoint, r_torsion: EdwardsPoint, message: &[u8]) -> ([u8; 32], [u8; 64]) {
-        let key = (EdwardsPoint::mul_base(&a) + key_torsion).compress().to_bytes();
-        let r = Scalar::from_hash(Sha512::new().chain_update(a.as_bytes()).chain_update(message));
-        let r_bytes = (EdwardsPoint::mul_base(&r) + r_torsion).compress().to_bytes();
-        let k = Scalar::from_hash(Sha512::new().chain_update(r_bytes).chain_update(key).chain_update(message));
+    fn signed_with_torsion(
+        a: Scalar,
+        key_torsion: EdwardsPoint,
+        r_torsion: EdwardsPoint,
+        message: &[u8],
+    ) -> ([u8; 32], [u8; 64]) {
+        let key = (EdwardsPoint::mul_base(&a) + key_torsion)
+            .compress()
+            .to_bytes();
+        let r = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(a.as_bytes())
+                .chain_update(message),
+        );
+        let r_bytes = (EdwardsPoint::mul_base(&r) + r_torsion)
+            .compress()
+            .to_bytes();
+        let k = Scalar::from_hash(
+            Sha512::new()
+                .chain_update(r_bytes)
+                .chain_update(key)
+                .chain_update(message),
+        );
         let mut signature = [0u8; 64];
         signature[..32].copy_from_slice(&r_bytes);
         signature[32..].copy_from_slice((r + k * a).as_bytes());
@@ -474,16 +571,32 @@ mod tests {
         for i in 0..BATCH_FROM as u8 + 10 {
             let message = vec![i; 40];
             let (key, signature) = match i % 10 {
-                3 => signed_with_torsion(Scalar::from(1000u64 + u64::from(i)), EIGHT_TORSION[4], EdwardsPoint::identity(), &message),
-                7 => signed_with_torsion(Scalar::from(77u64), EdwardsPoint::identity(), EIGHT_TORSION[2], &message),
+                3 => signed_with_torsion(
+                    Scalar::from(1000u64 + u64::from(i)),
+                    EIGHT_TORSION[4],
+                    EdwardsPoint::identity(),
+                    &message,
+                ),
+                7 => signed_with_torsion(
+                    Scalar::from(77u64),
+                    EdwardsPoint::identity(),
+                    EIGHT_TORSION[2],
+                    &message,
+                ),
                 _ => (public_key(&seed(i % 13)), sign(&seed(i % 13), &message)),
             };
             owned.push((key.to_vec(), message, signature.to_vec()));
         }
         let single: Vec<bool> = owned.iter().map(|(k, m, s)| verify(k, m, s)).collect();
-        assert!(single.iter().filter(|ok| !**ok).count() >= 10, "torsion components make some items invalid");
+        assert!(
+            single.iter().filter(|ok| !**ok).count() >= 10,
+            "torsion components make some items invalid"
+        );
         for _ in 0..2 {
-            assert_eq!(verify_batch(owned.iter().map(|(k, m, s)| (&k[..], &m[..], &s[..]))), single);
+            assert_eq!(
+                verify_batch(owned.iter().map(|(k, m, s)| (&k[..], &m[..], &s[..]))),
+                single
+            );
         }
     }
 }
@@ -495,7 +608,10 @@ mod wycheproof {
 
     #[test]
     fn all_wycheproof_vectors_single_and_batch() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/wycheproof_ed25519_test.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/vectors/wycheproof_ed25519_test.json"
+        );
         let text = std::fs::read_to_string(path).expect("../shared/vectors beside the repository");
         let suite: serde_json::Value = serde_json::from_str(&text).unwrap();
         let mut cases = Vec::new();
@@ -505,7 +621,13 @@ mod wycheproof {
                 let message = hex::decode(test["msg"].as_str().unwrap()).unwrap();
                 let signature = hex::decode(test["sig"].as_str().unwrap()).unwrap();
                 let valid = test["result"].as_str().unwrap() == "valid";
-                cases.push((test["tcId"].as_u64().unwrap(), key.clone(), message, signature, valid));
+                cases.push((
+                    test["tcId"].as_u64().unwrap(),
+                    key.clone(),
+                    message,
+                    signature,
+                    valid,
+                ));
             }
         }
         assert_eq!(cases.len(), 151);

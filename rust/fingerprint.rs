@@ -41,7 +41,11 @@ impl Weights {
 }
 
 /// The score of `presented` against `stored` (components in the caller's order).
-pub fn score(stored: &[(String, String)], presented: &HashMap<String, String>, weights: &Weights) -> f64 {
+pub fn score(
+    stored: &[(String, String)],
+    presented: &HashMap<String, String>,
+    weights: &Weights,
+) -> f64 {
     let mut total = 0.0;
     for (name, _) in stored {
         total += weights.of(name);
@@ -60,7 +64,9 @@ pub fn score(stored: &[(String, String)], presented: &HashMap<String, String>, w
 
 fn value_hash(value: &str) -> u64 {
     // FNV-1a: only a quick filter before the exact string comparison, so collisions cost nothing but time.
-    value.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3))
+    value.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// What the scan reads of a stored component; its value is kept apart and read only when the hashes match.
@@ -110,7 +116,10 @@ pub struct FingerprintIndex {
 
 impl FingerprintIndex {
     pub fn new(weights: Weights) -> Self {
-        FingerprintIndex { weights, ..Default::default() }
+        FingerprintIndex {
+            weights,
+            ..Default::default()
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -136,10 +145,19 @@ impl FingerprintIndex {
             let next_slot = self.slots.len();
             let slot = *self.slots.entry(name).or_insert(next_slot);
             let slot = u32::try_from(slot).expect("fewer than 2^32 component names");
-            components.push(Component { slot, weight, hash: value_hash(&value) });
+            components.push(Component {
+                slot,
+                weight,
+                hash: value_hash(&value),
+            });
             values.push(value.into_boxed_str());
         }
-        let entry = StoredFingerprint { id: id.clone(), components, values, total };
+        let entry = StoredFingerprint {
+            id: id.clone(),
+            components,
+            values,
+            total,
+        };
         match self.positions.get(&id) {
             Some(&position) => self.stored[position] = entry,
             None => {
@@ -161,7 +179,10 @@ impl FingerprintIndex {
         true
     }
 
-    fn lay_out<'a>(&self, presented: impl IntoIterator<Item = (&'a str, &'a str)>) -> Presented<'a> {
+    fn lay_out<'a>(
+        &self,
+        presented: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Presented<'a> {
         let mut laid_out = vec![None; self.slots.len()];
         for (name, value) in presented {
             if let Some(&slot) = self.slots.get(name) {
@@ -172,7 +193,11 @@ impl FingerprintIndex {
     }
 
     /// The best-scoring stored fingerprint at or above `threshold`; ties go to the id that sorts first.
-    pub fn best_match(&self, presented: &[(String, String)], threshold: f64) -> Option<(String, f64)> {
+    pub fn best_match(
+        &self,
+        presented: &[(String, String)],
+        threshold: f64,
+    ) -> Option<(String, f64)> {
         let presented = self.lay_out(presented.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let mut best: Option<(&str, f64)> = None;
         for stored in &self.stored {
@@ -205,7 +230,10 @@ impl FingerprintIndex {
         let mut sharing: HashMap<(u32, &str), Vec<usize>> = HashMap::new();
         for (position, stored) in self.stored.iter().enumerate() {
             for (component, value) in stored.components.iter().zip(&stored.values) {
-                sharing.entry((component.slot, &**value)).or_default().push(position);
+                sharing
+                    .entry((component.slot, &**value))
+                    .or_default()
+                    .push(position);
             }
         }
         let mut candidates: BTreeSet<(&str, &str, usize, usize)> = BTreeSet::new();
@@ -225,7 +253,9 @@ impl FingerprintIndex {
             .into_iter()
             .filter_map(|(a_id, b_id, a, b)| {
                 let (a, b) = (&self.stored[a], &self.stored[b]);
-                let score = a.score(&self.as_presented(b)).min(b.score(&self.as_presented(a)));
+                let score = a
+                    .score(&self.as_presented(b))
+                    .min(b.score(&self.as_presented(a)));
                 (score >= threshold).then(|| (a_id.to_string(), b_id.to_string(), score))
             })
             .collect()
@@ -237,7 +267,10 @@ mod tests {
     use super::*;
 
     fn fingerprint(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     fn weights() -> Weights {
@@ -247,7 +280,10 @@ mod tests {
     #[test]
     fn score_is_weighted_share_of_stored_components() {
         let stored = fingerprint(&[("board", "b"), ("disk", "d"), ("mac", "m")]);
-        let presented: HashMap<_, _> = fingerprint(&[("board", "b"), ("disk", "x"), ("mac", "m"), ("cpu", "c")]).into_iter().collect();
+        let presented: HashMap<_, _> =
+            fingerprint(&[("board", "b"), ("disk", "x"), ("mac", "m"), ("cpu", "c")])
+                .into_iter()
+                .collect();
         assert_eq!(score(&stored, &presented, &weights()), 1.5 / 3.5);
         assert_eq!(score(&[], &presented, &weights()), 0.0);
     }
@@ -278,7 +314,10 @@ mod tests {
     fn duplicates_use_the_lower_direction() {
         let mut index = FingerprintIndex::new(Weights::default());
         index.add("x".into(), fingerprint(&[("a", "1"), ("b", "2")]));
-        index.add("y".into(), fingerprint(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]));
+        index.add(
+            "y".into(),
+            fingerprint(&[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]),
+        );
         index.add("z".into(), fingerprint(&[("e", "5")]));
         assert_eq!(index.duplicates(0.5), vec![("x".into(), "y".into(), 0.5)]);
         assert!(index.duplicates(0.6).is_empty());

@@ -24,8 +24,12 @@ impl TokenFault {
     pub fn message(&self) -> String {
         match self {
             TokenFault::Malformed(reason) => format!("token is malformed: {reason}"),
-            TokenFault::TooLong => format!("token is malformed: longer than {MAX_TOKEN_LENGTH} characters"),
-            TokenFault::WrongKind { found, expected } => format!("token is of kind {found}, expected {expected}"),
+            TokenFault::TooLong => {
+                format!("token is malformed: longer than {MAX_TOKEN_LENGTH} characters")
+            }
+            TokenFault::WrongKind { found, expected } => {
+                format!("token is of kind {found}, expected {expected}")
+            }
             TokenFault::UnknownKey(kid) => format!("unknown key id {kid}"),
             TokenFault::BadSignature => "token signature does not verify".to_string(),
         }
@@ -33,26 +37,39 @@ impl TokenFault {
 }
 
 pub fn is_valid_kind(kind: &str) -> bool {
-    (1..=8).contains(&kind.len()) && kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    (1..=8).contains(&kind.len())
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 pub fn is_valid_kid(kid: &str) -> bool {
-    (1..=64).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 pub const INVALID_KIND: &str = "kind must be 1-8 characters of a-z0-9";
 pub const INVALID_KID: &str = "kid must be 1-64 characters of A-Za-z0-9_-";
 
 /// Sign `payload` into a token; `Err` carries the invalid-input message.
-pub fn encode(kind: &str, kid: &str, payload: &[u8], seed: &[u8; SEED_LENGTH]) -> Result<String, String> {
+pub fn encode(
+    kind: &str,
+    kid: &str,
+    payload: &[u8],
+    seed: &[u8; SEED_LENGTH],
+) -> Result<String, String> {
     if !is_valid_kind(kind) {
         return Err(INVALID_KIND.to_string());
     }
     if !is_valid_kid(kid) {
         return Err(INVALID_KID.to_string());
     }
-    if kind.len() + kid.len() + (payload.len() * 4 + 2) / 3 + 89 > MAX_TOKEN_LENGTH {
-        return Err(format!("token would be longer than {MAX_TOKEN_LENGTH} characters"));
+    if kind.len() + kid.len() + (payload.len() * 4).div_ceil(3) + 89 > MAX_TOKEN_LENGTH {
+        return Err(format!(
+            "token would be longer than {MAX_TOKEN_LENGTH} characters"
+        ));
     }
     let mut token = format!("{kind}.{kid}.{}", URL_SAFE_NO_PAD.encode(payload));
     let signature = ed25519::sign(seed, token.as_bytes());
@@ -72,7 +89,9 @@ pub struct ParsedToken<'a> {
 
 fn decode_part(text: &str, fault: &'static str) -> Result<Vec<u8>, TokenFault> {
     // The engine refuses padding, foreign characters and non-zero trailing bits: one encoding per value.
-    URL_SAFE_NO_PAD.decode(text).map_err(|_| TokenFault::Malformed(fault))
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| TokenFault::Malformed(fault))
 }
 
 /// Check a token's form and kind, in the order the pure-Python twin does.
@@ -95,13 +114,22 @@ pub fn parse<'a>(token: &'a str, expected_kind: &str) -> Result<ParsedToken<'a>,
     }
     let payload = decode_part(payload_text, "payload is not canonical base64url")?;
     let signature = decode_part(signature_text, "signature is not canonical base64url")?;
-    let signature: [u8; SIGNATURE_LENGTH] =
-        signature.try_into().map_err(|_| TokenFault::Malformed("signature is not 64 bytes"))?;
+    let signature: [u8; SIGNATURE_LENGTH] = signature
+        .try_into()
+        .map_err(|_| TokenFault::Malformed("signature is not 64 bytes"))?;
     if kind != expected_kind {
-        return Err(TokenFault::WrongKind { found: kind.to_string(), expected: expected_kind.to_string() });
+        return Err(TokenFault::WrongKind {
+            found: kind.to_string(),
+            expected: expected_kind.to_string(),
+        });
     }
     let signed = &token.as_bytes()[..token.len() - signature_text.len() - 1];
-    Ok(ParsedToken { kid, signed, payload, signature })
+    Ok(ParsedToken {
+        kid,
+        signed,
+        payload,
+        signature,
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +144,8 @@ mod tests {
 
     fn decode(token: &str, kind: &str) -> Result<Vec<u8>, TokenFault> {
         let parsed = parse(token, kind)?;
-        let key = keys()(parsed.kid).ok_or_else(|| TokenFault::UnknownKey(parsed.kid.to_string()))?;
+        let key =
+            keys()(parsed.kid).ok_or_else(|| TokenFault::UnknownKey(parsed.kid.to_string()))?;
         if ed25519::verify(&key, parsed.signed, &parsed.signature) {
             Ok(parsed.payload)
         } else {
@@ -128,7 +157,10 @@ mod tests {
     fn round_trips_and_keeps_kinds_apart() {
         let token = encode("lf1", "k1", b"{\"a\":1}", &SEED).unwrap();
         assert_eq!(decode(&token, "lf1").unwrap(), b"{\"a\":1}");
-        assert!(matches!(decode(&token, "ls1"), Err(TokenFault::WrongKind { .. })));
+        assert!(matches!(
+            decode(&token, "ls1"),
+            Err(TokenFault::WrongKind { .. })
+        ));
         let relabelled = token.replacen("lf1", "ls1", 1);
         assert_eq!(decode(&relabelled, "ls1"), Err(TokenFault::BadSignature));
     }
@@ -142,7 +174,10 @@ mod tests {
                 let mut changed = bytes.to_vec();
                 changed[i] ^= 1 << bit;
                 if let Ok(text) = std::str::from_utf8(&changed) {
-                    assert!(decode(text, "en1").is_err(), "bit {bit} of byte {i} went unnoticed");
+                    assert!(
+                        decode(text, "en1").is_err(),
+                        "bit {bit} of byte {i} went unnoticed"
+                    );
                 }
             }
         }
@@ -153,15 +188,27 @@ mod tests {
         let token = encode("rs1", "k1", b"a", &SEED).unwrap();
         // "YQ" encodes b"a"; "YR" has non-zero trailing bits that a lenient decoder would drop.
         let lenient = token.replacen(".YQ.", ".YR.", 1);
-        assert_eq!(parse(&lenient, "rs1").unwrap_err(), TokenFault::Malformed("payload is not canonical base64url"));
-        assert_eq!(parse("a.b.c", "a").unwrap_err(), TokenFault::Malformed("expected 4 dot-separated parts"));
-        assert_eq!(parse(&"x".repeat(MAX_TOKEN_LENGTH + 1), "a").unwrap_err(), TokenFault::TooLong);
+        assert_eq!(
+            parse(&lenient, "rs1").unwrap_err(),
+            TokenFault::Malformed("payload is not canonical base64url")
+        );
+        assert_eq!(
+            parse("a.b.c", "a").unwrap_err(),
+            TokenFault::Malformed("expected 4 dot-separated parts")
+        );
+        assert_eq!(
+            parse(&"x".repeat(MAX_TOKEN_LENGTH + 1), "a").unwrap_err(),
+            TokenFault::TooLong
+        );
     }
 
     #[test]
     fn unknown_kid_and_bad_arguments() {
         let token = encode("lf1", "k2", b"", &SEED).unwrap();
-        assert_eq!(decode(&token, "lf1"), Err(TokenFault::UnknownKey("k2".into())));
+        assert_eq!(
+            decode(&token, "lf1"),
+            Err(TokenFault::UnknownKey("k2".into()))
+        );
         assert!(encode("LF1", "k", b"", &SEED).is_err());
         assert!(encode("lf1", "k.1", b"", &SEED).is_err());
         assert!(encode("lf1", "k", &vec![0u8; MAX_TOKEN_LENGTH], &SEED).is_err());

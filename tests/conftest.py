@@ -10,7 +10,6 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-
 from licensor.store import Store, open_store
 from licensor.testing import ThrowawayPostgres
 
@@ -18,6 +17,7 @@ VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "vectors
 
 
 # --- stores: the plugin author kit's fixtures (licensor.testing), under the suite's shorter names ------------
+
 
 @pytest.fixture(scope="session")
 def postgres(licensor_postgres: ThrowawayPostgres) -> ThrowawayPostgres:

@@ -5,6 +5,7 @@ major number is above the one its policy option allows."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar
 
 from licensor.backend import Backend, CheckRequest, license_terms_verdict
 from licensor.hookspecs import hookimpl
@@ -14,7 +15,7 @@ from licensor.verdict import Code, Verdict
 class ExampleBackend(Backend):
     name = "example"
     verdicts_cacheable = True
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {"max_major_version": {"type": "integer", "minimum": 0}},
         "additionalProperties": False,

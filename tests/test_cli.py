@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from licensor import _impl
 from licensor.testing import free_port
 
@@ -45,7 +44,11 @@ def cli_env(**extra: str) -> dict[str, str]:
 def run_cli(*args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "licensor.cli", *args],
-        input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=cli_env(**env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        env=cli_env(**env),
     )
 
 
@@ -59,8 +62,9 @@ def http_get(url: str, token: str | None = None) -> tuple[int, Any]:
 
 
 def http_post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -80,7 +84,10 @@ class Gateway:
         with open(self.stdout_path, "w") as out, open(self.stderr_path, "w") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "licensor.cli", "serve", "--data-dir", str(data_dir), "--port", str(self.port), *extra],
-                stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=cli_env(**(env or {})),
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=cli_env(**(env or {})),
             )
 
     def wait_healthy(self) -> None:
@@ -196,7 +203,7 @@ def test_serve_init_if_empty_writes_the_token_file_and_never_prints_the_token(tm
         status, tenant = http_get(f"{server.url}/v1/admin/tenant", token)
         assert (status, tenant["name"]) == (200, "default")
         assert f"the admin token is in {token_file}" in server.stdout
-        assert "created the tenant \"default\"" in server.stdout
+        assert 'created the tenant "default"' in server.stdout
     finally:
         assert server.stop() == 0
     secret = token.split(".")[1]
@@ -232,7 +239,10 @@ def test_serve_stops_once_on_repeated_signals(tmp_path: Path) -> None:
 def test_serve_reports_a_port_in_use(gateway: Gateway, tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "licensor.cli", "serve", "--data-dir", str(tmp_path), "--port", str(gateway.port)],
-        capture_output=True, text=True, timeout=COMMAND_TIMEOUT, env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        env=cli_env(),
     )
     assert completed.returncode == 1
     assert f"cannot listen on 127.0.0.1:{gateway.port}" in completed.stderr
@@ -293,9 +303,25 @@ def test_admin_reports_api_errors_with_their_code_and_exit_1(gateway: Gateway, i
 def test_admin_license_lifecycle(gateway: Gateway, init_output: dict[str, str]) -> None:
     token = init_output["admin_token"]
     product = json.loads(gateway.admin("products", "create", "--code", "cycle", "--name", "Cycle", token=token).stdout)
-    policy_run = gateway.admin("policies", "create", "--product-id", product["id"], "--name", "Yearly", "--backend",
-                               "cloud-lite", "--seats", "2", "--duration-kind", "subscription", "--duration-days", "365",
-                               "--maintenance-days", "365", token=token)
+    policy_run = gateway.admin(
+        "policies",
+        "create",
+        "--product-id",
+        product["id"],
+        "--name",
+        "Yearly",
+        "--backend",
+        "cloud-lite",
+        "--seats",
+        "2",
+        "--duration-kind",
+        "subscription",
+        "--duration-days",
+        "365",
+        "--maintenance-days",
+        "365",
+        token=token,
+    )
     assert policy_run.returncode == 0, policy_run.stderr
     policy = json.loads(policy_run.stdout)
     assert (policy["seats"], policy["duration"], policy["maintenance_days"]) == (2, {"kind": "subscription", "days": 365}, 365)
@@ -310,11 +336,17 @@ def test_admin_license_lifecycle(gateway: Gateway, init_output: dict[str, str]) 
     assert found.returncode == 0 and json.loads(found.stdout)["id"] == license_["id"]
 
     assert json.loads(gateway.admin("licenses", "suspend", license_["id"], token=token).stdout)["state"] == "suspended"
-    assert json.loads(gateway.admin("licenses", "list", "--state", "suspended", token=token).stdout)["data"][0]["id"] == license_["id"]
+    assert (
+        json.loads(gateway.admin("licenses", "list", "--state", "suspended", token=token).stdout)["data"][0]["id"]
+        == license_["id"]
+    )
     assert json.loads(gateway.admin("licenses", "reinstate", license_["id"], token=token).stdout)["state"] == "active"
     renewed = json.loads(gateway.admin("licenses", "renew", license_["id"], token=token).stdout)
     assert renewed["expires_at"] > license_["expires_at"]
-    assert json.loads(gateway.admin("licenses", "revoke", license_["id"], "--reason", "refund", token=token).stdout)["state"] == "revoked"
+    assert (
+        json.loads(gateway.admin("licenses", "revoke", license_["id"], "--reason", "refund", token=token).stdout)["state"]
+        == "revoked"
+    )
     refused = gateway.admin("licenses", "reinstate", license_["id"], token=token)
     assert refused.returncode == 1 and refused.stderr.startswith("error: INVALID_STATE: ")
 
@@ -342,8 +374,12 @@ def test_admin_answers_an_offline_activation_request_file(gateway: Gateway, init
     device = DeviceKey.generate()
     fingerprint = hash_components({"machine_id": "lab-pc", "disk": "ssd-1"}, product_salt(tenant, "offline-cad"))
     request_file, license_file = tmp_path / "activation-request.txt", tmp_path / "license.lf1"
-    request_file.write_text(device_request(device, "activate", tenant=tenant, product="offline-cad", fingerprint=fingerprint,
-                                           license_key=license["key"]) + "\n")
+    request_file.write_text(
+        device_request(
+            device, "activate", tenant=tenant, product="offline-cad", fingerprint=fingerprint, license_key=license["key"]
+        )
+        + "\n"
+    )
     # ... the vendor answers it with the CLI ...
     answered = ok("activations", "answer", "--request-file", str(request_file), "--out", str(license_file))
     assert answered["license_file_written_to"] == str(license_file) and answered["activation"]["mode"] == "offline"
@@ -351,9 +387,17 @@ def test_admin_answers_an_offline_activation_request_file(gateway: Gateway, init
     assert [item["id"] for item in listed["data"]] == [answered["activation"]["id"]]
     # ... and the device imports the license file and verifies it offline.
     _, keyset = http_get(f"{gateway.url}/v1/keys?tenant={tenant}")
-    keys = {key["kid"]: base64.urlsafe_b64decode(key["public_key"] + "=" * (-len(key["public_key"]) % 4)) for key in keyset["keys"]}
-    verdict = verify_license_file(license_file.read_text().strip(), keys, tenant=tenant, product="offline-cad",
-                                  fingerprint=fingerprint, device_key=device.key_id)
+    keys = {
+        key["kid"]: base64.urlsafe_b64decode(key["public_key"] + "=" * (-len(key["public_key"]) % 4)) for key in keyset["keys"]
+    }
+    verdict = verify_license_file(
+        license_file.read_text().strip(),
+        keys,
+        tenant=tenant,
+        product="offline-cad",
+        fingerprint=fingerprint,
+        device_key=device.key_id,
+    )
     assert verdict.valid and verdict.file.activation_id == answered["activation"]["id"]
     # A request file that is not one is refused with its code, and nothing is activated.
     request_file.write_text("not a request\n")
@@ -371,9 +415,24 @@ def admin_ok(gateway: Gateway, token: str, *args: str) -> Any:
 def cloud_license(gateway: Gateway, token: str, code: str, seats: int = 2) -> dict[str, Any]:
     """A new product ``code`` with a cloud policy of ``seats`` seats, and a license of it."""
     product = admin_ok(gateway, token, "products", "create", "--code", code, "--name", code.title())
-    policy = admin_ok(gateway, token, "policies", "create", "--product-id", product["id"], "--name", "Floating",
-                      "--backend", "cloud", "--seats", str(seats), "--option", "lease_ttl_seconds=600",
-                      "--option", "on_seat_limit=take_over")
+    policy = admin_ok(
+        gateway,
+        token,
+        "policies",
+        "create",
+        "--product-id",
+        product["id"],
+        "--name",
+        "Floating",
+        "--backend",
+        "cloud",
+        "--seats",
+        str(seats),
+        "--option",
+        "lease_ttl_seconds=600",
+        "--option",
+        "on_seat_limit=take_over",
+    )
     # --option values are JSON where they read as JSON, else strings; the backend fills in its defaults.
     assert policy["options"] == {"lease_ttl_seconds": 600, "on_seat_limit": "take_over", "heartbeat_interval_seconds": 300}
     return admin_ok(gateway, token, "licenses", "create", "--policy-id", policy["id"])
@@ -385,8 +444,9 @@ def test_admin_credentials_create_writes_a_0600_file_and_never_prints_its_secret
     token, tenant = init_output["admin_token"], init_output["tenant_id"]
     license = cloud_license(gateway, token, "cloud-cad")
     path = tmp_path / "credential.json"
-    created = gateway.admin("credentials", "create", "--license-id", license["id"], "--label", "build-farm",
-                            "--out", str(path), token=token)
+    created = gateway.admin(
+        "credentials", "create", "--license-id", license["id"], "--label", "build-farm", "--out", str(path), token=token
+    )
     assert created.returncode == 0, created.stderr
     answer = json.loads(created.stdout)
     # The file: mode 0600, the credential file as JSON (indented, one trailing newline).
@@ -396,8 +456,13 @@ def test_admin_credentials_create_writes_a_0600_file_and_never_prints_its_secret
     assert text == json.dumps(credential_file, indent=2) + "\n"
     assert credential_file["format"] == "licensor-credential-1"
     assert CREDENTIAL.fullmatch(credential_file["credential"])
-    assert (credential_file["server"], credential_file["tenant"], credential_file["product"], credential_file["license"],
-            credential_file["label"]) == (gateway.url, tenant, "cloud-cad", license["id"], "build-farm")
+    assert (
+        credential_file["server"],
+        credential_file["tenant"],
+        credential_file["product"],
+        credential_file["license"],
+        credential_file["label"],
+    ) == (gateway.url, tenant, "cloud-cad", license["id"], "build-farm")
     assert credential_file["keys"]
     # The printed answer: the credential and where its file went, never the secret.
     assert answer["credential_file_written_to"] == str(path) and "credential_file" not in answer
@@ -419,11 +484,13 @@ def test_admin_credentials_create_writes_a_0600_file_and_never_prints_its_secret
 
     # A refusal leaves no file behind.
     other = admin_ok(gateway, token, "products", "create", "--code", "not-cloud", "--name", "Not cloud")
-    policy = admin_ok(gateway, token, "policies", "create", "--product-id", other["id"], "--name", "Lite",
-                      "--backend", "cloud-lite")
+    policy = admin_ok(
+        gateway, token, "policies", "create", "--product-id", other["id"], "--name", "Lite", "--backend", "cloud-lite"
+    )
     lite = admin_ok(gateway, token, "licenses", "create", "--policy-id", policy["id"])
-    refused = gateway.admin("credentials", "create", "--license-id", lite["id"], "--out", str(tmp_path / "lite.json"),
-                            token=token)
+    refused = gateway.admin(
+        "credentials", "create", "--license-id", lite["id"], "--out", str(tmp_path / "lite.json"), token=token
+    )
     assert refused.returncode == 1 and refused.stderr.startswith("error: LICENSE_NOT_CLOUD: ")
     assert not (tmp_path / "lite.json").exists()
 
@@ -437,7 +504,9 @@ def test_admin_credentials_and_leases_of_a_cloud_license(gateway: Gateway, init_
     token, tenant = init_output["admin_token"], init_output["tenant_id"]
     license = cloud_license(gateway, token, "cloud-render")
     first_path, second_path = tmp_path / "first.json", tmp_path / "second.json"
-    first = admin_ok(gateway, token, "credentials", "create", "--license-id", license["id"], "--out", str(first_path))["credential"]
+    first = admin_ok(gateway, token, "credentials", "create", "--license-id", license["id"], "--out", str(first_path))[
+        "credential"
+    ]
     first_credential = json.loads(first_path.read_text())["credential"]
 
     # get, label, clear the label
@@ -447,24 +516,29 @@ def test_admin_credentials_and_leases_of_a_cloud_license(gateway: Gateway, init_
     assert admin_ok(gateway, token, "credentials", "label", first["id"], "--clear")["label"] is None
 
     # A device checks out a lease with the credential: the admin API lists it and counts it in today's usage.
-    status, checked_out = http_post(f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": first_credential,
-                                                                 "device_id": "render-1", "device_name": "Render 1"})
+    status, checked_out = http_post(
+        f"{gateway.url}/v1/leases",
+        {"tenant": tenant, "credential": first_credential, "device_id": "render-1", "device_name": "Render 1"},
+    )
     assert status == 201, checked_out
     lease = checked_out["lease"]
     leases = admin_ok(gateway, token, "leases", "list", "--license-id", license["id"])
-    assert [(item["id"], item["state"], item["credential_id"]) for item in leases["data"]] == [(lease["id"], "active", first["id"])]
+    assert [(item["id"], item["state"], item["credential_id"]) for item in leases["data"]] == [
+        (lease["id"], "active", first["id"])
+    ]
     assert admin_ok(gateway, token, "leases", "list", "--license-id", license["id"], "--state", "released")["data"] == []
     got = admin_ok(gateway, token, "leases", "get", lease["id"])
     assert (got["id"], got["device_id"], got["device_name"], got["state"]) == (lease["id"], "render-1", "Render 1", "active")
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
     usage = admin_ok(gateway, token, "leases", "usage", "--license-id", license["id"], "--from", today, "--to", today)
     assert (usage["object"], usage["license_id"], usage["seats"]) == ("lease_usage", license["id"], 2)
     assert usage["days"] == [{"date": today, "peak": 1, "checkouts": 1}]
     assert admin_ok(gateway, token, "leases", "usage", "--license-id", license["id"])["days"][-1] == usage["days"][0]
 
     # Reissue: a new credential (to a new file), the old one revoked and its lease ended.
-    reissued = admin_ok(gateway, token, "credentials", "reissue", first["id"], "--label", "render node 1b",
-                        "--out", str(second_path))
+    reissued = admin_ok(
+        gateway, token, "credentials", "reissue", first["id"], "--label", "render node 1b", "--out", str(second_path)
+    )
     second = reissued["credential"]
     assert reissued["credential_file_written_to"] == str(second_path) and "credential_file" not in reissued
     assert (second["reissue_of"], second["state"], second["label"]) == (first["id"], "active", "render node 1b")
@@ -474,15 +548,23 @@ def test_admin_credentials_and_leases_of_a_cloud_license(gateway: Gateway, init_
     old = admin_ok(gateway, token, "credentials", "get", first["id"])
     assert old["state"] == "revoked" and old["revoked_at"] is not None
     assert admin_ok(gateway, token, "leases", "get", lease["id"])["state"] == "revoked"
-    status, refused = http_post(f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": first_credential, "device_id": "render-1"})
+    status, refused = http_post(
+        f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": first_credential, "device_id": "render-1"}
+    )
     assert (status, refused["error"]["code"]) == (403, "CREDENTIAL_REVOKED")
-    by_state = {state: [item["id"] for item in admin_ok(gateway, token, "credentials", "list", "--license-id", license["id"],
-                                                         "--state", state)["data"]] for state in ("active", "revoked")}
+    by_state = {
+        state: [
+            item["id"]
+            for item in admin_ok(gateway, token, "credentials", "list", "--license-id", license["id"], "--state", state)["data"]
+        ]
+        for state in ("active", "revoked")
+    }
     assert by_state == {"active": [second["id"]], "revoked": [first["id"]]}
 
     # The vendor frees a seat: the lease is revoked, and releasing it again is refused.
-    status, checked_out = http_post(f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": second_credential,
-                                                                 "device_id": "render-2"})
+    status, checked_out = http_post(
+        f"{gateway.url}/v1/leases", {"tenant": tenant, "credential": second_credential, "device_id": "render-2"}
+    )
     assert status == 201, checked_out
     released = admin_ok(gateway, token, "leases", "release", checked_out["lease"]["id"], "--reason", "node retired")
     assert (released["id"], released["state"]) == (checked_out["lease"]["id"], "revoked") and released["ended_at"] is not None
@@ -498,8 +580,9 @@ def test_admin_credentials_and_leases_of_a_cloud_license(gateway: Gateway, init_
 
 
 def test_admin_without_a_gateway_exits_2(init_output: dict[str, str]) -> None:
-    completed = run_cli("admin", "--url", f"http://127.0.0.1:{free_port()}", "products", "list",
-                        LICENSOR_TOKEN=init_output["admin_token"])
+    completed = run_cli(
+        "admin", "--url", f"http://127.0.0.1:{free_port()}", "products", "list", LICENSOR_TOKEN=init_output["admin_token"]
+    )
     assert completed.returncode == 2
     assert "connection refused" in completed.stderr
 
@@ -523,10 +606,25 @@ def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str
 
 @pytest.mark.parametrize(
     "command",
-    [(), ("serve",), ("init",), ("admin",), ("admin", "products"), ("admin", "products", "create"),
-     ("admin", "policies", "create"), ("admin", "licenses"), ("admin", "licenses", "renew"), ("admin", "activations"),
-     ("admin", "activations", "answer"), ("admin", "credentials"), ("admin", "credentials", "create"),
-     ("admin", "credentials", "label"), ("admin", "credentials", "reissue"), ("admin", "leases"), ("admin", "leases", "usage")],
+    [
+        (),
+        ("serve",),
+        ("init",),
+        ("admin",),
+        ("admin", "products"),
+        ("admin", "products", "create"),
+        ("admin", "policies", "create"),
+        ("admin", "licenses"),
+        ("admin", "licenses", "renew"),
+        ("admin", "activations"),
+        ("admin", "activations", "answer"),
+        ("admin", "credentials"),
+        ("admin", "credentials", "create"),
+        ("admin", "credentials", "label"),
+        ("admin", "credentials", "reissue"),
+        ("admin", "leases"),
+        ("admin", "leases", "usage"),
+    ],
     ids=lambda c: " ".join(c) or "licensor",
 )
 def test_every_command_has_help(command: tuple[str, ...]) -> None:

@@ -10,9 +10,7 @@ small order, ``S`` is canonical (``S < L``), and ``[S]B = R + [k]A`` holds witho
 """
 
 from collections.abc import Mapping, Sequence
-from typing import Final, final
-
-from typing_extensions import Self
+from typing import Final, Self, final
 
 from licensor.errors import TokenError
 
@@ -87,9 +85,7 @@ def decode_token(token: str, kind: str, public_keys: Mapping[str, bytes]) -> byt
     :raises licensor.errors.BadSignatureError: the signature does not strictly verify.
     """
 
-def decode_tokens(
-    tokens: Sequence[str], kind: str, public_keys: Mapping[str, bytes]
-) -> list[bytes | TokenError]:
+def decode_tokens(tokens: Sequence[str], kind: str, public_keys: Mapping[str, bytes]) -> list[bytes | TokenError]:
     """Decode many tokens at once: for each, its payload or the :class:`TokenError` that
     :func:`decode_token` would raise (returned, not raised). Signatures are checked with
     :func:`verify_batch`.
@@ -97,9 +93,7 @@ def decode_tokens(
     :raises licensor.errors.InvalidInputError: ``kind`` itself is invalid.
     """
 
-def fingerprint_score(
-    stored: Mapping[str, str], presented: Mapping[str, str], weights: Mapping[str, float]
-) -> float:
+def fingerprint_score(stored: Mapping[str, str], presented: Mapping[str, str], weights: Mapping[str, float]) -> float:
     """Return how well ``presented`` matches ``stored``, from 0.0 to 1.0.
 
     The sum of the weights of the components of ``stored`` that ``presented`` has with an equal value,

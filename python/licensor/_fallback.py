@@ -8,7 +8,6 @@ checked here on the bytes, exactly as the native core checks them, so both accep
 from __future__ import annotations
 
 import binascii
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -122,7 +121,7 @@ def _as_float(value: int | float) -> float:
 def _weight_map(weights: object) -> dict[str, float]:
     checked: dict[str, float] = {}
     for name, weight in _mapping_pairs(weights, "weights"):
-        _require_str(name, "weights component")
+        component = _require_str(name, "weights component")
         if not isinstance(weight, (int, float)):
             raise TypeError(f"weight must be a number, not {type(weight).__name__}")
         try:
@@ -131,7 +130,7 @@ def _weight_map(weights: object) -> dict[str, float]:
             raise InvalidInputError("weight must be a number from 0 to 1000000") from None
         if not (0.0 <= as_float <= _MAX_WEIGHT):  # also refuses NaN
             raise InvalidInputError("weight must be a number from 0 to 1000000")
-        checked[name] = as_float  # type: ignore[index]
+        checked[component] = as_float
     return checked
 
 
@@ -307,13 +306,13 @@ def decode_token(token: str, kind: str, public_keys: Mapping[str, bytes]) -> byt
 
 def decode_tokens(tokens: Sequence[str], kind: str, public_keys: Mapping[str, bytes]) -> list[bytes | TokenError]:
     _require_kind(kind)
-    keys = _require_mapping(public_keys, "public_keys")
+    _require_mapping(public_keys, "public_keys")
     if not isinstance(tokens, Sequence) or isinstance(tokens, (str, bytes)):
         raise TypeError(f"tokens must be a sequence, not {type(tokens).__name__}")
     results: list[bytes | TokenError] = []
     for token in tokens:
         try:
-            results.append(decode_token(token, kind, keys))  # type: ignore[arg-type]
+            results.append(decode_token(token, kind, public_keys))
         except TokenError as refused:
             results.append(refused)
     return results
@@ -355,11 +354,11 @@ class FingerprintIndex:
         self._weights = _weight_map(weights)
         self._stored: dict[str, _Weighted] = {}
 
-    def add(self, /, id: str, fingerprint: Mapping[str, str]) -> None:  # noqa: A002  (the contract's name)
+    def add(self, /, id: str, fingerprint: Mapping[str, str]) -> None:
         _require_str(id, "id")
         self._stored[id] = _weigh(_string_map(fingerprint, "fingerprint"), self._weights)
 
-    def remove(self, /, id: str) -> None:  # noqa: A002
+    def remove(self, /, id: str) -> None:
         _require_str(id, "id")
         try:
             del self._stored[id]

@@ -103,7 +103,8 @@ class Backend(ABC):
         """The backend's own routes (license-plane operations), added to the gateway and its OpenAPI document."""
         return ()
 
-    async def on_license_changed(self, tx: Transaction, license: dict[str, Any], change: str) -> None:
+    # Not abstract: a backend overrides it only when it reacts to changes (the default does nothing).
+    async def on_license_changed(self, tx: Transaction, license: dict[str, Any], change: str) -> None:  # noqa: B027
         """React to a change of one of this backend's licenses made in License Central (``suspended``,
         ``reinstated``, ``revoked``, ``renewed``), inside the changing transaction: what the backend writes
         through ``tx`` commits with the change, and an error aborts it. Checks see the change at once anyway

@@ -63,7 +63,12 @@ def _access_logger_class() -> type:
                 path = path[:200] + "..."
             self.logger.info(
                 "%s %s %s %d %.1fms rid=%s",
-                request.remote, request.method, path, response.status, time * 1000, response.headers.get("X-Request-Id", "-"),
+                request.remote,
+                request.method,
+                path,
+                response.status,
+                time * 1000,
+                response.headers.get("X-Request-Id", "-"),
             )
 
     return AccessLogger
@@ -104,7 +109,7 @@ def _is_postgres(url: str) -> bool:
 def _describe_store(url: str) -> str:
     """The store for a log line, without a password."""
     if url.startswith("sqlite:///"):
-        return f"SQLite {url[len('sqlite:///'):]}"
+        return f"SQLite {url[len('sqlite:///') :]}"
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
@@ -120,7 +125,7 @@ async def _open_store(settings: Any) -> Any:
     except ValueError as error:
         raise UsageError(str(error)) from None
     if store.url.startswith("sqlite:///"):
-        os.makedirs(os.path.dirname(store.url[len("sqlite:///"):]) or ".", exist_ok=True)
+        os.makedirs(os.path.dirname(store.url[len("sqlite:///") :]) or ".", exist_ok=True)
     try:
         await store.open()
     except OSError as error:
@@ -176,7 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
         created = asyncio.run(_create_tenant(settings, "default", only_if_empty=True))
         if created is not None:
             _write_secret_file(token_path, created[1] + "\n")
-            print(f"licensor: created the tenant \"default\" ({created[0]})", flush=True)
+            print(f'licensor: created the tenant "default" ({created[0]})', flush=True)
     if os.path.exists(token_path):
         # Where the token is, never the token itself.
         print(f"licensor: the admin token is in {token_path} (mode 0600): export LICENSOR_TOKEN=$(cat {token_path})", flush=True)
@@ -205,12 +210,19 @@ def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, s
         if os.environ.get("LICENSOR_PURE_PYTHON") == "1":
             log.warning("LICENSOR_PURE_PYTHON=1: serving on the pure-Python core (same answers, slower signing and verification)")
         else:
-            log.warning("the native core is not built: serving on the pure-Python core (same answers, slower signing "
-                        "and verification); `make build` builds it")
+            log.warning(
+                "the native core is not built: serving on the pure-Python core (same answers, slower signing "
+                "and verification); `make build` builds it"
+            )
 
     def started(_: str) -> None:
-        log.info("gateway listening on %s (core %s, store %s)%s", url, core, _describe_store(settings.store_url),
-                 "" if not single else "; Ctrl-C stops it")
+        log.info(
+            "gateway listening on %s (core %s, store %s)%s",
+            url,
+            core,
+            _describe_store(settings.store_url),
+            "" if not single else "; Ctrl-C stops it",
+        )
         if ready is not None:
             ready.send_bytes(READY)
             ready.close()
@@ -332,8 +344,9 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
-def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
-             query: dict[str, Any] | None = None) -> Any:
+def _request(
+    args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
+) -> Any:
     base = args.url.rstrip("/")
     if not base.startswith(("http://", "https://")):
         raise UsageError(f"--url must start with http:// or https://, not {args.url!r}")
@@ -359,8 +372,10 @@ def _request(args: argparse.Namespace, method: str, path: str, body: dict[str, A
     except urllib.error.URLError as error:
         reason = error.reason
         if isinstance(reason, ConnectionRefusedError):
-            raise UsageError(f"cannot connect to {base}: connection refused (is the gateway running? `make serve` "
-                             "or `licensor serve` starts it)") from None
+            raise UsageError(
+                f"cannot connect to {base}: connection refused (is the gateway running? `make serve` "
+                "or `licensor serve` starts it)"
+            ) from None
         raise UsageError(f"cannot reach {base}: {reason}") from None
     except TimeoutError:
         raise UsageError(f"no answer from {base} within {args.timeout:g} s") from None
@@ -420,8 +435,10 @@ def _policy_body(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-_OUT_HELP = ("write the credential file here: a new file, mode 0600, never overwritten; the printed answer then leaves "
-             "it out (default: print the whole answer, secret included)")
+_OUT_HELP = (
+    "write the credential file here: a new file, mode 0600, never overwritten; the printed answer then leaves "
+    "it out (default: print the whole answer, secret included)"
+)
 
 
 def _add_admin_parser(commands: Any) -> None:
@@ -429,13 +446,19 @@ def _add_admin_parser(commands: Any) -> None:
         "admin",
         help="call the admin API of a running gateway",
         description="Call the admin API of a running gateway and print its JSON answer. On an API error it prints "
-                    "`error: CODE: message` and exits 1; when the gateway cannot be reached, or no token is given, it "
-                    "exits 2.",
+        "`error: CODE: message` and exits 1; when the gateway cannot be reached, or no token is given, it "
+        "exits 2.",
     )
-    admin.add_argument("--url", default=os.environ.get("LICENSOR_URL", DEFAULT_URL),
-                       help=f"the gateway's address (default: $LICENSOR_URL or {DEFAULT_URL})")
-    admin.add_argument("--token-file", metavar="PATH",
-                       help="a file holding an API token (make serve writes var/admin-token); default: $LICENSOR_TOKEN")
+    admin.add_argument(
+        "--url",
+        default=os.environ.get("LICENSOR_URL", DEFAULT_URL),
+        help=f"the gateway's address (default: $LICENSOR_URL or {DEFAULT_URL})",
+    )
+    admin.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="a file holding an API token (make serve writes var/admin-token); default: $LICENSOR_TOKEN",
+    )
     admin.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer (default 30)")
     resources = admin.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
 
@@ -452,30 +475,54 @@ def _add_admin_parser(commands: Any) -> None:
     # products
     products = resources.add_parser("products", help="products", description="Products: create, list, get.")
     actions = products.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = command(actions, "create", "create a product", lambda a: _request(
-        a, "POST", "/v1/admin/products", _compact(code=a.code, name=a.name, description=a.description)))
+    p = command(
+        actions,
+        "create",
+        "create a product",
+        lambda a: _request(a, "POST", "/v1/admin/products", _compact(code=a.code, name=a.name, description=a.description)),
+    )
     p.add_argument("--code", required=True, help="a short unique code: lower-case letters, digits, . _ -")
     p.add_argument("--name", required=True, help="the product's name")
     p.add_argument("--description", help="a longer description")
-    listing(command(actions, "list", "list products", lambda a: _request(
-        a, "GET", "/v1/admin/products", query={**_page(a), "code": a.code}))).add_argument("--code", help="only this code")
-    command(actions, "get", "get a product", lambda a: _request(
-        a, "GET", f"/v1/admin/products/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="prd_...")
+    listing(
+        command(
+            actions,
+            "list",
+            "list products",
+            lambda a: _request(a, "GET", "/v1/admin/products", query={**_page(a), "code": a.code}),
+        )
+    ).add_argument("--code", help="only this code")
+    command(
+        actions, "get", "get a product", lambda a: _request(a, "GET", f"/v1/admin/products/{urllib.parse.quote(a.id, safe='')}")
+    ).add_argument("id", metavar="ID", help="prd_...")
 
     # features
     features = resources.add_parser("features", help="features of products", description="Features: create, list.")
     actions = features.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = command(actions, "create", "create a feature of a product", lambda a: _request(
-        a, "POST", "/v1/admin/features", _compact(product_id=a.product_id, code=a.code, name=a.name,
-                                                  metered=True if a.metered else None, unit=a.unit)))
+    p = command(
+        actions,
+        "create",
+        "create a feature of a product",
+        lambda a: _request(
+            a,
+            "POST",
+            "/v1/admin/features",
+            _compact(product_id=a.product_id, code=a.code, name=a.name, metered=True if a.metered else None, unit=a.unit),
+        ),
+    )
     p.add_argument("--product-id", required=True, help="prd_...")
     p.add_argument("--code", required=True, help="a code unique within the product")
     p.add_argument("--name", required=True, help="the feature's name")
     p.add_argument("--metered", action="store_true", help="usage of the feature is counted")
     p.add_argument("--unit", help="the unit of a metered feature")
-    listing(command(actions, "list", "list features", lambda a: _request(
-        a, "GET", "/v1/admin/features", query={**_page(a), "product_id": a.product_id}))).add_argument(
-        "--product-id", help="only this product's features")
+    listing(
+        command(
+            actions,
+            "list",
+            "list features",
+            lambda a: _request(a, "GET", "/v1/admin/features", query={**_page(a), "product_id": a.product_id}),
+        )
+    ).add_argument("--product-id", help="only this product's features")
 
     # policies
     policies = resources.add_parser("policies", help="policies (license templates)", description="Policies: create, list.")
@@ -488,42 +535,96 @@ def _add_admin_parser(commands: Any) -> None:
     p.add_argument("--duration-kind", choices=("perpetual", "subscription", "trial"), help="default perpetual")
     p.add_argument("--duration-days", type=int, help="days of a subscription or trial")
     p.add_argument("--maintenance-days", type=int, help="days of update entitlement from the start")
-    p.add_argument("--feature", action="append", type=_feature_item, metavar="CODE[=QUANTITY]",
-                   help="a feature the policy entitles (repeatable)")
-    p.add_argument("--option", action="append", type=_option_item, metavar="NAME=VALUE",
-                   help="a backend option, e.g. lease_ttl_seconds=600 or on_seat_limit=take_over (repeatable; "
-                        "the value is read as JSON when it is JSON)")
-    p = listing(command(actions, "list", "list policies", lambda a: _request(
-        a, "GET", "/v1/admin/policies", query={**_page(a), "product_id": a.product_id, "backend": a.backend})))
+    p.add_argument(
+        "--feature",
+        action="append",
+        type=_feature_item,
+        metavar="CODE[=QUANTITY]",
+        help="a feature the policy entitles (repeatable)",
+    )
+    p.add_argument(
+        "--option",
+        action="append",
+        type=_option_item,
+        metavar="NAME=VALUE",
+        help="a backend option, e.g. lease_ttl_seconds=600 or on_seat_limit=take_over (repeatable; "
+        "the value is read as JSON when it is JSON)",
+    )
+    p = listing(
+        command(
+            actions,
+            "list",
+            "list policies",
+            lambda a: _request(
+                a, "GET", "/v1/admin/policies", query={**_page(a), "product_id": a.product_id, "backend": a.backend}
+            ),
+        )
+    )
     p.add_argument("--product-id", help="only this product's policies")
     p.add_argument("--backend", help="only policies of this backend")
 
     # licenses
-    licenses = resources.add_parser("licenses", help="licenses",
-                                    description="Licenses: create, list, get, lookup, suspend, reinstate, revoke, renew.")
+    licenses = resources.add_parser(
+        "licenses", help="licenses", description="Licenses: create, list, get, lookup, suspend, reinstate, revoke, renew."
+    )
     actions = licenses.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = command(actions, "create", "create a license (its key is in this answer only)", lambda a: _request(
-        a, "POST", "/v1/admin/licenses", _compact(policy_id=a.policy_id, customer_id=a.customer_id, order_ref=a.order_ref)))
+    p = command(
+        actions,
+        "create",
+        "create a license (its key is in this answer only)",
+        lambda a: _request(
+            a, "POST", "/v1/admin/licenses", _compact(policy_id=a.policy_id, customer_id=a.customer_id, order_ref=a.order_ref)
+        ),
+    )
     p.add_argument("--policy-id", required=True, help="pol_...")
     p.add_argument("--customer-id", help="cus_...")
     p.add_argument("--order-ref", help="an order reference of your shop")
-    p = listing(command(actions, "list", "list licenses", lambda a: _request(
-        a, "GET", "/v1/admin/licenses", query={**_page(a), "state": a.state, "policy_id": a.policy_id,
-                                                "product_id": a.product_id})))
+    p = listing(
+        command(
+            actions,
+            "list",
+            "list licenses",
+            lambda a: _request(
+                a,
+                "GET",
+                "/v1/admin/licenses",
+                query={**_page(a), "state": a.state, "policy_id": a.policy_id, "product_id": a.product_id},
+            ),
+        )
+    )
     p.add_argument("--state", choices=("active", "suspended", "revoked"), help="only licenses in this state")
     p.add_argument("--policy-id", help="only licenses of this policy")
     p.add_argument("--product-id", help="only licenses of this product")
-    command(actions, "get", "get a license", lambda a: _request(
-        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="lic_...")
-    p = command(actions, "lookup", "find a license by its key (read from standard input, so it stays out of the "
-                                   "process list)", lambda a: _request(
-        a, "POST", "/v1/admin/licenses/lookup", {"key": sys.stdin.readline().strip()}))
-    for action, text in (("suspend", "suspend a license"), ("reinstate", "reinstate a suspended license"),
-                         ("revoke", "revoke a license (final)"),
-                         ("renew", "renew a license by the policy's period, or to --expires-at")):
-        p = command(actions, action, text, (lambda verb: lambda a: _request(
-            a, "POST", f"/v1/admin/licenses/{urllib.parse.quote(a.id, safe='')}/{verb}",
-            _compact(reason=a.reason, expires_at=getattr(a, "expires_at", None))))(action))
+    command(
+        actions, "get", "get a license", lambda a: _request(a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.id, safe='')}")
+    ).add_argument("id", metavar="ID", help="lic_...")
+    p = command(
+        actions,
+        "lookup",
+        "find a license by its key (read from standard input, so it stays out of the process list)",
+        lambda a: _request(a, "POST", "/v1/admin/licenses/lookup", {"key": sys.stdin.readline().strip()}),
+    )
+    for action, text in (
+        ("suspend", "suspend a license"),
+        ("reinstate", "reinstate a suspended license"),
+        ("revoke", "revoke a license (final)"),
+        ("renew", "renew a license by the policy's period, or to --expires-at"),
+    ):
+        p = command(
+            actions,
+            action,
+            text,
+            (
+                lambda verb: (
+                    lambda a: _request(
+                        a,
+                        "POST",
+                        f"/v1/admin/licenses/{urllib.parse.quote(a.id, safe='')}/{verb}",
+                        _compact(reason=a.reason, expires_at=getattr(a, "expires_at", None)),
+                    )
+                )
+            )(action),
+        )
         p.add_argument("id", metavar="ID", help="lic_...")
         p.add_argument("--reason", help="why, for the event log")
         if action == "renew":
@@ -531,93 +632,179 @@ def _add_admin_parser(commands: Any) -> None:
 
     # activations (the activation backend's routes)
     activations = resources.add_parser(
-        "activations", help="devices bound to licenses (activation backend)",
+        "activations",
+        help="devices bound to licenses (activation backend)",
         description="Activations of the activation backend: list, get, withdraw, reinstate, and answer an offline "
-                    "device's activation request file.")
+        "device's activation request file.",
+    )
     actions = activations.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = listing(command(actions, "list", "list a license's activations", lambda a: _request(
-        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/activations",
-        query={**_page(a), "state": a.state})))
+    p = listing(
+        command(
+            actions,
+            "list",
+            "list a license's activations",
+            lambda a: _request(
+                a,
+                "GET",
+                f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/activations",
+                query={**_page(a), "state": a.state},
+            ),
+        )
+    )
     p.add_argument("--license-id", required=True, help="lic_...")
-    p.add_argument("--state", choices=("active", "suspended", "withdrawn", "replaced", "deactivated"),
-                   help="only activations in this state")
-    command(actions, "get", "get an activation", lambda a: _request(
-        a, "GET", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="act_...")
-    p = command(actions, "withdraw", "remove a device: told WITHDRAWN at its next check-in, its seat back when its file "
-                                     "lapses", lambda a: _request(
-        a, "POST", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}/withdraw", _compact(reason=a.reason)))
+    p.add_argument(
+        "--state", choices=("active", "suspended", "withdrawn", "replaced", "deactivated"), help="only activations in this state"
+    )
+    command(
+        actions,
+        "get",
+        "get an activation",
+        lambda a: _request(a, "GET", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}"),
+    ).add_argument("id", metavar="ID", help="act_...")
+    p = command(
+        actions,
+        "withdraw",
+        "remove a device: told WITHDRAWN at its next check-in, its seat back when its file lapses",
+        lambda a: _request(
+            a, "POST", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}/withdraw", _compact(reason=a.reason)
+        ),
+    )
     p.add_argument("id", metavar="ID", help="act_...")
     p.add_argument("--reason", help="why, for the event log")
-    command(actions, "reinstate", "reinstate an activation suspended after a clone or rollback, or removed", lambda a: _request(
-        a, "POST", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}/reinstate")).add_argument(
-        "id", metavar="ID", help="act_...")
-    p = command(actions, "answer", "answer an offline device's activation request file with its license file",
-                _answer_request_file)
+    command(
+        actions,
+        "reinstate",
+        "reinstate an activation suspended after a clone or rollback, or removed",
+        lambda a: _request(a, "POST", f"/v1/admin/activations/{urllib.parse.quote(a.id, safe='')}/reinstate"),
+    ).add_argument("id", metavar="ID", help="act_...")
+    p = command(
+        actions, "answer", "answer an offline device's activation request file with its license file", _answer_request_file
+    )
     p.add_argument("--request-file", required=True, help="the device's request file ('-': standard input)")
     p.add_argument("--out", help="write the license file here (default: print the whole answer)")
 
     # credentials (the cloud backend's routes)
     credentials = resources.add_parser(
-        "credentials", help="credentials of licenses (cloud backend)",
+        "credentials",
+        help="credentials of licenses (cloud backend)",
         description="Credentials of the cloud backend: create (the credential file, whose secret is shown once), list, "
-                    "get, label, revoke, reissue.")
+        "get, label, revoke, reissue.",
+    )
     actions = credentials.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = command(actions, "create", "create a credential for a cloud license: its secret is shown once, in this answer "
-                                   "or only in the --out file", lambda a: _credential_file_answer(
-        a, f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/credentials"))
+    p = command(
+        actions,
+        "create",
+        "create a credential for a cloud license: its secret is shown once, in this answer or only in the --out file",
+        lambda a: _credential_file_answer(a, f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/credentials"),
+    )
     p.add_argument("--license-id", required=True, help="lic_... (a license of the cloud backend)")
     p.add_argument("--label", help="a label, e.g. the customer's machine or CI job")
     p.add_argument("--out", metavar="FILE", help=_OUT_HELP)
-    p = listing(command(actions, "list", "list a license's credentials", lambda a: _request(
-        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/credentials",
-        query={**_page(a), "state": a.state})))
+    p = listing(
+        command(
+            actions,
+            "list",
+            "list a license's credentials",
+            lambda a: _request(
+                a,
+                "GET",
+                f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/credentials",
+                query={**_page(a), "state": a.state},
+            ),
+        )
+    )
     p.add_argument("--license-id", required=True, help="lic_...")
     p.add_argument("--state", choices=("active", "revoked"), help="only credentials in this state")
-    command(actions, "get", "get a credential (never its secret)", lambda a: _request(
-        a, "GET", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="crd_...")
-    p = command(actions, "label", "set or clear a credential's label", lambda a: _request(
-        a, "PATCH", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}", {"label": None if a.clear else a.label}))
+    command(
+        actions,
+        "get",
+        "get a credential (never its secret)",
+        lambda a: _request(a, "GET", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}"),
+    ).add_argument("id", metavar="ID", help="crd_...")
+    p = command(
+        actions,
+        "label",
+        "set or clear a credential's label",
+        lambda a: _request(
+            a, "PATCH", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}", {"label": None if a.clear else a.label}
+        ),
+    )
     p.add_argument("id", metavar="ID", help="crd_...")
     label = p.add_mutually_exclusive_group(required=True)
     label.add_argument("--label", help="the new label")
     label.add_argument("--clear", action="store_true", help="remove the label")
-    p = command(actions, "revoke", "revoke a credential (final): its leases end at once", lambda a: _request(
-        a, "POST", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}/revoke", _compact(reason=a.reason)))
+    p = command(
+        actions,
+        "revoke",
+        "revoke a credential (final): its leases end at once",
+        lambda a: _request(
+            a, "POST", f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}/revoke", _compact(reason=a.reason)
+        ),
+    )
     p.add_argument("id", metavar="ID", help="crd_...")
     p.add_argument("--reason", help="why, for the event log")
-    p = command(actions, "reissue", "replace a credential by a new one (the old one is revoked and its leases end): the "
-                                    "new secret is shown once, in this answer or only in the --out file",
-                lambda a: _credential_file_answer(a, f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}/reissue"))
+    p = command(
+        actions,
+        "reissue",
+        "replace a credential by a new one (the old one is revoked and its leases end): the "
+        "new secret is shown once, in this answer or only in the --out file",
+        lambda a: _credential_file_answer(a, f"/v1/admin/credentials/{urllib.parse.quote(a.id, safe='')}/reissue"),
+    )
     p.add_argument("id", metavar="ID", help="crd_... (the credential to replace)")
     p.add_argument("--label", help="the new credential's label")
     p.add_argument("--out", metavar="FILE", help=_OUT_HELP)
 
     # leases (the cloud backend's routes)
     leases = resources.add_parser(
-        "leases", help="seats held by devices (cloud backend)",
-        description="Leases of the cloud backend: list, get, release (free a seat), and a license's daily usage.")
+        "leases",
+        help="seats held by devices (cloud backend)",
+        description="Leases of the cloud backend: list, get, release (free a seat), and a license's daily usage.",
+    )
     actions = leases.add_subparsers(dest="action", required=True, metavar="ACTION")
-    p = listing(command(actions, "list", "list a license's leases", lambda a: _request(
-        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/leases",
-        query={**_page(a), "state": a.state})))
+    p = listing(
+        command(
+            actions,
+            "list",
+            "list a license's leases",
+            lambda a: _request(
+                a,
+                "GET",
+                f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/leases",
+                query={**_page(a), "state": a.state},
+            ),
+        )
+    )
     p.add_argument("--license-id", required=True, help="lic_...")
-    p.add_argument("--state", choices=("active", "released", "expired", "taken_over", "revoked"),
-                   help="only leases in this state")
-    command(actions, "get", "get a lease", lambda a: _request(
-        a, "GET", f"/v1/admin/leases/{urllib.parse.quote(a.id, safe='')}")).add_argument("id", metavar="ID", help="lse_...")
-    p = command(actions, "release", "end a lease and free its seat (its device is told at its next heartbeat)",
-                lambda a: _request(a, "POST", f"/v1/admin/leases/{urllib.parse.quote(a.id, safe='')}/release",
-                                   _compact(reason=a.reason)))
+    p.add_argument(
+        "--state", choices=("active", "released", "expired", "taken_over", "revoked"), help="only leases in this state"
+    )
+    command(
+        actions, "get", "get a lease", lambda a: _request(a, "GET", f"/v1/admin/leases/{urllib.parse.quote(a.id, safe='')}")
+    ).add_argument("id", metavar="ID", help="lse_...")
+    p = command(
+        actions,
+        "release",
+        "end a lease and free its seat (its device is told at its next heartbeat)",
+        lambda a: _request(a, "POST", f"/v1/admin/leases/{urllib.parse.quote(a.id, safe='')}/release", _compact(reason=a.reason)),
+    )
     p.add_argument("id", metavar="ID", help="lse_...")
     p.add_argument("--reason", help="why, for the event log")
-    p = command(actions, "usage", "a license's seats in use per UTC day: the peak of leases held at once, and "
-                                  "check-outs", lambda a: _request(
-        a, "GET", f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/lease-usage",
-        query={"from": a.from_date, "to": a.to_date}))
+    p = command(
+        actions,
+        "usage",
+        "a license's seats in use per UTC day: the peak of leases held at once, and check-outs",
+        lambda a: _request(
+            a,
+            "GET",
+            f"/v1/admin/licenses/{urllib.parse.quote(a.license_id, safe='')}/lease-usage",
+            query={"from": a.from_date, "to": a.to_date},
+        ),
+    )
     p.add_argument("--license-id", required=True, help="lic_...")
     p.add_argument("--from", dest="from_date", metavar="YYYY-MM-DD", help="the first day (default: the last 30 days)")
-    p.add_argument("--to", dest="to_date", metavar="YYYY-MM-DD", help="the last day, included (default: today; at most "
-                                                                        "366 days in all)")
+    p.add_argument(
+        "--to", dest="to_date", metavar="YYYY-MM-DD", help="the last day, included (default: today; at most 366 days in all)"
+    )
 
 
 def _credential_file_answer(args: argparse.Namespace, path: str) -> Any:
@@ -641,8 +828,10 @@ def _credential_file_answer(args: argparse.Namespace, path: str) -> Any:
             handle.write(json.dumps(answer["credential_file"], indent=2) + "\n")
     except OSError as error:
         os.unlink(args.out)
-        raise UsageError(f"cannot write the credential file {args.out}: {error.strerror}; the credential "
-                         f"{answer['credential']['id']} was created but its secret is lost: reissue it") from None
+        raise UsageError(
+            f"cannot write the credential file {args.out}: {error.strerror}; the credential "
+            f"{answer['credential']['id']} was created but its secret is lost: reissue it"
+        ) from None
     shown = {key: value for key, value in answer.items() if key != "credential_file"}
     return {**shown, "credential_file_written_to": args.out}
 
@@ -652,8 +841,9 @@ def _create_secret_file(path: str) -> int:
     try:
         return os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
-        raise UsageError(f"{path} exists already: a credential file is never overwritten (choose another --out, or "
-                         "remove it)") from None
+        raise UsageError(
+            f"{path} exists already: a credential file is never overwritten (choose another --out, or remove it)"
+        ) from None
     except OSError as error:
         raise UsageError(f"cannot create the credential file {path}: {error.strerror}") from None
 
@@ -691,40 +881,50 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def store_options(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--data-dir", default=os.environ.get("LICENSOR_DATA_DIR", "var"),
-                         help="where the SQLite file, the master key and the admin token file live "
-                              "(default: $LICENSOR_DATA_DIR or var)")
-        sub.add_argument("--database-url", default=os.environ.get("LICENSOR_DATABASE_URL"),
-                         help="postgresql://user@host:port/db (default: $LICENSOR_DATABASE_URL, else the embedded "
-                              "SQLite store {data-dir}/licensor.db)")
+        sub.add_argument(
+            "--data-dir",
+            default=os.environ.get("LICENSOR_DATA_DIR", "var"),
+            help="where the SQLite file, the master key and the admin token file live (default: $LICENSOR_DATA_DIR or var)",
+        )
+        sub.add_argument(
+            "--database-url",
+            default=os.environ.get("LICENSOR_DATABASE_URL"),
+            help="postgresql://user@host:port/db (default: $LICENSOR_DATABASE_URL, else the embedded "
+            "SQLite store {data-dir}/licensor.db)",
+        )
 
     serve = commands.add_parser(
         "serve",
         help="run the gateway",
         description="Run the gateway until SIGTERM or Ctrl-C. With --workers N (PostgreSQL only) N processes share "
-                    "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
-                    "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, time and request id, never "
-                    "headers, bodies or query strings.",
+        "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
+        "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
+        "time and request id, never "
+        "headers, bodies or query strings.",
     )
     store_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="the port to listen on (default 8080)")
     serve.add_argument("--public-url", help="how clients reach this gateway (default http://HOST:PORT)")
-    serve.add_argument("--workers", type=int, default=1,
-                       help="worker processes sharing the port (default 1; more than 1 needs PostgreSQL)")
-    serve.add_argument("--init-if-empty", action="store_true",
-                       help="when the store has no tenant yet, create the tenant \"default\" and write its admin token "
-                            f"to {{data-dir}}/{TOKEN_FILE_NAME} (mode 0600)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1; more than 1 needs PostgreSQL)"
+    )
+    serve.add_argument(
+        "--init-if-empty",
+        action="store_true",
+        help='when the store has no tenant yet, create the tenant "default" and write its admin token '
+        f"to {{data-dir}}/{TOKEN_FILE_NAME} (mode 0600)",
+    )
     serve.set_defaults(handler=_serve)
 
     init = commands.add_parser(
         "init",
         help="create a tenant and its first admin token",
         description="Create a tenant with its signing key and an admin API token. Prints the tenant id and the token "
-                    "on standard output, once: licensor keeps only the token's hash.",
+        "on standard output, once: licensor keeps only the token's hash.",
     )
     store_options(init)
-    init.add_argument("--name", default="default", help="the tenant's name (default \"default\")")
+    init.add_argument("--name", default="default", help='the tenant\'s name (default "default")')
     init.set_defaults(handler=_init)
 
     _add_admin_parser(commands)

@@ -30,7 +30,9 @@ MAX_WEIGHT = 1_000_000
 """The largest weight the core scores with."""
 
 FINGERPRINT_SCHEMA: dict[str, Any] = {
-    "type": "object", "minProperties": 1, "maxProperties": MAX_COMPONENTS,
+    "type": "object",
+    "minProperties": 1,
+    "maxProperties": MAX_COMPONENTS,
     "propertyNames": {"pattern": COMPONENT_PATTERN},
     "additionalProperties": {"type": "string", "pattern": HASH_PATTERN},
 }
@@ -59,8 +61,9 @@ class MatchRule:
             raise ValueError("not a match rule")
         threshold: Any = document.get("threshold")
         weights: dict[Any, Any] = document["weights"]
-        if not (_is_number(threshold) and 0 < threshold <= 1
-                and all(_is_number(w) and 0 <= w <= MAX_WEIGHT for w in weights.values())):
+        if not (
+            _is_number(threshold) and 0 < threshold <= 1 and all(_is_number(w) and 0 <= w <= MAX_WEIGHT for w in weights.values())
+        ):
             raise ValueError("not a match rule")
         return cls(float(threshold), {str(name): float(weight) for name, weight in weights.items()})
 

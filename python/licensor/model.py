@@ -10,7 +10,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -51,8 +51,8 @@ _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2
 TIME_SCHEMA = {"type": "string", "format": "date-time", "pattern": _TIME.pattern, "maxLength": 40}
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MAX_TIME_US = int((datetime(9999, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()) * 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME_US = int((datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH).total_seconds()) * 1_000_000
 """Times run from the epoch to 9999-01-01, so any of them plus a policy's longest period still prints."""
 
 
@@ -76,7 +76,7 @@ def checked_time(micros: int, name: str) -> int:
 def format_time(micros: int | None) -> str | None:
     if micros is None:
         return None
-    moment = datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc).replace(microsecond=micros % 1_000_000)
+    moment = datetime.fromtimestamp(micros / 1_000_000, tz=UTC).replace(microsecond=micros % 1_000_000)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -221,7 +221,12 @@ PRODUCT = Resource(
         Field("description", _nullable({"type": "string", "maxLength": 2000})),
     ),
     unique=(("code",),),
-    referenced_by=(("features", "product_id"), ("releases", "product_id"), ("policies", "product_id"), ("licenses", "product_id")),
+    referenced_by=(
+        ("features", "product_id"),
+        ("releases", "product_id"),
+        ("policies", "product_id"),
+        ("licenses", "product_id"),
+    ),
     description="A product the vendor licenses, with its feature catalog and releases.",
 )
 
@@ -246,10 +251,21 @@ RELEASE = Resource(
     "rel",
     (
         _ref("product", "prd"),
-        Field("version", {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"}, required=True, mutable=False, filterable=True),
+        Field(
+            "version",
+            {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$"},
+            required=True,
+            mutable=False,
+            filterable=True,
+        ),
         Field("channel", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, default="stable", filterable=True),
         Field("released_at", TIME_SCHEMA, kind="time", default=lambda: format_time(now_us())),
-        Field("required_features", {"type": "array", "items": CODE_SCHEMA, "maxItems": 256, "uniqueItems": True}, kind="json", default=list),
+        Field(
+            "required_features",
+            {"type": "array", "items": CODE_SCHEMA, "maxItems": 256, "uniqueItems": True},
+            kind="json",
+            default=list,
+        ),
     ),
     unique=(("product_id", "channel", "version"),),
     description="A released version of a product on a channel, and the features it requires.",

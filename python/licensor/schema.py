@@ -36,15 +36,48 @@ of tens of thousands of tiny arrays costs far more to parse and to collect than 
 brackets first costs almost nothing."""
 
 # What fastjsonschema checks (draft 7), plus annotations it rightly ignores. Anything else is refused.
-_ASSERTIONS = frozenset({
-    "type", "enum", "const", "properties", "required", "additionalProperties", "patternProperties", "propertyNames",
-    "minProperties", "maxProperties", "dependencies", "items", "additionalItems", "minItems", "maxItems",
-    "uniqueItems", "contains", "minLength", "maxLength", "pattern", "format", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "anyOf", "oneOf", "allOf", "not", "if", "then", "else",
-    "$ref", "definitions",
-})
-_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "default", "examples", "deprecated",
-                          "readOnly", "writeOnly"})
+_ASSERTIONS = frozenset(
+    {
+        "type",
+        "enum",
+        "const",
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+        "dependencies",
+        "items",
+        "additionalItems",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "contains",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "not",
+        "if",
+        "then",
+        "else",
+        "$ref",
+        "definitions",
+    }
+)
+_ANNOTATIONS = frozenset(
+    {"$schema", "$id", "$comment", "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly"}
+)
 _FORMATS = frozenset(CodeGeneratorDraft07.FORMAT_REGEXS) | {"regex"}  # the formats fastjsonschema checks
 _SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
@@ -52,11 +85,23 @@ _SUBSCHEMAS = ("additionalProperties", "propertyNames", "additionalItems", "cont
 
 ProblemKind = Literal["unknown", "missing", "type", "invalid"]
 _CODE_KINDS = {"unknown": "UNKNOWN", "missing": "MISSING", "invalid": "INVALID"}
-_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
-               "object": "an object", "array": "an array", "null": "null"}
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "an object",
+    "array": "an array",
+    "null": "null",
+}
 _PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "object": (dict,),
-    "array": (list,), "null": (type(None),),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
 }
 _MAX_SHOWN = 64  # characters of a field name shown in a message; the rest is elided
 
@@ -160,7 +205,7 @@ def _shown(name: str) -> str:
 
 def _location(name: str, *more: str) -> str:
     # fastjsonschema names a value "data", "data.field", "data.list[3]", "data.map.{key}".
-    path = re.sub(r"\[(\d+)\]", r".\1", name[len("data"):]).lstrip(".")
+    path = re.sub(r"\[(\d+)\]", r".\1", name[len("data") :]).lstrip(".")
     parts = [part for part in (path, *more) if part]
     return _shown(".".join(parts)) if parts else "(body)"
 
@@ -190,7 +235,7 @@ def _problem_of(error: fastjsonschema.JsonSchemaValueException) -> SchemaProblem
                 return SchemaProblem(location, inner.kind, inner.message)
     if rule == "propertyNames":
         return SchemaProblem(_location(name), "invalid", "has a property name outside its rules")
-    message = error.message[len(name):].strip() if error.message.startswith(name) else error.message
+    message = error.message[len(name) :].strip() if error.message.startswith(name) else error.message
     return SchemaProblem(_location(name), "invalid", message)
 
 

@@ -105,7 +105,17 @@ class ThrowawayPostgres:
         data = os.path.join(self.directory, "data")
         self._run(os.path.join(self.bin_dir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300"
-        self._run(os.path.join(self.bin_dir, "pg_ctl"), "-D", data, "-l", os.path.join(self.directory, "server.log"), "-w", "start", "-o", options)
+        self._run(
+            os.path.join(self.bin_dir, "pg_ctl"),
+            "-D",
+            data,
+            "-l",
+            os.path.join(self.directory, "server.log"),
+            "-w",
+            "start",
+            "-o",
+            options,
+        )
         return self
 
     def create_database(self) -> str:
@@ -147,7 +157,8 @@ class Answer:
     def code(self) -> str | None:
         """The error code of an error answer."""
         if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
-            return self.body["error"].get("code")  # type: ignore[no-any-return]
+            code: str | None = self.body["error"].get("code")
+            return code
         return None
 
 
@@ -188,7 +199,8 @@ class Tenant:
             body["product_id"] = product_id
         created = await self.ok("POST", "/v1/admin/tokens", 201, json=body)
         assert created["role"] == role
-        return created["token"]  # type: ignore[no-any-return]
+        token: str = created["token"]
+        return token
 
     async def tokens(self) -> dict[str, str]:
         """One token of every admin-API role (the admin one is the tenant's first token)."""
@@ -199,22 +211,29 @@ class Tenant:
 
     # --- catalog shortcuts ---------------------------------------------------------------------------
     async def product(self, code: str = "app", **extra: Any) -> dict[str, Any]:
-        return await self.ok("POST", "/v1/admin/products", 201, json={"code": code, "name": code.title(), **extra})  # type: ignore[no-any-return]
+        product: dict[str, Any] = await self.ok(
+            "POST", "/v1/admin/products", 201, json={"code": code, "name": code.title(), **extra}
+        )
+        return product
 
     async def feature(self, product_id: str, code: str, **extra: Any) -> dict[str, Any]:
         body = {"product_id": product_id, "code": code, "name": code.title(), **extra}
-        return await self.ok("POST", "/v1/admin/features", 201, json=body)  # type: ignore[no-any-return]
+        feature: dict[str, Any] = await self.ok("POST", "/v1/admin/features", 201, json=body)
+        return feature
 
     async def policy(self, product_id: str, **extra: Any) -> dict[str, Any]:
         body = {"product_id": product_id, "name": "Standard", "backend": "example", **extra}
-        return await self.ok("POST", "/v1/admin/policies", 201, json=body)  # type: ignore[no-any-return]
+        policy: dict[str, Any] = await self.ok("POST", "/v1/admin/policies", 201, json=body)
+        return policy
 
     async def customer(self, email: str, **extra: Any) -> dict[str, Any]:
         body = {"email": email, "name": email.split("@")[0], **extra}
-        return await self.ok("POST", "/v1/admin/customers", 201, json=body)  # type: ignore[no-any-return]
+        customer: dict[str, Any] = await self.ok("POST", "/v1/admin/customers", 201, json=body)
+        return customer
 
     async def license(self, policy_id: str, **extra: Any) -> dict[str, Any]:
-        return await self.ok("POST", "/v1/admin/licenses", 201, json={"policy_id": policy_id, **extra})  # type: ignore[no-any-return]
+        license: dict[str, Any] = await self.ok("POST", "/v1/admin/licenses", 201, json={"policy_id": policy_id, **extra})
+        return license
 
     async def list_all(self, path: str, limit: int = 200, **kwargs: Any) -> list[dict[str, Any]]:
         """Every item of a list, following next_cursor."""
@@ -232,7 +251,7 @@ class Tenant:
 @dataclass
 class Gateway:
     app: web.Application
-    client: TestClient
+    client: TestClient[web.Request, web.Application]
     store_url: str
     on_tenant: Callable[[str, str], None] | None = None  # told (store URL, tenant id) of each tenant made
     tenants: list[Tenant] = field(default_factory=list)
@@ -280,11 +299,12 @@ class Gateway:
         return {tenant.id: await verify_chain(self.store, tenant.id) for tenant in self.tenants}
 
 
-
-
 @asynccontextmanager
 async def running_gateway(
-    store_url: str, data_dir: str, plugins: tuple[object, ...] = (), on_tenant: Callable[[str, str], None] | None = None,
+    store_url: str,
+    data_dir: str,
+    plugins: tuple[object, ...] = (),
+    on_tenant: Callable[[str, str], None] | None = None,
     master_key: bytes | None = None,
 ) -> AsyncIterator[Gateway]:
     """The real gateway with ``plugins`` (and the installed ones) on ``store_url``, served on 127.0.0.1 (with a
@@ -312,9 +332,21 @@ def gateway_process(store_url: str, data_dir: str, master_key: bytes) -> Iterato
     env = {**os.environ, "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("=")}
     with open(os.path.join(data_dir, "gateway.log"), "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "licensor.cli", "serve", "--database-url", store_url, "--data-dir", data_dir,
-             "--port", str(port)],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "licensor.cli",
+                "serve",
+                "--database-url",
+                store_url,
+                "--data-dir",
+                data_dir,
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             yield f"http://127.0.0.1:{port}"
@@ -376,7 +408,9 @@ def licensor_plugins() -> tuple[object, ...]:
 
 
 @pytest.fixture
-async def licensor_gateway(licensor_store_url: str, tmp_path: os.PathLike[str], licensor_plugins: tuple[object, ...]) -> AsyncIterator[Gateway]:
+async def licensor_gateway(
+    licensor_store_url: str, tmp_path: os.PathLike[str], licensor_plugins: tuple[object, ...]
+) -> AsyncIterator[Gateway]:
     """The real gateway with ``licensor_plugins`` on each store, on 127.0.0.1."""
     async with running_gateway(licensor_store_url, str(tmp_path), licensor_plugins) as gateway:
         yield gateway
@@ -435,14 +469,17 @@ def licensor_second_process(licensor_store_url: str, tmp_path: os.PathLike[str])
 
 
 @pytest.fixture
-async def licensor_fleet(licensor_store_url: str, tmp_path: os.PathLike[str],
-                         licensor_second_process: tuple[str | None, bytes]) -> AsyncIterator[GatewayFleet]:
+async def licensor_fleet(
+    licensor_store_url: str, tmp_path: os.PathLike[str], licensor_second_process: tuple[str | None, bytes]
+) -> AsyncIterator[GatewayFleet]:
     """The gateway of :func:`licensor_gateway` and, on PostgreSQL, a second gateway process on its database,
     for tests of concurrent requests; afterwards every tenant's event chain must verify."""
     other_url, master_key = licensor_second_process
     timeout = aiohttp.ClientTimeout(total=30, connect=10)
-    async with running_gateway(licensor_store_url, str(tmp_path), master_key=master_key) as gateway, \
-            aiohttp.ClientSession(timeout=timeout) as session:
+    async with (
+        running_gateway(licensor_store_url, str(tmp_path), master_key=master_key) as gateway,
+        aiohttp.ClientSession(timeout=timeout) as session,
+    ):
         urls = [str(gateway.client.make_url("")).rstrip("/")]
         if other_url is not None:
             await wait_ready(other_url)
@@ -470,8 +507,9 @@ class Sent:
         return self.done - self.started
 
 
-async def post_json(session: aiohttp.ClientSession, url: str, path: str, body: Any, *, action: str = "",
-                    idempotent: bool = False) -> Sent:
+async def post_json(
+    session: aiohttp.ClientSession, url: str, path: str, body: Any, *, action: str = "", idempotent: bool = False
+) -> Sent:
     """POST ``body`` as JSON (with an Idempotency-Key of its own if ``idempotent``, as the SDK sends them); a
     transport failure is an answer of status 0 (reported, never raised)."""
     started = time.monotonic()
@@ -483,7 +521,7 @@ async def post_json(session: aiohttp.ClientSession, url: str, path: str, body: A
             text = await response.text()
             parsed = orjson.loads(text) if text and response.content_type == "application/json" else None
             answer = Answer(response.status, parsed, response.headers, text)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+    except (TimeoutError, aiohttp.ClientError) as error:
         answer = Answer(0, None, {}, f"{type(error).__name__}: {error}")
     return Sent(action or path, url, answer, started, time.monotonic())
 
@@ -519,7 +557,9 @@ async def send_at_once(jobs: list[tuple[str, str, Any]], *, idempotent: bool = F
 
 def no_server_errors(sent: list[Sent]) -> None:
     """No 5xx and no transport failure (listed precisely), and every error in the error format."""
-    failed = [(s.action, s.url, s.answer.status, s.answer.text[:300]) for s in sent if s.answer.status >= 500 or s.answer.status == 0]
+    failed = [
+        (s.action, s.url, s.answer.status, s.answer.text[:300]) for s in sent if s.answer.status >= 500 or s.answer.status == 0
+    ]
     assert not failed, f"{len(failed)} of {len(sent)} requests failed on the server or the wire, e.g. {failed[:5]}"
     for s in sent:
         check_error_contract(s.answer)
@@ -527,7 +567,7 @@ def no_server_errors(sent: list[Sent]) -> None:
 
 # --- the conformance suite of backends ----------------------------------------------------------------
 def _time(offset_days: float) -> str:
-    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=offset_days)
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=offset_days)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -545,7 +585,8 @@ class MadeLicense:
         sent = {"tenant": self.tenant.id, "product": self.product["code"], "license_key": self.license["key"], **body}
         answer = await self.tenant.gateway.call("POST", "/v1/check", json=sent)
         assert answer.status == 200, answer.text
-        return answer.body["verdict"]  # type: ignore[no-any-return]
+        verdict: dict[str, Any] = answer.body["verdict"]
+        return verdict
 
 
 class BackendConformance:
@@ -560,8 +601,9 @@ class BackendConformance:
     options: ClassVar[dict[str, Any]] = {}
     invalid_options: ClassVar[tuple[dict[str, Any], ...]] = ({"no such option, surely": True},)
 
-    async def licensed(self, gateway: Gateway, tenant: Tenant | None = None, product_code: str | None = None,
-                       **license_fields: Any) -> MadeLicense:
+    async def licensed(
+        self, gateway: Gateway, tenant: Tenant | None = None, product_code: str | None = None, **license_fields: Any
+    ) -> MadeLicense:
         """A tenant's new product (features ``export`` and ``print``), a policy of this backend granting
         ``export`` and a license of it."""
         tenant = tenant or await gateway.tenant("Conformance")
@@ -617,8 +659,15 @@ class BackendConformance:
     async def test_bad_requests_get_the_error_format(self, licensor_gateway: Gateway) -> None:
         made = await self.licensed(licensor_gateway)
         base = {"tenant": made.tenant.id, "product": made.product["code"], "license_key": made.license["key"]}
-        bad_bodies: list[Any] = [b"{", b"[]", {**base, "features": "export"}, {**base, "unknown": 1}, {"product": "x"},
-                                 {**base, "license_key": "not a key"}, {**base, "tenant": "ten_x"}]
+        bad_bodies: list[Any] = [
+            b"{",
+            b"[]",
+            {**base, "features": "export"},
+            {**base, "unknown": 1},
+            {"product": "x"},
+            {**base, "license_key": "not a key"},
+            {**base, "tenant": "ten_x"},
+        ]
         for body in bad_bodies:
             sent = {"data": body} if isinstance(body, bytes) else {"json": body}
             answer = await licensor_gateway.call("POST", "/v1/check", **sent)  # the call checks the error contract
@@ -632,8 +681,11 @@ class BackendConformance:
         tenant = await licensor_gateway.tenant("Conformance")
         product = await tenant.product(code="conformance")
         for options in self.invalid_options:
-            answer = await tenant.call("POST", "/v1/admin/policies",
-                                       json={"product_id": product["id"], "name": "P", "backend": self.backend, "options": options})
+            answer = await tenant.call(
+                "POST",
+                "/v1/admin/policies",
+                json={"product_id": product["id"], "name": "P", "backend": self.backend, "options": options},
+            )
             assert (answer.status, answer.code) == (422, "INVALID_POLICY_OPTIONS"), (options, answer.text)
 
     # --- tenant isolation -----------------------------------------------------------------------------
@@ -658,7 +710,8 @@ class BackendConformance:
         request = await self.idempotent_request(made)
         if request is None:
             assert not [op for op in self._own_operations(licensor_gateway) if op.changes_state], (
-                "the backend changes state through its own operations: override idempotent_request")
+                "the backend changes state through its own operations: override idempotent_request"
+            )
             return
         method, path, json_body, token = request
         key = f"conformance-{uuid.uuid4().hex}"

@@ -39,7 +39,9 @@ DESCRIPTIONS: dict[Code, str] = {
     Code.EXPIRED: "The license's term has ended.",
     Code.NOT_YET_VALID: "The license's term has not begun.",
     Code.FEATURE_NOT_ENTITLED: "The license does not include a requested feature.",
-    Code.VERSION_NOT_ENTITLED: "The license does not cover the requested version (e.g. one released after its maintenance period).",
+    Code.VERSION_NOT_ENTITLED: (
+        "The license does not cover the requested version (e.g. one released after its maintenance period)."
+    ),
     Code.SEAT_LIMIT_REACHED: "Every seat of the license is in use.",
     Code.FINGERPRINT_MISMATCH: "The device's fingerprint does not match the activation closely enough.",
     Code.CHECKPOINT_OVERDUE: "The device did not check in before its checkpoint (plus grace).",

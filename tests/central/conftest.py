@@ -21,11 +21,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-
 from licensor.central.events import verify_chain
 from licensor.store import open_store
 from licensor.store.sql import placeholders_to_numbered
 from licensor.testing import ROLES, Answer, Gateway, Tenant, check_error_contract, running_gateway
+
 from tests.example_backend import ExamplePlugin
 
 __all__ = ["ROLES", "Answer", "Gateway", "Tenant", "check_error_contract", "db_execute"]

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import datetime, timedelta, timezone
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
-
 from licensor.gateway import keys
 from licensor.testing import gateway_process, running_gateway, wait_ready
+
 from tests.central.conftest import Gateway, Tenant, db_execute
 from tests.example_backend import ExamplePlugin
 
@@ -22,7 +22,7 @@ PROPAGATION_LIMIT_S = 1.0
 
 
 def _days_from_now(days: int) -> str:
-    return (datetime.now(timezone.utc) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _licensed(tenant: Tenant) -> dict[str, Any]:
@@ -30,8 +30,12 @@ async def _licensed(tenant: Tenant) -> dict[str, Any]:
     await tenant.feature(product["id"], "export")
     policy = await tenant.policy(product["id"], features=[{"code": "export"}])
     license = await tenant.license(policy["id"], starts_at=_days_from_now(-10))
-    return {"product": product, "policy": policy, "license": license,
-            "check": {"tenant": tenant.id, "product": "cad", "license_key": license["key"], "features": ["export"]}}
+    return {
+        "product": product,
+        "policy": policy,
+        "license": license,
+        "check": {"tenant": tenant.id, "product": "cad", "license_key": license["key"], "features": ["export"]},
+    }
 
 
 async def test_checks_are_answered_from_the_cache(gateway: Gateway, tenant: Tenant) -> None:
@@ -105,8 +109,10 @@ async def test_a_change_reaches_another_gateway_process_within_a_second(
     postgres_url: str, tmp_path: os.PathLike[str], second_gateway: tuple[str, bytes]
 ) -> None:
     other_url, master_key = second_gateway
-    async with running_gateway(postgres_url, str(tmp_path), (ExamplePlugin(),), master_key=master_key) as gateway, \
-            aiohttp.ClientSession() as session:
+    async with (
+        running_gateway(postgres_url, str(tmp_path), (ExamplePlugin(),), master_key=master_key) as gateway,
+        aiohttp.ClientSession() as session,
+    ):
         await wait_ready(other_url)
         tenant = await gateway.tenant("Two processes")
         # The second process has no example backend: a backend of its own (installed: cloud-lite) serves.
@@ -146,13 +152,13 @@ async def test_a_change_reaches_another_gateway_process_within_a_second(
 
 async def test_a_kept_answer_never_outlives_the_license_term(gateway: Gateway, tenant: Tenant) -> None:
     made = await _licensed(tenant)
-    expiry = datetime.now(timezone.utc) + timedelta(seconds=3)
+    expiry = datetime.now(UTC) + timedelta(seconds=3)
     await tenant.ok("PATCH", f"/v1/admin/licenses/{made['license']['id']}", json={"expires_at": expiry.isoformat()})
     first = await gateway.call("POST", "/v1/check", json=made["check"])
     again = await gateway.call("POST", "/v1/check", json=made["check"])  # an identical repeat: the kept answer
     assert first.body == again.body and first.body["verdict"]["code"] == "VALID"
     assert first.headers["X-Request-Id"] != again.headers["X-Request-Id"]
-    await asyncio.sleep(max(0.0, (expiry - datetime.now(timezone.utc)).total_seconds()) + 0.05)
+    await asyncio.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()) + 0.05)
     assert (await gateway.call("POST", "/v1/check", json=made["check"])).body["verdict"]["code"] == "EXPIRED"
 
 

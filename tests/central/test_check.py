@@ -7,14 +7,14 @@ import uuid
 from typing import Any
 
 import pytest
-
 from licensor.backend import CheckRequest
 from licensor.central import license_keys
 from licensor.client.answers import verify_answer
 from licensor.errors import BadSignatureError
-from tests.central.conftest import Gateway, Tenant, db_execute
 from licensor.model import LICENSE, POLICY, now_us
 from licensor.verdict import Code
+
+from tests.central.conftest import Gateway, Tenant, db_execute
 from tests.example_backend import ExampleBackend, ExamplePlugin
 
 
@@ -50,9 +50,13 @@ async def test_a_valid_license_is_answered_valid_with_its_entitlements(gateway: 
 async def test_refusals_are_verdicts_with_stable_codes(gateway: Gateway, tenant: Tenant) -> None:
     made = await _licensed(tenant)
     key = made["license"]["key"]
-    assert (await _check(gateway, tenant=tenant.id, product="cad", license_key=key, features=["print"]))["verdict"]["code"] == "FEATURE_NOT_ENTITLED"
+    assert (await _check(gateway, tenant=tenant.id, product="cad", license_key=key, features=["print"]))["verdict"][
+        "code"
+    ] == "FEATURE_NOT_ENTITLED"
     assert (await _check(gateway, tenant=tenant.id, product="other", license_key=key))["verdict"]["code"] == "NOT_FOUND"
-    assert (await _check(gateway, tenant=tenant.id, product="cad", license_key=license_keys.generate()))["verdict"]["code"] == "NOT_FOUND"
+    assert (await _check(gateway, tenant=tenant.id, product="cad", license_key=license_keys.generate()))["verdict"][
+        "code"
+    ] == "NOT_FOUND"
     await tenant.ok("POST", f"/v1/admin/licenses/{made['license']['id']}/suspend")
     assert (await _check(gateway, tenant=tenant.id, product="cad", license_key=key))["verdict"]["code"] == "SUSPENDED"
     await tenant.ok("POST", f"/v1/admin/licenses/{made['license']['id']}/revoke")
@@ -78,14 +82,18 @@ async def test_a_policy_whose_backend_is_not_installed_is_a_503(gateway: Gateway
     made = await _licensed(tenant)
     # The plugin was uninstalled after the policy was made (a new policy could not name it: see below).
     await db_execute(gateway.store_url, "UPDATE policies SET backend = 'not-installed' WHERE id = ?", made["policy"]["id"])
-    answer = await gateway.call("POST", "/v1/check", json={"tenant": tenant.id, "product": "cad", "license_key": made["license"]["key"]})
+    answer = await gateway.call(
+        "POST", "/v1/check", json={"tenant": tenant.id, "product": "cad", "license_key": made["license"]["key"]}
+    )
     assert answer.status == 503 and answer.code == "BACKEND_UNAVAILABLE"
 
 
 async def test_with_a_nonce_the_answer_is_signed_and_verifies_offline(gateway: Gateway, tenant: Tenant) -> None:
     made = await _licensed(tenant)
     nonce = uuid.uuid4().hex
-    body = await _check(gateway, tenant=tenant.id, product="cad", license_key=made["license"]["key"], features=["export"], nonce=nonce)
+    body = await _check(
+        gateway, tenant=tenant.id, product="cad", license_key=made["license"]["key"], features=["export"], nonce=nonce
+    )
     published = await gateway.call("GET", f"/v1/keys?tenant={tenant.id}")
     keys = {key["kid"]: core_public_key(key["public_key"]) for key in published.body["keys"]}
     assert verify_answer(body["signed_answer"], keys, nonce=nonce, path="/v1/check") == body["verdict"]

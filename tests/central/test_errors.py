@@ -14,7 +14,6 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-
 from licensor.gateway.api import DEFAULT_BODY_BYTES
 from licensor.model import new_id
 
@@ -44,28 +43,47 @@ def nested(depth: int) -> bytes:
 # --- bodies -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "raw",
-    [b'{"code": "a", "name":', b"{code: 'a'}", b'{"code":"a","name":"b"} trailing', b'{"code":"a","name":"\xff"}',
-     b'{"code":"a","name":"\\ud800"}', b'{"code":"a","name":"b","seats":NaN}', b'{"code":"a","name":"b","x":1e400}', b"\x00"],
+    [
+        b'{"code": "a", "name":',
+        b"{code: 'a'}",
+        b'{"code":"a","name":"b"} trailing',
+        b'{"code":"a","name":"\xff"}',
+        b'{"code":"a","name":"\\ud800"}',
+        b'{"code":"a","name":"b","seats":NaN}',
+        b'{"code":"a","name":"b","x":1e400}',
+        b"\x00",
+    ],
     ids=["truncated", "not-json", "trailing-data", "invalid-utf8", "lone-surrogate", "nan", "infinite-number", "nul-byte"],
 )
 async def test_a_body_that_is_not_json_is_a_400_malformed_json(tenant: Tenant, raw: bytes) -> None:
-    assert_error(await tenant.call("POST", PRODUCTS, data=raw, headers={"Content-Type": "application/json"}), 400, "MALFORMED_JSON")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=raw, headers={"Content-Type": "application/json"}), 400, "MALFORMED_JSON"
+    )
     assert (await tenant.ok("GET", PRODUCTS))["data"] == []
 
 
 async def test_an_unknown_field_is_a_422_unknown_field(tenant: Tenant) -> None:
     assert_error(await tenant.call("POST", PRODUCTS, json={"code": "a", "name": "A", "colour": "red"}), 422, "UNKNOWN_FIELD")
     product = await tenant.product("a")
-    policy = await tenant.call("POST", "/v1/admin/policies",
-                               json={"product_id": product["id"], "name": "P", "backend": "example", "features": [{"code": "x", "qty": 1}]})
+    policy = await tenant.call(
+        "POST",
+        "/v1/admin/policies",
+        json={"product_id": product["id"], "name": "P", "backend": "example", "features": [{"code": "x", "qty": 1}]},
+    )
     assert_error(policy, 422, "UNKNOWN_FIELD")
-    assert_error(await tenant.call("PATCH", f"{PRODUCTS}/{product['id']}", json={"name": "B", "id": product["id"]}), 422, "UNKNOWN_FIELD")
+    assert_error(
+        await tenant.call("PATCH", f"{PRODUCTS}/{product['id']}", json={"name": "B", "id": product["id"]}), 422, "UNKNOWN_FIELD"
+    )
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"code": "a", "name": 5}, {"code": ["a"], "name": "A"}, {"code": "a", "name": "A", "description": {"text": "x"}},
-     {"code": "a", "name": None}],
+    [
+        {"code": "a", "name": 5},
+        {"code": ["a"], "name": "A"},
+        {"code": "a", "name": "A", "description": {"text": "x"}},
+        {"code": "a", "name": None},
+    ],
     ids=["number-for-string", "array-for-string", "object-for-string", "null-for-string"],
 )
 async def test_a_value_of_the_wrong_type_is_a_422_wrong_type(tenant: Tenant, body: dict) -> None:
@@ -77,16 +95,26 @@ async def test_wrong_types_of_numbers_booleans_and_whole_bodies_are_422_wrong_ty
     base = {"product_id": product["id"], "name": "P", "backend": "example"}
     for extra in ({"seats": "3"}, {"seats": True}, {"seats": 1.5}, {"options": []}, {"features": {}}):
         assert_error(await tenant.call("POST", "/v1/admin/policies", json={**base, **extra}), 422, "WRONG_TYPE")
-    assert_error(await tenant.call("POST", "/v1/admin/features", json={"product_id": product["id"], "code": "f", "name": "F", "metered": "yes"}),
-                 422, "WRONG_TYPE")
+    assert_error(
+        await tenant.call(
+            "POST", "/v1/admin/features", json={"product_id": product["id"], "code": "f", "name": "F", "metered": "yes"}
+        ),
+        422,
+        "WRONG_TYPE",
+    )
     for body in ([], "product", 1, None):
-        assert_error(await tenant.call("POST", PRODUCTS, data=orjson.dumps(body), headers={"Content-Type": "application/json"}),
-                     422, "WRONG_TYPE")
+        assert_error(
+            await tenant.call("POST", PRODUCTS, data=orjson.dumps(body), headers={"Content-Type": "application/json"}),
+            422,
+            "WRONG_TYPE",
+        )
 
 
 async def test_a_missing_required_field_is_a_422_missing_field(tenant: Tenant) -> None:
     assert_error(await tenant.call("POST", PRODUCTS, json={"code": "a"}), 422, "MISSING_FIELD")
-    assert_error(await tenant.call("POST", PRODUCTS, data=b"", headers={"Content-Type": "application/json"}), 422, "MISSING_FIELD")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=b"", headers={"Content-Type": "application/json"}), 422, "MISSING_FIELD"
+    )
     assert_error(await tenant.call("POST", "/v1/admin/licenses", json={}), 422, "MISSING_FIELD")
     assert_error(await tenant.call("POST", "/v1/admin/tokens", json={"name": "x"}), 422, "MISSING_FIELD")
     product = await tenant.product("a")
@@ -95,12 +123,25 @@ async def test_a_missing_required_field_is_a_422_missing_field(tenant: Tenant) -
 
 
 async def test_a_value_outside_its_rules_is_a_422_invalid_field(tenant: Tenant) -> None:
-    for body in ({"code": "Upper", "name": "A"}, {"code": "a", "name": ""}, {"code": "a", "name": "x" * 201},
-                 {"code": "a\n", "name": "A"}, {"code": "a", "name": "A", "description": "d" * 2001}):
+    for body in (
+        {"code": "Upper", "name": "A"},
+        {"code": "a", "name": ""},
+        {"code": "a", "name": "x" * 201},
+        {"code": "a\n", "name": "A"},
+        {"code": "a", "name": "A", "description": "d" * 2001},
+    ):
         assert_error(await tenant.call("POST", PRODUCTS, json=body), 422, "INVALID_FIELD")
     product = await tenant.product("a")
-    for released_at in ("2026-02-30T00:00:00Z", "2026-01-01T00:00:00", "yesterday", "9999-12-31T23:59:59-01:00", "2026-01-01T25:00:00Z"):
-        answer = await tenant.call("POST", "/v1/admin/releases", json={"product_id": product["id"], "version": "1", "released_at": released_at})
+    for released_at in (
+        "2026-02-30T00:00:00Z",
+        "2026-01-01T00:00:00",
+        "yesterday",
+        "9999-12-31T23:59:59-01:00",
+        "2026-01-01T25:00:00Z",
+    ):
+        answer = await tenant.call(
+            "POST", "/v1/admin/releases", json={"product_id": product["id"], "version": "1", "released_at": released_at}
+        )
         assert_error(answer, 422, "INVALID_FIELD")
     for seats in (b"0", b"-1", b"1000001", b"1000000000000000000000000000000", b"1e30"):
         body = b'{"product_id":"%s","name":"P","backend":"example","seats":%s}' % (product["id"].encode(), seats)
@@ -113,41 +154,64 @@ async def test_a_nul_character_in_any_string_is_a_422(tenant: Tenant) -> None:
     assert_error(await tenant.call("POST", PRODUCTS, json={"code": "a", "name": "A\x00B"}), 422, "INVALID_CHARACTER")
     product = await tenant.product("a")
     base = {"product_id": product["id"], "name": "P", "backend": "example"}
-    assert_error(await tenant.call("POST", "/v1/admin/policies", json={**base, "options": {"k\x00": 1}}), 422, "INVALID_CHARACTER")
-    assert_error(await tenant.call("POST", "/v1/admin/policies", json={**base, "options": {"k": ["v\x00"]}}), 422, "INVALID_CHARACTER")
-    assert_error(await tenant.call("PATCH", f"{PRODUCTS}/{product['id']}", json={"description": "\x00"}), 422, "INVALID_CHARACTER")
+    assert_error(
+        await tenant.call("POST", "/v1/admin/policies", json={**base, "options": {"k\x00": 1}}), 422, "INVALID_CHARACTER"
+    )
+    assert_error(
+        await tenant.call("POST", "/v1/admin/policies", json={**base, "options": {"k": ["v\x00"]}}), 422, "INVALID_CHARACTER"
+    )
+    assert_error(
+        await tenant.call("PATCH", f"{PRODUCTS}/{product['id']}", json={"description": "\x00"}), 422, "INVALID_CHARACTER"
+    )
     assert (await tenant.ok("GET", f"{PRODUCTS}/{product['id']}"))["description"] is None
 
 
 async def test_a_body_over_the_operations_limit_is_a_413_payload_too_large(tenant: Tenant) -> None:
     limit = DEFAULT_BODY_BYTES
     body = orjson.dumps({"code": "big", "name": "Big", "description": "x" * limit})
-    assert_error(await tenant.call("POST", PRODUCTS, data=io.BytesIO(body), headers={"Content-Type": "application/json"}),  # type: ignore[arg-type]
-                 413, "PAYLOAD_TOO_LARGE")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=io.BytesIO(body), headers={"Content-Type": "application/json"}),  # type: ignore[arg-type]
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
 
     async def chunks(count: int) -> AsyncIterator[bytes]:  # no Content-Length: the limit holds for a streamed body too
         for _ in range(count):
             yield b"x" * 10_000
 
     for count in (7, 200):  # over the operation's limit; over every operation's limit (MAX_BODY_BYTES)
-        assert_error(await tenant.call("POST", PRODUCTS, data=chunks(count), headers={"Content-Type": "application/json"}),  # type: ignore[arg-type]
-                     413, "PAYLOAD_TOO_LARGE")
+        assert_error(
+            await tenant.call("POST", PRODUCTS, data=chunks(count), headers={"Content-Type": "application/json"}),  # type: ignore[arg-type]
+            413,
+            "PAYLOAD_TOO_LARGE",
+        )
     assert (await tenant.ok("GET", PRODUCTS))["data"] == []
     # Just under the limit is read (and refused by the schema, not by its size).
     near = orjson.dumps({"code": "big", "name": "Big", "description": "x" * (limit - 100)})
-    assert_error(await tenant.call("POST", PRODUCTS, data=io.BytesIO(near), headers={"Content-Type": "application/json"}),  # type: ignore[arg-type]
-                 422, "INVALID_FIELD")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=io.BytesIO(near), headers={"Content-Type": "application/json"}),  # type: ignore[arg-type]
+        422,
+        "INVALID_FIELD",
+    )
 
 
 @pytest.mark.parametrize("depth", [40, 1000, 4000])  # (more than 4096 levels hold too many values: TOO_MANY_VALUES)
 async def test_a_body_nested_too_deep_is_a_400_nesting_too_deep(tenant: Tenant, depth: int) -> None:
-    assert_error(await tenant.call("POST", PRODUCTS, data=nested(depth), headers={"Content-Type": "application/json"}), 400, "NESTING_TOO_DEEP")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=nested(depth), headers={"Content-Type": "application/json"}),
+        400,
+        "NESTING_TOO_DEEP",
+    )
     objects = b'{"a":' * depth + b"1" + b"}" * depth
-    assert_error(await tenant.call("POST", PRODUCTS, data=objects, headers={"Content-Type": "application/json"}), 400, "NESTING_TOO_DEEP")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=objects, headers={"Content-Type": "application/json"}), 400, "NESTING_TOO_DEEP"
+    )
 
 
 async def test_nesting_within_the_limit_is_judged_by_the_schema(tenant: Tenant) -> None:
-    assert_error(await tenant.call("POST", PRODUCTS, data=nested(20), headers={"Content-Type": "application/json"}), 422, "WRONG_TYPE")
+    assert_error(
+        await tenant.call("POST", PRODUCTS, data=nested(20), headers={"Content-Type": "application/json"}), 422, "WRONG_TYPE"
+    )
 
 
 async def test_a_body_on_an_operation_without_one_is_a_400(tenant: Tenant) -> None:
@@ -186,9 +250,13 @@ async def test_a_bad_cursor_is_a_400_invalid_cursor(tenant: Tenant) -> None:
     }
     for label, cursor in bad.items():
         assert_error(await tenant.call("GET", "/v1/admin/customers", params={"cursor": cursor}), 400, "INVALID_CURSOR", label)
-    for label, cursor in {"a string for events": cursor_of(["events", "evt"]), "a negative sequence": cursor_of(["events", -1]),
-                          "a sequence beyond 64 bits": cursor_of(["events", 2**63]), "a fraction": cursor_of(["events", 1.5]),
-                          "a list's cursor": good}.items():
+    for label, cursor in {
+        "a string for events": cursor_of(["events", "evt"]),
+        "a negative sequence": cursor_of(["events", -1]),
+        "a sequence beyond 64 bits": cursor_of(["events", 2**63]),
+        "a fraction": cursor_of(["events", 1.5]),
+        "a list's cursor": good,
+    }.items():
         assert_error(await tenant.call("GET", "/v1/admin/events", params={"cursor": cursor}), 400, "INVALID_CURSOR", label)
     for cursor in (cursor_of(["tokens", 5]), good, cursor_of(["tokens", "tok_" + "é" * 26])):
         assert_error(await tenant.call("GET", "/v1/admin/tokens", params={"cursor": cursor}), 400, "INVALID_CURSOR")
@@ -206,8 +274,14 @@ async def test_an_unknown_route_is_a_json_404_route_not_found(tenant: Tenant) ->
 
 async def test_a_method_a_route_does_not_have_is_a_json_405(tenant: Tenant) -> None:
     product = await tenant.product("a")
-    for method, path in (("PUT", PRODUCTS), ("DELETE", PRODUCTS), ("PUT", f"{PRODUCTS}/{product['id']}"),
-                         ("POST", f"{PRODUCTS}/{product['id']}"), ("PATCH", "/v1/admin/events"), ("DELETE", "/v1/keys")):
+    for method, path in (
+        ("PUT", PRODUCTS),
+        ("DELETE", PRODUCTS),
+        ("PUT", f"{PRODUCTS}/{product['id']}"),
+        ("POST", f"{PRODUCTS}/{product['id']}"),
+        ("PATCH", "/v1/admin/events"),
+        ("DELETE", "/v1/keys"),
+    ):
         assert_error(await tenant.call(method, path, json={}), 405, "METHOD_NOT_ALLOWED")
 
 

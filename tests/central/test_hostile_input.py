@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from licensor.gateway import api
 from licensor.gateway.protocol import HTTP_LAYER_ERRORS
 
@@ -40,8 +39,15 @@ async def raw_exchange(gateway: Gateway, data: bytes) -> tuple[int, dict[str, st
 
 
 def with_secret(line: bytes, *extra: bytes) -> bytes:
-    return line + b"\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + SECRET.encode() + b"\r\nX-Api-Key: " + SECRET.encode() \
-        + b"".join(b"\r\n" + header for header in extra) + b"\r\n\r\n"
+    return (
+        line
+        + b"\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "
+        + SECRET.encode()
+        + b"\r\nX-Api-Key: "
+        + SECRET.encode()
+        + b"".join(b"\r\n" + header for header in extra)
+        + b"\r\n\r\n"
+    )
 
 
 HTTP_LAYER_CASES = {
@@ -67,7 +73,10 @@ async def test_the_code_of_an_http_layer_error_does_not_depend_on_what_was_sent(
 @pytest.mark.parametrize("code", sorted(HTTP_LAYER_CASES))
 async def test_an_error_of_the_http_layer_answers_json_with_its_code_and_repeats_nothing(gateway: Gateway, code: str) -> None:
     status, headers, body = await raw_exchange(gateway, HTTP_LAYER_CASES[code])
-    assert (status, json.loads(body)) == (HTTP_LAYER_ERRORS[code][0], {"error": {"code": code, "message": HTTP_LAYER_ERRORS[code][1]}})
+    assert (status, json.loads(body)) == (
+        HTTP_LAYER_ERRORS[code][0],
+        {"error": {"code": code, "message": HTTP_LAYER_ERRORS[code][1]}},
+    )
     assert headers["Content-Type"].startswith("application/json")
     assert SECRET not in body.decode("latin-1") and SECRET not in str(headers)
     # The gateway is unharmed.
@@ -87,8 +96,11 @@ async def test_no_answer_of_any_operation_repeats_a_header_that_was_sent(gateway
         filled = path.replace("{", "").replace("}", "")  # e.g. /v1/admin/products/id: a path of no object
         for method in methods:
             for token in (tenant.admin_token, SECRET):
-                headers = {"X-Api-Key": SECRET, "Cookie": f"session={SECRET}",  # (X-Request-Id comes back by design)
-                           "Content-Type": "application/json"}
+                headers = {
+                    "X-Api-Key": SECRET,
+                    "Cookie": f"session={SECRET}",  # (X-Request-Id comes back by design)
+                    "Content-Type": "application/json",
+                }
                 sent_path = filled + f"?q={SECRET}" if method.upper() == "GET" else filled
                 # Secrets in the values of the body (a field's name may be named back: it is not a secret).
                 body = {"key": SECRET, "license_key": SECRET, "name": [SECRET], "code": {"x": SECRET}, "features": [SECRET] * 2}
@@ -99,8 +111,17 @@ async def test_no_answer_of_any_operation_repeats_a_header_that_was_sent(gateway
 
 
 # --- content types ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1",
-                                          "application/jsonp", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "application/jsonp",
+        "multipart/form-data; boundary=x",
+    ],
+)
 async def test_a_json_body_not_sent_as_json_is_a_415(tenant: Tenant, content_type: str | None) -> None:
     headers = {} if content_type is None else {"Content-Type": content_type}
     body = orjson.dumps({"code": "app", "name": "App"})
@@ -113,10 +134,13 @@ async def test_a_json_body_not_sent_as_json_is_a_415(tenant: Tenant, content_typ
     assert (await tenant.ok("GET", "/v1/admin/products"))["data"] == []
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON; charset=UTF-8"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON; charset=UTF-8"]
+)
 async def test_json_is_taken_with_or_without_its_utf8_charset(tenant: Tenant, content_type: str) -> None:
-    answer = await tenant.call("POST", "/v1/admin/products", data=orjson.dumps({"code": "app", "name": "App"}),
-                               headers={"Content-Type": content_type})
+    answer = await tenant.call(
+        "POST", "/v1/admin/products", data=orjson.dumps({"code": "app", "name": "App"}), headers={"Content-Type": content_type}
+    )
     assert answer.status == 201, answer.text
 
 
@@ -131,7 +155,9 @@ async def test_an_empty_body_needs_no_content_type(tenant: Tenant) -> None:
 # --- duplicate keys -----------------------------------------------------------------------------------
 async def test_a_body_naming_a_key_twice_is_a_400_and_changes_nothing(tenant: Tenant) -> None:
     json_headers = {"Content-Type": "application/json"}
-    answer = await tenant.call("POST", "/v1/admin/products", data=b'{"code":"app","name":"A","code":"other"}', headers=json_headers)
+    answer = await tenant.call(
+        "POST", "/v1/admin/products", data=b'{"code":"app","name":"A","code":"other"}', headers=json_headers
+    )
     assert (answer.status, answer.code) == (400, "DUPLICATE_KEY"), answer.text
     assert (await tenant.ok("GET", "/v1/admin/products"))["data"] == []
     product = await tenant.product("app")
@@ -145,27 +171,35 @@ async def test_a_body_naming_a_key_twice_is_a_400_and_changes_nothing(tenant: Te
     assert (answer.status, answer.code) == (400, "DUPLICATE_KEY"), answer.text
 
 
-@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000, b'{"code":"a","name":"b","description":[' + b"[[]]," * 3000 + b"1]}",
-                                 b"[" + b"{}," * 5000 + b"{}]"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"code":"a","name":"b","description":[' + b"[[]]," * 3000 + b"1]}",
+        b"[" + b"{}," * 5000 + b"{}]",
+    ],
+)
 async def test_a_body_of_more_than_4096_objects_and_arrays_is_refused_before_it_is_parsed(tenant: Tenant, raw: bytes) -> None:
     answer = await tenant.call("POST", "/v1/admin/products", data=raw, headers={"Content-Type": "application/json"})
     assert (answer.status, answer.code) == (400, "TOO_MANY_VALUES"), answer.text
 
 
-
 # --- bodies sent in ways the gateway does not read --------------------------------------------------------
 async def test_a_compressed_body_is_a_415_and_is_never_inflated(tenant: Tenant) -> None:
     bomb = zlib.compress(orjson.dumps({"code": "app", "name": "x" * 1_000_000}))  # 1 MB from about 1 kB
-    answer = await tenant.call("POST", "/v1/admin/products", data=bomb,
-                               headers={"Content-Type": "application/json", "Content-Encoding": "deflate"})
+    answer = await tenant.call(
+        "POST", "/v1/admin/products", data=bomb, headers={"Content-Type": "application/json", "Content-Encoding": "deflate"}
+    )
     assert (answer.status, answer.code) == (415, "UNSUPPORTED_MEDIA_TYPE"), answer.text
 
 
 async def test_a_body_whose_chunks_break_half_way_is_a_400_not_a_wait(gateway: Gateway) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.client.port)
     try:
-        writer.write(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n")
+        writer.write(
+            b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n'
+        )
         await writer.drain()
         await asyncio.sleep(0.2)  # the handler is reading the body when the broken chunk comes
         writer.write(b"zz\r\n")

@@ -59,9 +59,13 @@ async def test_fifty_concurrent_identical_actions_change_the_license_once(tenant
 
 
 async def test_a_repeat_gets_the_first_answer_marked_as_replayed(tenant: Tenant) -> None:
-    first = await tenant.call("POST", "/v1/admin/customers", json={"email": "ada@example.com", "name": "Ada"}, headers=idempotent("k1"))
+    first = await tenant.call(
+        "POST", "/v1/admin/customers", json={"email": "ada@example.com", "name": "Ada"}, headers=idempotent("k1")
+    )
     assert first.status == 201 and "Idempotent-Replayed" not in first.headers
-    again = await tenant.call("POST", "/v1/admin/customers", json={"name": "Ada", "email": "ada@example.com"}, headers=idempotent("k1"))
+    again = await tenant.call(
+        "POST", "/v1/admin/customers", json={"name": "Ada", "email": "ada@example.com"}, headers=idempotent("k1")
+    )
     assert (again.status, again.body, again.headers.get("Idempotent-Replayed")) == (201, first.body, "true")
     # The same body without the key is a new request (and here a conflict).
     fresh = await tenant.call("POST", "/v1/admin/customers", json={"email": "ada@example.com", "name": "Ada"})
@@ -72,10 +76,12 @@ async def test_a_repeat_gets_the_first_answer_marked_as_replayed(tenant: Tenant)
 async def test_the_same_key_with_another_request_is_a_422_idempotency_key_reused(tenant: Tenant) -> None:
     first = await tenant.call("POST", "/v1/admin/products", json={"code": "studio", "name": "Studio"}, headers=idempotent("k2"))
     assert first.status == 201
-    for method, path, body in (("POST", "/v1/admin/products", {"code": "studio", "name": "Other"}),
-                               ("POST", "/v1/admin/products", {"code": "studio", "name": "Studio", "description": None}),
-                               ("POST", "/v1/admin/customers", {"email": "studio@example.com", "name": "Studio"}),
-                               ("PATCH", f"/v1/admin/products/{first.body['id']}", {"name": "Studio"})):
+    for method, path, body in (
+        ("POST", "/v1/admin/products", {"code": "studio", "name": "Other"}),
+        ("POST", "/v1/admin/products", {"code": "studio", "name": "Studio", "description": None}),
+        ("POST", "/v1/admin/customers", {"email": "studio@example.com", "name": "Studio"}),
+        ("PATCH", f"/v1/admin/products/{first.body['id']}", {"name": "Studio"}),
+    ):
         answer = await tenant.call(method, path, json=body, headers=idempotent("k2"))
         assert (answer.status, answer.code) == (422, "IDEMPOTENCY_KEY_REUSED"), (method, path, body)
     assert await tenant.ok("GET", f"/v1/admin/products/{first.body['id']}") == first.body
@@ -84,7 +90,9 @@ async def test_the_same_key_with_another_request_is_a_422_idempotency_key_reused
 
 async def test_concurrent_repeats_with_different_bodies_create_one_object_and_refuse_the_others(tenant: Tenant) -> None:
     bodies = [{"code": "studio", "name": f"Studio {i % 2}"} for i in range(20)]
-    answers = await asyncio.gather(*(tenant.call("POST", "/v1/admin/products", json=body, headers=idempotent("k3")) for body in bodies))
+    answers = await asyncio.gather(
+        *(tenant.call("POST", "/v1/admin/products", json=body, headers=idempotent("k3")) for body in bodies)
+    )
     winners = [a for a in answers if a.status == 201]
     assert {a.status for a in answers} == {201, 422}
     assert len({a.text for a in winners}) == 1
@@ -94,8 +102,12 @@ async def test_concurrent_repeats_with_different_bodies_create_one_object_and_re
 
 async def test_keys_are_per_tenant(tenant: Tenant) -> None:
     other = await tenant.gateway.tenant("Vendor B")
-    mine = await tenant.call("POST", "/v1/admin/products", json={"code": "studio", "name": "Studio"}, headers=idempotent("shared"))
-    theirs = await other.call("POST", "/v1/admin/products", json={"code": "studio", "name": "Studio"}, headers=idempotent("shared"))
+    mine = await tenant.call(
+        "POST", "/v1/admin/products", json={"code": "studio", "name": "Studio"}, headers=idempotent("shared")
+    )
+    theirs = await other.call(
+        "POST", "/v1/admin/products", json={"code": "studio", "name": "Studio"}, headers=idempotent("shared")
+    )
     assert mine.status == theirs.status == 201 and mine.body["id"] != theirs.body["id"]
     assert "Idempotent-Replayed" not in theirs.headers
     assert [p["id"] for p in (await other.ok("GET", "/v1/admin/products"))["data"]] == [theirs.body["id"]]
@@ -112,11 +124,19 @@ async def test_a_repeated_delete_replays_its_answer_instead_of_a_404(tenant: Ten
 
 async def test_a_refused_request_is_not_remembered(tenant: Tenant) -> None:
     """Nothing was done, so there is no answer to replay: the retry with the same key runs again."""
-    refused = await tenant.call("POST", "/v1/admin/features", json={"product_id": "prd_00000000000000000000000000", "code": "x", "name": "X"},
-                                headers=idempotent("k4"))
+    refused = await tenant.call(
+        "POST",
+        "/v1/admin/features",
+        json={"product_id": "prd_00000000000000000000000000", "code": "x", "name": "X"},
+        headers=idempotent("k4"),
+    )
     assert (refused.status, refused.code) == (422, "REFERENCE_NOT_FOUND")
-    again = await tenant.call("POST", "/v1/admin/features", json={"product_id": "prd_00000000000000000000000000", "code": "x", "name": "X"},
-                              headers=idempotent("k4"))
+    again = await tenant.call(
+        "POST",
+        "/v1/admin/features",
+        json={"product_id": "prd_00000000000000000000000000", "code": "x", "name": "X"},
+        headers=idempotent("k4"),
+    )
     assert (again.status, again.code, again.headers.get("Idempotent-Replayed")) == (422, "REFERENCE_NOT_FOUND", None)
 
 
@@ -125,7 +145,9 @@ async def test_secrets_in_remembered_answers_are_not_stored_in_the_clear(tenant:
     product = await tenant.product("studio")
     policy = await tenant.policy(product["id"])
     license_answer = await tenant.call("POST", "/v1/admin/licenses", json={"policy_id": policy["id"]}, headers=idempotent("lic"))
-    token_answer = await tenant.call("POST", "/v1/admin/tokens", json={"name": "ci", "role": "developer"}, headers=idempotent("tok"))
+    token_answer = await tenant.call(
+        "POST", "/v1/admin/tokens", json={"name": "ci", "role": "developer"}, headers=idempotent("tok")
+    )
     assert license_answer.status == token_answer.status == 201
     key, token = license_answer.body["key"], token_answer.body["token"]
     stored = await db_execute(tenant.gateway.store_url, "SELECT key, body FROM idempotency_keys WHERE tenant_id = ?", tenant.id)
@@ -135,5 +157,9 @@ async def test_secrets_in_remembered_answers_are_not_stored_in_the_clear(tenant:
         assert key not in text and key.replace("-", "") not in text
         assert token not in text and token.split(".")[1] not in text
     # ... and the repeats still get the whole first answer.
-    assert (await tenant.call("POST", "/v1/admin/licenses", json={"policy_id": policy["id"]}, headers=idempotent("lic"))).body == license_answer.body
-    assert (await tenant.call("POST", "/v1/admin/tokens", json={"name": "ci", "role": "developer"}, headers=idempotent("tok"))).body == token_answer.body
+    assert (
+        await tenant.call("POST", "/v1/admin/licenses", json={"policy_id": policy["id"]}, headers=idempotent("lic"))
+    ).body == license_answer.body
+    assert (
+        await tenant.call("POST", "/v1/admin/tokens", json={"name": "ci", "role": "developer"}, headers=idempotent("tok"))
+    ).body == token_answer.body

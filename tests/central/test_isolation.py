@@ -21,7 +21,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-
 from licensor.client.activation import DeviceKey, device_request
 from licensor.fingerprint import hash_components, product_salt
 
@@ -59,7 +58,9 @@ WALK: dict[str, Step] = {
     "update_feature": Step("feature", lambda o: {"name": "Renamed", "metered": True}, NOT_FOUND),
     "delete_feature": Step("spare_feature", None, NOT_FOUND),
     # releases
-    "create_release": Step(None, lambda o: {"product_id": o["product"]["id"], "version": "9.9", "required_features": ["export"]}, REFERENCE),
+    "create_release": Step(
+        None, lambda o: {"product_id": o["product"]["id"], "version": "9.9", "required_features": ["export"]}, REFERENCE
+    ),
     "list_releases": Step(None, None, OWN),
     "get_release": Step("release", None, NOT_FOUND),
     "update_release": Step("release", lambda o: {"channel": "beta"}, NOT_FOUND),
@@ -139,7 +140,9 @@ class AdminOperation:
         else:
             assert step.target is None, self.operation_id
         body = step.body(objects) if step.body is not None else None
-        assert (body is not None) == ("requestBody" in self.document), f"{self.operation_id}: the table's body does not fit the document"
+        assert (body is not None) == ("requestBody" in self.document), (
+            f"{self.operation_id}: the table's body does not fit the document"
+        )
         return path, body
 
 
@@ -152,8 +155,17 @@ def admin_operations(document: dict[str, Any]) -> list[AdminOperation]:
             headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
             success = [status for status in operation["responses"] if status.startswith("2")]
             assert len(success) == 1, operation["operationId"]
-            found.append(AdminOperation(operation["operationId"], method.upper(), path, frozenset(operation.get("x-roles", ())),
-                                        "Idempotency-Key" in headers, success[0], operation))
+            found.append(
+                AdminOperation(
+                    operation["operationId"],
+                    method.upper(),
+                    path,
+                    frozenset(operation.get("x-roles", ())),
+                    "Idempotency-Key" in headers,
+                    success[0],
+                    operation,
+                )
+            )
     return found
 
 
@@ -163,9 +175,14 @@ def new_device_request(o: Objects) -> str:
     machine), made now: device requests carry their time, and a device activates once."""
     components = {name: uuid.uuid4().hex for name in ("machine_id", "board", "cpu", "disk", "mac", "hostname")}
     tenant_id, product = o["tenant"]["id"], o["device_product"]["code"]
-    return device_request(DeviceKey.generate(), "activate", tenant=tenant_id, product=product,
-                          fingerprint=hash_components(components, product_salt(tenant_id, product)),
-                          license_key=o["device_license"]["key"])
+    return device_request(
+        DeviceKey.generate(),
+        "activate",
+        tenant=tenant_id,
+        product=product,
+        fingerprint=hash_components(components, product_salt(tenant_id, product)),
+        license_key=o["device_license"]["key"],
+    )
 
 
 async def build_world(tenant: Tenant) -> Objects:
@@ -174,12 +191,16 @@ async def build_world(tenant: Tenant) -> Objects:
     o["product"] = await tenant.product("studio", description="A's product")
     o["feature"] = await tenant.feature(o["product"]["id"], "export")
     o["release"] = await tenant.ok("POST", "/v1/admin/releases", 201, json={"product_id": o["product"]["id"], "version": "1.0"})
-    o["policy"] = await tenant.policy(o["product"]["id"], duration={"kind": "subscription", "days": 30}, features=[{"code": "export"}])
+    o["policy"] = await tenant.policy(
+        o["product"]["id"], duration={"kind": "subscription", "days": 30}, features=[{"code": "export"}]
+    )
     o["customer"] = await tenant.customer("ada@example.com")
     o["license"] = await tenant.license(o["policy"]["id"], customer_id=o["customer"]["id"])
     o["spare_product"] = await tenant.product("spare")
     o["spare_feature"] = await tenant.feature(o["product"]["id"], "spare")
-    o["spare_release"] = await tenant.ok("POST", "/v1/admin/releases", 201, json={"product_id": o["product"]["id"], "version": "0.9"})
+    o["spare_release"] = await tenant.ok(
+        "POST", "/v1/admin/releases", 201, json={"product_id": o["product"]["id"], "version": "0.9"}
+    )
     o["spare_policy"] = await tenant.policy(o["product"]["id"], name="Spare")
     o["spare_customer"] = await tenant.customer("spare@example.com")
     for name in ("license_to_suspend", "suspended_license", "license_to_revoke", "license_to_renew"):
@@ -198,8 +219,11 @@ async def build_world(tenant: Tenant) -> Objects:
     o["cloud_policy"] = await tenant.policy(o["cloud_product"]["id"], name="Floating", backend="cloud", seats=10)
     o["cloud_license"] = await tenant.license(o["cloud_policy"]["id"])
     o["device_secrets"] = []  # credential and lease secrets: no admin answer may hold one
-    for name, leases in (("credential", ("lease", "lease_to_end")), ("credential_to_revoke", ("revoked_lease",)),
-                         ("credential_to_reissue", ("reissued_lease",))):
+    for name, leases in (
+        ("credential", ("lease", "lease_to_end")),
+        ("credential_to_revoke", ("revoked_lease",)),
+        ("credential_to_reissue", ("reissued_lease",)),
+    ):
         made = await tenant.ok("POST", f"/v1/admin/licenses/{o['cloud_license']['id']}/credentials", 201, json={"label": name})
         o[name] = made["credential"]
         credential = made["credential_file"]["credential"]
@@ -231,10 +255,27 @@ async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
 
 def secrets_of(tenant: Tenant, seen: dict[str, Any], objects: Objects) -> set[str]:
     """Strings of tenant A that no answer to tenant B may contain."""
-    found = {tenant.id, tenant.admin_token.split(".")[0], objects["license"]["key"], objects["device_license"]["key"],
-             objects["cloud_license"]["key"], *objects["device_secrets"]}
-    for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events", "activations",
-                   "credentials", "leases"):
+    found = {
+        tenant.id,
+        tenant.admin_token.split(".")[0],
+        objects["license"]["key"],
+        objects["device_license"]["key"],
+        objects["cloud_license"]["key"],
+        *objects["device_secrets"],
+    }
+    for plural in (
+        "products",
+        "features",
+        "releases",
+        "policies",
+        "customers",
+        "licenses",
+        "tokens",
+        "events",
+        "activations",
+        "credentials",
+        "leases",
+    ):
         found |= {item["id"] for item in seen[plural]}
     found |= {activation["device_key"] for activation in seen["activations"]}
     found |= {lease["device_id"] for lease in seen["leases"]}
@@ -276,8 +317,9 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
     await a.ok("DELETE", f"/v1/admin/tokens/{revoked.split('.')[0]}")
     product_token = await a.token("product", product_id=objects["product"]["id"])
     before = await snapshot(a, objects)
-    assert {item["id"] for item in before["credentials"]} == {objects[name]["id"] for name in (
-        "credential", "credential_to_revoke", "credential_to_reissue")}
+    assert {item["id"] for item in before["credentials"]} == {
+        objects[name]["id"] for name in ("credential", "credential_to_revoke", "credential_to_reissue")
+    }
     assert len(before["leases"]) == 4 and {lease["state"] for lease in before["leases"]} == {"active"}
     assert not leaked_device_secrets(objects, str(before)), "a list shows a credential's or a lease's secret"
     a_secrets = secrets_of(a, before, objects)
@@ -305,8 +347,9 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
         if op.operation_id.startswith("list_"):
             for param in op.document["parameters"]:
                 if param["name"] in FILTER_TARGETS:
-                    filtered = await gateway.call("GET", op.path, token=b.admin_token,
-                                                  params={param["name"]: objects[FILTER_TARGETS[param["name"]]]["id"]})
+                    filtered = await gateway.call(
+                        "GET", op.path, token=b.admin_token, params={param["name"]: objects[FILTER_TARGETS[param["name"]]]["id"]}
+                    )
                     assert (filtered.status, filtered.body["data"]) == (200, []), f"{op.operation_id}?{param['name']}"
     assert {name for name, _ in b_created} == {"create_product", "create_customer", "create_token"}
     for name, created in b_created:
@@ -351,8 +394,10 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
     after = await snapshot(a, objects)
     assert not leaked_device_secrets(objects, str(after))
     assert {lease["id"]: lease["state"] for lease in after["leases"]} == {
-        objects["lease"]["id"]: "active", objects["lease_to_end"]["id"]: "revoked",  # ended by the vendor
-        objects["revoked_lease"]["id"]: "revoked", objects["reissued_lease"]["id"]: "revoked",  # ended with their credential
+        objects["lease"]["id"]: "active",
+        objects["lease_to_end"]["id"]: "revoked",  # ended by the vendor
+        objects["revoked_lease"]["id"]: "revoked",
+        objects["reissued_lease"]["id"]: "revoked",  # ended with their credential
     }
     assert len(after["events"]) > len(before["events"]) and after["chain"]["valid"] is True
     # ... and none of that reached B.

@@ -7,7 +7,6 @@ import base64
 from typing import Any
 
 import orjson
-
 from licensor import _impl as core
 from licensor.central.events import verify_chain
 from licensor.central.keyset import active_signing_key, public_keys
@@ -110,9 +109,21 @@ async def test_every_change_is_an_event_in_order(tenant: Tenant) -> None:
     events = await tenant.list_all("/v1/admin/events", limit=4)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert [e["type"] for e in events] == [
-        "tenant.created", "product.created", "feature.created", "policy.created", "customer.created", "license.created",
-        "license.suspended", "license.reinstated", "license.renewed", "customer.updated", "release.created", "release.deleted",
-        "token.created", "token.revoked", "key.rotated",
+        "tenant.created",
+        "product.created",
+        "feature.created",
+        "policy.created",
+        "customer.created",
+        "license.created",
+        "license.suspended",
+        "license.reinstated",
+        "license.renewed",
+        "customer.updated",
+        "release.created",
+        "release.deleted",
+        "token.created",
+        "token.revoked",
+        "key.rotated",
     ]
     first = events[0]
     assert (first["subject_type"], first["subject_id"], first["actor"]) == ("tenant", tenant.id, "licensor init")
@@ -130,7 +141,9 @@ async def test_events_are_filtered_by_type_and_subject_and_paged_by_cursor(tenan
     by_subject = await tenant.list_all("/v1/admin/events", limit=2, params={"subject_id": lic})
     assert [e["type"] for e in by_subject] == ["license.created", "license.suspended", "license.reinstated", "license.renewed"]
     assert [e["type"] for e in await tenant.list_all("/v1/admin/events", limit=1, params={"subject_type": "customer"})] == [
-        "customer.created", "customer.updated"]
+        "customer.created",
+        "customer.updated",
+    ]
     suspended = (await tenant.ok("GET", "/v1/admin/events", params={"type": "license.suspended"}))["data"]
     assert [(e["subject_id"], e["data"]["reason"]) for e in suspended] == [(lic, "unpaid")]
     combined = await tenant.ok("GET", "/v1/admin/events", params={"subject_type": "license", "type": "license.renewed"})
@@ -191,14 +204,20 @@ async def test_altering_any_column_of_any_stored_event_makes_verification_name_t
         assert all(bytes(row["hash"]) == event_hash(row) for row in rows), "the stored hashes are the documented ones"
         for row in rows:
             for column in TAMPERED_COLUMNS:
-                await db.execute(f"UPDATE events SET {column} = ? WHERE tenant_id = ? AND seq = ?",
-                                 tampered(column, row[column]), tenant.id, row["seq"])
+                await db.execute(
+                    f"UPDATE events SET {column} = ? WHERE tenant_id = ? AND seq = ?",
+                    tampered(column, row[column]),
+                    tenant.id,
+                    row["seq"],
+                )
                 verdict = await tenant.ok("GET", "/v1/admin/events/verify")
                 assert verdict["valid"] is False, (row["seq"], column)
                 assert (verdict["broken"]["seq"], verdict["broken"]["id"]) == (row["seq"], row["id"]), (column, verdict)
                 assert verdict["events_checked"] == row["seq"] - 1
                 assert (await other.ok("GET", "/v1/admin/events/verify"))["valid"] is True, "another tenant's chain is unaffected"
-                await db.execute(f"UPDATE events SET {column} = ? WHERE tenant_id = ? AND seq = ?", row[column], tenant.id, row["seq"])
+                await db.execute(
+                    f"UPDATE events SET {column} = ? WHERE tenant_id = ? AND seq = ?", row[column], tenant.id, row["seq"]
+                )
         assert (await tenant.ok("GET", "/v1/admin/events/verify"))["valid"] is True
 
 
@@ -209,7 +228,9 @@ async def test_a_removed_or_reordered_event_breaks_the_chain(tenant: Tenant) -> 
         columns = list(rows[0])
 
         async def put_back(row: dict[str, Any]) -> None:
-            await db.execute(f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", *row.values())
+            await db.execute(
+                f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})", *row.values()
+            )
 
         last = rows[-1]
         await db.execute("DELETE FROM events WHERE tenant_id = ? AND seq = ?", tenant.id, last["seq"])
@@ -237,11 +258,20 @@ async def test_a_removed_or_reordered_event_breaks_the_chain(tenant: Tenant) -> 
         await put_back(b)
 
         # A forged event appended after the head (hash and link computed correctly) is detected too.
-        forged = {**last, "seq": last["seq"] + 1, "id": new_id("evt"), "type": "license.revoked", "prev_hash": bytes(last["hash"])}
+        forged = {
+            **last,
+            "seq": last["seq"] + 1,
+            "id": new_id("evt"),
+            "type": "license.revoked",
+            "prev_hash": bytes(last["hash"]),
+        }
         forged["hash"] = event_hash(forged)
         await put_back(forged)
         verdict = await tenant.ok("GET", "/v1/admin/events/verify")
-        assert verdict["valid"] is False and (verdict["broken"]["seq"], verdict["broken"]["id"]) == (forged["seq"], forged["id"]), verdict
+        assert verdict["valid"] is False and (verdict["broken"]["seq"], verdict["broken"]["id"]) == (
+            forged["seq"],
+            forged["id"],
+        ), verdict
         await db.execute("DELETE FROM events WHERE tenant_id = ? AND seq = ?", tenant.id, forged["seq"])
 
         # So is the last event replaced by another one that is consistent in itself.
@@ -250,7 +280,9 @@ async def test_a_removed_or_reordered_event_breaks_the_chain(tenant: Tenant) -> 
         await db.execute("DELETE FROM events WHERE tenant_id = ? AND seq = ?", tenant.id, last["seq"])
         await put_back(replaced)
         verdict = await tenant.ok("GET", "/v1/admin/events/verify")
-        assert verdict["valid"] is False and (verdict["broken"]["seq"], verdict["broken"]["id"]) == (last["seq"], last["id"]), verdict
+        assert verdict["valid"] is False and (verdict["broken"]["seq"], verdict["broken"]["id"]) == (last["seq"], last["id"]), (
+            verdict
+        )
         await db.execute("DELETE FROM events WHERE tenant_id = ? AND seq = ?", tenant.id, last["seq"])
         await put_back(last)
     assert (await tenant.ok("GET", "/v1/admin/events/verify"))["valid"] is True

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from licensor.central import license_keys
 from licensor.errors import ValidationError
 
@@ -41,10 +40,13 @@ async def test_a_new_license_shows_its_key_once_and_never_again(tenant: Tenant) 
 
     shown = await tenant.ok("GET", f"/v1/admin/licenses/{created['id']}")
     assert "key" not in shown and shown == {k: v for k, v in created.items() if k != "key"}
-    for answer in (await tenant.call("GET", f"/v1/admin/licenses/{created['id']}"), await tenant.call("GET", "/v1/admin/licenses"),
-                   await tenant.call("POST", "/v1/admin/licenses/lookup", json={"key": key}),
-                   await tenant.call("PATCH", f"/v1/admin/licenses/{created['id']}", json={"order_ref": "o-1"}),
-                   await tenant.call("POST", f"/v1/admin/licenses/{created['id']}/suspend", json={})):
+    for answer in (
+        await tenant.call("GET", f"/v1/admin/licenses/{created['id']}"),
+        await tenant.call("GET", "/v1/admin/licenses"),
+        await tenant.call("POST", "/v1/admin/licenses/lookup", json={"key": key}),
+        await tenant.call("PATCH", f"/v1/admin/licenses/{created['id']}", json={"order_ref": "o-1"}),
+        await tenant.call("POST", f"/v1/admin/licenses/{created['id']}/suspend", json={}),
+    ):
         assert answer.status == 200
         assert key not in answer.text and normalized not in answer.text
         assert normalized[:-4] not in answer.text
@@ -82,8 +84,17 @@ async def test_a_license_is_found_by_its_key_typed_carelessly(tenant: Tenant) ->
     created = await tenant.license(policy["id"])
     key = created["key"]
     compact = key.replace("-", "")
-    spellings = [key, key.lower(), compact, compact.lower(), " ".join(key.split("-")), f"  {key}\n", key.replace("-", " - "),
-                 key.replace("0", "O").replace("1", "I"), key.lower().replace("1", "l").replace("0", "o")]
+    spellings = [
+        key,
+        key.lower(),
+        compact,
+        compact.lower(),
+        " ".join(key.split("-")),
+        f"  {key}\n",
+        key.replace("-", " - "),
+        key.replace("0", "O").replace("1", "I"),
+        key.lower().replace("1", "l").replace("0", "o"),
+    ]
     for spelling in spellings:
         found = await tenant.ok("POST", "/v1/admin/licenses/lookup", json={"key": spelling})
         assert found["id"] == created["id"], spelling
@@ -168,7 +179,13 @@ async def test_suspend_reinstate_and_revoke_follow_the_state_machine(tenant: Ten
         await act(action, None)
     assert (await tenant.ok("GET", base))["state"] == "revoked"
     changes = [e for e in await tenant.list_all("/v1/admin/events", params={"subject_id": lic})]
-    assert [e["type"] for e in changes] == ["license.created", "license.suspended", "license.reinstated", "license.suspended", "license.revoked"]
+    assert [e["type"] for e in changes] == [
+        "license.created",
+        "license.suspended",
+        "license.reinstated",
+        "license.suspended",
+        "license.revoked",
+    ]
     assert changes[1]["data"]["reason"] == "unpaid invoice" and changes[4]["data"]["reason"] == "fraud"
     assert changes[4]["data"]["state"] == "revoked" and changes[4]["actor"].startswith("token:tok_")
 
@@ -182,8 +199,13 @@ async def test_an_active_license_may_be_revoked_directly(tenant: Tenant) -> None
 async def test_the_state_is_changed_by_actions_only(tenant: Tenant) -> None:
     _, policy = await licensed(tenant)
     lic = await tenant.license(policy["id"])
-    for change in ({"state": "revoked"}, {"key_hint": "AAAA"}, {"policy_id": policy["id"]}, {"product_id": policy["product_id"]},
-                   {"starts_at": "2026-01-01T00:00:00Z"}):
+    for change in (
+        {"state": "revoked"},
+        {"key_hint": "AAAA"},
+        {"policy_id": policy["id"]},
+        {"product_id": policy["product_id"]},
+        {"starts_at": "2026-01-01T00:00:00Z"},
+    ):
         answer = await tenant.call("PATCH", f"/v1/admin/licenses/{lic['id']}", json=change)
         assert (answer.status, answer.code) == (422, "UNKNOWN_FIELD"), change
     assert (await tenant.ok("GET", f"/v1/admin/licenses/{lic['id']}"))["state"] == "active"
@@ -212,10 +234,10 @@ async def test_dates_come_from_the_policy(tenant: Tenant) -> None:
     lic = await tenant.license(perpetual["id"], starts_at=start)
     assert (lic["expires_at"], at(lic["maintenance_until"])) == (None, at(start) + 365 * DAY)
 
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     lic = await tenant.license(subscription["id"])
     started = at(lic["starts_at"])
-    assert before - timedelta(seconds=5) <= started <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert before - timedelta(seconds=5) <= started <= datetime.now(UTC) + timedelta(seconds=5)
     assert at(lic["expires_at"]) == started + 365 * DAY
 
 
@@ -223,29 +245,37 @@ async def test_explicit_dates_override_the_policy(tenant: Tenant) -> None:
     _, policy = await licensed(tenant, duration={"kind": "subscription", "days": 30}, maintenance_days=30)
     start = "2026-03-01T00:00:00+02:00"
     lic = await tenant.license(policy["id"], starts_at=start, expires_at="2027-01-01T00:00:00Z", maintenance_until=None)
-    assert (lic["starts_at"], lic["expires_at"], lic["maintenance_until"]) == ("2026-02-28T22:00:00.000000Z", "2027-01-01T00:00:00.000000Z", None)
+    assert (lic["starts_at"], lic["expires_at"], lic["maintenance_until"]) == (
+        "2026-02-28T22:00:00.000000Z",
+        "2027-01-01T00:00:00.000000Z",
+        None,
+    )
     open_ended = await tenant.license(policy["id"], expires_at=None)
     assert open_ended["expires_at"] is None
     for expires_at in ("2026-02-28T22:00:00Z", "2025-01-01T00:00:00Z"):
-        answer = await tenant.call("POST", "/v1/admin/licenses", json={"policy_id": policy["id"], "starts_at": start, "expires_at": expires_at})
+        answer = await tenant.call(
+            "POST", "/v1/admin/licenses", json={"policy_id": policy["id"], "starts_at": start, "expires_at": expires_at}
+        )
         assert (answer.status, answer.code) == (422, "INVALID_FIELD"), expires_at
 
 
 async def test_renewing_extends_by_the_policy_period_or_to_a_given_date(tenant: Tenant) -> None:
     product, policy = await licensed(tenant, duration={"kind": "subscription", "days": 30}, maintenance_days=10)
-    future = datetime.now(timezone.utc) + 100 * DAY
+    future = datetime.now(UTC) + 100 * DAY
     lic = await tenant.license(policy["id"], expires_at=future.isoformat())
     renewed = await tenant.ok("POST", f"/v1/admin/licenses/{lic['id']}/renew", json={})
     assert abs(at(renewed["expires_at"]) - (at(lic["expires_at"]) + 30 * DAY)) < timedelta(seconds=1)
     assert at(renewed["maintenance_until"]) > at(lic["maintenance_until"])
 
     lapsed = await tenant.license(policy["id"], starts_at="2020-01-01T00:00:00Z")
-    assert at(lapsed["expires_at"]) < datetime.now(timezone.utc)
+    assert at(lapsed["expires_at"]) < datetime.now(UTC)
     renewed = await tenant.ok("POST", f"/v1/admin/licenses/{lapsed['id']}/renew", json={})
-    assert abs(at(renewed["expires_at"]) - (datetime.now(timezone.utc) + 30 * DAY)) < timedelta(minutes=1)
+    assert abs(at(renewed["expires_at"]) - (datetime.now(UTC) + 30 * DAY)) < timedelta(minutes=1)
 
     target = "2040-01-01T00:00:00Z"
-    assert at((await tenant.ok("POST", f"/v1/admin/licenses/{lic['id']}/renew", json={"expires_at": target}))["expires_at"]) == at(target)
+    assert at(
+        (await tenant.ok("POST", f"/v1/admin/licenses/{lic['id']}/renew", json={"expires_at": target}))["expires_at"]
+    ) == at(target)
     earlier = await tenant.call("POST", f"/v1/admin/licenses/{lic['id']}/renew", json={"expires_at": "2030-01-01T00:00:00Z"})
     assert (earlier.status, earlier.code) == (422, "INVALID_FIELD")
 
@@ -258,7 +288,9 @@ async def test_renewing_extends_by_the_policy_period_or_to_a_given_date(tenant: 
     forever = await tenant.license(perpetual["id"])
     answer = await tenant.call("POST", f"/v1/admin/licenses/{forever['id']}/renew", json={})
     assert (answer.status, answer.code) == (409, "INVALID_STATE")
-    assert (await tenant.ok("POST", f"/v1/admin/licenses/{forever['id']}/renew", json={"expires_at": target}))["expires_at"] == "2040-01-01T00:00:00.000000Z"
+    assert (await tenant.ok("POST", f"/v1/admin/licenses/{forever['id']}/renew", json={"expires_at": target}))[
+        "expires_at"
+    ] == "2040-01-01T00:00:00.000000Z"
 
 
 async def test_a_license_may_be_given_a_customer_overrides_and_an_order_reference(tenant: Tenant) -> None:
@@ -266,8 +298,16 @@ async def test_a_license_may_be_given_a_customer_overrides_and_an_order_referenc
     ada = await tenant.customer("ada@example.com")
     lic = await tenant.license(policy["id"], customer_id=ada["id"], overrides={"seats": 3}, order_ref="shop-1")
     assert (lic["customer_id"], lic["overrides"], lic["order_ref"]) == (ada["id"], {"seats": 3}, "shop-1")
-    updated = await tenant.ok("PATCH", f"/v1/admin/licenses/{lic['id']}", json={"customer_id": None, "overrides": {}, "order_ref": None,
-                                                                                  "expires_at": "2031-01-01T00:00:00Z"})
-    assert (updated["customer_id"], updated["overrides"], updated["order_ref"], updated["expires_at"]) == (None, {}, None, "2031-01-01T00:00:00.000000Z")
+    updated = await tenant.ok(
+        "PATCH",
+        f"/v1/admin/licenses/{lic['id']}",
+        json={"customer_id": None, "overrides": {}, "order_ref": None, "expires_at": "2031-01-01T00:00:00Z"},
+    )
+    assert (updated["customer_id"], updated["overrides"], updated["order_ref"], updated["expires_at"]) == (
+        None,
+        {},
+        None,
+        "2031-01-01T00:00:00.000000Z",
+    )
     deleted = await tenant.call("DELETE", f"/v1/admin/licenses/{lic['id']}")
     assert (deleted.status, deleted.code) == (405, "METHOD_NOT_ALLOWED")

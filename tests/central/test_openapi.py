@@ -7,7 +7,6 @@ from typing import Any
 
 import jsonschema
 from aiohttp import web
-
 from licensor.model import ROLES, new_id
 
 from .conftest import Gateway, Tenant
@@ -41,7 +40,10 @@ async def test_the_document_is_openapi_3_1(gateway: Gateway) -> None:
     assert document["openapi"] == "3.1.0"
     assert document["info"]["title"] == "licensor" and document["info"]["version"]
     assert document["components"]["securitySchemes"]["bearer"] == {
-        "type": "http", "scheme": "bearer", "description": document["components"]["securitySchemes"]["bearer"]["description"]}
+        "type": "http",
+        "scheme": "bearer",
+        "description": document["components"]["securitySchemes"]["bearer"]["description"],
+    }
     assert set(document["paths"]) and all(path.startswith("/") for path in document["paths"])
 
 
@@ -100,12 +102,22 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
     # Device requests are authenticated by their body: the activation backend's by the device's signature, the
     # cloud backend's by the credential (the credential file's id and secret).
     signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
-    assert signed == {"activate", "recover_activation", "check_in", "deactivate",  # the activation backend's
-                      "check_out_lease", "renew_lease", "release_lease"}  # the cloud backend's
+    assert signed == {
+        "activate",
+        "recover_activation",
+        "check_in",
+        "deactivate",  # the activation backend's
+        "check_out_lease",
+        "renew_lease",
+        "release_lease",
+    }  # the cloud backend's
     unknown = {"tenant": new_id("ten"), "credential": f"{new_id('crd')}.{'A' * 43}"}
     a_lease = {"lease": new_id("lse"), "lease_secret": "B" * 43}
-    by_credential = {"check_out_lease": {**unknown, "device_id": "device-1"}, "renew_lease": {**unknown, **a_lease},
-                     "release_lease": {**unknown, **a_lease}}
+    by_credential = {
+        "check_out_lease": {**unknown, "device_id": "device-1"},
+        "renew_lease": {**unknown, **a_lease},
+        "release_lease": {**unknown, **a_lease},
+    }
     for path, method, op in operations(document):
         if op["operationId"] in by_credential:
             answer = await gateway.call(method.upper(), path, json=by_credential[op["operationId"]])

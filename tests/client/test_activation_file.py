@@ -11,8 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from licensor_activation.backend import license_file
-
 from licensor import _impl as core
 from licensor.client.activation import (
     CLOCK_SKEW_S,
@@ -32,6 +30,7 @@ from licensor.gateway.cache import Licensed
 from licensor.model import canonical_json, format_time
 from licensor.tokens import read_document, sign_document
 from licensor.verdict import Code
+from licensor_activation.backend import license_file
 
 NOW = 1_795_000_000  # seconds; the file is issued now
 DAY = 86_400
@@ -53,23 +52,48 @@ EXPIRES = NOW + 365 * DAY
 
 def _licensed(expires_s: int | None = EXPIRES, product: str = PRODUCT) -> Licensed:
     """The rows the backend signs a file from (as the store holds them: JSON columns, microseconds)."""
-    license = {"id": "lic_01JBZ8Q3V6N2K4M7P9R1T5W8XF", "expires_at": None if expires_s is None else expires_s * 1_000_000,
-               "maintenance_until": None, "overrides": canonical_json({"features": {"render": 5}})}
+    license = {
+        "id": "lic_01JBZ8Q3V6N2K4M7P9R1T5W8XF",
+        "expires_at": None if expires_s is None else expires_s * 1_000_000,
+        "maintenance_until": None,
+        "overrides": canonical_json({"features": {"render": 5}}),
+    }
     policy = {"features": canonical_json([{"code": "draw"}]), "seats": 2}
     return Licensed(license, {"code": product}, policy, {"match_preset": "medium"})
 
 
 def _activation(device: DeviceKey = DEVICE, fingerprint: dict[str, str] = FINGERPRINT, generation: int = 3) -> dict[str, Any]:
-    return {"id": "act_01JBZ8Q3V6N2K4M7P9R1T5W8XG", "device_key": device.key_id, "fingerprint": canonical_json(fingerprint),
-            "generation": generation, "checkpoint_at": CHECKPOINT * 1_000_000, "lapses_at": LAPSES * 1_000_000,
-            "mode": "online"}
+    return {
+        "id": "act_01JBZ8Q3V6N2K4M7P9R1T5W8XG",
+        "device_key": device.key_id,
+        "fingerprint": canonical_json(fingerprint),
+        "generation": generation,
+        "checkpoint_at": CHECKPOINT * 1_000_000,
+        "lapses_at": LAPSES * 1_000_000,
+        "mode": "online",
+    }
 
 
-def genuine(preset: str = "medium", *, expires_s: int | None = EXPIRES, tenant: str = TENANT, product: str = PRODUCT,
-            seed: bytes = SEED, kid: str = KID, fingerprint: dict[str, str] = FINGERPRINT) -> str:
+def genuine(
+    preset: str = "medium",
+    *,
+    expires_s: int | None = EXPIRES,
+    tenant: str = TENANT,
+    product: str = PRODUCT,
+    seed: bytes = SEED,
+    kid: str = KID,
+    fingerprint: dict[str, str] = FINGERPRINT,
+) -> str:
     """A license file exactly as the activation backend issues one (its own ``license_file``)."""
-    return license_file(kid, seed, tenant, _licensed(expires_s, product), _activation(fingerprint=fingerprint),
-                        match_rule(preset), NOW * 1_000_000)
+    return license_file(
+        kid,
+        seed,
+        tenant,
+        _licensed(expires_s, product),
+        _activation(fingerprint=fingerprint),
+        match_rule(preset),
+        NOW * 1_000_000,
+    )
 
 
 FILE = genuine()
@@ -83,17 +107,26 @@ def resigned(change: Callable[[dict[str, Any]], Any], kind: str = LICENSE_FILE_K
     return sign_document(kind, kid, seed, document)
 
 
-def verdict(token: str = FILE, *, fingerprint: dict[str, str] = FINGERPRINT, device_key: str | None = DEVICE.key_id,
-            features: tuple[str, ...] = ("draw",), now: float = NOW + 60, keys: dict[str, bytes] = KEYS,
-            tenant: str = TENANT, product: str = PRODUCT) -> Code:
-    return verify_license_file(token, keys, tenant=tenant, product=product, fingerprint=fingerprint, device_key=device_key,
-                               features=features, now=now).code
+def verdict(
+    token: str = FILE,
+    *,
+    fingerprint: dict[str, str] = FINGERPRINT,
+    device_key: str | None = DEVICE.key_id,
+    features: tuple[str, ...] = ("draw",),
+    now: float = NOW + 60,
+    keys: dict[str, bytes] = KEYS,
+    tenant: str = TENANT,
+    product: str = PRODUCT,
+) -> Code:
+    return verify_license_file(
+        token, keys, tenant=tenant, product=product, fingerprint=fingerprint, device_key=device_key, features=features, now=now
+    ).code
 
 
 def raised_by(call: Callable[[], object]) -> BaseException | None:
     try:
         call()
-    except BaseException as error:  # noqa: BLE001 - the point is to capture whatever it is
+    except BaseException as error:
         return error
     return None
 
@@ -122,12 +155,22 @@ def test_a_genuine_file_is_valid_and_reads_back_as_the_backend_signed_it() -> No
     assert verdict() is Code.VALID
     read = read_license_file(FILE, KEYS, tenant=TENANT, product=PRODUCT)
     assert (read.tenant, read.product, read.license_id, read.activation_id) == (
-        TENANT, PRODUCT, "lic_01JBZ8Q3V6N2K4M7P9R1T5W8XF", "act_01JBZ8Q3V6N2K4M7P9R1T5W8XG")
+        TENANT,
+        PRODUCT,
+        "lic_01JBZ8Q3V6N2K4M7P9R1T5W8XF",
+        "act_01JBZ8Q3V6N2K4M7P9R1T5W8XG",
+    )
     assert (read.device_key, read.fingerprint, read.rule) == (DEVICE.key_id, FINGERPRINT, match_rule("medium"))
     assert read.features == {"draw": None, "render": 5}
     assert read.terms == {"expires_at": format_time(EXPIRES * 1_000_000), "maintenance_until": None, "seats": 2}
     assert (read.generation, read.issued_at, read.checkpoint_at, read.lapses_at, read.expires_at, read.mode) == (
-        3, NOW, CHECKPOINT, LAPSES, EXPIRES, "online")
+        3,
+        NOW,
+        CHECKPOINT,
+        LAPSES,
+        EXPIRES,
+        "online",
+    )
     assert read.token == FILE
     assert FILE.startswith(f"{LICENSE_FILE_KIND}.{KID}.")
 
@@ -158,13 +201,16 @@ def test_every_single_bit_flip_of_every_character_of_the_file_is_rejected() -> N
 
 @settings(max_examples=200, deadline=None)
 @given(
-    components=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True), st.text(max_size=20), min_size=1, max_size=8),
+    components=st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_-]{0,31}", fullmatch=True), st.text(max_size=20), min_size=1, max_size=8
+    ),
     preset=st.sampled_from(sorted(PRESETS)),
     expires=st.one_of(st.none(), st.integers(NOW, NOW + 3650 * DAY)),
     data=st.data(),
 )
-def test_any_single_bit_flip_of_any_file_is_rejected(components: dict[str, str], preset: str, expires: int | None,
-                                                      data: st.DataObject) -> None:
+def test_any_single_bit_flip_of_any_file_is_rejected(
+    components: dict[str, str], preset: str, expires: int | None, data: st.DataObject
+) -> None:
     fingerprint = hash_components(components, product_salt(TENANT, PRODUCT))
     token = genuine(preset, expires_s=expires, fingerprint=fingerprint)
     assert verdict(token, fingerprint=fingerprint, features=()) in (Code.VALID, Code.EXPIRED)
@@ -201,13 +247,13 @@ def test_a_token_of_another_kind_with_the_same_document_and_key_is_rejected(kind
     with pytest.raises(WrongTokenKindError):
         verdict(other)
     # The signature covers the kind: putting "lf1" in front of the other kind's token does not verify either.
-    relabelled = LICENSE_FILE_KIND + other[len(kind):]
+    relabelled = LICENSE_FILE_KIND + other[len(kind) :]
     with pytest.raises(BadSignatureError):
         verdict(relabelled)
 
 
 def test_a_payload_that_is_not_the_canonical_json_of_an_object_is_rejected() -> None:
-    for payload in (canonical_json(DOCUMENT).replace(",", ", ", 1).encode(), b"[1,2]", b"\"file\"", b"\xff", b""):
+    for payload in (canonical_json(DOCUMENT).replace(",", ", ", 1).encode(), b"[1,2]", b'"file"', b"\xff", b""):
         token = core.encode_token(LICENSE_FILE_KIND, KID, payload, SEED)
         with pytest.raises(MalformedTokenError):
             verdict(token)
@@ -216,14 +262,23 @@ def test_a_payload_that_is_not_the_canonical_json_of_an_object_is_rejected() -> 
 # --- genuinely signed, but not this software's -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("token", "tenant", "product", "code"), [
-    (genuine(tenant=OTHER_TENANT), TENANT, PRODUCT, "TENANT_MISMATCH"),
-    (FILE, OTHER_TENANT, PRODUCT, "TENANT_MISMATCH"),
-    (genuine(product="cam"), TENANT, PRODUCT, "PRODUCT_MISMATCH"),
-    (FILE, TENANT, "cam", "PRODUCT_MISMATCH"),
-    (genuine(tenant=OTHER_TENANT, product="cam"), TENANT, PRODUCT, "TENANT_MISMATCH"),
-], ids=["file-of-another-tenant", "asked-for-another-tenant", "file-of-another-product", "asked-for-another-product",
-        "both-tenant-first"])
+@pytest.mark.parametrize(
+    ("token", "tenant", "product", "code"),
+    [
+        (genuine(tenant=OTHER_TENANT), TENANT, PRODUCT, "TENANT_MISMATCH"),
+        (FILE, OTHER_TENANT, PRODUCT, "TENANT_MISMATCH"),
+        (genuine(product="cam"), TENANT, PRODUCT, "PRODUCT_MISMATCH"),
+        (FILE, TENANT, "cam", "PRODUCT_MISMATCH"),
+        (genuine(tenant=OTHER_TENANT, product="cam"), TENANT, PRODUCT, "TENANT_MISMATCH"),
+    ],
+    ids=[
+        "file-of-another-tenant",
+        "asked-for-another-tenant",
+        "file-of-another-product",
+        "asked-for-another-product",
+        "both-tenant-first",
+    ],
+)
 def test_a_genuine_file_of_another_tenant_or_product_is_rejected(token: str, tenant: str, product: str, code: str) -> None:
     with pytest.raises(LicenseFileRejectedError) as rejected:
         verdict(token, tenant=tenant, product=product)
@@ -246,8 +301,21 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
-REQUIRED = ["license", "activation", "device_key", "fingerprint", "match", "features", "terms", "generation", "iat",
-            "checkpoint_at", "lapses_at", "exp", "mode"]
+REQUIRED = [
+    "license",
+    "activation",
+    "device_key",
+    "fingerprint",
+    "match",
+    "features",
+    "terms",
+    "generation",
+    "iat",
+    "checkpoint_at",
+    "lapses_at",
+    "exp",
+    "mode",
+]
 MALFORMED: dict[str, Callable[[dict[str, Any]], None]] = {
     **{f"no-{name}": _drop(name) for name in REQUIRED},
     "license-not-text": _set("license", 7),
@@ -359,10 +427,12 @@ def _weight(name: str) -> int:
 
 
 @settings(max_examples=300, deadline=None)
-@given(preset=st.sampled_from(sorted(PRESETS)),
-       changed=st.sets(st.sampled_from(sorted(COMPONENTS))),
-       removed=st.sets(st.sampled_from(sorted(COMPONENTS))),
-       added=st.dictionaries(st.sampled_from(["gpu", "ram", "os"]), st.text(min_size=1, max_size=5)))
+@given(
+    preset=st.sampled_from(sorted(PRESETS)),
+    changed=st.sets(st.sampled_from(sorted(COMPONENTS))),
+    removed=st.sets(st.sampled_from(sorted(COMPONENTS))),
+    added=st.dictionaries(st.sampled_from(["gpu", "ram", "os"]), st.text(min_size=1, max_size=5)),
+)
 def test_tolerant_matching_follows_the_weighted_share_of_unchanged_components(
     preset: str, changed: set[str], removed: set[str], added: dict[str, str]
 ) -> None:
@@ -377,19 +447,25 @@ def test_tolerant_matching_follows_the_weighted_share_of_unchanged_components(
     assert verdict(token, fingerprint=presented) is expected, (share, PRESETS[preset])
 
 
-@pytest.mark.parametrize(("preset", "changed", "expected"), [
-    ("medium", {"mac", "hostname"}, Code.VALID),  # 11 of 13
-    ("medium", {"cpu", "mac"}, Code.VALID),  # 10 of 13
-    ("medium", {"cpu", "disk"}, Code.FINGERPRINT_MISMATCH),  # 9 of 13 = 0.69...: below 0.7
-    ("medium", {"board", "mac"}, Code.FINGERPRINT_MISMATCH),  # 9 of 13
-    ("medium", {"machine_id"}, Code.FINGERPRINT_MISMATCH),  # 9 of 13
-    ("loose", {"machine_id", "mac", "hostname"}, Code.VALID),  # 7 of 13
-    ("loose", {"machine_id", "board"}, Code.FINGERPRINT_MISMATCH),  # 6 of 13
-    ("strict", {"hostname"}, Code.VALID),  # 12 of 13
-    ("strict", {"cpu"}, Code.FINGERPRINT_MISMATCH),  # 11 of 13
-], ids=lambda value: "+".join(sorted(value)) if isinstance(value, set) else str(value))
+@pytest.mark.parametrize(
+    ("preset", "changed", "expected"),
+    [
+        ("medium", {"mac", "hostname"}, Code.VALID),  # 11 of 13
+        ("medium", {"cpu", "mac"}, Code.VALID),  # 10 of 13
+        ("medium", {"cpu", "disk"}, Code.FINGERPRINT_MISMATCH),  # 9 of 13 = 0.69...: below 0.7
+        ("medium", {"board", "mac"}, Code.FINGERPRINT_MISMATCH),  # 9 of 13
+        ("medium", {"machine_id"}, Code.FINGERPRINT_MISMATCH),  # 9 of 13
+        ("loose", {"machine_id", "mac", "hostname"}, Code.VALID),  # 7 of 13
+        ("loose", {"machine_id", "board"}, Code.FINGERPRINT_MISMATCH),  # 6 of 13
+        ("strict", {"hostname"}, Code.VALID),  # 12 of 13
+        ("strict", {"cpu"}, Code.FINGERPRINT_MISMATCH),  # 11 of 13
+    ],
+    ids=lambda value: "+".join(sorted(value)) if isinstance(value, set) else str(value),
+)
 def test_tolerant_matching_examples(preset: str, changed: set[str], expected: Code) -> None:
-    presented = hash_components({n: v + "-new" if n in changed else v for n, v in COMPONENTS.items()}, product_salt(TENANT, PRODUCT))
+    presented = hash_components(
+        {n: v + "-new" if n in changed else v for n, v in COMPONENTS.items()}, product_salt(TENANT, PRODUCT)
+    )
     assert verdict(genuine(preset), fingerprint=presented) is expected
 
 
@@ -397,16 +473,32 @@ def test_tolerant_matching_examples(preset: str, changed: set[str], expected: Co
 
 
 def _request(key: DeviceKey = DEVICE, **fields: Any) -> str:
-    return device_request(key, "checkin", tenant=TENANT, product=PRODUCT, fingerprint=FINGERPRINT, now=NOW,
-                          activation="act_01JBZ8Q3V6N2K4M7P9R1T5W8XG", generation=3, **fields)
+    return device_request(
+        key,
+        "checkin",
+        tenant=TENANT,
+        product=PRODUCT,
+        fingerprint=FINGERPRINT,
+        now=NOW,
+        activation="act_01JBZ8Q3V6N2K4M7P9R1T5W8XG",
+        generation=3,
+        **fields,
+    )
 
 
 def test_a_genuine_device_request_reads_back() -> None:
     request = _request()
     assert request.startswith(f"{DEVICE_REQUEST_KIND}.{DEVICE.key_id}.")
     assert read_device_request(request) == {
-        "op": "checkin", "tenant": TENANT, "product": PRODUCT, "device_key": DEVICE.key_id, "fingerprint": FINGERPRINT,
-        "time": NOW, "activation": "act_01JBZ8Q3V6N2K4M7P9R1T5W8XG", "generation": 3}
+        "op": "checkin",
+        "tenant": TENANT,
+        "product": PRODUCT,
+        "device_key": DEVICE.key_id,
+        "fingerprint": FINGERPRINT,
+        "time": NOW,
+        "activation": "act_01JBZ8Q3V6N2K4M7P9R1T5W8XG",
+        "generation": 3,
+    }
     assert device_public_key(DEVICE.key_id) == DEVICE.public_key
 
 
@@ -435,8 +527,11 @@ def test_a_request_signed_by_one_device_naming_another_devices_key_is_refused() 
                     read_device_request(token)
 
 
-@pytest.mark.parametrize("kid", [KID, "A" * 42, "A" * 44, DEVICE.key_id[:-1] + "B", "lf1"],
-                         ids=["tenant-key-id", "too-short", "too-long", "non-canonical-base64", "kind-like"])
+@pytest.mark.parametrize(
+    "kid",
+    [KID, "A" * 42, "A" * 44, DEVICE.key_id[:-1] + "B", "lf1"],
+    ids=["tenant-key-id", "too-short", "too-long", "non-canonical-base64", "kind-like"],
+)
 def test_a_request_whose_key_id_names_no_device_key_is_refused(kid: str) -> None:
     assert device_public_key(kid) is None or kid == DEVICE.key_id
     token = sign_document(DEVICE_REQUEST_KIND, kid, DEVICE.seed, read_device_request(_request()))

@@ -19,7 +19,6 @@ from typing import Any
 
 import orjson
 import pytest
-
 from licensor import _impl
 from licensor.client.leases import (
     CHECK_OUT_ATTEMPTS,
@@ -151,8 +150,9 @@ class CutOffProxy:
                 return
             gateway_reader, gateway_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(gateway_writer)
-            await asyncio.gather(self._pipe(client_reader, gateway_writer, answers=False),
-                                 self._pipe(gateway_reader, client_writer, answers=True))
+            await asyncio.gather(
+                self._pipe(client_reader, gateway_writer, answers=False), self._pipe(gateway_reader, client_writer, answers=True)
+            )
         except OSError:
             pass
         finally:
@@ -211,7 +211,12 @@ async def test_a_keeper_checks_a_lease_out_and_its_heartbeats_renew_it(licensor_
         assert held.valid and held.lease_id == lease_id and held.expires_at is not None and held.expires_at > first_expiry
         assert held.lease.renewal == held.heartbeats
         shown = await seller.lease(lease_id)
-        assert (shown["state"], shown["device_id"], shown["device_name"], shown["features"]) == ("active", "office-pc", "Office PC", ["draw"])
+        assert (shown["state"], shown["device_id"], shown["device_name"], shown["features"]) == (
+            "active",
+            "office-pc",
+            "Office PC",
+            ["draw"],
+        )
         assert shown["renewals"] >= 2
     assert not held.valid and held.lost_code is None and lost.codes == []
     assert (await seller.lease(lease_id))["state"] == "released"
@@ -240,9 +245,21 @@ async def test_refusals_at_check_out_carry_the_gateways_code_and_status(licensor
     credential, record = await seller.credential()
     cases: list[tuple[LeaseKeeper, str, int]] = [
         (LeaseKeeper(credential, "pc", ("render",), retry_delay_s=RETRY_S), "FEATURE_NOT_ENTITLED", 403),
-        (keeper(CredentialFile(credential.server, credential.tenant, credential.product, credential.license,
-                               credential.credential[:-1] + ("A" if credential.credential[-1] != "A" else "B"),
-                               credential.label, credential.keys)), "CREDENTIAL_INVALID", 401),
+        (
+            keeper(
+                CredentialFile(
+                    credential.server,
+                    credential.tenant,
+                    credential.product,
+                    credential.license,
+                    credential.credential[:-1] + ("A" if credential.credential[-1] != "A" else "B"),
+                    credential.label,
+                    credential.keys,
+                )
+            ),
+            "CREDENTIAL_INVALID",
+            401,
+        ),
     ]
     for refused_keeper, code, status in cases:
         with pytest.raises(LeaseRefusedError) as refused:
@@ -262,15 +279,23 @@ async def test_a_lease_token_that_does_not_verify_is_refused_and_its_seat_given_
     seller = await vendor(licensor_gateway, seats=1, ttl_s=60, interval_s=30)
     genuine, _ = await seller.credential()
     impostor_key = _impl.public_key(_impl.generate_seed())  # the gateway's answers are not signed by this key
-    forged_keys = CredentialFile(genuine.server, genuine.tenant, genuine.product, genuine.license, genuine.credential,
-                                 genuine.label, {kid: impostor_key for kid in genuine.keys})
+    forged_keys = CredentialFile(
+        genuine.server,
+        genuine.tenant,
+        genuine.product,
+        genuine.license,
+        genuine.credential,
+        genuine.label,
+        {kid: impostor_key for kid in genuine.keys},
+    )
     with pytest.raises(LeaseRefusedError) as refused:
         async with keeper(forged_keys):
             pytest.fail("a lease whose token does not verify was kept")
     assert refused.value.code == "TOKEN_BAD_SIGNATURE"
     assert await seller.active_leases() == []  # released at once, not left to run out
-    other_product = CredentialFile(genuine.server, genuine.tenant, "cam", genuine.license, genuine.credential, genuine.label,
-                                   genuine.keys)  # the gateway answers for "cad": not the product this software is
+    other_product = CredentialFile(
+        genuine.server, genuine.tenant, "cam", genuine.license, genuine.credential, genuine.label, genuine.keys
+    )  # the gateway answers for "cad": not the product this software is
     with pytest.raises(LeaseRefusedError) as refused:
         async with keeper(other_product):
             pytest.fail("a lease of another product was kept")
@@ -283,7 +308,9 @@ async def test_a_lease_token_that_does_not_verify_is_refused_and_its_seat_given_
 # --- outages ---------------------------------------------------------------------------------------------------
 
 
-async def test_an_outage_shorter_than_the_lease_is_survived_with_the_same_lease(licensor_gateway: Gateway, proxy: CutOffProxy) -> None:
+async def test_an_outage_shorter_than_the_lease_is_survived_with_the_same_lease(
+    licensor_gateway: Gateway, proxy: CutOffProxy
+) -> None:
     seller = await vendor(licensor_gateway, ttl_s=4, interval_s=1)
     credential, _ = await seller.credential(server=proxy.url)
     lost = Lost()
@@ -301,7 +328,9 @@ async def test_an_outage_shorter_than_the_lease_is_survived_with_the_same_lease(
         assert [lease["id"] for lease in await seller.active_leases()] == [lease_id]
 
 
-async def test_a_heartbeat_answer_lost_on_the_way_is_replayed_not_renewed_twice(licensor_gateway: Gateway, proxy: CutOffProxy) -> None:
+async def test_a_heartbeat_answer_lost_on_the_way_is_replayed_not_renewed_twice(
+    licensor_gateway: Gateway, proxy: CutOffProxy
+) -> None:
     seller = await vendor(licensor_gateway, ttl_s=4, interval_s=1)
     credential, _ = await seller.credential(server=proxy.url)
     async with keeper(credential) as held:
@@ -309,14 +338,18 @@ async def test_a_heartbeat_answer_lost_on_the_way_is_replayed_not_renewed_twice(
         await eventually(lambda: held.heartbeats >= 1, what="a first heartbeat")
         proxy.drop_answers = 1  # the next heartbeat is performed, but its answer (the new secret) never arrives
         before = held.heartbeats
-        await eventually(lambda: held.heartbeats >= before + 2 or held.lost_code is not None, what="heartbeats after the lost answer")
+        await eventually(
+            lambda: held.heartbeats >= before + 2 or held.lost_code is not None, what="heartbeats after the lost answer"
+        )
         assert proxy.dropped == 1 and held.lost_code is None and held.valid  # a resend without the key: LEASE_TAKEN_OVER
         count = held.heartbeats
         renewals = (await seller.lease(held.lease_id))["renewals"]
         assert renewals == count, "the retried heartbeat was performed once, its answer replayed"
 
 
-async def test_leaving_while_a_heartbeat_answer_is_lost_still_releases_the_seat(licensor_gateway: Gateway, proxy: CutOffProxy) -> None:
+async def test_leaving_while_a_heartbeat_answer_is_lost_still_releases_the_seat(
+    licensor_gateway: Gateway, proxy: CutOffProxy
+) -> None:
     seller = await vendor(licensor_gateway, ttl_s=60, interval_s=1)
     credential, _ = await seller.credential(server=proxy.url)
     async with keeper(credential, retry_delay_s=5.0) as held:
@@ -348,7 +381,9 @@ async def test_an_outage_longer_than_the_lease_loses_it_as_lease_expired(licenso
     assert await seller.active_leases() == []
 
 
-async def test_a_gateway_that_never_answers_fails_the_check_out_after_a_bounded_time(licensor_gateway: Gateway, proxy: CutOffProxy) -> None:
+async def test_a_gateway_that_never_answers_fails_the_check_out_after_a_bounded_time(
+    licensor_gateway: Gateway, proxy: CutOffProxy
+) -> None:
     seller = await vendor(licensor_gateway)
     credential, _ = await seller.credential(server=proxy.url)
     proxy.cut()
@@ -366,7 +401,9 @@ async def test_a_gateway_that_never_answers_fails_the_check_out_after_a_bounded_
 # --- the gateway ends the lease --------------------------------------------------------------------------------
 
 
-async def test_a_device_taking_over_the_single_seat_makes_the_first_lose_it_at_its_next_heartbeat(licensor_gateway: Gateway) -> None:
+async def test_a_device_taking_over_the_single_seat_makes_the_first_lose_it_at_its_next_heartbeat(
+    licensor_gateway: Gateway,
+) -> None:
     seller = await vendor(licensor_gateway, seats=1, ttl_s=3, interval_s=1, on_seat_limit="take_over")
     credential, _ = await seller.credential()
     lost_at_office, lost_at_home = Lost(), Lost()
@@ -425,7 +462,9 @@ async def test_a_credential_file_made_before_the_signing_key_was_rotated_keeps_w
 
 
 @pytest.mark.parametrize("clock_off_s", [-120.0, 120.0])
-async def test_a_device_clock_off_by_more_than_the_lease_still_holds_and_renews_it(licensor_gateway: Gateway, clock_off_s: float) -> None:
+async def test_a_device_clock_off_by_more_than_the_lease_still_holds_and_renews_it(
+    licensor_gateway: Gateway, clock_off_s: float
+) -> None:
     seller = await vendor(licensor_gateway, ttl_s=3, interval_s=1)
     credential, _ = await seller.credential()
     async with keeper(credential, clock=lambda: time.time() + clock_off_s) as held:  # the lease's life is counted locally

@@ -15,7 +15,6 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from licensor import _impl, tokens
 from licensor.client.leases import (
     CLOCK_SKEW_S,
@@ -28,7 +27,14 @@ from licensor.client.leases import (
     read_lease_token,
     verify_lease_token,
 )
-from licensor.errors import BadSignatureError, LicensorError, MalformedTokenError, TokenError, UnknownKeyError, WrongTokenKindError
+from licensor.errors import (
+    BadSignatureError,
+    LicensorError,
+    MalformedTokenError,
+    TokenError,
+    UnknownKeyError,
+    WrongTokenKindError,
+)
 from licensor.model import canonical_json
 from licensor.tokens import read_document, sign_document
 from licensor.verdict import Code
@@ -67,8 +73,13 @@ def _b64(raw: bytes) -> str:
 
 def credential_document(**changes: Any) -> dict[str, Any]:
     document = {
-        "format": CREDENTIAL_FILE_FORMAT, "server": "https://licensing.example.com/", "tenant": TENANT, "product": PRODUCT,
-        "license": LICENSE, "credential": CREDENTIAL, "label": "office",
+        "format": CREDENTIAL_FILE_FORMAT,
+        "server": "https://licensing.example.com/",
+        "tenant": TENANT,
+        "product": PRODUCT,
+        "license": LICENSE,
+        "credential": CREDENTIAL,
+        "label": "office",
         "keys": {KID: _b64(KEYS[KID]), "key_01JBZ8Q3V6N2K4M7P9R1T5W8XJ": _b64(_impl.public_key(OTHER_TENANT_SEED))},
     }
     document.update(changes)
@@ -80,8 +91,15 @@ def credential_text(**changes: Any) -> str:
 
 
 def test_a_credential_file_reads_back_from_text_bytes_or_a_path(tmp_path: pathlib.Path) -> None:
-    expected = CredentialFile("https://licensing.example.com", TENANT, PRODUCT, LICENSE, CREDENTIAL, "office",
-                              {KID: KEYS[KID], "key_01JBZ8Q3V6N2K4M7P9R1T5W8XJ": _impl.public_key(OTHER_TENANT_SEED)})
+    expected = CredentialFile(
+        "https://licensing.example.com",
+        TENANT,
+        PRODUCT,
+        LICENSE,
+        CREDENTIAL,
+        "office",
+        {KID: KEYS[KID], "key_01JBZ8Q3V6N2K4M7P9R1T5W8XJ": _impl.public_key(OTHER_TENANT_SEED)},
+    )
     path = tmp_path / "office.licensor-credential"
     path.write_text(credential_text())
     for source in (credential_text(), credential_text().encode(), path, str(path)):
@@ -112,10 +130,10 @@ def _without(name: str) -> dict[str, Any]:
 
 
 MALFORMED_FILES: dict[str, Any] = {
-    "not-json": "{\"format\": ",
+    "not-json": '{"format": ',
     "empty": "{}",
     "not-an-object": b"[1, 2]",
-    "a-string": "{" + "\"\"",
+    "a-string": "{" + '""',
     **{f"no-{name}": _without(name) for name in ("format", "server", "tenant", "product", "license", "credential", "keys")},
     "another-format": credential_document(format="licensor-credential-2"),
     "format-not-text": credential_document(format=1),
@@ -179,11 +197,23 @@ def test_a_credential_file_that_cannot_be_read_is_an_os_error(tmp_path: pathlib.
 def lease_document(**changes: Any) -> dict[str, Any]:
     """The payload of a lease token as the cloud backend signs it (SPEC: ls1 lease token)."""
     document = {
-        "tenant": TENANT, "product": PRODUCT, "license": LICENSE, "lease": LEASE, "credential": CREDENTIAL_ID,
-        "device": DEVICE, "features": ["draw", "render"],
-        "entitlements": [{"feature": "draw", "quantity": None}, {"feature": "render", "quantity": 4},
-                         {"feature": "export", "quantity": None}],
-        "terms": {"seats": 2, "expires_at": None}, "iat": NOW, "exp": NOW + TTL, "heartbeat_interval": 300, "renewal": 7,
+        "tenant": TENANT,
+        "product": PRODUCT,
+        "license": LICENSE,
+        "lease": LEASE,
+        "credential": CREDENTIAL_ID,
+        "device": DEVICE,
+        "features": ["draw", "render"],
+        "entitlements": [
+            {"feature": "draw", "quantity": None},
+            {"feature": "render", "quantity": 4},
+            {"feature": "export", "quantity": None},
+        ],
+        "terms": {"seats": 2, "expires_at": None},
+        "iat": NOW,
+        "exp": NOW + TTL,
+        "heartbeat_interval": 300,
+        "renewal": 7,
     }
     document.update(changes)
     return document
@@ -196,15 +226,23 @@ def lease_token(kind: str = LEASE_TOKEN_KIND, *, seed: bytes = SEED, kid: str = 
 TOKEN = lease_token()
 
 
-def verdict(token: str = TOKEN, *, keys: dict[str, bytes] = KEYS, tenant: str = TENANT, product: str = PRODUCT,
-            device_id: str | None = DEVICE, features: tuple[str, ...] = ("draw",), now: float = NOW + 60) -> Code:
+def verdict(
+    token: str = TOKEN,
+    *,
+    keys: dict[str, bytes] = KEYS,
+    tenant: str = TENANT,
+    product: str = PRODUCT,
+    device_id: str | None = DEVICE,
+    features: tuple[str, ...] = ("draw",),
+    now: float = NOW + 60,
+) -> Code:
     return verify_lease_token(token, keys, tenant=tenant, product=product, device_id=device_id, features=features, now=now).code
 
 
 def raised_by(call: Callable[[], object]) -> BaseException | None:
     try:
         call()
-    except BaseException as error:  # noqa: BLE001 - the point is to capture whatever it is
+    except BaseException as error:
         return error
     return None
 
@@ -230,7 +268,13 @@ def test_a_genuine_lease_token_is_valid_and_reads_back_as_signed() -> None:
     assert verdict() is Code.VALID
     lease = read_lease_token(TOKEN, KEYS, tenant=TENANT, product=PRODUCT)
     assert (lease.tenant, lease.product, lease.license_id, lease.lease_id, lease.credential_id, lease.device_id) == (
-        TENANT, PRODUCT, LICENSE, LEASE, CREDENTIAL_ID, DEVICE)
+        TENANT,
+        PRODUCT,
+        LICENSE,
+        LEASE,
+        CREDENTIAL_ID,
+        DEVICE,
+    )
     assert lease.features == ("draw", "render")
     assert lease.entitlements == {"draw": None, "render": 4, "export": None}
     assert lease.terms == {"seats": 2, "expires_at": None}
@@ -250,16 +294,27 @@ def test_extra_fields_of_a_later_issuer_do_not_make_a_token_malformed() -> None:
 # --- the verdict at each boundary, first failure first ---------------------------------------------------------
 
 
-@pytest.mark.parametrize(("now", "code"), [
-    (NOW - CLOCK_SKEW_S - 1, Code.NOT_YET_VALID),
-    (NOW - CLOCK_SKEW_S - 0.001, Code.NOT_YET_VALID),
-    (NOW - CLOCK_SKEW_S, Code.VALID),  # a device clock behind the gateway's by the allowed skew
-    (NOW, Code.VALID),
-    (NOW + TTL - 0.001, Code.VALID),
-    (NOW + TTL, Code.LEASE_EXPIRED),  # the lease was not renewed before its expiry
-    (NOW + TTL + 10**6, Code.LEASE_EXPIRED),
-], ids=["behind-by-more-than-the-skew", "behind-by-a-hair-more-than-the-skew", "behind-by-the-skew", "issued",
-        "just-before-expiry", "at-expiry", "long-after"])
+@pytest.mark.parametrize(
+    ("now", "code"),
+    [
+        (NOW - CLOCK_SKEW_S - 1, Code.NOT_YET_VALID),
+        (NOW - CLOCK_SKEW_S - 0.001, Code.NOT_YET_VALID),
+        (NOW - CLOCK_SKEW_S, Code.VALID),  # a device clock behind the gateway's by the allowed skew
+        (NOW, Code.VALID),
+        (NOW + TTL - 0.001, Code.VALID),
+        (NOW + TTL, Code.LEASE_EXPIRED),  # the lease was not renewed before its expiry
+        (NOW + TTL + 10**6, Code.LEASE_EXPIRED),
+    ],
+    ids=[
+        "behind-by-more-than-the-skew",
+        "behind-by-a-hair-more-than-the-skew",
+        "behind-by-the-skew",
+        "issued",
+        "just-before-expiry",
+        "at-expiry",
+        "long-after",
+    ],
+)
 def test_the_clock_decides_between_not_yet_valid_valid_and_lease_expired(now: float, code: Code) -> None:
     assert verdict(now=now) is code
 
@@ -314,8 +369,9 @@ def test_every_single_bit_flip_of_every_character_of_the_token_is_rejected() -> 
     renewal=st.integers(0, 2**53),
     data=st.data(),
 )
-def test_any_single_bit_flip_of_any_lease_token_is_rejected(device: str, features: list[str], renewal: int,
-                                                            data: st.DataObject) -> None:
+def test_any_single_bit_flip_of_any_lease_token_is_rejected(
+    device: str, features: list[str], renewal: int, data: st.DataObject
+) -> None:
     token = lease_token(device=device, features=features, renewal=renewal)
     assert verdict(token, device_id=device, features=tuple(features)) is Code.VALID
     position = data.draw(st.integers(0, len(token) - 1), label="position")
@@ -343,7 +399,7 @@ def test_a_token_of_another_kind_with_the_same_document_and_key_is_rejected(kind
         verdict(other)
     # The signature covers the kind: putting "ls1" in front of the other kind's token does not verify either.
     with pytest.raises(BadSignatureError):
-        verdict(LEASE_TOKEN_KIND + other[len(kind):])
+        verdict(LEASE_TOKEN_KIND + other[len(kind) :])
 
 
 @pytest.mark.parametrize("kind", OTHER_KINDS)
@@ -353,7 +409,7 @@ def test_a_lease_token_is_no_other_kind_of_document(kind: str) -> None:
 
 
 def test_a_payload_that_is_not_the_canonical_json_of_an_object_is_rejected(implementation: ModuleType) -> None:
-    for payload in (canonical_json(lease_document()).replace(",", ", ", 1).encode(), b"[1,2]", b"\"lease\"", b"\xff", b""):
+    for payload in (canonical_json(lease_document()).replace(",", ", ", 1).encode(), b"[1,2]", b'"lease"', b"\xff", b""):
         token = implementation.encode_token(LEASE_TOKEN_KIND, KID, payload, SEED)
         with pytest.raises(MalformedTokenError):
             verdict(token)
@@ -362,24 +418,46 @@ def test_a_payload_that_is_not_the_canonical_json_of_an_object_is_rejected(imple
 # --- genuinely signed, but not this software's, or garbled ------------------------------------------------------
 
 
-@pytest.mark.parametrize(("token", "tenant", "product", "code"), [
-    (lease_token(tenant=OTHER_TENANT), TENANT, PRODUCT, "TENANT_MISMATCH"),
-    (TOKEN, OTHER_TENANT, PRODUCT, "TENANT_MISMATCH"),
-    (lease_token(product="cam"), TENANT, PRODUCT, "PRODUCT_MISMATCH"),
-    (TOKEN, TENANT, "cam", "PRODUCT_MISMATCH"),
-    (lease_token(tenant=OTHER_TENANT, product="cam"), TENANT, PRODUCT, "TENANT_MISMATCH"),
-    (lease_token(tenant=None), TENANT, PRODUCT, "TENANT_MISMATCH"),
-    (lease_token(product=["cad"]), TENANT, PRODUCT, "PRODUCT_MISMATCH"),
-], ids=["token-of-another-tenant", "asked-for-another-tenant", "token-of-another-product", "asked-for-another-product",
-        "both-tenant-first", "tenant-null", "product-a-list"])
+@pytest.mark.parametrize(
+    ("token", "tenant", "product", "code"),
+    [
+        (lease_token(tenant=OTHER_TENANT), TENANT, PRODUCT, "TENANT_MISMATCH"),
+        (TOKEN, OTHER_TENANT, PRODUCT, "TENANT_MISMATCH"),
+        (lease_token(product="cam"), TENANT, PRODUCT, "PRODUCT_MISMATCH"),
+        (TOKEN, TENANT, "cam", "PRODUCT_MISMATCH"),
+        (lease_token(tenant=OTHER_TENANT, product="cam"), TENANT, PRODUCT, "TENANT_MISMATCH"),
+        (lease_token(tenant=None), TENANT, PRODUCT, "TENANT_MISMATCH"),
+        (lease_token(product=["cad"]), TENANT, PRODUCT, "PRODUCT_MISMATCH"),
+    ],
+    ids=[
+        "token-of-another-tenant",
+        "asked-for-another-tenant",
+        "token-of-another-product",
+        "asked-for-another-product",
+        "both-tenant-first",
+        "tenant-null",
+        "product-a-list",
+    ],
+)
 def test_a_genuine_token_of_another_tenant_or_product_is_rejected(token: str, tenant: str, product: str, code: str) -> None:
     with pytest.raises(LeaseTokenRejectedError) as rejected:
         verdict(token, tenant=tenant, product=product)
     assert rejected.value.code == code and isinstance(rejected.value, TokenError)
 
 
-REQUIRED = ["license", "lease", "credential", "device", "features", "entitlements", "terms", "iat", "exp",
-            "heartbeat_interval", "renewal"]
+REQUIRED = [
+    "license",
+    "lease",
+    "credential",
+    "device",
+    "features",
+    "entitlements",
+    "terms",
+    "iat",
+    "exp",
+    "heartbeat_interval",
+    "renewal",
+]
 GARBLED: dict[str, dict[str, Any]] = {
     "license-not-text": {"license": 7},
     "lease-null": {"lease": None},

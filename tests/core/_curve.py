@@ -176,9 +176,7 @@ def forge(
     return r_encoding + s.to_bytes(32, "little")
 
 
-def message_with_challenge_divisible_by(
-    n: int, r_encoding: bytes, a_encoding: bytes, prefix: bytes = b"m"
-) -> bytes:
+def message_with_challenge_divisible_by(n: int, r_encoding: bytes, a_encoding: bytes, prefix: bytes = b"m") -> bytes:
     """The first message ``prefix + i`` whose challenge is divisible by ``n`` (so ``[k]T`` vanishes for a
     point ``T`` of order dividing ``n``)."""
     for i in range(10_000):
@@ -188,9 +186,7 @@ def message_with_challenge_divisible_by(
     raise AssertionError("no such message among 10000 (probability ~0)")
 
 
-def message_with_challenge_not_divisible_by(
-    n: int, r_encoding: bytes, a_encoding: bytes, prefix: bytes = b"m"
-) -> bytes:
+def message_with_challenge_not_divisible_by(n: int, r_encoding: bytes, a_encoding: bytes, prefix: bytes = b"m") -> bytes:
     for i in range(10_000):
         message = prefix + str(i).encode()
         if challenge(r_encoding, a_encoding, message) % n != 0:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from types import ModuleType
 
 import pytest
-
 from licensor.errors import InvalidInputError, LicensorError
 
 from . import _curve as curve
@@ -276,9 +275,7 @@ def test_small_order_public_key_is_rejected_even_when_the_equation_holds(core: M
 
 
 @pytest.mark.parametrize("encoding", curve.SMALL_ORDER_ENCODINGS, ids=lambda e: e.hex()[:8] + "-" + e.hex()[-2:])
-def test_small_order_commitment_is_rejected_even_when_the_cofactored_equation_holds(
-    core: ModuleType, encoding: bytes
-) -> None:
+def test_small_order_commitment_is_rejected_even_when_the_cofactored_equation_holds(core: ModuleType, encoding: bytes) -> None:
     key = SECRET.public
     message = b"small-order R"
     signature = curve.forge(a_encoding=key, a_scalar=SECRET.scalar, r_encoding=encoding, r_scalar=0, message=message)
@@ -306,7 +303,7 @@ def test_commitment_with_a_torsion_component_is_rejected_alone_and_in_a_batch(co
     assert not curve.equation_holds(key, message, signature)
     assert core.verify(key, message, signature) is False
     goods = [_signed(core, SEED, b"good %d" % i) for i in range(9)]
-    batch = goods[:4] + [(key, message, signature)] + goods[4:]
+    batch = [*goods[:4], (key, message, signature), *goods[4:]]
     assert core.verify_batch(batch) == [True] * 4 + [False] + [True] * 5
 
 
@@ -318,7 +315,9 @@ def test_key_with_a_torsion_component_follows_the_cofactorless_equation(core: Mo
         for divisible in (True, False):
             pick = curve.message_with_challenge_divisible_by if divisible else curve.message_with_challenge_not_divisible_by
             message = pick(8, r_encoding, key, prefix=b"t%d-" % i)
-            signature = curve.forge(a_encoding=key, a_scalar=SECRET.scalar, r_encoding=r_encoding, r_scalar=NONCE, message=message)
+            signature = curve.forge(
+                a_encoding=key, a_scalar=SECRET.scalar, r_encoding=r_encoding, r_scalar=NONCE, message=message
+            )
             assert curve.cofactored_equation_holds(key, message, signature)
             assert curve.equation_holds(key, message, signature) is divisible
             items.append((key, message, signature))
@@ -451,7 +450,9 @@ WRONG_BYTES = [
 
 @pytest.mark.parametrize("convert", WRONG_BYTES)
 @pytest.mark.parametrize("position", [0, 1, 2])
-def test_verify_with_a_non_bytes_argument_raises_type_error(core: ModuleType, position: int, convert: Callable[[bytes], object]) -> None:
+def test_verify_with_a_non_bytes_argument_raises_type_error(
+    core: ModuleType, position: int, convert: Callable[[bytes], object]
+) -> None:
     args = list(_signed(core, SEED, b"m"))
     args[position] = convert(args[position])
     with pytest.raises(TypeError):
@@ -485,7 +486,9 @@ def test_sign_with_a_non_bytes_message_raises_type_error(core: ModuleType, conve
         pytest.param(lambda k, m, s: (k, m, None), id="None-signature"),
     ],
 )
-def test_verify_batch_with_a_malformed_item_raises_type_error(core: ModuleType, item: Callable[[bytes, bytes, bytes], object]) -> None:
+def test_verify_batch_with_a_malformed_item_raises_type_error(
+    core: ModuleType, item: Callable[[bytes, bytes, bytes], object]
+) -> None:
     good = _signed(core, SEED, b"m")
     with pytest.raises(TypeError):
         core.verify_batch([good, item(*good), good])

@@ -9,7 +9,6 @@ from decimal import Decimal
 from types import ModuleType
 
 import pytest
-
 from licensor.errors import InvalidInputError
 
 WEIGHTS = {"disk": 2.0, "mac": 0.5}
@@ -195,7 +194,9 @@ def test_non_string_mappings_raise_type_error(core: ModuleType, stored: object, 
         pytest.param({}, {}, {"\ud800": 1.0}, id="weights-component"),
     ],
 )
-def test_lone_surrogate_strings_raise_invalid_input_error(core: ModuleType, stored: object, presented: object, weights: object) -> None:
+def test_lone_surrogate_strings_raise_invalid_input_error(
+    core: ModuleType, stored: object, presented: object, weights: object
+) -> None:
     with pytest.raises(InvalidInputError):
         core.fingerprint_score(stored, presented, weights)
 

@@ -11,9 +11,8 @@ import sys
 import textwrap
 from types import ModuleType
 
-import pytest
-
 import licensor.errors
+import pytest
 from licensor import _fallback, _impl
 from licensor.errors import (
     BadSignatureError,

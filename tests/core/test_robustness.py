@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType
 
 import pytest
-
 from licensor import _impl
 from licensor.errors import InvalidInputError, LicensorError, MalformedTokenError, TokenError
 
@@ -30,7 +29,7 @@ def outcome(call: Callable[[], object]) -> object:
     """What ``call`` returns, or the exception it raises -- any exception, so a panic is caught and shown."""
     try:
         return call()
-    except BaseException as error:  # noqa: BLE001 - PanicException derives from BaseException
+    except BaseException as error:
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise
         return error
@@ -208,7 +207,9 @@ MAPPING_IDS = ["OrderedDict", "defaultdict", "dict-subclass", "abc-Mapping", "Ma
 
 
 @pytest.mark.parametrize("make", MAPPING_KINDS, ids=MAPPING_IDS)
-def test_mapping_subclasses_and_custom_mappings_score_like_dicts(core: ModuleType, make: Callable[[dict[str, object]], Mapping[str, object]]) -> None:
+def test_mapping_subclasses_and_custom_mappings_score_like_dicts(
+    core: ModuleType, make: Callable[[dict[str, object]], Mapping[str, object]]
+) -> None:
     stored, presented, weights = {"disk": "d", "mac": "m", "board": "b"}, {"disk": "d", "mac": "x"}, {"disk": 2.0, "mac": 0.5}
     expected = core.fingerprint_score(stored, presented, weights)
     assert expected == 2.0 / 3.5
@@ -219,7 +220,9 @@ def test_mapping_subclasses_and_custom_mappings_score_like_dicts(core: ModuleTyp
 
 
 @pytest.mark.parametrize("make", MAPPING_KINDS, ids=MAPPING_IDS)
-def test_mapping_subclasses_and_custom_mappings_hold_public_keys(core: ModuleType, make: Callable[[dict[str, object]], Mapping[str, object]]) -> None:
+def test_mapping_subclasses_and_custom_mappings_hold_public_keys(
+    core: ModuleType, make: Callable[[dict[str, object]], Mapping[str, object]]
+) -> None:
     keys = make({"k1": core.public_key(SEED)})
     token = core.encode_token("lf1", "k1", b"payload", SEED)
     assert core.decode_token(token, "lf1", keys) == b"payload"
@@ -373,8 +376,8 @@ print(json.dumps({"calls": calls, "unexpected": unexpected}))
 """
 
 
-@pytest.mark.parametrize("implementation", sorted(_impl.implementations()))
-def test_thousands_of_garbage_calls_never_crash_the_interpreter_nor_raise_anything_undocumented(implementation: str) -> None:
+def test_thousands_of_garbage_calls_never_crash_the_interpreter_nor_raise_anything_undocumented(core: ModuleType) -> None:
+    implementation = next(name for name, module in _impl.implementations().items() if module is core)
     environment = dict(os.environ)
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(FUZZ), implementation],

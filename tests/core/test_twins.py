@@ -17,11 +17,10 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+import licensor
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import licensor
 from licensor import _fallback, _impl
 from licensor.errors import LicensorError
 
@@ -59,7 +58,7 @@ else:
     def outcome(call: Callable[[], object]) -> object:
         try:
             return normalise(call())
-        except Exception as error:  # noqa: BLE001 - comparing whatever each side raises
+        except Exception as error:
             return normalise(error)
 
     def assert_agree(name: str, *args: object) -> object:
@@ -121,7 +120,11 @@ else:
         assert [a.arg for a in stub.args.args] == [p[0] for p in parameters(getattr(RUST, name))]
 
     def test_fingerprint_index_is_constructed_with_the_same_parameters_in_both_cores() -> None:
-        assert parameters(RUST.FingerprintIndex) == parameters(PY.FingerprintIndex) == [("weights", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty)]
+        assert (
+            parameters(RUST.FingerprintIndex)
+            == parameters(PY.FingerprintIndex)
+            == [("weights", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty)]
+        )
 
     @pytest.mark.parametrize("method", METHODS)
     def test_fingerprint_index_method_has_the_same_parameters_in_both_cores(method: str) -> None:
@@ -226,7 +229,11 @@ else:
         assert result == normalise([PY.verify(*item) for item in batch])
 
     @settings(max_examples=60, deadline=None)
-    @given(batch=st.lists(items, min_size=1, max_size=10), position=st.integers(0, 9), bad=st.one_of(garbage, st.tuples(random_bytes, messages), st.lists(random_bytes, min_size=3, max_size=3)))
+    @given(
+        batch=st.lists(items, min_size=1, max_size=10),
+        position=st.integers(0, 9),
+        bad=st.one_of(garbage, st.tuples(random_bytes, messages), st.lists(random_bytes, min_size=3, max_size=3)),
+    )
     def test_verify_batch_agrees_on_malformed_items(batch: list[object], position: int, bad: object) -> None:
         batch.insert(position % (len(batch) + 1), bad)
         result = assert_agree("verify_batch", batch)
@@ -258,7 +265,9 @@ else:
 
     @settings(max_examples=300, deadline=None)
     @given(kind=st.one_of(kinds, garbage), kid=st.one_of(kids, garbage), payload=payloads, seed=seeds)
-    def test_encode_token_agrees_and_makes_equal_tokens_for_equal_inputs(kind: object, kid: object, payload: object, seed: object) -> None:
+    def test_encode_token_agrees_and_makes_equal_tokens_for_equal_inputs(
+        kind: object, kid: object, payload: object, seed: object
+    ) -> None:
         assert_agree("encode_token", kind, kid, payload, seed)
 
     @pytest.mark.parametrize("size", [196_537, 196_538, 196_539, 196_540, 196_541])
@@ -324,7 +333,9 @@ else:
         assert_agree("decode_token", *case)
 
     @settings(max_examples=100, deadline=None)
-    @given(token=st.one_of(token_inputs, garbage), kind=st.one_of(kinds, garbage), keys=st.one_of(st.sampled_from(KEYRINGS), garbage))
+    @given(
+        token=st.one_of(token_inputs, garbage), kind=st.one_of(kinds, garbage), keys=st.one_of(st.sampled_from(KEYRINGS), garbage)
+    )
     def test_decode_token_agrees_on_arguments_of_the_wrong_type(token: object, kind: object, keys: object) -> None:
         assert_agree("decode_token", token, kind, keys)
 
@@ -341,7 +352,9 @@ else:
 
     @settings(max_examples=40, deadline=None)
     @given(batch=st.lists(tokens(), max_size=8), position=st.integers(0, 8), bad=garbage, keys=st.sampled_from(KEYRINGS))
-    def test_decode_tokens_agrees_on_a_token_of_the_wrong_type_or_a_bad_key(batch: list[object], position: int, bad: object, keys: dict[str, object]) -> None:
+    def test_decode_tokens_agrees_on_a_token_of_the_wrong_type_or_a_bad_key(
+        batch: list[object], position: int, bad: object, keys: dict[str, object]
+    ) -> None:
         batch.insert(position % (len(batch) + 1), bad)
         assert_agree("decode_tokens", batch, "lf1", keys)
 
@@ -389,18 +402,46 @@ else:
 
     @settings(max_examples=300, deadline=None)
     @given(stored=small_maps, presented=small_maps, weights=weight_maps)
-    def test_fingerprint_score_agrees_bit_for_bit(stored: dict[str, str], presented: dict[str, str], weights: dict[str, object]) -> None:
+    def test_fingerprint_score_agrees_bit_for_bit(
+        stored: dict[str, str], presented: dict[str, str], weights: dict[str, object]
+    ) -> None:
         assert_agree("fingerprint_score", stored, presented, weights)
 
     odd_strings = st.sampled_from(["\ud800", "\udfff", "\U0001f600", "\u00e9", "\x00"])
 
     @settings(max_examples=200, deadline=None)
     @given(
-        stored=st.one_of(small_maps, st.dictionaries(st.one_of(st.sampled_from(NAMES), odd_strings, st.integers(0, 2)), st.one_of(st.sampled_from(VALUES), odd_strings, st.none()), max_size=3), garbage),
-        presented=st.one_of(small_maps, st.dictionaries(st.one_of(st.sampled_from(NAMES), odd_strings), st.one_of(st.sampled_from(VALUES), odd_strings, st.integers()), max_size=3), garbage),
-        weights=st.one_of(weight_maps, st.dictionaries(st.one_of(st.sampled_from(NAMES), odd_strings, st.integers(0, 2)), st.one_of(weight_values, bad_weight_values), max_size=3), garbage),
+        stored=st.one_of(
+            small_maps,
+            st.dictionaries(
+                st.one_of(st.sampled_from(NAMES), odd_strings, st.integers(0, 2)),
+                st.one_of(st.sampled_from(VALUES), odd_strings, st.none()),
+                max_size=3,
+            ),
+            garbage,
+        ),
+        presented=st.one_of(
+            small_maps,
+            st.dictionaries(
+                st.one_of(st.sampled_from(NAMES), odd_strings),
+                st.one_of(st.sampled_from(VALUES), odd_strings, st.integers()),
+                max_size=3,
+            ),
+            garbage,
+        ),
+        weights=st.one_of(
+            weight_maps,
+            st.dictionaries(
+                st.one_of(st.sampled_from(NAMES), odd_strings, st.integers(0, 2)),
+                st.one_of(weight_values, bad_weight_values),
+                max_size=3,
+            ),
+            garbage,
+        ),
     )
-    def test_fingerprint_score_agrees_on_bad_strings_weights_and_types(stored: object, presented: object, weights: object) -> None:
+    def test_fingerprint_score_agrees_on_bad_strings_weights_and_types(
+        stored: object, presented: object, weights: object
+    ) -> None:
         assert_agree("fingerprint_score", stored, presented, weights)
 
     IDS = ["a", "b", "c", "B", "aa", "\u00e9", "\uffff", "\U0001f600", ""]
@@ -428,7 +469,9 @@ else:
 
     @settings(max_examples=250, deadline=None)
     @given(weights=index_weights, ops=operations)
-    def test_fingerprint_index_agrees_after_random_add_and_remove_sequences(weights: dict[str, float], ops: list[tuple[Any, ...]]) -> None:
+    def test_fingerprint_index_agrees_after_random_add_and_remove_sequences(
+        weights: dict[str, float], ops: list[tuple[Any, ...]]
+    ) -> None:
         rust_index, python_index = RUST.FingerprintIndex(weights), PY.FingerprintIndex(weights)
         for op in [*ops, ("duplicates", 5e-324), ("best_match", {"a": "1", "b": "1"}, 5e-324), ("__len__",)]:
             name, *args = op
@@ -437,7 +480,13 @@ else:
             assert rust == python, f"{op!r} after {ops!r}: rust {rust!r} != python {python!r}"
 
     @settings(max_examples=100, deadline=None)
-    @given(weights=st.one_of(weight_maps, garbage, st.dictionaries(st.one_of(odd_strings, st.integers()), st.one_of(weight_values, bad_weight_values), max_size=2)))
+    @given(
+        weights=st.one_of(
+            weight_maps,
+            garbage,
+            st.dictionaries(st.one_of(odd_strings, st.integers()), st.one_of(weight_values, bad_weight_values), max_size=2),
+        )
+    )
     def test_fingerprint_index_constructor_agrees_on_bad_weights(weights: object) -> None:
         rust = outcome(lambda: len(RUST.FingerprintIndex(weights)))
         python = outcome(lambda: len(PY.FingerprintIndex(weights)))
@@ -468,7 +517,9 @@ else:
         for index in (rust_index, python_index):
             index.add("x", {"a": "1"})
         threshold = _FloatThatSaysOtherwise(0.5)
-        assert outcome(lambda: rust_index.best_match({"a": "1"}, threshold)) == outcome(lambda: python_index.best_match({"a": "1"}, threshold))
+        assert outcome(lambda: rust_index.best_match({"a": "1"}, threshold)) == outcome(
+            lambda: python_index.best_match({"a": "1"}, threshold)
+        )
 
     class _ListItemsMapping(Mapping[str, str]):
         """A Mapping whose ``items()`` yields ``[key, value]`` lists rather than tuples."""
@@ -519,9 +570,15 @@ else:
 
     REENTRANT = {
         "len-while-adding": lambda index, seen: index.add("b", _CallbackMapping({"x": "1"}, lambda: seen.append(len(index)))),
-        "contains-while-adding": lambda index, seen: index.add("b", _CallbackMapping({"x": "1"}, lambda: seen.append("a" in index))),
-        "add-while-matching": lambda index, seen: index.best_match(_CallbackMapping({"x": "1"}, lambda: seen.append(index.add("c", {"x": "1"}))), 0.5),
-        "remove-while-matching": lambda index, seen: index.best_match(_CallbackMapping({"x": "1"}, lambda: seen.append(index.remove("a"))), 0.5),
+        "contains-while-adding": lambda index, seen: index.add(
+            "b", _CallbackMapping({"x": "1"}, lambda: seen.append("a" in index))
+        ),
+        "add-while-matching": lambda index, seen: index.best_match(
+            _CallbackMapping({"x": "1"}, lambda: seen.append(index.add("c", {"x": "1"}))), 0.5
+        ),
+        "remove-while-matching": lambda index, seen: index.best_match(
+            _CallbackMapping({"x": "1"}, lambda: seen.append(index.remove("a"))), 0.5
+        ),
     }
 
     @pytest.mark.parametrize("case", sorted(REENTRANT))

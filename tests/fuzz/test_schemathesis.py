@@ -38,9 +38,6 @@ import requests
 import schemathesis
 from aiohttp import web
 from hypothesis import strategies as st
-from schemathesis.engine import Status, StopReason, events
-from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
-
 from licensor import _impl
 from licensor.central.tenants import create_tenant
 from licensor.client.activation import DeviceKey
@@ -49,6 +46,8 @@ from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway import keys as app_keys
 from licensor.gateway.app import create_app
 from licensor.gateway.settings import Settings
+from schemathesis.engine import Status, StopReason, events
+from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 
 EXAMPLES = int(os.environ.get("LICENSOR_FUZZ_EXAMPLES", "200"))
 _DEFAULT_STORES = "sqlite,postgresql" if _impl.IMPLEMENTATION == "rust" else "sqlite"
@@ -70,8 +69,14 @@ class LiveGateway:
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = Settings(data_dir=data_dir, database_url=store_url, host="127.0.0.1", port=self.port,
-                                 public_url=self.url, master_key=os.urandom(32))
+        self.settings = Settings(
+            data_dir=data_dir,
+            database_url=store_url,
+            host="127.0.0.1",
+            port=self.port,
+            public_url=self.url,
+            master_key=os.urandom(32),
+        )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
         self.runner: web.AppRunner | None = None
@@ -116,13 +121,23 @@ def device_request(op: str, key: DeviceKey | None = None) -> str:
     key = key or (DEVICE if op in ("checkin", "deactivate") else DeviceKey.generate())
     machine = "seeded" if key is DEVICE else key.key_id
     fingerprint = hash_components({"machine_id": machine, "disk": machine}, product_salt(ACTIVATION_LICENSE["tenant"], "fuzz-0"))
-    fields: dict[str, Any] = ({"activation": ACTIVATION_LICENSE.get("activation_id"), "generation": 1}
-                              if op in ("checkin", "deactivate") else {"license_key": ACTIVATION_LICENSE["key"]})
-    return client_device_request(key, op, tenant=ACTIVATION_LICENSE["tenant"], product="fuzz-0", fingerprint=fingerprint, **fields)
+    fields: dict[str, Any] = (
+        {"activation": ACTIVATION_LICENSE.get("activation_id"), "generation": 1}
+        if op in ("checkin", "deactivate")
+        else {"license_key": ACTIVATION_LICENSE["key"]}
+    )
+    return client_device_request(
+        key, op, tenant=ACTIVATION_LICENSE["tenant"], product="fuzz-0", fingerprint=fingerprint, **fields
+    )
 
 
-DEVICE_OPERATIONS = {"activate": "activate", "recover_activation": "recover", "check_in": "checkin",
-                     "deactivate": "deactivate", "answer_activation_request": "activate"}
+DEVICE_OPERATIONS = {
+    "activate": "activate",
+    "recover_activation": "recover",
+    "check_in": "checkin",
+    "deactivate": "deactivate",
+    "answer_activation_request": "activate",
+}
 
 # The seeded cloud license's tenant, license, devices' credential, that credential's leases (id -> newest secret), and
 # the ids offered to one operation alone (operationId -> ids), which no other operation may end first.
@@ -167,16 +182,31 @@ def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], l
         product = post("/v1/admin/products", {"code": f"fuzz-{n}", "name": f"Fuzz product {n}"})
         ids["prd"].append(product["id"])
         for code in ("alpha", "beta"):
-            ids["fea"].append(post("/v1/admin/features", {"product_id": product["id"], "code": code, "name": code.title(),
-                                                          "metered": code == "beta"})["id"])
-        ids["rel"].append(post("/v1/admin/releases", {"product_id": product["id"], "version": "1.0.0",
-                                                      "required_features": ["alpha"]})["id"])
-        subscription = post("/v1/admin/policies", {"product_id": product["id"], "name": "Yearly", "backend": "cloud-lite",
-                                                   "duration": {"kind": "subscription", "days": 365}, "maintenance_days": 365,
-                                                   "features": [{"code": "alpha"}, {"code": "beta", "quantity": 5}]})
+            ids["fea"].append(
+                post(
+                    "/v1/admin/features",
+                    {"product_id": product["id"], "code": code, "name": code.title(), "metered": code == "beta"},
+                )["id"]
+            )
+        ids["rel"].append(
+            post("/v1/admin/releases", {"product_id": product["id"], "version": "1.0.0", "required_features": ["alpha"]})["id"]
+        )
+        subscription = post(
+            "/v1/admin/policies",
+            {
+                "product_id": product["id"],
+                "name": "Yearly",
+                "backend": "cloud-lite",
+                "duration": {"kind": "subscription", "days": 365},
+                "maintenance_days": 365,
+                "features": [{"code": "alpha"}, {"code": "beta", "quantity": 5}],
+            },
+        )
         perpetual = post("/v1/admin/policies", {"product_id": product["id"], "name": "Perpetual", "backend": "cloud-lite"})
         ids["pol"] += [subscription["id"], perpetual["id"]]
-        ids["pol"].append(post("/v1/admin/policies", {"product_id": product["id"], "name": "Unused", "backend": "cloud-lite"})["id"])
+        ids["pol"].append(
+            post("/v1/admin/policies", {"product_id": product["id"], "name": "Unused", "backend": "cloud-lite"})["id"]
+        )
         customer = post("/v1/admin/customers", {"email": f"fuzz{n}@example.com", "name": f"Customer {n}"})
         ids["cus"].append(customer["id"])
         for policy in (subscription, perpetual):
@@ -191,8 +221,16 @@ def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], l
         ids["tok"].append(post("/v1/admin/tokens", {"name": f"spare {n}", "role": "developer"})["id"])
     ids["prd"].append(post("/v1/admin/products", {"code": "unused", "name": "Unused product"})["id"])
     # Activations (the activation backend): one active, one withdrawn, on a 3-seat license of fuzz-0.
-    node_locked = post("/v1/admin/policies", {"product_id": ids["prd"][0], "name": "Node-locked", "backend": "activation",
-                                              "seats": 3, "features": [{"code": "alpha"}]})
+    node_locked = post(
+        "/v1/admin/policies",
+        {
+            "product_id": ids["prd"][0],
+            "name": "Node-locked",
+            "backend": "activation",
+            "seats": 3,
+            "features": [{"code": "alpha"}],
+        },
+    )
     ACTIVATION_LICENSE.update(post("/v1/admin/licenses", {"policy_id": node_locked["id"]}))
     ACTIVATION_LICENSE["tenant"] = tenant_id
     for device in (DEVICE, DeviceKey.generate()):
@@ -203,21 +241,34 @@ def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], l
     # path ids, one's lease was released, one was revoked (its lease ended with it) and one holds none. The license
     # itself (the license actions could revoke it), one more credential holding a lease, and one more lease of the
     # devices' credential are offered only to the operations that list them, revoke it and end it.
-    floating = post("/v1/admin/policies", {"product_id": ids["prd"][0], "name": "Floating", "backend": "cloud", "seats": 5,
-                                           "features": [{"code": "alpha"}]})
+    floating = post(
+        "/v1/admin/policies",
+        {"product_id": ids["prd"][0], "name": "Floating", "backend": "cloud", "seats": 5, "features": [{"code": "alpha"}]},
+    )
     license_id = post("/v1/admin/licenses", {"policy_id": floating["id"]})["id"]
-    credentials = {label: post(f"/v1/admin/licenses/{license_id}/credentials", {"label": label})
-                   for label in ("devices", "released", "revoked", "unused", "to revoke")}
+    credentials = {
+        label: post(f"/v1/admin/licenses/{license_id}/credentials", {"label": label})
+        for label in ("devices", "released", "revoked", "unused", "to revoke")
+    }
     devices_credential = credentials["devices"]["credential_file"]["credential"]
     CLOUD.update(tenant=tenant_id, license=license_id, credential=devices_credential, leases={})
     ids["crd"] += [credentials[label]["credential"]["id"] for label in ("released", "revoked", "unused")]
 
     def check_out(label: str, device_id: str) -> dict[str, Any]:
-        body = {"tenant": tenant_id, "credential": credentials[label]["credential_file"]["credential"], "device_id": device_id,
-                "device_name": f"Seeded {device_id}", "features": ["alpha"]}
+        body = {
+            "tenant": tenant_id,
+            "credential": credentials[label]["credential_file"]["credential"],
+            "device_id": device_id,
+            "device_name": f"Seeded {device_id}",
+            "features": ["alpha"],
+        }
         granted = post("/v1/leases", body)
-        return {"tenant": tenant_id, "credential": body["credential"], "lease": granted["lease"]["id"],
-                "lease_secret": granted["lease_secret"]}
+        return {
+            "tenant": tenant_id,
+            "credential": body["credential"],
+            "lease": granted["lease"]["id"],
+            "lease_secret": granted["lease_secret"],
+        }
 
     held = check_out("devices", CLOUD_DEVICES[0])
     CLOUD["leases"][held["lease"]] = held["lease_secret"]
@@ -280,10 +331,17 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
     ACTIVATION_LICENSE["activation_id"] = seeded["act"][0]
     product_token = license_keys.pop()
     document = requests.get(f"{gateway.url}/openapi.json", timeout=30).json()
-    operation_ids = {f"{method.upper()} {path}": op["operationId"]
-                     for path, methods in document["paths"].items() for method, op in methods.items()}
-    with_id = {op["operationId"] for methods in document["paths"].values() for op in methods.values()
-               if any(p["in"] == "path" for p in op.get("parameters", []))}
+    operation_ids = {
+        f"{method.upper()} {path}": op["operationId"]
+        for path, methods in document["paths"].items()
+        for method, op in methods.items()
+    }
+    with_id = {
+        op["operationId"]
+        for methods in document["paths"].values()
+        for op in methods.values()
+        if any(p["in"] == "path" for p in op.get("parameters", []))
+    }
 
     config = _config(gateway.url, token)
     # Schemathesis leaves out the operation that served the document unless a filter selects it: select all.
@@ -295,8 +353,14 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
         # operations that have objects of their own (CLOUD["reserved"]), a third of the time one of those.
         if not isinstance(path_parameters, dict) or "id" not in path_parameters:
             return st.just(path_parameters)
-        pattern = next((p["schema"].get("pattern", "") for p in context.operation.definition.raw.get("parameters", [])
-                        if p.get("in") == "path" and p.get("name") == "id"), "")
+        pattern = next(
+            (
+                p["schema"].get("pattern", "")
+                for p in context.operation.definition.raw.get("parameters", [])
+                if p.get("in") == "path" and p.get("name") == "id"
+            ),
+            "",
+        )
         known = seeded.get(pattern[1:4], [])  # the prefix of "^prd_[...]{26}$"
         reserved = CLOUD["reserved"].get(context.operation.definition.raw.get("operationId"), [])
         choices = [st.sampled_from(pool).map(lambda i: {**path_parameters, "id": i}) for pool in (known, reserved) if pool]
@@ -320,8 +384,9 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
         operation_id = context.operation.definition.raw.get("operationId")
         if operation_id in LEASE_OPERATIONS and isinstance(body, dict):
             if operation_id == "check_out_lease":
-                genuine = st.sampled_from(CLOUD_DEVICES).map(lambda device: {**credential_body(), "device_id": device,
-                                                                               "features": ["alpha"]})
+                genuine = st.sampled_from(CLOUD_DEVICES).map(
+                    lambda device: {**credential_body(), "device_id": device, "features": ["alpha"]}
+                )
             else:
                 genuine = st.integers(0, 3).map(lease_body)
             return st.one_of(st.just(body), st.just({**body, **credential_body()}), genuine)
@@ -384,14 +449,17 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
 
     elapsed = time.monotonic() - started
     total = sum(sum(phases.values()) for phases in calls.values())
-    print(f"\nschemathesis on {gateway.settings.store_url.split(':')[0]}: {len(calls)} operations, {total} requests "
-          f"in {elapsed:.0f}s (seed {config.seed}, {EXAMPLES} examples)")
+    print(
+        f"\nschemathesis on {gateway.settings.store_url.split(':')[0]}: {len(calls)} operations, {total} requests "
+        f"in {elapsed:.0f}s (seed {config.seed}, {EXAMPLES} examples)"
+    )
     for name in sorted(operation_ids.values()):
         phases = ", ".join(f"{phase} {n}" for phase, n in sorted(calls[name].items()))
         print(f"  {name:20} {phases:40} {dict(sorted(statuses[name].items()))}")
 
     assert not failures, f"{len(failures)} kinds of schemathesis failures (seed {config.seed}):\n\n" + "\n\n".join(
-        f"{kind}\n{example}" for kind, example in failures.items())
+        f"{kind}\n{example}" for kind, example in failures.items()
+    )
     assert stop_reason == StopReason.COMPLETED, stop_reason
     missing = sorted(set(operation_ids.values()) - set(calls))
     assert not missing, f"operations schemathesis never called: {missing}"

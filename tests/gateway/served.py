@@ -65,15 +65,21 @@ def served(store_url: str, data_dir: Path, *arguments: str, wait: bool = True) -
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = ["--database-url", store_url, "--data-dir", str(data_dir)]
-    init = subprocess.run([sys.executable, "-m", "licensor.cli", "init", "--name", "served", *store],
-                          capture_output=True, text=True, timeout=START_TIMEOUT_S)
+    init = subprocess.run(
+        [sys.executable, "-m", "licensor.cli", "init", "--name", "served", *store],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+    )
     assert init.returncode == 0, init.stderr
     admin_token = dict(line.split(": ", 1) for line in init.stdout.splitlines())["admin_token"]
     log_path = data_dir / "serve.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "licensor.cli", "serve", *store, "--port", str(port), *arguments],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     server = Served(f"http://127.0.0.1:{port}", port, process, log_path, admin_token)
     try:

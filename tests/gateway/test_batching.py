@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from licensor import _impl
 from licensor.client.activation import DEVICE_REQUEST_KIND, DeviceKey
 from licensor.errors import BadSignatureError, MalformedTokenError, UnknownKeyError, WrongTokenKindError

@@ -13,7 +13,6 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from licensor.errors import MalformedRequestError, ValidationError
 from licensor.gateway.check import CHECK_REQUEST_SCHEMA
 from licensor.schema import MAX_CONTAINERS, MAX_NESTING, Schema, SchemaProblem, compiled, read_json
@@ -23,7 +22,9 @@ CHECK = Schema(CHECK_REQUEST_SCHEMA)
 
 def test_a_long_list_of_distinct_objects_is_refused_by_its_length_first() -> None:
     features = [{"feature": n, "padding": [n, {"n": n}]} for n in range(5000)]
-    assert CHECK.problem({"product": "app", "features": features}) == SchemaProblem("features", "invalid", "must contain less than or equal to 64 items")
+    assert CHECK.problem({"product": "app", "features": features}) == SchemaProblem(
+        "features", "invalid", "must contain less than or equal to 64 items"
+    )
 
 
 def test_unique_items_are_told_apart_by_value_not_by_identity() -> None:
@@ -74,9 +75,15 @@ def test_any_of_names_the_problem_of_the_branch_of_the_values_type() -> None:
 
 def test_no_message_repeats_a_value_of_the_request() -> None:
     secret = "sk_live_" + "Q" * 40
-    bodies = [{"product": secret}, {"product": "app", "license_key": secret * 5}, {"product": "app", "nonce": secret + " x"},
-              {"product": "app", "features": [secret, secret]}, {"product": "app", "fingerprint": {"cpu": secret + "!"}},
-              {"product": "app", "subject": [secret]}, {"product": "app", "tenant": secret}]
+    bodies = [
+        {"product": secret},
+        {"product": "app", "license_key": secret * 5},
+        {"product": "app", "nonce": secret + " x"},
+        {"product": "app", "features": [secret, secret]},
+        {"product": "app", "fingerprint": {"cpu": secret + "!"}},
+        {"product": "app", "subject": [secret]},
+        {"product": "app", "tenant": secret},
+    ]
     for body in bodies:
         problem = CHECK.problem(body)
         assert problem is not None and secret not in problem.message and secret not in problem.location, body
@@ -88,8 +95,12 @@ def test_an_unknown_field_with_a_huge_name_is_shown_shortened() -> None:
 
 
 def test_validate_raises_the_gateways_codes() -> None:
-    for body, code in (({"features": []}, "MISSING_FIELD"), ({"product": "app", "x": 1}, "UNKNOWN_FIELD"),
-                       ({"product": 1}, "WRONG_TYPE"), ({"product": "UPPER"}, "INVALID_FIELD")):
+    for body, code in (
+        ({"features": []}, "MISSING_FIELD"),
+        ({"product": "app", "x": 1}, "UNKNOWN_FIELD"),
+        ({"product": 1}, "WRONG_TYPE"),
+        ({"product": "UPPER"}, "INVALID_FIELD"),
+    ):
         with pytest.raises(ValidationError) as refused:
             CHECK.validate(body)
         assert refused.value.code == code and refused.value.http_status == 422

@@ -28,7 +28,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from licensor.client.activation import DeviceKey, device_request
 from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway.supervisor import START_FAILURES_TO_GIVE_UP
@@ -48,7 +47,7 @@ BURST_LIMIT_S = 90.0
 
 # --- clients that leave ---------------------------------------------------------------------------------
 async def _leave_mid_body(server: Served, head: str, sent_body: bytes) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(head.encode() + sent_body)
     await writer.drain()
     await asyncio.sleep(0.05)
@@ -58,13 +57,19 @@ async def _leave_mid_body(server: Served, head: str, sent_body: bytes) -> None:
 
 async def test_a_client_leaving_mid_body_is_a_499_in_the_log_and_no_error(licensor_store_url: str, tmp_path: Path) -> None:
     with served(licensor_store_url, tmp_path / "var") as server:
-        routes = [("/v1/check", ""), ("/v1/activations", ""), ("/v1/leases", ""),
-                  ("/v1/admin/products", f"Authorization: Bearer {server.admin_token}\r\n")]
+        routes = [
+            ("/v1/check", ""),
+            ("/v1/activations", ""),
+            ("/v1/leases", ""),
+            ("/v1/admin/products", f"Authorization: Bearer {server.admin_token}\r\n"),
+        ]
         cases = 0
         for path, extra in routes:
             for sent in (b"", b'{"product": "ap', b"x" * 5000):
-                head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}"
-                        f"Content-Length: 60000\r\n\r\n")
+                head = (
+                    f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}"
+                    f"Content-Length: 60000\r\n\r\n"
+                )
                 await _leave_mid_body(server, head, sent)
                 cases += 1
         deadline = time.monotonic() + 10
@@ -102,7 +107,7 @@ async def _send(session: aiohttp.ClientSession, url: str, body: dict[str, Any], 
                 if answer.status != 503:
                     burst.answered_at.append(time.monotonic())
                     return answer.status, payload
-        except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):
             pass
         burst.retries += 1
         await asyncio.sleep(0.05)
@@ -113,12 +118,14 @@ def _listening_pids(log: str) -> set[int]:
     return {int(pid) for pid in re.findall(r"\[(\d+)\]: gateway listening on", log)}
 
 
-async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lost(licensor_postgres: ThrowawayPostgres,
-                                                                                    tmp_path: Path) -> None:
+async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lost(
+    licensor_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
     with served(licensor_postgres.create_database(), tmp_path / "var", "--workers", "2") as server:
         auth = {"Authorization": f"Bearer {server.admin_token}"}
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
+
             async def admin(path: str, body: dict[str, Any]) -> dict[str, Any]:
                 async with session.post(server.url + path, json=body, headers=auth) as answer:
                     assert answer.status == 201, await answer.text()
@@ -127,10 +134,14 @@ async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lo
             async with session.get(server.url + "/v1/admin/tenant", headers=auth) as answer:
                 tenant = (await answer.json())["id"]
             product = await admin("/v1/admin/products", {"code": "cad", "name": "CAD"})
-            policy = await admin("/v1/admin/policies", {"product_id": product["id"], "name": "P", "backend": "activation", "seats": SEATS})
+            policy = await admin(
+                "/v1/admin/policies", {"product_id": product["id"], "name": "P", "backend": "activation", "seats": SEATS}
+            )
             license = await admin("/v1/admin/licenses", {"policy_id": policy["id"]})
             salt = product_salt(tenant, "cad")
-            devices = [(DeviceKey.generate(), hash_components({"machine_id": f"m-{n}", "disk": f"d-{n}"}, salt)) for n in range(DEVICES)]
+            devices = [
+                (DeviceKey.generate(), hash_components({"machine_id": f"m-{n}", "disk": f"d-{n}"}, salt)) for n in range(DEVICES)
+            ]
             while len(_listening_pids(server.log())) < 2:
                 await asyncio.sleep(0.05)
 
@@ -149,18 +160,38 @@ async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lo
                         n = None
                     if n is not None:
                         key, fingerprint = devices[n]
-                        request = device_request(key, "activate", tenant=tenant, product="cad", fingerprint=fingerprint,
-                                                 license_key=license["key"], device_name=f"device {n}")
-                        status, answer = await _send(session, server.url + "/v1/activations", {"request": request}, burst,
-                                                     f"activate-{key.key_id}")
+                        request = device_request(
+                            key,
+                            "activate",
+                            tenant=tenant,
+                            product="cad",
+                            fingerprint=fingerprint,
+                            license_key=license["key"],
+                            device_name=f"device {n}",
+                        )
+                        status, answer = await _send(
+                            session, server.url + "/v1/activations", {"request": request}, burst, f"activate-{key.key_id}"
+                        )
                         if status in (200, 201):
                             activation = answer["activation"]
                             burst.acknowledged[key.key_id] = activation["id"]
                             if n % 2 == 0:  # every other device gives its seat back at once
-                                request = device_request(key, "deactivate", tenant=tenant, product="cad", fingerprint=fingerprint,
-                                                         activation=activation["id"], generation=activation["generation"])
-                                status, answer = await _send(session, server.url + "/v1/activations/deactivate",
-                                                             {"request": request}, burst, f"deactivate-{key.key_id}")
+                                request = device_request(
+                                    key,
+                                    "deactivate",
+                                    tenant=tenant,
+                                    product="cad",
+                                    fingerprint=fingerprint,
+                                    activation=activation["id"],
+                                    generation=activation["generation"],
+                                )
+                                status, answer = await _send(
+                                    session,
+                                    server.url + "/v1/activations/deactivate",
+                                    {"request": request},
+                                    burst,
+                                    f"deactivate-{key.key_id}",
+                                )
                                 assert status == 200, answer
                                 burst.deactivated.add(activation["id"])
                         else:
@@ -199,14 +230,17 @@ async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lo
                 stop.set()
                 await asyncio.gather(*clients)
 
-            async with session.get(f"{server.url}/v1/admin/licenses/{license['id']}/activations",
-                                   params={"limit": "200"}, headers=auth) as answer:
+            async with session.get(
+                f"{server.url}/v1/admin/licenses/{license['id']}/activations", params={"limit": "200"}, headers=auth
+            ) as answer:
                 stored = (await answer.json())["data"]
-        print(f"\n{KILLS} kills during {time.monotonic() - began:.1f} s: back after "
-              f"{', '.join(f'{back:.2f}' for back, _ in restarts)} s; answers while a worker was down "
-              f"{[answered for _, answered in restarts]}; {len(burst.acknowledged)} activations and {len(burst.deactivated)} "
-              f"deactivations acknowledged, refused "
-              f"{dict(burst.refused)}, {burst.checks} checks, {burst.retries} retries after lost connections")
+        print(
+            f"\n{KILLS} kills during {time.monotonic() - began:.1f} s: back after "
+            f"{', '.join(f'{back:.2f}' for back, _ in restarts)} s; answers while a worker was down "
+            f"{[answered for _, answered in restarts]}; {len(burst.acknowledged)} activations and {len(burst.deactivated)} "
+            f"deactivations acknowledged, refused "
+            f"{dict(burst.refused)}, {burst.checks} checks, {burst.retries} retries after lost connections"
+        )
         assert server.log().count("died (signal SIGKILL) while serving: starting it again") == KILLS
         assert server.stop() == 0
 
@@ -230,9 +264,23 @@ def test_a_worker_that_cannot_start_is_retried_with_backoff_then_the_gateway_giv
     data_dir.mkdir()
     began = time.monotonic()
     finished = subprocess.run(
-        [sys.executable, "-m", "licensor.cli", "serve", "--database-url", refused_url, "--data-dir", str(data_dir),
-         "--port", str(free_port()), "--workers", "2"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "licensor.cli",
+            "serve",
+            "--database-url",
+            refused_url,
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(free_port()),
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     took = time.monotonic() - began
     log = finished.stderr
@@ -245,8 +293,9 @@ def test_a_worker_that_cannot_start_is_retried_with_backoff_then_the_gateway_giv
 
 
 @pytest.mark.parametrize("after_s", [0.0, 0.3, 0.6, 1.0])
-def test_sigterm_while_the_workers_start_stops_the_gateway_cleanly(licensor_postgres: ThrowawayPostgres, tmp_path: Path,
-                                                                   after_s: float) -> None:
+def test_sigterm_while_the_workers_start_stops_the_gateway_cleanly(
+    licensor_postgres: ThrowawayPostgres, tmp_path: Path, after_s: float
+) -> None:
     """A signal that comes while a worker is being started reaches it too (none is left serving, no hang)."""
     with served(licensor_postgres.create_database(), tmp_path / "var", "--workers", "2", wait=False) as server:
         time.sleep(after_s)

@@ -27,7 +27,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-
 from licensor.model import new_id
 from licensor.schema import MAX_CONTAINERS, MAX_NESTING, Schema
 
@@ -85,8 +84,20 @@ def _kinds(schema: dict[str, Any]) -> set[str]:
     return kinds
 
 
-_CANDIDATES = ("app", "a", "1", "1.0", "draw", "example", "product", "user-1", "2026-01-01T00:00:00Z", "A" * 43,
-               "a@example.com", "nonce-0123456789")
+_CANDIDATES = (
+    "app",
+    "a",
+    "1",
+    "1.0",
+    "draw",
+    "example",
+    "product",
+    "user-1",
+    "2026-01-01T00:00:00Z",
+    "A" * 43,
+    "a@example.com",
+    "nonce-0123456789",
+)
 
 
 def minimal(schema: Any) -> Any:
@@ -105,7 +116,7 @@ def minimal(schema: Any) -> Any:
     if kind == "object":
         properties = schema.get("properties", {})
         names = list(schema.get("required", []))
-        names += [name for name in properties if name not in names][:max(0, schema.get("minProperties", 0) - len(names))]
+        names += [name for name in properties if name not in names][: max(0, schema.get("minProperties", 0) - len(names))]
         return {name: minimal(properties.get(name, {})) for name in names}
     if kind == "array":
         return [minimal(schema.get("items", {})) for _ in range(schema.get("minItems", 0))]
@@ -162,8 +173,13 @@ def worst_bodies(schema: dict[str, Any], limit: int) -> list[tuple[str, Any]]:
         where = ".".join(path)
         chosen = []
         if "array" in kinds:
-            chosen += ["distinct objects", "distinct small objects", "distinct numbers", "deep nesting",
-                       "deep nesting, under the container limit"]
+            chosen += [
+                "distinct objects",
+                "distinct small objects",
+                "distinct numbers",
+                "deep nesting",
+                "deep nesting, under the container limit",
+            ]
         if "object" in kinds:
             chosen += ["many keys", "deep nesting", "deep nesting, under the container limit"]
         if "string" in kinds:
@@ -212,8 +228,9 @@ async def _setup(server: Served, session: aiohttp.ClientSession) -> tuple[dict[s
     return ids, tokens
 
 
-async def _measure(server: Served, session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str],
-                   body: bytes | None) -> tuple[float, int, str]:
+async def _measure(
+    server: Served, session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str], body: bytes | None
+) -> tuple[float, int, str]:
     best = None
     for _ in range(RETRIES):
         before = server.cpu_ns()
@@ -272,15 +289,25 @@ async def test_every_operations_worst_case_costs_at_most_50_ms_of_server_cpu(ser
                     sent.append(("a body where none is taken", url, b"[" + b"0," * 30_000 + b"0]"))
                 for parameter in operation.get("parameters", []):
                     if parameter["in"] == "query":
-                        sent.append((f"query {parameter['name']}: as long as the line allows",
-                                     f"{url}?{parameter['name']}={'x' * REQUEST_LINE}", None))
+                        sent.append(
+                            (
+                                f"query {parameter['name']}: as long as the line allows",
+                                f"{url}?{parameter['name']}={'x' * REQUEST_LINE}",
+                                None,
+                            )
+                        )
                 sent.append(("thousands of unknown query parameters", url + "?" + "&".join(f"p{i}=1" for i in range(6000)), None))
                 for case, target, raw in sent:
                     seconds, status, _ = await _measure(server, session, method.upper(), target, headers, raw)
                     measured.add(f"{method.upper()} {path}", case, seconds, status)
                     cases += 1
-    print("\n" + measured.report(f"[{licensor_store_url.split(':')[0]}] {cases} worst cases "
-                                  f"({valid_bases} of {bases} bodies built on a valid minimal body)"))
+    print(
+        "\n"
+        + measured.report(
+            f"[{licensor_store_url.split(':')[0]}] {cases} worst cases "
+            f"({valid_bases} of {bases} bodies built on a valid minimal body)"
+        )
+    )
     assert valid_bases >= bases * 0.9, (valid_bases, bases)
     over = {op: worst for op, worst in measured.worst.items() if worst[0] > CPU_LIMIT_S}
     assert not over, over
@@ -289,8 +316,14 @@ async def test_every_operations_worst_case_costs_at_most_50_ms_of_server_cpu(ser
 
 
 async def test_healthz_answers_within_100_ms_while_twenty_5000_object_bodies_arrive(server: Served) -> None:
-    flood = orjson.dumps({"tenant": new_id("ten"), "product": "app", "license_key": "K" * 30,
-                          "features": [{"f": n} for n in range(FEATURE_OBJECTS)]})  # 63 kB
+    flood = orjson.dumps(
+        {
+            "tenant": new_id("ten"),
+            "product": "app",
+            "license_key": "K" * 30,
+            "features": [{"f": n} for n in range(FEATURE_OBJECTS)],
+        }
+    )  # 63 kB
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
         # Alone first: its CPU cost and its answer.
@@ -330,9 +363,11 @@ async def test_healthz_answers_within_100_ms_while_twenty_5000_object_bodies_arr
         flooding = False
         await prober
     ordered = sorted(probes)
-    print(f"\n5,000-object features body alone: {alone_cpu * 1000:.2f} ms server CPU, {alone_wall * 1000:.2f} ms wall; "
-          f"{FLOODING_BODIES} at once: {flood_wall * 1000:.1f} ms wall, {flood_cpu * 1000:.1f} ms server CPU (with the probes); "
-          f"/healthz meanwhile: {len(probes)} probes, median {ordered[len(ordered) // 2] * 1000:.2f} ms, "
-          f"slowest {ordered[-1] * 1000:.2f} ms")
+    print(
+        f"\n5,000-object features body alone: {alone_cpu * 1000:.2f} ms server CPU, {alone_wall * 1000:.2f} ms wall; "
+        f"{FLOODING_BODIES} at once: {flood_wall * 1000:.1f} ms wall, {flood_cpu * 1000:.1f} ms server CPU (with the probes); "
+        f"/healthz meanwhile: {len(probes)} probes, median {ordered[len(ordered) // 2] * 1000:.2f} ms, "
+        f"slowest {ordered[-1] * 1000:.2f} ms"
+    )
     assert statuses == [400] * FLOODING_BODIES
     assert ordered[-1] <= HEALTHZ_LIMIT_S, ordered[-5:]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any, ClassVar
 
+import pytest
 from licensor.testing import BackendConformance
+
 from tests.example_backend import ExamplePlugin
 
 
@@ -15,5 +17,5 @@ def licensor_plugins() -> tuple[object, ...]:
 
 class TestExampleBackendConformance(BackendConformance):
     backend = "example"
-    options = {"max_major_version": 3}
+    options: ClassVar[dict[str, Any]] = {"max_major_version": 3}
     invalid_options = ({"max_major_version": -1}, {"max_major_version": "3"}, {"seats_per_user": 2})

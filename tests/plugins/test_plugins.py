@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, ClassVar
 
 import pluggy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from licensor import hookspecs
 from licensor.backend import Backend, CheckRequest, license_terms_verdict
 from licensor.errors import ValidationError
@@ -24,7 +23,11 @@ HOOKS = [name for name, value in vars(hookspecs).items() if name.startswith("lic
 
 class EchoBackend(Backend):
     name = "echo"
-    options_schema = {"type": "object", "properties": {"seats_per_user": {"type": "integer", "minimum": 1}}, "additionalProperties": False}
+    options_schema: ClassVar[dict[str, Any]] = {
+        "type": "object",
+        "properties": {"seats_per_user": {"type": "integer", "minimum": 1}},
+        "additionalProperties": False,
+    }
 
     async def check(self, request: CheckRequest) -> Verdict:
         return license_terms_verdict(request)
@@ -83,7 +86,9 @@ def test_a_misspelt_hook_implementation_fails_at_start_up() -> None:
 
 def test_autoloading_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[str] = []
-    monkeypatch.setattr(pluggy.PluginManager, "load_setuptools_entrypoints", lambda self, group, name=None: loaded.append(group) or 0)
+    monkeypatch.setattr(
+        pluggy.PluginManager, "load_setuptools_entrypoints", lambda self, group, name=None: loaded.append(group) or 0
+    )
     plugin_manager()
     assert loaded == ["licensor.backends"]
     monkeypatch.setenv("LICENSOR_DISABLE_PLUGIN_AUTOLOAD", "1")
@@ -125,10 +130,23 @@ def test_policy_options_are_validated_by_the_backend() -> None:
 DAY = 86_400 * 1_000_000
 
 
-def _request(state: str = "active", starts: int = 0, expires: int | None = 10 * DAY, now: int = DAY,
-             features: tuple[str, ...] = (), granted: tuple[str, ...] = ("export",), overrides: dict[str, Any] | None = None) -> CheckRequest:
-    license = {"id": "lic_1", "state": state, "starts_at": starts, "expires_at": expires, "maintenance_until": None,
-               "overrides": canonical_json(overrides or {})}
+def _request(
+    state: str = "active",
+    starts: int = 0,
+    expires: int | None = 10 * DAY,
+    now: int = DAY,
+    features: tuple[str, ...] = (),
+    granted: tuple[str, ...] = ("export",),
+    overrides: dict[str, Any] | None = None,
+) -> CheckRequest:
+    license = {
+        "id": "lic_1",
+        "state": state,
+        "starts_at": starts,
+        "expires_at": expires,
+        "maintenance_until": None,
+        "overrides": canonical_json(overrides or {}),
+    }
     policy = {"features": canonical_json([{"code": code, "quantity": None} for code in granted]), "seats": 1}
     return CheckRequest("ten_1", license, policy, features=features, now_us=now)
 
@@ -170,9 +188,19 @@ class RoutesAndEvents:
         async def ping(call: Call) -> Reply:
             return Reply(200, {"pong": call.query.get("word", "")})
 
-        router.add(Operation("GET", "/v1/echo/ping", "echo_ping", "Answer pong", ping, "echo", None,
-                             {"type": "object", "properties": {"pong": {"type": "string"}}, "required": ["pong"]},
-                             query=(Param("word", {"type": "string", "maxLength": 10}),)))
+        router.add(
+            Operation(
+                "GET",
+                "/v1/echo/ping",
+                "echo_ping",
+                "Answer pong",
+                ping,
+                "echo",
+                None,
+                {"type": "object", "properties": {"pong": {"type": "string"}}, "required": ["pong"]},
+                query=(Param("word", {"type": "string", "maxLength": 10}),),
+            )
+        )
 
     @hookspecs.hookimpl
     def licensor_event(self, event: dict[str, Any]) -> None:

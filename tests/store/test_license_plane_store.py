@@ -8,9 +8,9 @@ import asyncio
 import time
 
 import pytest
-
 from licensor.model import ACTIVATION, CREDENTIAL, LEASE, RESOURCES, new_id, now_us
 from licensor.store import Row, Store, open_store
+
 from tests.store.test_store import create, create_in, new_tenant, other_tenant, tenant  # noqa: F401 (fixtures)
 
 LICENSES = RESOURCES["licenses"]
@@ -63,7 +63,9 @@ async def test_subjects_licenses_are_found_within_the_tenant_and_product(store: 
     found = await store.licenses_of_subject(tenant, mine["product_id"], "user-1")
     assert [row["id"] for row in found] == [mine["id"]]
     assert await store.licenses_of_subject(tenant, elsewhere["product_id"], "user-1") == []
-    product = await store.find_product_by_code(tenant, (await store.get(tenant, RESOURCES["products"], mine["product_id"]))["code"])  # type: ignore[index]
+    product = await store.find_product_by_code(
+        tenant, (await store.get(tenant, RESOURCES["products"], mine["product_id"]))["code"]
+    )  # type: ignore[index]
     assert product is not None and product["id"] == mine["product_id"]
     assert await store.find_product_by_code(other_tenant, product["code"]) is None
 
@@ -87,16 +89,33 @@ async def test_usage_adds_up_atomically_against_the_quota(store: Store, tenant: 
     assert await store.usage_totals(tenant, [], "user-1", None) == []
 
 
-async def test_license_activations_are_those_holding_seats_and_recent_replacements(store: Store, tenant: str, other_tenant: str) -> None:
+async def test_license_activations_are_those_holding_seats_and_recent_replacements(
+    store: Store, tenant: str, other_tenant: str
+) -> None:
     license = await create_in(store, tenant, "licenses")
     now = now_us()
     hour = 3_600_000_000
 
     def activation(state: str, lapses_at: int, ended_at: int | None = None) -> Row:
-        return {"id": new_id("act"), "license_id": license["id"], "state": state, "device_key": "k" * 43, "device_name": None,
-                "fingerprint": "{}", "generation": 1, "mode": "online", "checkpoint_at": lapses_at, "lapses_at": lapses_at,
-                "last_checkin_at": now, "last_request_digest": None, "recovery_of": None, "flagged": None,
-                "ended_at": ended_at, "created_at": now, "updated_at": now}
+        return {
+            "id": new_id("act"),
+            "license_id": license["id"],
+            "state": state,
+            "device_key": "k" * 43,
+            "device_name": None,
+            "fingerprint": "{}",
+            "generation": 1,
+            "mode": "online",
+            "checkpoint_at": lapses_at,
+            "lapses_at": lapses_at,
+            "last_checkin_at": now,
+            "last_request_digest": None,
+            "recovery_of": None,
+            "flagged": None,
+            "ended_at": ended_at,
+            "created_at": now,
+            "updated_at": now,
+        }
 
     heard: list[str | None] = []
     store.subscribe(heard.append)
@@ -130,19 +149,44 @@ async def cloud_license(store: Store, tenant_id: str, credentials: int = 1) -> t
     license = await create_in(store, tenant_id, "licenses")
     now = now_us()
     async with store.transaction(tenant_id) as tx:
-        made = [await tx.insert(CREDENTIAL, {
-            "id": new_id("crd"), "license_id": license["id"], "label": None, "state": "active", "secret_hash": "0" * 64,
-            "reissue_of": None, "revoked_at": None, "created_at": now, "updated_at": now,
-        }) for _ in range(credentials)]
+        made = [
+            await tx.insert(
+                CREDENTIAL,
+                {
+                    "id": new_id("crd"),
+                    "license_id": license["id"],
+                    "label": None,
+                    "state": "active",
+                    "secret_hash": "0" * 64,
+                    "reissue_of": None,
+                    "revoked_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            for _ in range(credentials)
+        ]
     return license, made
 
 
 def lease_row(credential: Row, state: str, created_at: int, expires_at: int, ended_at: int | None = None) -> Row:
     """A lease's columns as :meth:`CloudBackend.check_out` writes them (its id is given by :func:`insert_leases`)."""
-    return {"license_id": credential["license_id"], "credential_id": credential["id"], "device_id": f"device-{created_at}",
-            "device_name": None, "features": LEASE.field("features").api_to_column([]), "state": state,
-            "secret_hash": "1" * 64, "expires_at": expires_at, "renewed_at": None, "renewals": 0, "ended_at": ended_at,
-            "taken_over_by": None, "created_at": created_at, "updated_at": created_at}
+    return {
+        "license_id": credential["license_id"],
+        "credential_id": credential["id"],
+        "device_id": f"device-{created_at}",
+        "device_name": None,
+        "features": LEASE.field("features").api_to_column([]),
+        "state": state,
+        "secret_hash": "1" * 64,
+        "expires_at": expires_at,
+        "renewed_at": None,
+        "renewals": 0,
+        "ended_at": ended_at,
+        "taken_over_by": None,
+        "created_at": created_at,
+        "updated_at": created_at,
+    }
 
 
 async def insert_leases(store: Store, tenant_id: str, leases: dict[str, Row]) -> dict[str, Row]:
@@ -168,14 +212,18 @@ async def test_expire_leases_marks_only_the_licenses_run_out_leases_and_returns_
     _, (neighbour,) = await cloud_license(store, tenant)  # another license of the same tenant
     _, (foreign,) = await cloud_license(store, other_tenant)
     now = now_us()
-    mine = await insert_leases(store, tenant, {
-        "held, newer": lease_row(credential, "active", now - HOUR, now + 1),
-        "held, oldest": lease_row(credential, "active", now - 3 * HOUR, now + HOUR),
-        "ran out": lease_row(credential, "active", now - 2 * HOUR, now - 1),
-        "ran out just now": lease_row(credential, "active", now - 2 * HOUR + 1, now),
-        "released": lease_row(credential, "released", now - 2 * HOUR + 2, now + HOUR, now - HOUR),
-        "taken over": lease_row(credential, "taken_over", now - 2 * HOUR + 3, now - 1, now - HOUR),
-    })
+    mine = await insert_leases(
+        store,
+        tenant,
+        {
+            "held, newer": lease_row(credential, "active", now - HOUR, now + 1),
+            "held, oldest": lease_row(credential, "active", now - 3 * HOUR, now + HOUR),
+            "ran out": lease_row(credential, "active", now - 2 * HOUR, now - 1),
+            "ran out just now": lease_row(credential, "active", now - 2 * HOUR + 1, now),
+            "released": lease_row(credential, "released", now - 2 * HOUR + 2, now + HOUR, now - HOUR),
+            "taken over": lease_row(credential, "taken_over", now - 2 * HOUR + 3, now - 1, now - HOUR),
+        },
+    )
     neighbours = await insert_leases(store, tenant, {"ran out": lease_row(neighbour, "active", now - HOUR, now - 1)})
     foreigners = await insert_leases(store, other_tenant, {"ran out": lease_row(foreign, "active", now - HOUR, now - 1)})
     before = await lease_states(store, tenant, mine)
@@ -205,14 +253,18 @@ async def test_end_leases_ends_a_credentials_or_a_licenses_held_leases_and_retur
     license, (first, second) = await cloud_license(store, tenant, credentials=2)
     _, (neighbour,) = await cloud_license(store, tenant)
     now = now_us()
-    leases = await insert_leases(store, tenant, {
-        "first's": lease_row(first, "active", now - 3 * HOUR, now + HOUR),
-        "first's other": lease_row(first, "active", now - 2 * HOUR, now + HOUR),
-        "first's ran out": lease_row(first, "active", now - 2 * HOUR + 1, now - 5),
-        "first's released": lease_row(first, "released", now - 2 * HOUR + 2, now + HOUR, now - HOUR),
-        "second's": lease_row(second, "active", now - HOUR, now + HOUR),
-        "neighbour's": lease_row(neighbour, "active", now - HOUR + 1, now + HOUR),
-    })
+    leases = await insert_leases(
+        store,
+        tenant,
+        {
+            "first's": lease_row(first, "active", now - 3 * HOUR, now + HOUR),
+            "first's other": lease_row(first, "active", now - 2 * HOUR, now + HOUR),
+            "first's ran out": lease_row(first, "active", now - 2 * HOUR + 1, now - 5),
+            "first's released": lease_row(first, "released", now - 2 * HOUR + 2, now + HOUR, now - HOUR),
+            "second's": lease_row(second, "active", now - HOUR, now + HOUR),
+            "neighbour's": lease_row(neighbour, "active", now - HOUR + 1, now + HOUR),
+        },
+    )
     before = await lease_states(store, tenant, leases)
 
     async with store.transaction(other_tenant) as tx:  # another tenant's ids reach nothing
@@ -228,7 +280,9 @@ async def test_end_leases_ends_a_credentials_or_a_licenses_held_leases_and_retur
     assert await lease_states(store, tenant, leases) == ended
 
     async with store.transaction(tenant) as tx:
-        assert [row["id"] for row in await tx.end_leases(now + 1, "taken_over", license_id=license["id"])] == [leases["second's"]["id"]]
+        assert [row["id"] for row in await tx.end_leases(now + 1, "taken_over", license_id=license["id"])] == [
+            leases["second's"]["id"]
+        ]
         assert await tx.end_leases(now + 1, "taken_over", license_id=license["id"]) == []  # none held any more
         assert await tx.end_leases(now + 1, "revoked", credential_id=first["id"]) == []
     assert await lease_states(store, tenant, leases) == {**ended, "second's": ("taken_over", now + 1)}
@@ -245,25 +299,35 @@ async def test_leases_overlapping_are_those_held_at_some_time_in_the_range(store
     _, (neighbour,) = await cloud_license(store, tenant)
     start = now_us() - 48 * HOUR
     end = start + 24 * HOUR
-    leases = await insert_leases(store, tenant, {
-        # held in [start, end)
-        "across the start": lease_row(credential, "active", start - HOUR, end + HOUR),
-        "expired in it": lease_row(credential, "expired", start - HOUR + 1, start + 1, start + 1),
-        "released in it": lease_row(credential, "released", start + 1, end + HOUR, end - 1),
-        "ran out in it, not marked": lease_row(credential, "active", start + 2, start + HOUR),
-        "started just before the end": lease_row(credential, "active", end - 1, end + HOUR),
-        "taken over after it": lease_row(credential, "taken_over", start + 3, end + 2 * HOUR, end + HOUR),
-        # not held in it
-        "ended before it": lease_row(credential, "released", start - 3 * HOUR, start + HOUR, start - HOUR),
-        "ended at its start": lease_row(credential, "revoked", start - 3 * HOUR + 1, end, start),
-        "ran out at its start": lease_row(credential, "active", start - 3 * HOUR + 2, start),
-        "expired before it": lease_row(credential, "expired", start - 3 * HOUR + 3, start - 1, start - 1),
-        "started at its end": lease_row(credential, "active", end, end + HOUR),
-        "started after it": lease_row(credential, "active", end + 1, end + HOUR),
-    })
+    leases = await insert_leases(
+        store,
+        tenant,
+        {
+            # held in [start, end)
+            "across the start": lease_row(credential, "active", start - HOUR, end + HOUR),
+            "expired in it": lease_row(credential, "expired", start - HOUR + 1, start + 1, start + 1),
+            "released in it": lease_row(credential, "released", start + 1, end + HOUR, end - 1),
+            "ran out in it, not marked": lease_row(credential, "active", start + 2, start + HOUR),
+            "started just before the end": lease_row(credential, "active", end - 1, end + HOUR),
+            "taken over after it": lease_row(credential, "taken_over", start + 3, end + 2 * HOUR, end + HOUR),
+            # not held in it
+            "ended before it": lease_row(credential, "released", start - 3 * HOUR, start + HOUR, start - HOUR),
+            "ended at its start": lease_row(credential, "revoked", start - 3 * HOUR + 1, end, start),
+            "ran out at its start": lease_row(credential, "active", start - 3 * HOUR + 2, start),
+            "expired before it": lease_row(credential, "expired", start - 3 * HOUR + 3, start - 1, start - 1),
+            "started at its end": lease_row(credential, "active", end, end + HOUR),
+            "started after it": lease_row(credential, "active", end + 1, end + HOUR),
+        },
+    )
     await insert_leases(store, tenant, {"neighbour's": lease_row(neighbour, "active", start - HOUR, end + HOUR)})
-    held = ["across the start", "expired in it", "released in it", "ran out in it, not marked", "taken over after it",
-            "started just before the end"]  # oldest first
+    held = [
+        "across the start",
+        "expired in it",
+        "released in it",
+        "ran out in it, not marked",
+        "taken over after it",
+        "started just before the end",
+    ]  # oldest first
     assert sorted(held, key=lambda name: leases[name]["created_at"]) == held
 
     found = await store.leases_overlapping(tenant, license["id"], start, end, 100)

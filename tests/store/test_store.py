@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import sqlite3
 import sys
@@ -22,7 +23,6 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest
-
 from licensor.errors import ConflictError, IdempotencyKeyReusedError, StoreUnavailableError
 from licensor.model import RESOURCES, Resource, canonical_json, new_id, now_us
 from licensor.store import IdempotentRequest, Row, Store, StoredResponse, open_store
@@ -367,7 +367,9 @@ async def test_events_keys_and_tokens_are_the_tenants_own(store: Store, tenant: 
     async with store.transaction(tenant) as tx:
         await tx.append_event("product.created", "product", new_id("prd"), "test", {})
         await tx.insert_signing_key("k1", b"p" * 32, b"s" * 48, now_us())
-        await tx.insert_token({"id": new_id("tok"), "name": "t", "role": "admin", "secret_hash": b"h" * 32, "created_at": now_us()})
+        await tx.insert_token(
+            {"id": new_id("tok"), "name": "t", "role": "admin", "secret_hash": b"h" * 32, "created_at": now_us()}
+        )
     assert (await store.list_events(other_tenant, {}, None, 10)).rows == []
     assert await all_events(store, other_tenant) == []
     assert await store.event_chain_head(other_tenant) == {"last_seq": 0, "last_hash": GENESIS_HASH}
@@ -383,7 +385,14 @@ async def test_a_taken_code_is_refused_by_the_database(store: Store, tenant: str
         async with store.transaction(tenant) as tx:
             await tx.insert(
                 PRODUCTS,
-                {"id": new_id("prd"), "code": product["code"], "name": "Twin", "description": None, "created_at": 1, "updated_at": 1},
+                {
+                    "id": new_id("prd"),
+                    "code": product["code"],
+                    "name": "Twin",
+                    "description": None,
+                    "created_at": 1,
+                    "updated_at": 1,
+                },
             )
     assert refused.value.code == "ALREADY_EXISTS"
     assert await all_rows(store, tenant, PRODUCTS) == [product]
@@ -434,7 +443,9 @@ async def test_a_license_cannot_point_at_another_tenants_policy_or_customer(stor
             await create(tx, "licenses", product_id=my_policy["product_id"], policy_id=their_policy["id"])
     with pytest.raises(ConflictError):
         async with store.transaction(tenant) as tx:
-            await create(tx, "licenses", policy_id=my_policy["id"], product_id=my_policy["product_id"], customer_id=their_customer["id"])
+            await create(
+                tx, "licenses", policy_id=my_policy["id"], product_id=my_policy["product_id"], customer_id=their_customer["id"]
+            )
     mine = await create_in(store, tenant, "licenses", policy_id=my_policy["id"], product_id=my_policy["product_id"])
     with pytest.raises(ConflictError):
         async with store.transaction(tenant) as tx:
@@ -585,15 +596,15 @@ async def test_a_repeated_request_replays_the_first_answer_and_writes_nothing(st
         assert tx.replay is None
         product = await create(tx, "products")
         await tx.append_event("product.created", "product", product["id"], "test", {})
-        tx.remember(201, '{"id": "%s"}' % product["id"])
+        tx.remember(201, json.dumps({"id": product["id"]}))
     head = await store.event_chain_head(tenant)
     stored = await query(store.url, "SELECT * FROM idempotency_keys WHERE tenant_id = ?", tenant)
 
     async with store.transaction(tenant, req) as tx:
-        assert tx.replay == StoredResponse(201, '{"id": "%s"}' % product["id"])
+        assert tx.replay == StoredResponse(201, json.dumps({"id": product["id"]}))
         tx.remember(500, "a different answer")  # ignored: the first answer stands
     async with store.transaction(tenant, req) as tx:
-        assert tx.replay == StoredResponse(201, '{"id": "%s"}' % product["id"])
+        assert tx.replay == StoredResponse(201, json.dumps({"id": product["id"]}))
 
     assert await all_rows(store, tenant, PRODUCTS) == [product]
     assert await store.event_chain_head(tenant) == head
@@ -685,13 +696,34 @@ async def test_a_new_signing_key_retires_the_active_one(store: Store, tenant: st
     async with store.transaction(tenant) as tx:
         await tx.insert_signing_key("kid-1", b"\x01" * 32, b"seed-1", 1_000)
     assert await store.list_signing_keys(tenant) == [
-        {"kid": "kid-1", "public_key": b"\x01" * 32, "sealed_seed": b"seed-1", "state": "active", "created_at": 1_000, "retired_at": None}
+        {
+            "kid": "kid-1",
+            "public_key": b"\x01" * 32,
+            "sealed_seed": b"seed-1",
+            "state": "active",
+            "created_at": 1_000,
+            "retired_at": None,
+        }
     ]
     async with store.transaction(tenant) as tx:
         await tx.insert_signing_key("kid-2", b"\x02" * 32, b"seed-2", 2_000)
     assert await store.list_signing_keys(tenant) == [
-        {"kid": "kid-2", "public_key": b"\x02" * 32, "sealed_seed": b"seed-2", "state": "active", "created_at": 2_000, "retired_at": None},
-        {"kid": "kid-1", "public_key": b"\x01" * 32, "sealed_seed": b"seed-1", "state": "retired", "created_at": 1_000, "retired_at": 2_000},
+        {
+            "kid": "kid-2",
+            "public_key": b"\x02" * 32,
+            "sealed_seed": b"seed-2",
+            "state": "active",
+            "created_at": 2_000,
+            "retired_at": None,
+        },
+        {
+            "kid": "kid-1",
+            "public_key": b"\x01" * 32,
+            "sealed_seed": b"seed-1",
+            "state": "retired",
+            "created_at": 1_000,
+            "retired_at": 2_000,
+        },
     ]
     async with store.transaction(tenant) as tx:
         await tx.insert_signing_key("kid-3", b"\x03" * 32, b"seed-3", 3_000)

@@ -15,10 +15,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from aiohttp import web
-
 from licensor import _impl as core
 from licensor.backend import Backend, CheckRequest, LicenseTerms, license_terms_verdict
 from licensor.client.activation import DEVICE_REQUEST_KIND, LICENSE_FILE_KIND
@@ -91,27 +90,65 @@ READ_REQUEST = web.RequestKey("licensor_activation.request", DeviceRequest)
 
 class ActivationBackend(Backend):
     name = NAME
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
-            "match_preset": {"enum": list(PRESETS), "description": "Tolerance of fingerprint changes: loose 0.5, medium 0.7, strict 0.9."},
-            "match_threshold": {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-                                "description": "The share of the weights that must match (overrides the preset's)."},
-            "component_weights": {"type": "object", "maxProperties": 32,
-                                  "propertyNames": {"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
-                                  "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1000},
-                                  "description": "Weights of fingerprint components (added to machine_id 4, board 3, cpu 2, disk 2, mac 1, hostname 1)."},
-            "checkpoint_interval_seconds": {"type": "integer", "minimum": 60, "maximum": 3650 * DAY_S,
-                                            "description": "How long after a check-in the next checkpoint falls (default 30 days)."},
-            "checkpoint_grace_seconds": {"type": "integer", "minimum": 0, "maximum": 365 * DAY_S,
-                                         "description": "How long a file stays valid past its checkpoint (default 7 days)."},
-            "offline_file_lifetime_seconds": {"type": "integer", "minimum": 60, "maximum": 3650 * DAY_S,
-                                              "description": "The checkpoint interval of files issued offline, by request file (default 180 days)."},
-            "recoveries_per_period": {"type": "integer", "minimum": 0, "maximum": 1000,
-                                      "description": "Recoveries on a new device allowed per period (default 1)."},
-            "recovery_period_days": {"type": "integer", "minimum": 1, "maximum": 3650, "description": "The recovery period (default 365)."},
-            "on_clone": {"enum": ["refuse", "suspend"],
-                         "description": "On a detected clone or rollback: refuse the stale copy (default), or suspend the activation until the vendor reinstates it."},
+            "match_preset": {
+                "enum": list(PRESETS),
+                "description": "Tolerance of fingerprint changes: loose 0.5, medium 0.7, strict 0.9.",
+            },
+            "match_threshold": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "maximum": 1,
+                "description": "The share of the weights that must match (overrides the preset's).",
+            },
+            "component_weights": {
+                "type": "object",
+                "maxProperties": 32,
+                "propertyNames": {"pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+                "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1000},
+                "description": (
+                    "Weights of fingerprint components (added to machine_id 4, board 3, cpu 2, disk 2, mac 1, hostname 1)."
+                ),
+            },
+            "checkpoint_interval_seconds": {
+                "type": "integer",
+                "minimum": 60,
+                "maximum": 3650 * DAY_S,
+                "description": "How long after a check-in the next checkpoint falls (default 30 days).",
+            },
+            "checkpoint_grace_seconds": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 365 * DAY_S,
+                "description": "How long a file stays valid past its checkpoint (default 7 days).",
+            },
+            "offline_file_lifetime_seconds": {
+                "type": "integer",
+                "minimum": 60,
+                "maximum": 3650 * DAY_S,
+                "description": "The checkpoint interval of files issued offline, by request file (default 180 days).",
+            },
+            "recoveries_per_period": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 1000,
+                "description": "Recoveries on a new device allowed per period (default 1).",
+            },
+            "recovery_period_days": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 3650,
+                "description": "The recovery period (default 365).",
+            },
+            "on_clone": {
+                "enum": ["refuse", "suspend"],
+                "description": (
+                    "On a detected clone or rollback: refuse the stale copy (default), or suspend the "
+                    "activation until the vendor reinstates it."
+                ),
+            },
         },
         "additionalProperties": False,
     }
@@ -135,11 +172,20 @@ class ActivationBackend(Backend):
             rows += (await request.store.list(request.tenant_id, ACTIVATION, filters, None, MAX_MATCHED)).rows
         found = _best_match(rows, request.fingerprint, rule_of(request.options), ("active", "suspended"))
         if found is None:
-            return Verdict(Code.FINGERPRINT_MISMATCH, "no active activation of this license matches the device", verdict.license_id)
+            return Verdict(
+                Code.FINGERPRINT_MISMATCH, "no active activation of this license matches the device", verdict.license_id
+            )
         if found["state"] == "suspended":
-            return Verdict(_flag_code(found), "the device's activation is suspended until the vendor reinstates it", verdict.license_id)
-        return Verdict(Code.VALID, verdict.message, verdict.license_id, verdict.entitlements,
-                       {**verdict.terms, "activation_id": found["id"], "checkpoint_at": format_time(found["checkpoint_at"])})
+            return Verdict(
+                _flag_code(found), "the device's activation is suspended until the vendor reinstates it", verdict.license_id
+            )
+        return Verdict(
+            Code.VALID,
+            verdict.message,
+            verdict.license_id,
+            verdict.entitlements,
+            {**verdict.terms, "activation_id": found["id"], "checkpoint_at": format_time(found["checkpoint_at"])},
+        )
 
     def operations(self) -> list[Operation]:
         from licensor_activation.routes import build_operations  # the routes call back into this class
@@ -147,8 +193,9 @@ class ActivationBackend(Backend):
         return build_operations(self)
 
     # --- device requests, verified before the transaction ------------------------------------------------
-    async def read_request(self, request: web.Request, body: dict[str, Any], ops: tuple[str, ...], *,
-                           vendor: Principal | None = None) -> DeviceRequest:
+    async def read_request(
+        self, request: web.Request, body: dict[str, Any], ops: tuple[str, ...], *, vendor: Principal | None = None
+    ) -> DeviceRequest:
         """The verified device request of ``body["request"]``, its tenant's signing key and, to activate, its
         license (from the cache: nothing here waits on the database inside a transaction).
 
@@ -159,10 +206,13 @@ class ActivationBackend(Backend):
         try:
             document = document_of(await self.reader.read(token))
         except TokenError as error:
-            raise AuthenticationError(f"the device request does not verify: {error.message}", code="DEVICE_REQUEST_INVALID") from None
+            raise AuthenticationError(
+                f"the device request does not verify: {error.message}", code="DEVICE_REQUEST_INVALID"
+            ) from None
         if document.get("op") in _VALIDATORS and document["op"] not in ops:
-            raise ValidationError(f"this endpoint takes a device request of {' or '.join(ops)}, not {document['op']}",
-                                  code="WRONG_DEVICE_OPERATION")
+            raise ValidationError(
+                f"this endpoint takes a device request of {' or '.join(ops)}, not {document['op']}", code="WRONG_DEVICE_OPERATION"
+            )
         _validate_document(document, token)
         offline = vendor is not None  # a request file the vendor answers
         if vendor is not None and document["tenant"] != vendor.tenant_id:
@@ -171,8 +221,11 @@ class ActivationBackend(Backend):
         age = now_s - document["time"]
         late = not offline and age > DEVICE_CLOCK_SKEW_S and document["op"] == "checkin"
         if age < -DEVICE_CLOCK_SKEW_S or (age > (OFFLINE_REQUEST_MAX_AGE_S if offline else DEVICE_CLOCK_SKEW_S) and not late):
-            raise ValidationError(f"the device request's time is {age} s away from the gateway's clock; set the device's "
-                                  "clock" + (" or make a new request file" if offline else ""), code="DEVICE_CLOCK_SKEW")
+            raise ValidationError(
+                f"the device request's time is {age} s away from the gateway's clock; set the device's "
+                "clock" + (" or make a new request file" if offline else ""),
+                code="DEVICE_CLOCK_SKEW",
+            )
         cache = request.app[app_keys.CACHE]
         try:
             kid, seed = await cache.signing_key(document["tenant"])
@@ -180,7 +233,9 @@ class ActivationBackend(Backend):
             raise NotFoundError("no such tenant", code="TENANT_NOT_FOUND") from None
         licensed = None
         if document["op"] in ("activate", "recover"):
-            licensed = await cache.license_by_key_hash(document["tenant"], cache.key_hash(document["tenant"], document["license_key"]))
+            licensed = await cache.license_by_key_hash(
+                document["tenant"], cache.key_hash(document["tenant"], document["license_key"])
+            )
             if licensed is None or licensed.product["code"] != document["product"] or licensed.policy["backend"] != NAME:
                 raise NotFoundError("no activation license of this product has this key", code="LICENSE_NOT_FOUND")
         digest = hashlib.sha256(token.encode()).hexdigest()
@@ -214,16 +269,27 @@ class ActivationBackend(Backend):
         if made is not None:  # a retry of the request that made this activation (its answer may have been lost)
             return self._issued(200, read, licensed, made, rule, now)
         if not any(rule.weights.get(name, 1.0) for name in document["fingerprint"]):
-            raise ValidationError("the fingerprint has no component this policy gives a weight: it would never match",
-                                  code="INVALID_DEVICE_REQUEST")
+            raise ValidationError(
+                "the fingerprint has no component this policy gives a weight: it would never match", code="INVALID_DEVICE_REQUEST"
+            )
         same = _best_match(holding, document["fingerprint"], rule, ("active", "suspended"))
         if same is not None and same["state"] == "suspended":
-            raise ActivationRefusedError(_flag_code(same), "the device's activation is suspended until the vendor reinstates it", 409)
+            raise ActivationRefusedError(
+                _flag_code(same), "the device's activation is suspended until the vendor reinstates it", 409
+            )
         if same is not None and document["op"] == "activate":
-            if same["device_key"] == document["device_key"] and same["generation"] == 1 and same["last_checkin_at"] == same["created_at"]:
+            if (
+                same["device_key"] == document["device_key"]
+                and same["generation"] == 1
+                and same["last_checkin_at"] == same["created_at"]
+            ):
                 return self._issued(200, read, licensed, same, rule, now)  # a retry: the answer may have been lost
-            raise ActivationRefusedError("ALREADY_ACTIVATED", "this device is activated already: it checks in with its license "
-                                         "file, or, having lost its file or key, recovers (POST /v1/activations/recover)", 409)
+            raise ActivationRefusedError(
+                "ALREADY_ACTIVATED",
+                "this device is activated already: it checks in with its license "
+                "file, or, having lost its file or key, recovers (POST /v1/activations/recover)",
+                409,
+            )
         replaced = same
         if replaced is None and len(holding) >= seats:
             if document["op"] != "recover":
@@ -233,18 +299,35 @@ class ActivationBackend(Backend):
             used, allowed = sum(1 for row in rows if row["state"] == "replaced"), _option(options, "recoveries_per_period")
             if used >= allowed:
                 recoveries = f"{allowed} recover{'y' if allowed == 1 else 'ies'}"
-                raise ActivationRefusedError("RECOVERY_LIMIT_REACHED", f"the license allows {recoveries} per "
-                                             f"{_option(options, 'recovery_period_days')} days, and they are used", 409)
+                raise ActivationRefusedError(
+                    "RECOVERY_LIMIT_REACHED",
+                    f"the license allows {recoveries} per {_option(options, 'recovery_period_days')} days, and they are used",
+                    409,
+                )
             ended = await tx.update(ACTIVATION, replaced["id"], {"state": "replaced", "ended_at": now})
             assert ended is not None
             await _event(tx, "activation.replaced", ended, read.actor, reason="recovery")
-        row = await tx.insert(ACTIVATION, {
-            "id": new_id(ACTIVATION.id_prefix), "license_id": license["id"], "state": "active", "device_key": document["device_key"],
-            "device_name": document.get("device_name"), "fingerprint": ACTIVATION.field("fingerprint").api_to_column(document["fingerprint"]),
-            "generation": 1, "mode": mode, **self._checkpoint(options, mode, now), "last_checkin_at": now,
-            "last_request_digest": read.digest, "recovery_of": replaced["id"] if replaced else None, "flagged": None,
-            "ended_at": None, "created_at": now, "updated_at": now,
-        })
+        row = await tx.insert(
+            ACTIVATION,
+            {
+                "id": new_id(ACTIVATION.id_prefix),
+                "license_id": license["id"],
+                "state": "active",
+                "device_key": document["device_key"],
+                "device_name": document.get("device_name"),
+                "fingerprint": ACTIVATION.field("fingerprint").api_to_column(document["fingerprint"]),
+                "generation": 1,
+                "mode": mode,
+                **self._checkpoint(options, mode, now),
+                "last_checkin_at": now,
+                "last_request_digest": read.digest,
+                "recovery_of": replaced["id"] if replaced else None,
+                "flagged": None,
+                "ended_at": None,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
         if replaced is not None:
             await _event(tx, "activation.recovered", row, read.actor, replaced=replaced["id"])
         else:
@@ -278,8 +361,9 @@ class ActivationBackend(Backend):
         row, _ = found
         if row["state"] == "deactivated":  # a retry of this deactivation
             return Reply(200, {"object": "activation", "activation": shown(row)})
-        ended = await tx.update(ACTIVATION, row["id"], {"state": "deactivated", "ended_at": self.clock(),
-                                                        "last_request_digest": read.digest})
+        ended = await tx.update(
+            ACTIVATION, row["id"], {"state": "deactivated", "ended_at": self.clock(), "last_request_digest": read.digest}
+        )
         assert ended is not None
         await _event(tx, "activation.deactivated", ended, read.actor)
         return Reply(200, {"object": "activation", "activation": shown(ended)})
@@ -304,13 +388,15 @@ class ActivationBackend(Backend):
             return row, licensed  # a retry of the request that made the activation what it is
         if row["state"] in ("withdrawn", "replaced", "deactivated"):
             how = {"withdrawn": "removed by the vendor", "replaced": "moved to another device", "deactivated": "deactivated"}
-            raise ActivationRefusedError(Code.WITHDRAWN, f"the activation was {how[row['state']]}; this device's license file "
-                                         "is no longer renewed")
+            raise ActivationRefusedError(
+                Code.WITHDRAWN, f"the activation was {how[row['state']]}; this device's license file is no longer renewed"
+            )
         if row["state"] == "suspended":
             raise ActivationRefusedError(_flag_code(row), "the activation is suspended until the vendor reinstates it", 409)
         if read.late:
-            raise ValidationError("the device request is too old; only a retry of the last check-in may be resent later",
-                                  code="DEVICE_CLOCK_SKEW")
+            raise ValidationError(
+                "the device request is too old; only a retry of the last check-in may be resent later", code="DEVICE_CLOCK_SKEW"
+            )
         if document["generation"] > row["generation"]:
             raise ActivationRefusedError("GENERATION_AHEAD", "the request names a generation this activation never had", 422)
         if document["generation"] < row["generation"]:
@@ -329,19 +415,38 @@ class ActivationBackend(Backend):
             changes["state"] = "suspended"
         flagged = await tx.update(ACTIVATION, row["id"], changes)
         assert flagged is not None
-        await _event(tx, "activation.clone_suspected" if clone else "activation.rollback_detected", flagged, read.actor,
-                     presented_generation=document["generation"], presented_fingerprint=document["fingerprint"],
-                     suspended=changes.get("state") == "suspended")
-        what = "a copy of this machine holds a newer license file" if clone else "the device presented an older license file (a reverted snapshot)"
+        await _event(
+            tx,
+            "activation.clone_suspected" if clone else "activation.rollback_detected",
+            flagged,
+            read.actor,
+            presented_generation=document["generation"],
+            presented_fingerprint=document["fingerprint"],
+            suspended=changes.get("state") == "suspended",
+        )
+        what = (
+            "a copy of this machine holds a newer license file"
+            if clone
+            else "the device presented an older license file (a reverted snapshot)"
+        )
         return Reply(409, {"error": {"code": code.value, "message": what}})
 
-    async def _renew(self, tx: Transaction, row: Row, document: dict[str, Any], licensed: Licensed, mode: str, now: int,
-                     digest: str) -> Row:
-        renewed = await tx.update(ACTIVATION, row["id"], {
-            "generation": row["generation"] + 1, "mode": mode, "last_checkin_at": now, "flagged": None,
-            "fingerprint": ACTIVATION.field("fingerprint").api_to_column(document["fingerprint"]),
-            "last_request_digest": digest, **self._checkpoint(licensed.options, mode, now),
-        })
+    async def _renew(
+        self, tx: Transaction, row: Row, document: dict[str, Any], licensed: Licensed, mode: str, now: int, digest: str
+    ) -> Row:
+        renewed = await tx.update(
+            ACTIVATION,
+            row["id"],
+            {
+                "generation": row["generation"] + 1,
+                "mode": mode,
+                "last_checkin_at": now,
+                "flagged": None,
+                "fingerprint": ACTIVATION.field("fingerprint").api_to_column(document["fingerprint"]),
+                "last_request_digest": digest,
+                **self._checkpoint(licensed.options, mode, now),
+            },
+        )
         assert renewed is not None
         return renewed
 
@@ -374,8 +479,10 @@ class ActivationBackend(Backend):
         if row is None:
             raise NotFoundError("no such activation", code="ACTIVATION_NOT_FOUND")
         if row["state"] not in ("suspended", "withdrawn"):
-            raise InvalidStateError(f"only a suspended or withdrawn activation can be reinstated; this one is {row['state']}",
-                                    code="ACTIVATION_NOT_REINSTATABLE")
+            raise InvalidStateError(
+                f"only a suspended or withdrawn activation can be reinstated; this one is {row['state']}",
+                code="ACTIVATION_NOT_REINSTATABLE",
+            )
         license = await tx.get(LICENSE, row["license_id"], for_update=True)  # the seat count's lock, as activating takes
         assert license is not None
         row = await tx.get(ACTIVATION, activation_id, for_update=True)
@@ -455,12 +562,22 @@ async def _licensed_in(tx: Transaction, license: Row) -> Licensed:
 def shown(row: Row) -> dict[str, Any]:
     """An activation as the API shows it."""
     return {
-        "id": row["id"], "object": "activation", "license_id": row["license_id"], "state": row["state"],
-        "device_name": row["device_name"], "device_key": row["device_key"],
-        "fingerprint": ACTIVATION.field("fingerprint").column_to_api(row["fingerprint"]), "generation": row["generation"],
-        "mode": row["mode"], "checkpoint_at": format_time(row["checkpoint_at"]), "lapses_at": format_time(row["lapses_at"]),
-        "last_checkin_at": format_time(row["last_checkin_at"]), "recovery_of": row["recovery_of"], "flagged": row["flagged"],
-        "ended_at": format_time(row["ended_at"]), "created_at": format_time(row["created_at"]),
+        "id": row["id"],
+        "object": "activation",
+        "license_id": row["license_id"],
+        "state": row["state"],
+        "device_name": row["device_name"],
+        "device_key": row["device_key"],
+        "fingerprint": ACTIVATION.field("fingerprint").column_to_api(row["fingerprint"]),
+        "generation": row["generation"],
+        "mode": row["mode"],
+        "checkpoint_at": format_time(row["checkpoint_at"]),
+        "lapses_at": format_time(row["lapses_at"]),
+        "last_checkin_at": format_time(row["last_checkin_at"]),
+        "recovery_of": row["recovery_of"],
+        "flagged": row["flagged"],
+        "ended_at": format_time(row["ended_at"]),
+        "created_at": format_time(row["created_at"]),
         "updated_at": format_time(row["updated_at"]),
     }
 
@@ -469,23 +586,42 @@ def license_file(kid: str, seed: bytes, tenant_id: str, licensed: Licensed, row:
     """The ``lf1`` license file of an activation as it stands (times in seconds)."""
     terms = LicenseTerms.of(licensed.license, licensed.policy)
     expires = licensed.license["expires_at"]
-    return sign_document(LICENSE_FILE_KIND, kid, seed, {
-        "tenant": tenant_id, "product": licensed.product["code"], "license": licensed.license["id"], "activation": row["id"],
-        "device_key": row["device_key"], "fingerprint": ACTIVATION.field("fingerprint").column_to_api(row["fingerprint"]),
-        "match": rule.as_json(), "features": [e.as_json() for e in terms.entitlements], "terms": terms.terms,
-        "generation": row["generation"], "iat": now // 1_000_000, "checkpoint_at": row["checkpoint_at"] // 1_000_000,
-        "lapses_at": row["lapses_at"] // 1_000_000, "exp": None if expires is None else expires // 1_000_000, "mode": row["mode"],
-    })
+    return sign_document(
+        LICENSE_FILE_KIND,
+        kid,
+        seed,
+        {
+            "tenant": tenant_id,
+            "product": licensed.product["code"],
+            "license": licensed.license["id"],
+            "activation": row["id"],
+            "device_key": row["device_key"],
+            "fingerprint": ACTIVATION.field("fingerprint").column_to_api(row["fingerprint"]),
+            "match": rule.as_json(),
+            "features": [e.as_json() for e in terms.entitlements],
+            "terms": terms.terms,
+            "generation": row["generation"],
+            "iat": now // 1_000_000,
+            "checkpoint_at": row["checkpoint_at"] // 1_000_000,
+            "lapses_at": row["lapses_at"] // 1_000_000,
+            "exp": None if expires is None else expires // 1_000_000,
+            "mode": row["mode"],
+        },
+    )
 
 
 _ID = {"type": "string", "pattern": id_pattern("act")}
 _COMMON: dict[str, Any] = {
-    "tenant": {"type": "string", "pattern": id_pattern("ten")}, "product": CODE_SCHEMA,
-    "device_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"}, "fingerprint": FINGERPRINT_SCHEMA,
+    "tenant": {"type": "string", "pattern": id_pattern("ten")},
+    "product": CODE_SCHEMA,
+    "device_key": {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
+    "fingerprint": FINGERPRINT_SCHEMA,
     "time": {"type": "integer", "minimum": 0, "maximum": 1 << 40},
 }
-_TO_ACTIVATE: dict[str, Any] = {"license_key": {"type": "string", "minLength": 1, "maxLength": 100},
-                                "device_name": {"type": "string", "minLength": 1, "maxLength": 200}}
+_TO_ACTIVATE: dict[str, Any] = {
+    "license_key": {"type": "string", "minLength": 1, "maxLength": 100},
+    "device_name": {"type": "string", "minLength": 1, "maxLength": 200},
+}
 _OF_ACTIVATION: dict[str, Any] = {"activation": _ID, "generation": {"type": "integer", "minimum": 1, "maximum": 1 << 53}}
 _DOCUMENT_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {  # op -> (its own fields, the required ones)
     "activate": (_TO_ACTIVATE, ["license_key"]),
@@ -494,10 +630,14 @@ _DOCUMENT_FIELDS: dict[str, tuple[dict[str, Any], list[str]]] = {  # op -> (its 
     "deactivate": (_OF_ACTIVATION, ["activation", "generation"]),
 }
 _VALIDATORS = {
-    op: Schema({
-        "type": "object", "properties": {"op": {"const": op}, **_COMMON, **fields},
-        "required": ["op", *_COMMON, *required], "additionalProperties": False,
-    })
+    op: Schema(
+        {
+            "type": "object",
+            "properties": {"op": {"const": op}, **_COMMON, **fields},
+            "required": ["op", *_COMMON, *required],
+            "additionalProperties": False,
+        }
+    )
     for op, (fields, required) in _DOCUMENT_FIELDS.items()
 }
 
@@ -505,7 +645,9 @@ _VALIDATORS = {
 def _validate_document(document: dict[str, Any], token: str) -> None:
     op = document.get("op")
     if op not in _VALIDATORS:
-        raise ValidationError("the device request has no known op (activate, recover, checkin, deactivate)", code="INVALID_DEVICE_REQUEST")
+        raise ValidationError(
+            "the device request has no known op (activate, recover, checkin, deactivate)", code="INVALID_DEVICE_REQUEST"
+        )
     problem = _VALIDATORS[op].problem(document)
     if problem is not None:
         raise ValidationError(f"device request field {problem.location}: {problem.message}", code="INVALID_DEVICE_REQUEST")

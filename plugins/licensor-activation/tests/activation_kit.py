@@ -78,8 +78,15 @@ class Device:
             fields = {"activation": self.activation_id, "generation": self.generation, **fields}
         else:
             fields = {"license_key": self.vendor.license["key"], "device_name": self.name, **fields}
-        return device_request(self.key, op, tenant=self.vendor.tenant.id, product=self.vendor.product["code"],
-                              fingerprint=self.fingerprint, now=now, **fields)
+        return device_request(
+            self.key,
+            op,
+            tenant=self.vendor.tenant.id,
+            product=self.vendor.product["code"],
+            fingerprint=self.fingerprint,
+            now=now,
+            **fields,
+        )
 
     async def send(self, path: str, op: str, headers: dict[str, str] | None = None, **fields: Any) -> Answer:
         answer = await self.vendor.gateway.call("POST", path, json={"request": self.request(op, **fields)}, headers=headers)
@@ -107,9 +114,16 @@ class Device:
         """The SDK's offline verdict code for the file this device holds."""
         assert self.file is not None
         moment = self.vendor.backend.clock() / 1_000_000 if now is None else now
-        verdict = verify_license_file(self.file, await self.vendor.public_keys(), tenant=self.vendor.tenant.id,
-                                      product=self.vendor.product["code"], fingerprint=self.fingerprint,
-                                      device_key=self.key.key_id, features=features, now=moment)
+        verdict = verify_license_file(
+            self.file,
+            await self.vendor.public_keys(),
+            tenant=self.vendor.tenant.id,
+            product=self.vendor.product["code"],
+            fingerprint=self.fingerprint,
+            device_key=self.key.key_id,
+            features=features,
+            now=moment,
+        )
         return verdict.code.value
 
     def copy(self) -> Device:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from activation_kit import Device, Vendor, machine, vendor
-
 from licensor.model import now_us
 from licensor.testing import Gateway, ManualClock
 
@@ -14,8 +13,14 @@ DAY = 86_400
 
 @pytest.fixture
 async def shop(licensor_gateway: Gateway) -> Vendor:
-    made = await vendor(licensor_gateway, seats=2, checkpoint_interval_seconds=10 * DAY, checkpoint_grace_seconds=2 * DAY,
-                        recoveries_per_period=1, recovery_period_days=30)
+    made = await vendor(
+        licensor_gateway,
+        seats=2,
+        checkpoint_interval_seconds=10 * DAY,
+        checkpoint_grace_seconds=2 * DAY,
+        recoveries_per_period=1,
+        recovery_period_days=30,
+    )
     made.backend.clock = ManualClock(now_us())
     return made
 
@@ -274,8 +279,13 @@ async def test_bad_device_requests_get_stable_codes(shop: Vendor) -> None:
     shop.backend.clock.advance(3600)
     late = await shop.gateway.call("POST", "/v1/activations", json={"request": request})
     assert (late.status, late.code) == (422, "DEVICE_CLOCK_SKEW")
-    assert (await shop.gateway.call("POST", "/v1/activations/checkin", json={"request": shop.device().request(
-        "checkin", activation="act_" + "0" * 26, generation=1)})).code == "ACTIVATION_NOT_FOUND"
+    assert (
+        await shop.gateway.call(
+            "POST",
+            "/v1/activations/checkin",
+            json={"request": shop.device().request("checkin", activation="act_" + "0" * 26, generation=1)},
+        )
+    ).code == "ACTIVATION_NOT_FOUND"
 
 
 async def test_another_tenant_never_sees_an_activation(shop: Vendor) -> None:
@@ -305,7 +315,9 @@ async def test_a_resent_recovery_is_answered_its_activation_not_a_second_recover
 
 
 async def test_a_fingerprint_the_policy_gives_no_weight_is_refused(licensor_gateway: Gateway) -> None:
-    shop = await vendor(licensor_gateway, component_weights={name: 0 for name in ("machine_id", "board", "cpu", "disk", "mac", "hostname")})
+    shop = await vendor(
+        licensor_gateway, component_weights={name: 0 for name in ("machine_id", "board", "cpu", "disk", "mac", "hostname")}
+    )
     refused = await shop.device().activate()  # only weightless components: it could never be matched again
     assert (refused.status, refused.code) == (422, "INVALID_DEVICE_REQUEST")
     assert await shop.seats_held() == 0

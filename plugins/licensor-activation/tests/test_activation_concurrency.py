@@ -14,13 +14,11 @@ and never a 5xx, and the tenant's event chain stays intact. Run with ``-s`` to s
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 from activation_kit import Device, Vendor, vendor
-
 from licensor.testing import Answer, GatewayFleet, Sent, check_error_contract, no_server_errors, post_json, send_at_once
 
 pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
@@ -39,8 +37,13 @@ async def warm_up(licensor_fleet: GatewayFleet, shop: Vendor) -> None:
     and not one process's cold start: the license and the tenant's signing key in its cache (a signed check),
     the device request validators built (a request refused as too old)."""
     device = shop.device()
-    check = {"tenant": shop.tenant.id, "product": shop.product["code"], "license_key": shop.license["key"],
-             "fingerprint": device.fingerprint, "nonce": "warm-up-nonce-0123"}
+    check = {
+        "tenant": shop.tenant.id,
+        "product": shop.product["code"],
+        "license_key": shop.license["key"],
+        "fingerprint": device.fingerprint,
+        "nonce": "warm-up-nonce-0123",
+    }
     too_old = device.request("activate", time=int(shop.backend.clock() / 1_000_000) - 86_400)
     for url in licensor_fleet.urls:
         async with licensor_fleet.session.post(f"{url}/v1/check", json=check) as answer:
@@ -55,12 +58,16 @@ def report(label: str, licensor_fleet: GatewayFleet, sent: list[Sent], wall: flo
     by_gateway = {}
     for n, url in enumerate(licensor_fleet.urls):  # statuses, and when the gateway's answers came (s after the burst began)
         mine = [s for s in sent if s.url == url]
-        by_gateway[f"gateway {n}"] = (dict(Counter(s.answer.status for s in mine)),
-                                      f"{min(s.done for s in mine) - start:.2f}-{max(s.done for s in mine) - start:.2f} s")
+        by_gateway[f"gateway {n}"] = (
+            dict(Counter(s.answer.status for s in mine)),
+            f"{min(s.done for s in mine) - start:.2f}-{max(s.done for s in mine) - start:.2f} s",
+        )
     slowest = max(s.seconds for s in sent)
-    print(f"\n[{licensor_fleet.store}] {label}: {len(sent)} requests in {wall:.2f} s (slowest {slowest:.2f} s); "
-          f"statuses {dict(Counter(s.answer.status for s in sent))}; codes {dict(Counter(s.answer.code for s in sent))}; "
-          f"by gateway {by_gateway}")
+    print(
+        f"\n[{licensor_fleet.store}] {label}: {len(sent)} requests in {wall:.2f} s (slowest {slowest:.2f} s); "
+        f"statuses {dict(Counter(s.answer.status for s in sent))}; codes {dict(Counter(s.answer.code for s in sent))}; "
+        f"by gateway {by_gateway}"
+    )
 
 
 def keep(device: Device, answer: Answer) -> None:
@@ -78,7 +85,9 @@ async def test_a_burst_of_devices_never_takes_more_seats_than_the_policy_has(lic
     shop = await vendor(licensor_fleet.gateway, seats=SEATS)
     devices = [shop.device(name=f"device {n}") for n in range(DEVICES)]  # own components and key each
     assert len({tuple(sorted(d.fingerprint.items())) for d in devices}) == len({d.key.key_id for d in devices}) == DEVICES
-    jobs = [(licensor_fleet.url(n), "/v1/activations", {"request": device.request("activate")}) for n, device in enumerate(devices)]
+    jobs = [
+        (licensor_fleet.url(n), "/v1/activations", {"request": device.request("activate")}) for n, device in enumerate(devices)
+    ]
     await warm_up(licensor_fleet, shop)
 
     sent, wall = await send_at_once(jobs)
@@ -105,8 +114,10 @@ async def test_a_burst_of_one_device_makes_one_activation(licensor_fleet: Gatewa
     shop = await vendor(licensor_fleet.gateway, seats=2)  # a spare seat: a second activation of the device would show
     device = shop.device()
     # The same fingerprint and key every time; the names differ, so no two requests are byte-identical retries.
-    jobs = [(licensor_fleet.url(n), "/v1/activations", {"request": device.request("activate", device_name=f"attempt {n}")})
-            for n in range(SAME_DEVICE_REQUESTS)]
+    jobs = [
+        (licensor_fleet.url(n), "/v1/activations", {"request": device.request("activate", device_name=f"attempt {n}")})
+        for n in range(SAME_DEVICE_REQUESTS)
+    ]
     assert len({body["request"] for _, _, body in jobs}) == SAME_DEVICE_REQUESTS
     await warm_up(licensor_fleet, shop)
 
@@ -139,7 +150,10 @@ async def test_two_copies_of_a_machine_checking_in_at_once(licensor_fleet: Gatew
     for round_ in range(CLONE_ROUNDS):
         # Both at once; on PostgreSQL each reaches another process, and they swap processes every round.
         twins = (original, clone) if round_ % 2 == 0 else (clone, original)
-        jobs = [(licensor_fleet.url(n), "/v1/activations/checkin", {"request": twin.request("checkin")}) for n, twin in enumerate(twins)]
+        jobs = [
+            (licensor_fleet.url(n), "/v1/activations/checkin", {"request": twin.request("checkin")})
+            for n, twin in enumerate(twins)
+        ]
         sent, _ = await send_at_once(jobs)
         no_server_errors(sent)
         statuses = sorted(s.answer.status for s in sent)
@@ -154,7 +168,9 @@ async def test_two_copies_of_a_machine_checking_in_at_once(licensor_fleet: Gatew
         activations = await shop.activations()
         assert [a["state"] for a in activations] == ["active"], (round_, activations)
         assert await shop.seats_held() == 1, round_
-    print(f"\n[{licensor_fleet.store}] clone rounds: {CLONE_ROUNDS}; successes {dict(winners)}; refusals {dict(Counter(refused))}")
+    print(
+        f"\n[{licensor_fleet.store}] clone rounds: {CLONE_ROUNDS}; successes {dict(winners)}; refusals {dict(Counter(refused))}"
+    )
     # Whoever won the first race holds the newest file from then on; the other copy stays stale.
     assert len(winners) == 1 and sum(winners.values()) == CLONE_ROUNDS
     stale_events = await events(shop, "activation.clone_suspected") + await events(shop, "activation.rollback_detected")
@@ -169,20 +185,31 @@ async def test_a_file_of_k_generations_ago_is_refused_as_a_rollback(licensor_fle
     assert (await device.activate()).status == 201
     snapshot = device.copy()  # the machine as it was at generation 1
     for n in range(ROLLBACK_GENERATIONS):  # spread over the processes, as a load balancer would
-        sent = await post_json(licensor_fleet.session, licensor_fleet.url(n), "/v1/activations/checkin", {"request": device.request("checkin")})
+        sent = await post_json(
+            licensor_fleet.session, licensor_fleet.url(n), "/v1/activations/checkin", {"request": device.request("checkin")}
+        )
         assert sent.answer.status == 200, sent.answer.text
         keep(device, sent.answer)
     assert (device.generation, snapshot.generation) == (1 + ROLLBACK_GENERATIONS, 1)
     held = await shop.seats_held()
 
-    stale = await post_json(licensor_fleet.session, licensor_fleet.url(ROLLBACK_GENERATIONS), "/v1/activations/checkin", {"request": snapshot.request("checkin")})
+    stale = await post_json(
+        licensor_fleet.session,
+        licensor_fleet.url(ROLLBACK_GENERATIONS),
+        "/v1/activations/checkin",
+        {"request": snapshot.request("checkin")},
+    )
     check_error_contract(stale.answer)
     assert (stale.answer.status, stale.answer.code) == (409, "ROLLBACK_DETECTED"), stale.answer.text
     assert await shop.seats_held() == held == 1
     assert [(a["state"], a["generation"]) for a in await shop.activations()] == [("active", 1 + ROLLBACK_GENERATIONS)]
     recorded = await events(shop, "activation.rollback_detected")
     assert [(e["subject_id"], e["data"]["presented_generation"]) for e in recorded] == [(device.activation_id, 1)]
-    print(f"\n[{licensor_fleet.store}] rollback: generation 1 presented at generation {device.generation}: {stale.answer.code}, "
-          f"seats held {held}, {len(recorded)} event")
-    live = await post_json(licensor_fleet.session, licensor_fleet.url(0), "/v1/activations/checkin", {"request": device.request("checkin")})
+    print(
+        f"\n[{licensor_fleet.store}] rollback: generation 1 presented at generation {device.generation}: {stale.answer.code}, "
+        f"seats held {held}, {len(recorded)} event"
+    )
+    live = await post_json(
+        licensor_fleet.session, licensor_fleet.url(0), "/v1/activations/checkin", {"request": device.request("checkin")}
+    )
     assert live.answer.status == 200, live.answer.text  # policy refuse: the live machine carries on

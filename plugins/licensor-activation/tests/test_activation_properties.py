@@ -15,7 +15,6 @@ from typing import Any
 from activation_kit import MACHINE, Device, Vendor, vendor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from licensor.client.activation import DeviceKey
 from licensor.fingerprint import DEFAULT_WEIGHTS, PRESETS
 from licensor.testing import Gateway
@@ -58,8 +57,11 @@ def changes(draw: st.DrawFn, tolerated: bool) -> tuple[str, dict[str, str]]:
 
 
 def changed(components: dict[str, str], modes: dict[str, str]) -> dict[str, str]:
-    return {name: f"{value}-new" if modes.get(name) == "changed" else value
-            for name, value in components.items() if modes.get(name) != "removed"}
+    return {
+        name: f"{value}-new" if modes.get(name) == "changed" else value
+        for name, value in components.items()
+        if modes.get(name) != "removed"
+    }
 
 
 async def new_vendor(gateway: Gateway, preset: str, seats: int = 1) -> Vendor:
@@ -143,4 +145,5 @@ async def test_a_copy_of_a_devices_components_under_another_key_gains_no_seat(
     again = await Device(shop, dict(original.components), DeviceKey.generate()).recover()  # the allowance is 1
     assert (again.status, again.code) == (409, "RECOVERY_LIMIT_REACHED"), (_why(preset, modes), again.text)
     assert await shop.seats_held() == 1
+    assert copy.activation_id is not None
     assert sorted(a["id"] for a in await shop.activations()) == sorted([activation_id, copy.activation_id])

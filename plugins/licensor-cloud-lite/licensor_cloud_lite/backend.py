@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 from licensor.backend import Backend, CheckRequest, license_terms_verdict
 from licensor.client.entitlements import ENTITLEMENT_KIND, entitlement_document
@@ -19,7 +19,7 @@ from licensor.verdict import Code, Verdict
 
 NAME = "cloud-lite"
 PERIODS = ("day", "month", "year", "term")
-DEFAULT_OPTIONS = {"entitlement_ttl_seconds": 300, "usage_period": "month"}
+DEFAULT_OPTIONS: dict[str, Any] = {"entitlement_ttl_seconds": 300, "usage_period": "month"}
 PRODUCT_ROLES = frozenset({"product"})
 
 
@@ -33,13 +33,19 @@ class QuotaExceededError(LicensorError):
 class CloudLiteBackend(Backend):
     name = NAME
     verdicts_cacheable = True  # a check reads only the license's terms (usage is recorded separately)
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
-            "entitlement_ttl_seconds": {"type": "integer", "minimum": 10, "maximum": 86_400,
-                                        "description": "How long an en1 entitlement token is valid (default 300)."},
-            "usage_period": {"enum": list(PERIODS),
-                             "description": "The period a metered feature's quota covers (default month, UTC)."},
+            "entitlement_ttl_seconds": {
+                "type": "integer",
+                "minimum": 10,
+                "maximum": 86_400,
+                "description": "How long an en1 entitlement token is valid (default 300).",
+            },
+            "usage_period": {
+                "enum": list(PERIODS),
+                "description": "The period a metered feature's quota covers (default month, UTC).",
+            },
         },
         "additionalProperties": False,
     }
@@ -66,7 +72,7 @@ def period_of(now: int, usage_period: str) -> str:
     """The name of the period ``now`` (µs) falls in: ``2026-11-28``, ``2026-11``, ``2026`` or ``term``."""
     if usage_period == "term":
         return "term"
-    moment = datetime.fromtimestamp(now / 1_000_000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(now / 1_000_000, tz=UTC)
     return moment.strftime({"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}[usage_period])
 
 
@@ -77,6 +83,7 @@ async def _subject_licenses(call: Call) -> tuple[dict[str, Any], list[Licensed]]
     assert call.principal is not None
     product_code = call.body.get("product", call.query.get("product"))
     subject = call.body.get("subject", call.query.get("subject"))
+    assert product_code is not None and subject is not None  # every operation here requires both (body or query)
     cache = call.request.app[app_keys.CACHE]
     if call.tx is None:
         product = await cache.product_by_code(call.tenant_id, product_code)
@@ -112,7 +119,9 @@ def _merged_features(verdicts: list[Verdict]) -> list[dict[str, Any]]:
         for entitlement in verdict.entitlements:
             if entitlement.feature in quantities:
                 known = quantities[entitlement.feature]
-                quantities[entitlement.feature] = None if known is None or entitlement.quantity is None else known + entitlement.quantity
+                quantities[entitlement.feature] = (
+                    None if known is None or entitlement.quantity is None else known + entitlement.quantity
+                )
             else:
                 quantities[entitlement.feature] = entitlement.quantity
     return [{"feature": code, "quantity": quantities[code]} for code in sorted(quantities)]
@@ -124,7 +133,7 @@ async def query(call: Call) -> Reply:
     subject = call.body["subject"]
     checked = await _verdicts(call, licenses)
     outcomes = call.request.app[app_keys.OUTCOMES]
-    for _, verdict in checked or [(None, Verdict(Code.NOT_FOUND))]:
+    for verdict in [verdict for _, verdict in checked] or [Verdict(Code.NOT_FOUND)]:
         outcomes.record(call.tenant_id, verdict.license_id, verdict.code.value)
     valid = [verdict for _, verdict in checked if verdict.valid]
     code = Code.VALID if valid else (checked[-1][1].code if checked else Code.NOT_FOUND)
@@ -137,25 +146,34 @@ async def query(call: Call) -> Reply:
             "expires_at": None if None in expiries else format_time(max(expiries)),
             "usage_period": _option(valid_licenses[0].options, "usage_period"),
         }
-    ttl = min((_option(licensed.options, "entitlement_ttl_seconds") for licensed, _ in checked),
-              default=DEFAULT_OPTIONS["entitlement_ttl_seconds"])
+    ttl: int = min(
+        (_option(licensed.options, "entitlement_ttl_seconds") for licensed, _ in checked),
+        default=DEFAULT_OPTIONS["entitlement_ttl_seconds"],
+    )
     issued_at = int(time.time())
     license_ids = [licensed.license["id"] for licensed in valid_licenses]
     kid, seed = await call.request.app[app_keys.CACHE].signing_key(call.tenant_id)
-    token = sign_document(ENTITLEMENT_KIND, kid, seed, entitlement_document(
-        call.tenant_id, product["code"], subject, features, terms, license_ids, issued_at, issued_at + ttl))
-    return Reply(200, {
-        "object": "entitlements",
-        "product": product["code"],
-        "subject": subject,
-        "code": code.value,
-        "valid": bool(valid),
-        "features": features,
-        "terms": terms,
-        "licenses": [{"license_id": licensed.license["id"], "code": verdict.code.value} for licensed, verdict in checked],
-        "token": token,
-        "expires_at": format_time(issued_at * 1_000_000 + ttl * 1_000_000),
-    })
+    token = sign_document(
+        ENTITLEMENT_KIND,
+        kid,
+        seed,
+        entitlement_document(call.tenant_id, product["code"], subject, features, terms, license_ids, issued_at, issued_at + ttl),
+    )
+    return Reply(
+        200,
+        {
+            "object": "entitlements",
+            "product": product["code"],
+            "subject": subject,
+            "code": code.value,
+            "valid": bool(valid),
+            "features": features,
+            "terms": terms,
+            "licenses": [{"license_id": licensed.license["id"], "code": verdict.code.value} for licensed, verdict in checked],
+            "token": token,
+            "expires_at": format_time(issued_at * 1_000_000 + ttl * 1_000_000),
+        },
+    )
 
 
 # --- POST /v1/entitlements/usage ----------------------------------------------------------------------
@@ -183,8 +201,14 @@ async def record_usage(call: Call) -> Reply:
         if used is None:
             continue
         recorded = {
-            "object": "usage", "license_id": licensed.license["id"], "subject": body["subject"],
-            "feature": body["feature"], "units": body["units"], "period": period, "used": used, "quota": quota,
+            "object": "usage",
+            "license_id": licensed.license["id"],
+            "subject": body["subject"],
+            "feature": body["feature"],
+            "units": body["units"],
+            "period": period,
+            "used": used,
+            "quota": quota,
         }
         await call.tx.append_event("usage.recorded", "license", licensed.license["id"], call.actor, recorded)
         return Reply(201, recorded)
@@ -198,39 +222,72 @@ async def read_usage(call: Call) -> Reply:
     ids = [licensed.license["id"] for licensed in licenses]
     rows = await call.store.usage_totals(call.tenant_id, ids, call.query["subject"], call.query.get("period"))
     totals = [
-        {"license_id": row["license_id"], "feature": row["feature"], "period": row["period"], "used": row["used"],
-         "updated_at": format_time(row["updated_at"])}
+        {
+            "license_id": row["license_id"],
+            "feature": row["feature"],
+            "period": row["period"],
+            "used": row["used"],
+            "updated_at": format_time(row["updated_at"]),
+        }
         for row in rows
     ]
-    return Reply(200, {"object": "usage_totals", "product": call.query["product"], "subject": call.query["subject"], "totals": totals})
+    return Reply(
+        200, {"object": "usage_totals", "product": call.query["product"], "subject": call.query["subject"], "totals": totals}
+    )
 
 
 # --- declarations -------------------------------------------------------------------------------------
 _FEATURES = {
     "type": "array",
-    "items": {"type": "object", "properties": {"feature": {"type": "string"}, "quantity": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
-              "required": ["feature", "quantity"], "additionalProperties": False},
+    "items": {
+        "type": "object",
+        "properties": {"feature": {"type": "string"}, "quantity": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
+        "required": ["feature", "quantity"],
+        "additionalProperties": False,
+    },
 }
 _CODE = {"enum": [code.value for code in Code]}
 _PERIOD = {"type": "string", "pattern": "^(term|[0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?)$"}
 
 QUERY_OPERATION = Operation(
-    "POST", "/v1/entitlements/query", "query_entitlements", "Query what a subject may do", query, "cloud-lite",
+    "POST",
+    "/v1/entitlements/query",
+    "query_entitlements",
+    "Query what a subject may do",
+    query,
+    "cloud-lite",
     PRODUCT_ROLES,
     {
         "type": "object",
         "properties": {
-            "object": {"const": "entitlements"}, "product": {"type": "string"}, "subject": {"type": "string"},
-            "code": _CODE, "valid": {"type": "boolean"}, "features": _FEATURES, "terms": {"type": "object"},
-            "licenses": {"type": "array", "items": {"type": "object", "properties": {"license_id": {"type": "string"}, "code": _CODE},
-                                                     "required": ["license_id", "code"], "additionalProperties": False}},
-            "token": {"type": "string"}, "expires_at": {"type": "string"},
+            "object": {"const": "entitlements"},
+            "product": {"type": "string"},
+            "subject": {"type": "string"},
+            "code": _CODE,
+            "valid": {"type": "boolean"},
+            "features": _FEATURES,
+            "terms": {"type": "object"},
+            "licenses": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"license_id": {"type": "string"}, "code": _CODE},
+                    "required": ["license_id", "code"],
+                    "additionalProperties": False,
+                },
+            },
+            "token": {"type": "string"},
+            "expires_at": {"type": "string"},
         },
         "required": ["object", "product", "subject", "code", "valid", "features", "terms", "licenses", "token", "expires_at"],
         "additionalProperties": False,
     },
-    request_schema={"type": "object", "properties": {"product": CODE_SCHEMA, "subject": SUBJECT_SCHEMA},
-                    "required": ["product", "subject"], "additionalProperties": False},
+    request_schema={
+        "type": "object",
+        "properties": {"product": CODE_SCHEMA, "subject": SUBJECT_SCHEMA},
+        "required": ["product", "subject"],
+        "additionalProperties": False,
+    },
     errors=(401, 403, 404, 422),
     description=(
         "Authenticated by a product token. Answers the features (quantities of valid licenses add up), terms and "
@@ -244,21 +301,37 @@ QUERY_OPERATION = Operation(
 _USAGE = {
     "type": "object",
     "properties": {
-        "object": {"const": "usage"}, "license_id": {"type": "string"}, "subject": {"type": "string"},
-        "feature": {"type": "string"}, "units": {"type": "integer"}, "period": {"type": "string"},
-        "used": {"type": "integer"}, "quota": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        "object": {"const": "usage"},
+        "license_id": {"type": "string"},
+        "subject": {"type": "string"},
+        "feature": {"type": "string"},
+        "units": {"type": "integer"},
+        "period": {"type": "string"},
+        "used": {"type": "integer"},
+        "quota": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
     },
     "required": ["object", "license_id", "subject", "feature", "units", "period", "used", "quota"],
     "additionalProperties": False,
 }
 
 RECORD_USAGE_OPERATION = Operation(
-    "POST", "/v1/entitlements/usage", "record_usage", "Record a subject's usage of a metered feature", record_usage,
-    "cloud-lite", PRODUCT_ROLES, _USAGE, status=201,
+    "POST",
+    "/v1/entitlements/usage",
+    "record_usage",
+    "Record a subject's usage of a metered feature",
+    record_usage,
+    "cloud-lite",
+    PRODUCT_ROLES,
+    _USAGE,
+    status=201,
     request_schema={
         "type": "object",
-        "properties": {"product": CODE_SCHEMA, "subject": SUBJECT_SCHEMA, "feature": CODE_SCHEMA,
-                       "units": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000}},
+        "properties": {
+            "product": CODE_SCHEMA,
+            "subject": SUBJECT_SCHEMA,
+            "feature": CODE_SCHEMA,
+            "units": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000},
+        },
         "required": ["product", "subject", "feature", "units"],
         "additionalProperties": False,
     },
@@ -273,17 +346,34 @@ RECORD_USAGE_OPERATION = Operation(
 )
 
 READ_USAGE_OPERATION = Operation(
-    "GET", "/v1/entitlements/usage", "read_usage", "Read a subject's usage totals", read_usage, "cloud-lite",
+    "GET",
+    "/v1/entitlements/usage",
+    "read_usage",
+    "Read a subject's usage totals",
+    read_usage,
+    "cloud-lite",
     PRODUCT_ROLES | READ_ROLES,
     {
         "type": "object",
         "properties": {
-            "object": {"const": "usage_totals"}, "product": {"type": "string"}, "subject": {"type": "string"},
-            "totals": {"type": "array", "items": {
-                "type": "object",
-                "properties": {"license_id": {"type": "string"}, "feature": {"type": "string"}, "period": {"type": "string"},
-                               "used": {"type": "integer"}, "updated_at": {"type": "string"}},
-                "required": ["license_id", "feature", "period", "used", "updated_at"], "additionalProperties": False}},
+            "object": {"const": "usage_totals"},
+            "product": {"type": "string"},
+            "subject": {"type": "string"},
+            "totals": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "license_id": {"type": "string"},
+                        "feature": {"type": "string"},
+                        "period": {"type": "string"},
+                        "used": {"type": "integer"},
+                        "updated_at": {"type": "string"},
+                    },
+                    "required": ["license_id", "feature", "period", "used", "updated_at"],
+                    "additionalProperties": False,
+                },
+            },
         },
         "required": ["object", "product", "subject", "totals"],
         "additionalProperties": False,

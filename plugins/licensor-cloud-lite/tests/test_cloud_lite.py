@@ -7,11 +7,10 @@ import asyncio
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from licensor.client.entitlements import EntitlementCache, EntitlementRejectedError, verify_entitlement_token
 from licensor.errors import TokenError
 from licensor.testing import Gateway, Tenant
@@ -31,19 +30,32 @@ class Saas:
     token: str  # the SaaS backend's product token
 
     async def query(self, subject: str = "user-1", token: str | None = None, **body: Any) -> Any:
-        return await self.gateway.call("POST", "/v1/entitlements/query", token=token or self.token,
-                                       json={"product": self.product["code"], "subject": subject, **body})
+        return await self.gateway.call(
+            "POST",
+            "/v1/entitlements/query",
+            token=token or self.token,
+            json={"product": self.product["code"], "subject": subject, **body},
+        )
 
     async def use(self, units: int = 1, key: str | None = None, subject: str = "user-1", feature: str = "calls") -> Any:
         headers = {"Idempotency-Key": key} if key else None
-        return await self.gateway.call("POST", "/v1/entitlements/usage", token=self.token, headers=headers,
-                                       json={"product": self.product["code"], "subject": subject, "feature": feature, "units": units})
+        return await self.gateway.call(
+            "POST",
+            "/v1/entitlements/usage",
+            token=self.token,
+            headers=headers,
+            json={"product": self.product["code"], "subject": subject, "feature": feature, "units": units},
+        )
 
     async def totals(self, subject: str = "user-1", **params: str) -> list[dict[str, Any]]:
-        answer = await self.gateway.call("GET", "/v1/entitlements/usage", token=self.token,
-                                         params={"product": self.product["code"], "subject": subject, **params})
+        answer = await self.gateway.call(
+            "GET",
+            "/v1/entitlements/usage",
+            token=self.token,
+            params={"product": self.product["code"], "subject": subject, **params},
+        )
         assert answer.status == 200, answer.text
-        return answer.body["totals"]  # type: ignore[no-any-return]
+        return answer.body["totals"]
 
     async def public_keys(self) -> dict[str, bytes]:
         published = await self.gateway.call("GET", "/v1/keys", params={"tenant": self.tenant.id})
@@ -60,8 +72,12 @@ async def _saas(gateway: Gateway, name: str = "SaaS vendor", subject: str = "use
     await tenant.feature(product["id"], "reports")
     await tenant.feature(product["id"], "calls", metered=True, unit="call")
     await tenant.feature(product["id"], "exports", metered=True, unit="file")
-    policy = await tenant.policy(product["id"], backend="cloud-lite", options={"entitlement_ttl_seconds": ttl},
-                                 features=[{"code": "reports"}, {"code": "calls", "quantity": QUOTA}])
+    policy = await tenant.policy(
+        product["id"],
+        backend="cloud-lite",
+        options={"entitlement_ttl_seconds": ttl},
+        features=[{"code": "reports"}, {"code": "calls", "quantity": QUOTA}],
+    )
     license = await tenant.license(policy["id"], subject=subject)
     return Saas(gateway, tenant, product, policy, license, await tenant.token("product", product["id"]))
 
@@ -80,7 +96,9 @@ async def test_a_subjects_entitlements_come_with_a_token_that_verifies_offline(s
     assert body["features"] == [{"feature": "calls", "quantity": QUOTA}, {"feature": "reports", "quantity": None}]
     assert body["terms"] == {"expires_at": None, "usage_period": "month"}
     assert body["licenses"] == [{"license_id": saas.license["id"], "code": "VALID"}]
-    granted = verify_entitlement_token(body["token"], await saas.public_keys(), tenant=saas.tenant.id, product="saas", subject="user-1")
+    granted = verify_entitlement_token(
+        body["token"], await saas.public_keys(), tenant=saas.tenant.id, product="saas", subject="user-1"
+    )
     assert granted.features == {"calls": QUOTA, "reports": None} and granted.allows("reports") and not granted.allows("admin")
     assert granted.expires_at - granted.issued_at == 60  # the policy's entitlement_ttl_seconds
     assert granted.license_ids == (saas.license["id"],)
@@ -89,9 +107,12 @@ async def test_a_subjects_entitlements_come_with_a_token_that_verifies_offline(s
 async def test_an_entitlement_token_is_rejected_when_it_does_not_answer_the_question(saas: Saas) -> None:
     token = (await saas.query()).body["token"]
     keys = await saas.public_keys()
-    expected = {"tenant": saas.tenant.id, "product": "saas", "subject": "user-1"}
-    for field, value, code in (("subject", "user-2", "SUBJECT_MISMATCH"), ("product", "other", "PRODUCT_MISMATCH"),
-                               ("tenant", "ten_other", "TENANT_MISMATCH")):
+    expected: dict[str, Any] = {"tenant": saas.tenant.id, "product": "saas", "subject": "user-1"}
+    for field, value, code in (
+        ("subject", "user-2", "SUBJECT_MISMATCH"),
+        ("product", "other", "PRODUCT_MISMATCH"),
+        ("tenant", "ten_other", "TENANT_MISMATCH"),
+    ):
         with pytest.raises(EntitlementRejectedError) as rejected:
             verify_entitlement_token(token, keys, **{**expected, field: value})
         assert rejected.value.code == code
@@ -109,7 +130,7 @@ async def test_an_entitlement_token_is_rejected_when_it_does_not_answer_the_ques
     with pytest.raises(TokenError):
         verify_entitlement_token(f"rs1.{rest}", keys, **expected)  # another token kind
     payload_start = len(kind) + 1 + len(rest.split(".")[0]) + 1
-    flipped = token[:payload_start] + ("A" if token[payload_start] != "A" else "B") + token[payload_start + 1:]
+    flipped = token[:payload_start] + ("A" if token[payload_start] != "A" else "B") + token[payload_start + 1 :]
     with pytest.raises(TokenError):
         verify_entitlement_token(flipped, keys, **expected)
 
@@ -117,7 +138,9 @@ async def test_an_entitlement_token_is_rejected_when_it_does_not_answer_the_ques
 async def test_a_subject_without_a_license_gets_nothing(saas: Saas) -> None:
     body = (await saas.query("nobody")).body
     assert (body["code"], body["valid"], body["features"], body["licenses"]) == ("NOT_FOUND", False, [], [])
-    granted = verify_entitlement_token(body["token"], await saas.public_keys(), tenant=saas.tenant.id, product="saas", subject="nobody")
+    granted = verify_entitlement_token(
+        body["token"], await saas.public_keys(), tenant=saas.tenant.id, product="saas", subject="nobody"
+    )
     assert granted.features == {}
 
 
@@ -163,7 +186,9 @@ async def test_a_check_by_product_token_and_subject(saas: Saas) -> None:
     base = {"product": "saas", "subject": "user-1", "features": ["reports"]}
     answer = await saas.gateway.call("POST", "/v1/check", token=saas.token, json=base)
     assert answer.body["verdict"]["code"] == "VALID" and answer.body["verdict"]["terms"]["usage_period"] == "month"
-    assert (await saas.gateway.call("POST", "/v1/check", token=saas.token, json={**base, "subject": "nobody"})).body["verdict"]["code"] == "NOT_FOUND"
+    assert (await saas.gateway.call("POST", "/v1/check", token=saas.token, json={**base, "subject": "nobody"})).body["verdict"][
+        "code"
+    ] == "NOT_FOUND"
     unauthenticated = await saas.gateway.call("POST", "/v1/check", json=base)
     assert (unauthenticated.status, unauthenticated.code) == (401, "UNAUTHENTICATED")
     wrong_role = await saas.gateway.call("POST", "/v1/check", token=saas.tenant.admin_token, json=base)
@@ -172,10 +197,10 @@ async def test_a_check_by_product_token_and_subject(saas: Saas) -> None:
 
 # --- the SDK's cache --------------------------------------------------------------------------------------
 async def test_the_sdk_cache_asks_the_gateway_once_per_token_lifetime(saas: Saas) -> None:
-    clock = [datetime.now(timezone.utc).timestamp()]
+    clock = [datetime.now(UTC).timestamp()]
 
     async def fetch(product: str, subject: str) -> str:
-        return (await saas.query(subject, product=product)).body["token"]  # type: ignore[no-any-return]
+        return (await saas.query(subject, product=product)).body["token"]
 
     cache = EntitlementCache(fetch, await saas.public_keys(), tenant=saas.tenant.id, clock=lambda: clock[0])
     first = await cache.get("saas", "user-1")
@@ -217,15 +242,18 @@ async def test_a_retried_report_counts_once(saas: Saas) -> None:
 
 async def test_usage_is_read_per_period(saas: Saas) -> None:
     await saas.use(4)
-    month = datetime.now(timezone.utc).strftime("%Y-%m")
+    month = datetime.now(UTC).strftime("%Y-%m")
     assert [(row["period"], row["used"]) for row in await saas.totals(period=month)] == [(month, 4)]
     assert await saas.totals(period="2001-01") == []
     assert await saas.totals("user-2") == []
 
 
 async def test_usage_that_cannot_be_recorded_is_refused_with_a_reason(saas: Saas) -> None:
-    for feature, status, code in (("reports", 422, "FEATURE_NOT_METERED"), ("nope", 422, "UNKNOWN_FEATURE"),
-                                  ("exports", 403, "FEATURE_NOT_ENTITLED")):
+    for feature, status, code in (
+        ("reports", 422, "FEATURE_NOT_METERED"),
+        ("nope", 422, "UNKNOWN_FEATURE"),
+        ("exports", 403, "FEATURE_NOT_ENTITLED"),
+    ):
         answer = await saas.use(1, feature=feature)
         assert (answer.status, answer.code) == (status, code), feature
     nobody = await saas.use(1, subject="nobody")

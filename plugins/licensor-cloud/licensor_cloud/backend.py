@@ -3,8 +3,9 @@
 A credential (``crd_<id>.<secret>``, the secret stored only as a hash) authenticates a device's requests; it is
 checked before the request's transaction and read again inside it (locked by a check-out, so a revocation waits
 for it; a heartbeat holds its lease's lock, which a revocation's ending of the leases waits for), so a
-revocation that commits first is never missed. Seats are counted under the license's row lock, after marking the leases that ran out as expired
-(:meth:`licensor.store.Transaction.expire_leases`): expiry needs no background job and cannot race a check-out.
+revocation that commits first is never missed. Seats are counted under the license's row lock, after marking
+the leases that ran out as expired (:meth:`licensor.store.Transaction.expire_leases`): expiry needs no
+background job and cannot race a check-out.
 
 Every heartbeat hands the device a new lease secret and forgets the old one, so a copy of a virtual machine
 that presents an older secret is told ``LEASE_TAKEN_OVER`` and never holds a seat besides the original's.
@@ -19,11 +20,10 @@ import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, ClassVar
 
 from aiohttp import web
-
 from licensor.backend import Backend, CheckRequest, LicenseTerms, license_terms_verdict
 from licensor.central.keyset import b64url, public_keys
 from licensor.errors import (
@@ -94,17 +94,27 @@ def _same_secret(stored_hash: str, presented_hash: str) -> bool:
 class CloudBackend(Backend):
     name = NAME
     verdicts_cacheable = True  # /v1/check answers the license's terms; seats are proven by leases
-    options_schema = {
+    options_schema: ClassVar[dict[str, Any]] = {
         "type": "object",
         "properties": {
-            "lease_ttl_seconds": {"type": "integer", "minimum": 2, "maximum": 86_400,
-                                  "description": "How long a lease lives after its check-out or last heartbeat (default 900)."},
-            "heartbeat_interval_seconds": {"type": "integer", "minimum": 1, "maximum": 43_200,
-                                           "description": "How often a device renews its lease (default 300); less than the TTL."},
-            "on_seat_limit": {"enum": ["refuse", "take_over"],
-                              "description": "When every seat is held and another device asks: refuse it (default), or "
-                                             "let it take over the seat renewed longest ago (single-user licenses moving "
-                                             "between office and home)."},
+            "lease_ttl_seconds": {
+                "type": "integer",
+                "minimum": 2,
+                "maximum": 86_400,
+                "description": "How long a lease lives after its check-out or last heartbeat (default 900).",
+            },
+            "heartbeat_interval_seconds": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 43_200,
+                "description": "How often a device renews its lease (default 300); less than the TTL.",
+            },
+            "on_seat_limit": {
+                "enum": ["refuse", "take_over"],
+                "description": "When every seat is held and another device asks: refuse it (default), or "
+                "let it take over the seat renewed longest ago (single-user licenses moving "
+                "between office and home).",
+            },
         },
         "additionalProperties": False,
     }
@@ -115,8 +125,11 @@ class CloudBackend(Backend):
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         merged = {**DEFAULT_OPTIONS, **super().validate_options(options)}
         if merged["heartbeat_interval_seconds"] >= merged["lease_ttl_seconds"]:
-            raise ValidationError("cloud policy option heartbeat_interval_seconds must be less than lease_ttl_seconds "
-                                  f"({merged['lease_ttl_seconds']})", code="INVALID_POLICY_OPTIONS")
+            raise ValidationError(
+                "cloud policy option heartbeat_interval_seconds must be less than lease_ttl_seconds "
+                f"({merged['lease_ttl_seconds']})",
+                code="INVALID_POLICY_OPTIONS",
+            )
         return merged
 
     async def check(self, request: CheckRequest) -> Verdict:
@@ -180,12 +193,26 @@ class CloudBackend(Backend):
             assert ended is not None
             await _event(tx, "lease.taken_over", ended, f"credential:{credential['id']}", now)
         secret = new_secret()
-        lease = await tx.insert(LEASE, {
-            "id": lease_id, "license_id": license["id"], "credential_id": credential["id"], "device_id": body["device_id"],
-            "device_name": body.get("device_name"), "features": LEASE.field("features").api_to_column(list(features)),
-            "state": "active", "secret_hash": lease_secret_hash(secret), "expires_at": _lease_end(licensed, now),
-            "renewed_at": None, "renewals": 0, "ended_at": None, "taken_over_by": None, "created_at": now, "updated_at": now,
-        })
+        lease = await tx.insert(
+            LEASE,
+            {
+                "id": lease_id,
+                "license_id": license["id"],
+                "credential_id": credential["id"],
+                "device_id": body["device_id"],
+                "device_name": body.get("device_name"),
+                "features": LEASE.field("features").api_to_column(list(features)),
+                "state": "active",
+                "secret_hash": lease_secret_hash(secret),
+                "expires_at": _lease_end(licensed, now),
+                "renewed_at": None,
+                "renewals": 0,
+                "ended_at": None,
+                "taken_over_by": None,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
         await _event(tx, "lease.checked_out", lease, f"credential:{credential['id']}", now)
         return self._granted(call, licensed, lease, secret, now)
 
@@ -194,10 +221,16 @@ class CloudBackend(Backend):
         lease, licensed, now = await self._held_lease(tx, call, body)
         _refuse_unless_allowed(licensed, tx.tenant_id, tuple(LEASE.field("features").column_to_api(lease["features"])), now)
         secret = new_secret()
-        renewed = await tx.update(LEASE, lease["id"], {
-            "secret_hash": lease_secret_hash(secret), "expires_at": _lease_end(licensed, now), "renewed_at": now,
-            "renewals": lease["renewals"] + 1,
-        })
+        renewed = await tx.update(
+            LEASE,
+            lease["id"],
+            {
+                "secret_hash": lease_secret_hash(secret),
+                "expires_at": _lease_end(licensed, now),
+                "renewed_at": now,
+                "renewals": lease["renewals"] + 1,
+            },
+        )
         assert renewed is not None
         await _event(tx, "lease.renewed", renewed, f"credential:{call.credential['id']}", now)
         return self._granted(call, licensed, renewed, secret, now)
@@ -219,8 +252,10 @@ class CloudBackend(Backend):
         if lease is None or lease["credential_id"] != call.credential["id"]:
             raise LeaseRefusedError("LEASE_NOT_FOUND", "no such lease of this credential", 404)
         if not _same_secret(lease["secret_hash"], lease_secret_hash(body["lease_secret"])):
-            raise LeaseRefusedError(Code.LEASE_TAKEN_OVER, "the lease was renewed by another copy of this device: "
-                                    "the secret presented is not its newest")
+            raise LeaseRefusedError(
+                Code.LEASE_TAKEN_OVER,
+                "the lease was renewed by another copy of this device: the secret presented is not its newest",
+            )
         return lease
 
     async def _held_lease(self, tx: Transaction, call: DeviceCall, body: dict[str, Any]) -> tuple[Row, Licensed, int]:
@@ -234,7 +269,9 @@ class CloudBackend(Backend):
         if lease["state"] == "released":
             raise LeaseRefusedError("LEASE_RELEASED", "the lease was released; check out a new one")
         if lease["state"] == "expired" or (lease["state"] == "active" and lease["expires_at"] <= now):
-            raise LeaseRefusedError(Code.LEASE_EXPIRED, "the lease was not renewed in time and its seat went back; check out a new one")
+            raise LeaseRefusedError(
+                Code.LEASE_EXPIRED, "the lease was not renewed in time and its seat went back; check out a new one"
+            )
         license = await tx.get(LICENSE, lease["license_id"])
         assert license is not None
         licensed = await _licensed_in(tx, license)
@@ -245,36 +282,59 @@ class CloudBackend(Backend):
 
     def _granted(self, call: DeviceCall, licensed: Licensed, lease: Row, secret: str, now: int) -> dict[str, Any]:
         return {
-            "object": "lease", "lease": shown_lease(lease, now), "lease_secret": secret,
+            "object": "lease",
+            "lease": shown_lease(lease, now),
+            "lease_secret": secret,
             "lease_token": lease_token(call.signing_kid, call.signing_seed, licensed, lease, now),
             "heartbeat_interval_seconds": _option(licensed.options, "heartbeat_interval_seconds"),
         }
 
     # --- the vendor's changes -------------------------------------------------------------------------------
-    async def create_credential(self, tx: Transaction, request: web.Request, license_id: str, label: str | None,
-                                actor: str, reissue_of: str | None = None) -> dict[str, Any]:
+    async def create_credential(
+        self, tx: Transaction, request: web.Request, license_id: str, label: str | None, actor: str, reissue_of: str | None = None
+    ) -> dict[str, Any]:
         """A new credential of a cloud license and its credential file, which alone holds the secret."""
         license = await tx.get(LICENSE, license_id)
         if license is None:
             raise NotFoundError("no such license", code="LICENSE_NOT_FOUND")
         licensed = await _licensed_in(tx, license)
         if licensed.policy["backend"] != NAME:
-            raise InvalidStateError(f"the license's policy uses the {licensed.policy['backend']} backend, not cloud",
-                                    code="LICENSE_NOT_CLOUD")
+            raise InvalidStateError(
+                f"the license's policy uses the {licensed.policy['backend']} backend, not cloud", code="LICENSE_NOT_CLOUD"
+            )
         secret, now = new_secret(), self.clock()
-        credential = await tx.insert(CREDENTIAL, {
-            "id": new_id("crd"), "license_id": license_id, "label": label, "state": "active",
-            "secret_hash": credential_secret_hash(secret), "reissue_of": reissue_of, "revoked_at": None,
-            "created_at": now, "updated_at": now,
-        })
-        await tx.append_event("credential.reissued" if reissue_of else "credential.created", "credential", credential["id"],
-                              actor, shown_credential(credential))
+        credential = await tx.insert(
+            CREDENTIAL,
+            {
+                "id": new_id("crd"),
+                "license_id": license_id,
+                "label": label,
+                "state": "active",
+                "secret_hash": credential_secret_hash(secret),
+                "reissue_of": reissue_of,
+                "revoked_at": None,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        await tx.append_event(
+            "credential.reissued" if reissue_of else "credential.created",
+            "credential",
+            credential["id"],
+            actor,
+            shown_credential(credential),
+        )
         settings = request.app[app_keys.SETTINGS]
         server = settings.public_url or f"{request.scheme}://{request.host}"
         file = {
-            "format": CREDENTIAL_FILE_FORMAT, "server": server.rstrip("/"), "tenant": tx.tenant_id,
-            "product": licensed.product["code"], "license": license_id, "credential": f"{credential['id']}.{secret}",
-            "label": label, "keys": {kid: b64url(key) for kid, key in request[PUBLISHED_KEYS].items()},
+            "format": CREDENTIAL_FILE_FORMAT,
+            "server": server.rstrip("/"),
+            "tenant": tx.tenant_id,
+            "product": licensed.product["code"],
+            "license": license_id,
+            "credential": f"{credential['id']}.{secret}",
+            "label": label,
+            "keys": {kid: b64url(key) for kid, key in request[PUBLISHED_KEYS].items()},
         }
         return {"object": "credential_file", "credential": shown_credential(credential), "credential_file": file}
 
@@ -304,18 +364,25 @@ class CloudBackend(Backend):
             await _event(tx, "lease.revoked", lease, actor, now, reason="its credential was revoked")
         revoked = await tx.update(CREDENTIAL, credential["id"], {"state": "revoked", "revoked_at": now})
         assert revoked is not None
-        await tx.append_event("credential.revoked", "credential", credential["id"], actor,
-                              {**shown_credential(revoked), "reason": reason, "leases_ended": [lease["id"] for lease in ended]})
+        await tx.append_event(
+            "credential.revoked",
+            "credential",
+            credential["id"],
+            actor,
+            {**shown_credential(revoked), "reason": reason, "leases_ended": [lease["id"] for lease in ended]},
+        )
         return revoked
 
-    async def reissue_credential(self, tx: Transaction, request: web.Request, credential_id: str, label: str | None,
-                                 actor: str) -> dict[str, Any]:
+    async def reissue_credential(
+        self, tx: Transaction, request: web.Request, credential_id: str, label: str | None, actor: str
+    ) -> dict[str, Any]:
         """A new credential in place of this one, which is revoked (its leases end) if it was not already."""
         old = await self._locked_credential(tx, credential_id)
         if old["state"] == "active":
             await self._revoke(tx, old, "reissued", actor)
-        return await self.create_credential(tx, request, old["license_id"], label if label is not None else old["label"],
-                                            actor, reissue_of=old["id"])
+        return await self.create_credential(
+            tx, request, old["license_id"], label if label is not None else old["label"], actor, reissue_of=old["id"]
+        )
 
     async def relabel_credential(self, tx: Transaction, credential_id: str, label: str | None, actor: str) -> Row:
         credential = await tx.get(CREDENTIAL, credential_id, for_update=True)
@@ -345,7 +412,9 @@ class CloudBackend(Backend):
         end = min(_day_start(last + timedelta(days=1)), max(self.clock(), start))
         rows = await store.leases_overlapping(tenant_id, license["id"], start, end, MAX_REPORTED_LEASES + 1)
         if len(rows) > MAX_REPORTED_LEASES:
-            raise ValidationError(f"more than {MAX_REPORTED_LEASES} leases fall in the range: ask for fewer days", code="RANGE_TOO_LARGE")
+            raise ValidationError(
+                f"more than {MAX_REPORTED_LEASES} leases fall in the range: ask for fewer days", code="RANGE_TOO_LARGE"
+            )
         now = self.clock()
         days = peak_use(rows, first, last, now)
         policy = await store.get(tenant_id, POLICY, license["policy_id"])
@@ -371,8 +440,9 @@ def _refuse_revoked(credential: Row) -> None:
 
 
 def _refuse_unless_allowed(licensed: Licensed, tenant_id: str, features: tuple[str, ...], now: int) -> None:
-    verdict = license_terms_verdict(CheckRequest(tenant_id, licensed.license, licensed.policy, features, now_us=now,
-                                                 license_terms=licensed.terms))
+    verdict = license_terms_verdict(
+        CheckRequest(tenant_id, licensed.license, licensed.policy, features, now_us=now, license_terms=licensed.terms)
+    )
     if not verdict.valid:
         raise LeaseRefusedError(verdict.code, f"the license allows no lease: {verdict.as_json()['message']}", 403)
 
@@ -398,11 +468,20 @@ def shown_lease(row: Row, now: int) -> dict[str, Any]:
     state = lease_state(row, now)
     ended = row["ended_at"] if row["ended_at"] is not None or state != "expired" else row["expires_at"]
     return {
-        "id": row["id"], "object": "lease", "license_id": row["license_id"], "credential_id": row["credential_id"],
-        "device_id": row["device_id"], "device_name": row["device_name"],
-        "features": LEASE.field("features").column_to_api(row["features"]), "state": state,
-        "expires_at": format_time(row["expires_at"]), "renewed_at": format_time(row["renewed_at"]), "renewals": row["renewals"],
-        "ended_at": format_time(ended), "taken_over_by": row["taken_over_by"], "created_at": format_time(row["created_at"]),
+        "id": row["id"],
+        "object": "lease",
+        "license_id": row["license_id"],
+        "credential_id": row["credential_id"],
+        "device_id": row["device_id"],
+        "device_name": row["device_name"],
+        "features": LEASE.field("features").column_to_api(row["features"]),
+        "state": state,
+        "expires_at": format_time(row["expires_at"]),
+        "renewed_at": format_time(row["renewed_at"]),
+        "renewals": row["renewals"],
+        "ended_at": format_time(ended),
+        "taken_over_by": row["taken_over_by"],
+        "created_at": format_time(row["created_at"]),
         "updated_at": format_time(row["updated_at"]),
     }
 
@@ -410,8 +489,14 @@ def shown_lease(row: Row, now: int) -> dict[str, Any]:
 def shown_credential(row: Row) -> dict[str, Any]:
     """A credential as the API shows it (never its secret, nor the secret's hash)."""
     return {
-        "id": row["id"], "object": "credential", "license_id": row["license_id"], "label": row["label"], "state": row["state"],
-        "reissue_of": row["reissue_of"], "revoked_at": format_time(row["revoked_at"]), "created_at": format_time(row["created_at"]),
+        "id": row["id"],
+        "object": "credential",
+        "license_id": row["license_id"],
+        "label": row["label"],
+        "state": row["state"],
+        "reissue_of": row["reissue_of"],
+        "revoked_at": format_time(row["revoked_at"]),
+        "created_at": format_time(row["created_at"]),
         "updated_at": format_time(row["updated_at"]),
     }
 
@@ -419,18 +504,30 @@ def shown_credential(row: Row) -> dict[str, Any]:
 def lease_token(kid: str, seed: bytes, licensed: Licensed, lease: Row, now: int) -> str:
     """The ``ls1`` token of a lease as it stands (times in seconds)."""
     terms = LicenseTerms.of(licensed.license, licensed.policy)
-    return sign_document(LEASE_TOKEN_KIND, kid, seed, {
-        "tenant": licensed.license["tenant_id"], "product": licensed.product["code"], "license": licensed.license["id"],
-        "lease": lease["id"], "credential": lease["credential_id"], "device": lease["device_id"],
-        "features": LEASE.field("features").column_to_api(lease["features"]),
-        "entitlements": [e.as_json() for e in terms.entitlements], "terms": terms.terms, "iat": now // 1_000_000,
-        "exp": lease["expires_at"] // 1_000_000, "heartbeat_interval": _option(licensed.options, "heartbeat_interval_seconds"),
-        "renewal": lease["renewals"],
-    })
+    return sign_document(
+        LEASE_TOKEN_KIND,
+        kid,
+        seed,
+        {
+            "tenant": licensed.license["tenant_id"],
+            "product": licensed.product["code"],
+            "license": licensed.license["id"],
+            "lease": lease["id"],
+            "credential": lease["credential_id"],
+            "device": lease["device_id"],
+            "features": LEASE.field("features").column_to_api(lease["features"]),
+            "entitlements": [e.as_json() for e in terms.entitlements],
+            "terms": terms.terms,
+            "iat": now // 1_000_000,
+            "exp": lease["expires_at"] // 1_000_000,
+            "heartbeat_interval": _option(licensed.options, "heartbeat_interval_seconds"),
+            "renewal": lease["renewals"],
+        },
+    )
 
 
 def _day_start(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()) * 1_000_000
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
 
 
 def peak_use(leases: list[Row], first: date, last: date, now: int) -> list[dict[str, Any]]:

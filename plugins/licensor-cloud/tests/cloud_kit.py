@@ -21,7 +21,7 @@ import base64
 import copy
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from licensor.gateway import keys
@@ -34,7 +34,7 @@ RELEASE = "/v1/leases/release"
 
 def at(day: date, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     """A UTC moment of ``day``."""
-    return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=UTC)
 
 
 def b64url_decode(text: str) -> bytes:
@@ -101,7 +101,7 @@ class Vendor:
         return len(await self.leases("active"))
 
     async def lease(self, lease_id: str) -> dict[str, Any]:
-        return await self.tenant.ok("GET", f"/v1/admin/leases/{lease_id}")  # type: ignore[no-any-return]
+        return await self.tenant.ok("GET", f"/v1/admin/leases/{lease_id}")
 
     async def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         """The tenant's events (of one type, if given), oldest first."""
@@ -133,8 +133,11 @@ class Device:
 
     # --- request bodies ---------------------------------------------------------------------------------
     def check_out_body(self, features: list[str] | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"tenant": self.credential_file["tenant"], "credential": self.credential_file["credential"],
-                                "device_id": self.device_id}
+        body: dict[str, Any] = {
+            "tenant": self.credential_file["tenant"],
+            "credential": self.credential_file["credential"],
+            "device_id": self.device_id,
+        }
         if self.name is not None:
             body["device_name"] = self.name
         if features is not None:
@@ -144,8 +147,12 @@ class Device:
     def lease_body(self) -> dict[str, Any]:
         """The body of a heartbeat or a release of the lease this device holds."""
         assert self.lease_id is not None and self.lease_secret is not None, "the device holds no lease"
-        return {"tenant": self.credential_file["tenant"], "credential": self.credential_file["credential"],
-                "lease": self.lease_id, "lease_secret": self.lease_secret}
+        return {
+            "tenant": self.credential_file["tenant"],
+            "credential": self.credential_file["credential"],
+            "lease": self.lease_id,
+            "lease_secret": self.lease_secret,
+        }
 
     def keep(self, body: dict[str, Any]) -> None:
         """Take in a granted answer (check-out or heartbeat): its lease, secret and token."""
@@ -181,15 +188,26 @@ class Device:
         return twin
 
 
-async def vendor(gateway: Gateway, seats: int = 1, name: str = "Cloud vendor", features: list[dict[str, Any]] | None = None,
-                 license_fields: dict[str, Any] | None = None, **options: Any) -> Vendor:
+async def vendor(
+    gateway: Gateway,
+    seats: int = 1,
+    name: str = "Cloud vendor",
+    features: list[dict[str, Any]] | None = None,
+    license_fields: dict[str, Any] | None = None,
+    **options: Any,
+) -> Vendor:
     """A tenant with product ``cad`` (features ``draw`` and ``render``), a cloud policy of ``seats`` granting
     ``features`` (default ``draw``) with backend ``options``, and a license of it (with ``license_fields``)."""
     tenant = await gateway.tenant(name)
     product = await tenant.product(code="cad")
     for code in ("draw", "render"):
         await tenant.feature(product["id"], code)
-    policy = await tenant.policy(product["id"], backend="cloud", seats=seats, options=options,
-                                 features=features if features is not None else [{"code": "draw"}])
+    policy = await tenant.policy(
+        product["id"],
+        backend="cloud",
+        seats=seats,
+        options=options,
+        features=features if features is not None else [{"code": "draw"}],
+    )
     license = await tenant.license(policy["id"], **(license_fields or {}))
     return Vendor(gateway, tenant, product, policy, license)

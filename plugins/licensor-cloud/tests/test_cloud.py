@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from cloud_kit import HEARTBEAT, RELEASE, Credential, Vendor, at, vendor
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from licensor.errors import TokenError
 from licensor.model import format_time, now_us
 from licensor.testing import Answer, Gateway, ManualClock
@@ -23,8 +22,23 @@ from licensor_cloud.backend import credential_secret_hash, peak_use
 TTL, INTERVAL = 600, 120
 SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
 CREDENTIAL_FIELDS = {"id", "object", "license_id", "label", "state", "reissue_of", "revoked_at", "created_at", "updated_at"}
-LEASE_FIELDS = {"id", "object", "license_id", "credential_id", "device_id", "device_name", "features", "state", "expires_at",
-                "renewed_at", "renewals", "ended_at", "taken_over_by", "created_at", "updated_at"}
+LEASE_FIELDS = {
+    "id",
+    "object",
+    "license_id",
+    "credential_id",
+    "device_id",
+    "device_name",
+    "features",
+    "state",
+    "expires_at",
+    "renewed_at",
+    "renewals",
+    "ended_at",
+    "taken_over_by",
+    "created_at",
+    "updated_at",
+}
 NO_LICENSE, NO_CREDENTIAL, NO_LEASE = "lic_" + "0" * 26, "crd_" + "0" * 26, "lse_" + "0" * 26
 
 
@@ -70,14 +84,26 @@ async def test_a_credential_file_holds_the_secret_the_product_and_the_tenants_ke
     assert set(made) == {"object", "credential", "credential_file"} and made["object"] == "credential_file"
     assert set(file) == {"format", "server", "tenant", "product", "license", "credential", "label", "keys"}
     assert (file["format"], file["tenant"], file["product"], file["license"], file["label"]) == (
-        "licensor-credential-1", shop.tenant.id, "cad", shop.license["id"], "Office")
+        "licensor-credential-1",
+        shop.tenant.id,
+        "cad",
+        shop.license["id"],
+        "Office",
+    )
     assert file["server"] == str(shop.gateway.client.make_url("")).rstrip("/")
     credential_id, _, secret = file["credential"].partition(".")
     assert re.fullmatch(r"crd_[0-9A-HJKMNP-TV-Z]{26}", credential_id) and SECRET.fullmatch(secret)
     assert Credential(file, record).public_keys() == await shop.published_keys()
     assert set(record) == CREDENTIAL_FIELDS
-    assert (record["id"], record["object"], record["license_id"], record["label"], record["state"], record["reissue_of"],
-            record["revoked_at"]) == (credential_id, "credential", shop.license["id"], "Office", "active", None, None)
+    assert (
+        record["id"],
+        record["object"],
+        record["license_id"],
+        record["label"],
+        record["state"],
+        record["reissue_of"],
+        record["revoked_at"],
+    ) == (credential_id, "credential", shop.license["id"], "Office", "active", None, None)
     # The secret is shown only in the file: never by a read, a list or the event log, nor its hash.
     shown = await shop.tenant.call("GET", f"/v1/admin/credentials/{credential_id}")
     listed = await shop.tenant.call("GET", f"{shop.license_path}/credentials")
@@ -102,7 +128,11 @@ async def test_a_credential_is_labelled_and_a_null_label_clears_it(shop: Vendor)
     assert (await shop.tenant.ok("GET", path))["label"] == "Laptop"
     cleared = await shop.tenant.ok("PATCH", path, json={"label": None})
     assert cleared["label"] is None and (await shop.tenant.ok("GET", path))["label"] is None
-    for body, code in (({}, "MISSING_FIELD"), ({"label": ""}, "INVALID_FIELD"), ({"label": "x", "state": "revoked"}, "UNKNOWN_FIELD")):
+    for body, code in (
+        ({}, "MISSING_FIELD"),
+        ({"label": ""}, "INVALID_FIELD"),
+        ({"label": "x", "state": "revoked"}, "UNKNOWN_FIELD"),
+    ):
         refused(await shop.tenant.call("PATCH", path, json=body), 422, code)
     assert [e["data"]["label"] for e in await shop.events("credential.labelled")] == ["Laptop", None]
     assert (await shop.tenant.ok("GET", path))["state"] == "active"
@@ -132,7 +162,11 @@ async def test_a_credential_cannot_be_revoked_twice_and_is_refused_once_revoked(
     refused(await shop.tenant.call("POST", f"/v1/admin/credentials/{credential.id}/revoke"), 409, "CREDENTIAL_ALREADY_REVOKED")
     refused(await device.check_out(), 403, "CREDENTIAL_REVOKED")
     [event] = await shop.events("credential.revoked")
-    assert (event["subject_id"], event["data"]["reason"], event["data"]["leases_ended"]) == (credential.id, "left the company", [])
+    assert (event["subject_id"], event["data"]["reason"], event["data"]["leases_ended"]) == (
+        credential.id,
+        "left the company",
+        [],
+    )
     assert await shop.event_types() == []
 
 
@@ -143,7 +177,12 @@ async def test_a_reissued_credential_replaces_the_old_one_and_keeps_its_label(sh
     made = await shop.tenant.ok("POST", f"/v1/admin/credentials/{old.id}/reissue", 201, json={})
     new = Credential(made["credential_file"], made["credential"])
     assert new.id != old.id and new.secret != old.secret
-    assert (new.record["reissue_of"], new.record["label"], new.record["state"], new.file["label"]) == (old.id, "Office", "active", "Office")
+    assert (new.record["reissue_of"], new.record["label"], new.record["state"], new.file["label"]) == (
+        old.id,
+        "Office",
+        "active",
+        "Office",
+    )
     assert new.public_keys() == old.public_keys()
     assert (await shop.tenant.ok("GET", f"/v1/admin/credentials/{old.id}"))["state"] == "revoked"
     assert [lease["state"] for lease in await shop.leases()] == ["revoked"]  # the old file's lease ended with it
@@ -192,8 +231,13 @@ async def test_read_only_tokens_read_and_only_writing_roles_change(shop: Vendor)
     await device.check_out()
     tokens = await shop.tenant.tokens()
     reader = tokens["read-only"]
-    for path in (f"{shop.license_path}/credentials", f"/v1/admin/credentials/{credential.id}", f"{shop.license_path}/leases",
-                 f"/v1/admin/leases/{device.lease_id}", f"{shop.license_path}/lease-usage"):
+    for path in (
+        f"{shop.license_path}/credentials",
+        f"/v1/admin/credentials/{credential.id}",
+        f"{shop.license_path}/leases",
+        f"/v1/admin/leases/{device.lease_id}",
+        f"{shop.license_path}/lease-usage",
+    ):
         assert (await shop.tenant.call("GET", path, token=reader)).status == 200, path
     for method, path, body in (
         ("POST", f"{shop.license_path}/credentials", {}),
@@ -232,7 +276,11 @@ async def test_another_tenant_never_sees_credentials_or_leases(shop: Vendor) -> 
     # On the license plane the credential names its tenant: under another tenant's id it is unknown ...
     moved = {**device.check_out_body(), "tenant": other.tenant.id}
     refused(await shop.gateway.call("POST", "/v1/leases", json=moved), 401, "CREDENTIAL_INVALID")
-    refused(await shop.gateway.call("POST", HEARTBEAT, json={**device.lease_body(), "tenant": other.tenant.id}), 401, "CREDENTIAL_INVALID")
+    refused(
+        await shop.gateway.call("POST", HEARTBEAT, json={**device.lease_body(), "tenant": other.tenant.id}),
+        401,
+        "CREDENTIAL_INVALID",
+    )
     # ... and the other tenant's own credential cannot reach this tenant's lease.
     stranger = other.device(await other.credential())
     foreign = {**device.lease_body(), "tenant": other.tenant.id, "credential": stranger.credential_file["credential"]}
@@ -256,19 +304,37 @@ async def test_a_check_out_grants_a_lease_and_a_lease_token_signed_by_the_tenant
     lease = answer.body["lease"]
     assert set(lease) == LEASE_FIELDS and re.fullmatch(r"lse_[0-9A-HJKMNP-TV-Z]{26}", lease["id"])
     assert {name: value for name, value in lease.items() if name not in ("id", "updated_at")} == {
-        "object": "lease", "license_id": shop.license["id"], "credential_id": credential.id, "device_id": device.device_id,
-        "device_name": "Workstation 7", "features": ["draw"], "state": "active", "expires_at": format_time(now + TTL * 1_000_000),
-        "renewed_at": None, "renewals": 0, "ended_at": None, "taken_over_by": None, "created_at": format_time(now),
+        "object": "lease",
+        "license_id": shop.license["id"],
+        "credential_id": credential.id,
+        "device_id": device.device_id,
+        "device_name": "Workstation 7",
+        "features": ["draw"],
+        "state": "active",
+        "expires_at": format_time(now + TTL * 1_000_000),
+        "renewed_at": None,
+        "renewals": 0,
+        "ended_at": None,
+        "taken_over_by": None,
+        "created_at": format_time(now),
     }
     assert await shop.lease(lease["id"]) == lease
     token = answer.body["lease_token"]
     assert token.startswith("ls1.")
     assert read_document(token, "ls1", credential.public_keys()) == {
-        "tenant": shop.tenant.id, "product": "cad", "license": shop.license["id"], "lease": lease["id"],
-        "credential": credential.id, "device": device.device_id, "features": ["draw"],
+        "tenant": shop.tenant.id,
+        "product": "cad",
+        "license": shop.license["id"],
+        "lease": lease["id"],
+        "credential": credential.id,
+        "device": device.device_id,
+        "features": ["draw"],
         "entitlements": [{"feature": "draw", "quantity": None}],
         "terms": {"expires_at": None, "maintenance_until": None, "seats": 3},
-        "iat": now // 1_000_000, "exp": now // 1_000_000 + TTL, "heartbeat_interval": INTERVAL, "renewal": 0,
+        "iat": now // 1_000_000,
+        "exp": now // 1_000_000 + TTL,
+        "heartbeat_interval": INTERVAL,
+        "renewal": 0,
     }
     with pytest.raises(TokenError):  # a signature for one document type never verifies as another
         read_document(token, "en1", credential.public_keys())
@@ -289,13 +355,22 @@ async def test_a_wrong_or_unknown_credential_and_a_bad_lease_are_refused_and_rec
     wrong_secret = f"{credential.id}.{'A' * 43}"
     unknown = f"{NO_CREDENTIAL}.{credential.secret}"
     for presented in (wrong_secret, unknown):
-        refused(await shop.gateway.call("POST", "/v1/leases", json={**device.check_out_body(), "credential": presented}),
-                401, "CREDENTIAL_INVALID")
+        refused(
+            await shop.gateway.call("POST", "/v1/leases", json={**device.check_out_body(), "credential": presented}),
+            401,
+            "CREDENTIAL_INVALID",
+        )
         for path in (HEARTBEAT, RELEASE):
-            refused(await shop.gateway.call("POST", path, json={**device.lease_body(), "credential": presented}),
-                    401, "CREDENTIAL_INVALID")
-    refused(await shop.gateway.call("POST", "/v1/leases", json={**device.check_out_body(), "tenant": "ten_" + "0" * 26}),
-            401, "CREDENTIAL_INVALID")
+            refused(
+                await shop.gateway.call("POST", path, json={**device.lease_body(), "credential": presented}),
+                401,
+                "CREDENTIAL_INVALID",
+            )
+    refused(
+        await shop.gateway.call("POST", "/v1/leases", json={**device.check_out_body(), "tenant": "ten_" + "0" * 26}),
+        401,
+        "CREDENTIAL_INVALID",
+    )
     for body, code in (
         ({**device.check_out_body(), "credential": "not a credential"}, "INVALID_FIELD"),
         ({key: value for key, value in device.check_out_body().items() if key != "device_id"}, "MISSING_FIELD"),
@@ -308,9 +383,15 @@ async def test_a_wrong_or_unknown_credential_and_a_bad_lease_are_refused_and_rec
     for path in (HEARTBEAT, RELEASE):
         refused(await shop.gateway.call("POST", path, json={**device.lease_body(), "lease": NO_LEASE}), 404, "LEASE_NOT_FOUND")
         # another credential's lease, on the same license: not this credential's to renew or release
-        refused(await shop.gateway.call("POST", path, json={**device.lease_body(), "lease": other.lease_id}), 404, "LEASE_NOT_FOUND")
-        refused(await shop.gateway.call("POST", path, json={**device.lease_body(), "lease_secret": "B" * 43}), 409, "LEASE_TAKEN_OVER")
-        refused(await shop.gateway.call("POST", path, json={**device.lease_body(), "lease_secret": "short"}), 422, "INVALID_FIELD")
+        refused(
+            await shop.gateway.call("POST", path, json={**device.lease_body(), "lease": other.lease_id}), 404, "LEASE_NOT_FOUND"
+        )
+        refused(
+            await shop.gateway.call("POST", path, json={**device.lease_body(), "lease_secret": "B" * 43}), 409, "LEASE_TAKEN_OVER"
+        )
+        refused(
+            await shop.gateway.call("POST", path, json={**device.lease_body(), "lease_secret": "short"}), 422, "INVALID_FIELD"
+        )
     assert len(await shop.events()) == recorded
     assert (await device.heartbeat()).status == 200 and (await other.heartbeat()).status == 200
 
@@ -366,7 +447,11 @@ async def test_seats_are_counted_and_the_device_beyond_them_is_refused(shop: Ven
     again = await first.check_out()
     assert again.status == 201 and again.body["lease"]["id"] != old_body["lease"]
     taken = await shop.lease(old_body["lease"])
-    assert (taken["state"], taken["taken_over_by"], taken["ended_at"]) == ("taken_over", first.lease_id, format_time(clock_of(shop)()))
+    assert (taken["state"], taken["taken_over_by"], taken["ended_at"]) == (
+        "taken_over",
+        first.lease_id,
+        format_time(clock_of(shop)()),
+    )
     refused(await shop.gateway.call("POST", HEARTBEAT, json=old_body), 409, "LEASE_TAKEN_OVER")
     assert await shop.seats_held() == 3
     refused(await extra.check_out(), 409, "SEAT_LIMIT_REACHED")
@@ -389,7 +474,11 @@ async def test_a_heartbeat_renews_the_lease_with_a_new_secret(shop: Vendor) -> N
     assert answer.status == 200, answer.text
     lease = answer.body["lease"]
     assert (lease["id"], lease["state"], lease["renewals"], lease["created_at"]) == (
-        checked_out["lease"]["id"], "active", 1, checked_out["lease"]["created_at"])
+        checked_out["lease"]["id"],
+        "active",
+        1,
+        checked_out["lease"]["created_at"],
+    )
     assert (lease["renewed_at"], lease["expires_at"]) == (format_time(clock()), format_time(clock() + TTL * 1_000_000))
     assert answer.body["lease_secret"] != checked_out["lease_secret"] and SECRET.fullmatch(answer.body["lease_secret"])
     token = read_document(answer.body["lease_token"], "ls1", credential.public_keys())
@@ -524,8 +613,11 @@ async def test_revoking_a_credential_stops_its_devices_within_one_heartbeat(shop
     await shop.tenant.ok("POST", f"/v1/admin/credentials/{lab.id}/revoke")
     now = format_time(clock_of(shop)())
     shown = {lease["id"]: (lease["state"], lease["ended_at"]) for lease in await shop.leases()}
-    assert shown == {lab_devices[0].lease_id: ("revoked", now), lab_devices[1].lease_id: ("revoked", now),
-                     desk.lease_id: ("active", None)}
+    assert shown == {
+        lab_devices[0].lease_id: ("revoked", now),
+        lab_devices[1].lease_id: ("revoked", now),
+        desk.lease_id: ("active", None),
+    }
     assert (await newcomer.check_out()).status == 201  # the seats are free at once
     clock_of(shop).advance(INTERVAL)
     for device in lab_devices:  # each device's next heartbeat is told
@@ -534,7 +626,10 @@ async def test_revoking_a_credential_stops_its_devices_within_one_heartbeat(shop
     assert (await desk.heartbeat()).status == 200
     assert await shop.seats_held() == 2
     [event] = await shop.events("credential.revoked")
-    assert (event["subject_id"], event["data"]["leases_ended"]) == (lab.id, sorted(str(device.lease_id) for device in lab_devices))
+    assert (event["subject_id"], event["data"]["leases_ended"]) == (
+        lab.id,
+        sorted(str(device.lease_id) for device in lab_devices),
+    )
     assert sorted(e["subject_id"] for e in await shop.events("lease.revoked")) == event["data"]["leases_ended"]
 
 
@@ -572,8 +667,15 @@ async def test_a_copied_vm_never_holds_more_seats_than_the_license_owns(gateway:
         assert await held() == 2
     assert (await copy.heartbeat()).status == 200 and (await clones[0].heartbeat()).status == 200
     assert await shop.event_types() == [
-        "lease.checked_out", "lease.renewed", "lease.taken_over", "lease.checked_out", "lease.renewed", "lease.renewed",
-        "lease.checked_out", "lease.renewed", "lease.renewed",
+        "lease.checked_out",
+        "lease.renewed",
+        "lease.taken_over",
+        "lease.checked_out",
+        "lease.renewed",
+        "lease.renewed",
+        "lease.checked_out",
+        "lease.renewed",
+        "lease.renewed",
     ]
 
 
@@ -596,7 +698,11 @@ async def test_the_vendor_ends_a_lease_and_frees_its_seat(gateway: Gateway) -> N
     clock_of(shop).advance(TTL)  # a lease that ran out has ended too
     refused(await shop.tenant.call("POST", f"/v1/admin/leases/{waiting.lease_id}/release"), 409, "LEASE_ENDED")
     [event] = await shop.events("lease.revoked")
-    assert (event["subject_id"], event["data"]["reason"], event["data"]["state"]) == (holder.lease_id, "moved to another team", "revoked")
+    assert (event["subject_id"], event["data"]["reason"], event["data"]["state"]) == (
+        holder.lease_id,
+        "moved to another team",
+        "revoked",
+    )
     assert await shop.event_types() == ["lease.checked_out", "lease.revoked", "lease.checked_out"]
 
 
@@ -621,7 +727,7 @@ async def test_revoking_the_license_ends_its_leases(shop: Vendor) -> None:
 async def test_lease_usage_reports_peak_and_checkouts_per_utc_day(gateway: Gateway) -> None:
     shop = await shop_of(gateway, seats=3, lease_ttl_seconds=3600, heartbeat_interval_seconds=600)
     clock = clock_of(shop)
-    day = datetime.now(timezone.utc).date() + timedelta(days=1)  # tomorrow: after the license started
+    day = datetime.now(UTC).date() + timedelta(days=1)  # tomorrow: after the license started
     credential = await shop.credential()
     a, b, c, d = (shop.device(credential) for _ in range(4))
     clock.set(at(day, 10))
@@ -649,21 +755,28 @@ async def test_lease_usage_reports_peak_and_checkouts_per_utc_day(gateway: Gatew
     ]
     recent = await shop.tenant.ok("GET", path)  # the last 30 days, up to the clock's today
     assert len(recent["days"]) == 30 and recent["days"][-2:] == report["days"][1:3]
-    year = await shop.tenant.ok("GET", path, params={"from": (day - timedelta(days=364)).isoformat(), "to": (day + timedelta(days=1)).isoformat()})
+    year = await shop.tenant.ok(
+        "GET", path, params={"from": (day - timedelta(days=364)).isoformat(), "to": (day + timedelta(days=1)).isoformat()}
+    )
     assert len(year["days"]) == 366 and year["days"][-2:] == report["days"][1:3]
 
 
 async def test_lease_usage_refuses_bad_ranges(shop: Vendor) -> None:
     path = f"{shop.license_path}/lease-usage"
-    for params in ({"from": "2024-02-30"}, {"to": "tomorrow"}, {"from": "2024-13-01", "to": "2024-12-31"},
-                   {"from": "2024-03-02", "to": "2024-03-01"}, {"from": "2023-01-01", "to": "2024-01-02"},
-                   {"from": "2024-01-01", "to": "2025-01-01"}):
+    for params in (
+        {"from": "2024-02-30"},
+        {"to": "tomorrow"},
+        {"from": "2024-13-01", "to": "2024-12-31"},
+        {"from": "2024-03-02", "to": "2024-03-01"},
+        {"from": "2023-01-01", "to": "2024-01-02"},
+        {"from": "2024-01-01", "to": "2025-01-01"},
+    ):
         refused(await shop.tenant.call("GET", path, params=params), 400, "INVALID_PARAMETER")
     refused(await shop.tenant.call("GET", path, params={"since": "2024-01-01"}), 400, "UNKNOWN_PARAMETER")
     assert len((await shop.tenant.ok("GET", path, params={"from": "2024-01-01", "to": "2024-12-31"}))["days"]) == 366
 
 
-BASE = datetime(2024, 3, 1, tzinfo=timezone.utc)
+BASE = datetime(2024, 3, 1, tzinfo=UTC)
 BASE_S = int(BASE.timestamp())
 DAY_S, NEAR = 86_400, 40
 moments = st.builds(lambda day, offset: BASE_S + day * DAY_S + offset, st.integers(0, 3), st.integers(-NEAR, NEAR))
@@ -680,8 +793,9 @@ def test_peak_use_is_the_most_leases_held_at_any_second_of_each_day(leases: list
         if created >= now:
             continue
         end = created + length
-        rows.append({"created_at": created * 1_000_000, "ended_at": end * 1_000_000 if ended else None,
-                     "expires_at": end * 1_000_000})
+        rows.append(
+            {"created_at": created * 1_000_000, "ended_at": end * 1_000_000 if ended else None, "expires_at": end * 1_000_000}
+        )
         held.append((created, end if ended else min(end, now)))
     first, last = BASE.date(), BASE.date() + timedelta(days=2)
     expected = []
@@ -695,8 +809,9 @@ def test_peak_use_is_the_most_leases_held_at_any_second_of_each_day(leases: list
 
 
 def test_peak_use_does_not_count_a_lease_that_ended_at_midnight_on_the_next_day() -> None:
-    midnight = int(datetime(2024, 3, 2, tzinfo=timezone.utc).timestamp()) * 1_000_000
+    midnight = int(datetime(2024, 3, 2, tzinfo=UTC).timestamp()) * 1_000_000
     lease = {"created_at": midnight - 3_600_000_000, "ended_at": midnight, "expires_at": midnight}
     assert peak_use([lease], date(2024, 3, 1), date(2024, 3, 2), midnight + 1) == [
-        {"date": "2024-03-01", "peak": 1, "checkouts": 1}, {"date": "2024-03-02", "peak": 0, "checkouts": 0}]
-
+        {"date": "2024-03-01", "peak": 1, "checkouts": 1},
+        {"date": "2024-03-02", "peak": 0, "checkouts": 0},
+    ]

@@ -5,8 +5,9 @@ the master key: the in-process gateway and a ``licensor serve`` subprocess, the 
 What must hold whatever the interleaving:
 
 - a burst of check-outs from distinct devices leases exactly the license's seats and refuses every other one;
-- over a minute (``make soak``; 15 s in ``make test``) of devices checking out, renewing, releasing and going silent on short leases, the server never
-  counts more leases held than the license has seats, and every seat whose lease ran out is leased again;
+- over a minute (``make soak``; 15 s in ``make test``) of devices checking out, renewing, releasing and going
+  silent on short leases, the server never counts more leases held than the license has seats, and every seat
+  whose lease ran out is leased again;
 
 and never a 5xx nor a transport failure, and the tenant's event chain stays intact. Run with ``-s`` to see the
 measured numbers.
@@ -20,13 +21,12 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 from cloud_kit import CHECK_OUT, HEARTBEAT, RELEASE, Credential, Device, Vendor, vendor
-
 from licensor.client.leases import verify_lease_token
 from licensor.model import LEASE, parse_time
 from licensor.store import Row
@@ -51,7 +51,6 @@ SAMPLE_EVERY_S = 0.1
 MAX_SAMPLES = 5_000
 REFUSED_PAUSE_S = (0.2, 1.0)  # a refused device tries again after this long
 SILENCE_S = (LEASE_TTL_S + 0.5, LEASE_TTL_S + 1.5)  # a silent device comes back after its lease ran out
-
 
 
 # --- the seats as the server counts them -----------------------------------------------------------------
@@ -81,8 +80,12 @@ async def warm_up(licensor_fleet: GatewayFleet, credential: Credential) -> None:
     """Bring every gateway to where a busy one is, without changing anything: the credential read and the
     tenant's signing key in its cache, the request validators built, a device transaction run (a heartbeat of
     a lease that does not exist)."""
-    unknown = {"tenant": credential.file["tenant"], "credential": credential.file["credential"],
-               "lease": "lse_" + "0" * 26, "lease_secret": "A" * 43}
+    unknown = {
+        "tenant": credential.file["tenant"],
+        "credential": credential.file["credential"],
+        "lease": "lse_" + "0" * 26,
+        "lease_secret": "A" * 43,
+    }
     for url in licensor_fleet.urls:
         sent = await post_json(licensor_fleet.session, url, HEARTBEAT, unknown, idempotent=True)
         assert (sent.answer.status, sent.answer.code) == (404, "LEASE_NOT_FOUND"), sent.answer.text
@@ -95,8 +98,11 @@ def by_gateway(licensor_fleet: GatewayFleet, sent: list[Sent]) -> dict[str, Any]
     for n, url in enumerate(licensor_fleet.urls):
         mine = [s for s in sent if s.url == url]
         if mine:
-            split[f"gateway {n}"] = (len(mine), dict(Counter(s.answer.status for s in mine)),
-                                     f"{min(s.done for s in mine) - start:.2f}-{max(s.done for s in mine) - start:.2f} s")
+            split[f"gateway {n}"] = (
+                len(mine),
+                dict(Counter(s.answer.status for s in mine)),
+                f"{min(s.done for s in mine) - start:.2f}-{max(s.done for s in mine) - start:.2f} s",
+            )
     return split
 
 
@@ -113,10 +119,12 @@ async def test_a_burst_of_devices_leases_exactly_the_seats_and_refuses_the_rest(
     await warm_up(licensor_fleet, credentials[0])
 
     sent, wall = await send_at_once(jobs, idempotent=True)
-    print(f"\n[{licensor_fleet.store}] {BURST_DEVICES} check-outs at once, {BURST_SEATS} seats, {CREDENTIALS} credentials: "
-          f"{wall:.2f} s (slowest answer {max(s.seconds for s in sent):.2f} s); statuses "
-          f"{dict(Counter(s.answer.status for s in sent))}; codes {dict(Counter(s.answer.code for s in sent))}; "
-          f"by gateway (requests, statuses, answers from-to) {by_gateway(licensor_fleet, sent)}")
+    print(
+        f"\n[{licensor_fleet.store}] {BURST_DEVICES} check-outs at once, {BURST_SEATS} seats, {CREDENTIALS} credentials: "
+        f"{wall:.2f} s (slowest answer {max(s.seconds for s in sent):.2f} s); statuses "
+        f"{dict(Counter(s.answer.status for s in sent))}; codes {dict(Counter(s.answer.code for s in sent))}; "
+        f"by gateway (requests, statuses, answers from-to) {by_gateway(licensor_fleet, sent)}"
+    )
 
     no_server_errors(sent)
     assert Counter(s.answer.status for s in sent) == {201: BURST_SEATS, 409: BURST_DEVICES - BURST_SEATS}
@@ -128,8 +136,13 @@ async def test_a_burst_of_devices_leases_exactly_the_seats_and_refuses_the_rest(
         device.keep(sent[n].answer.body)
         assert device.lease is not None and (device.lease["device_id"], device.lease["state"]) == (device.device_id, "active")
         assert device.lease_token is not None
-        verdict = verify_lease_token(device.lease_token, credentials[n % CREDENTIALS].public_keys(), tenant=shop.tenant.id,
-                                     product="cad", device_id=device.device_id)
+        verdict = verify_lease_token(
+            device.lease_token,
+            credentials[n % CREDENTIALS].public_keys(),
+            tenant=shop.tenant.id,
+            product="cad",
+            device_id=device.device_id,
+        )
         assert (verdict.code.value, verdict.lease.lease_id, verdict.lease.license_id) == ("VALID", lease_id, shop.license["id"])
     assert {lease["id"] for lease in await shop.leases("active")} == set(winners)
     assert len(await shop.leases()) == BURST_SEATS  # no other lease at all, in any state
@@ -175,8 +188,9 @@ class Sampler:
     late: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the soak, gap) over 2 intervals
 
 
-async def sample(shop: Vendor, devices: list[SoakDevice], seats: int, started: float, stop: asyncio.Event,
-                 sampler: Sampler) -> None:
+async def sample(
+    shop: Vendor, devices: list[SoakDevice], seats: int, started: float, stop: asyncio.Event, sampler: Sampler
+) -> None:
     """Count the seats held every SAMPLE_EVERY_S until ``stop`` (at most MAX_SAMPLES times)."""
     last = time.monotonic()
     while not stop.is_set() and sampler.samples < MAX_SAMPLES:
@@ -196,7 +210,7 @@ async def sample(shop: Vendor, devices: list[SoakDevice], seats: int, started: f
             sampler.over.append((round(moment - started, 3), held))
         try:
             await asyncio.wait_for(stop.wait(), SAMPLE_EVERY_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
 
@@ -283,7 +297,9 @@ def seats_freed_by_expiry(rows: list[Row], seats: int, now: int) -> tuple[int, i
 
 
 async def test_soak_of_devices_coming_and_going_never_holds_more_than_the_seats(licensor_fleet: GatewayFleet) -> None:
-    shop = await vendor(licensor_fleet.gateway, seats=SOAK_SEATS, lease_ttl_seconds=LEASE_TTL_S, heartbeat_interval_seconds=HEARTBEAT_S)
+    shop = await vendor(
+        licensor_fleet.gateway, seats=SOAK_SEATS, lease_ttl_seconds=LEASE_TTL_S, heartbeat_interval_seconds=HEARTBEAT_S
+    )
     credential = await shop.credential("office")
     devices = [SoakDevice(n, shop.device(credential, f"soak-device-{n:02d}"), licensor_fleet.url(n)) for n in range(SOAK_DEVICES)]
     await warm_up(licensor_fleet, credential)
@@ -299,8 +315,17 @@ async def test_soak_of_devices_coming_and_going_never_holds_more_than_the_seats(
         # exactly the seats (the sampler goes on meanwhile).
         await asyncio.sleep(LEASE_TTL_S + 1)
         assert await held_now(shop) == 0
-        fresh = [await post_json(licensor_fleet.session, licensor_fleet.url(n), CHECK_OUT, shop.device(credential, f"fresh-device-{n}").check_out_body(),
-                                 action="fresh_check_out", idempotent=True) for n in range(SOAK_SEATS + 1)]
+        fresh = [
+            await post_json(
+                licensor_fleet.session,
+                licensor_fleet.url(n),
+                CHECK_OUT,
+                shop.device(credential, f"fresh-device-{n}").check_out_body(),
+                action="fresh_check_out",
+                idempotent=True,
+            )
+            for n in range(SOAK_SEATS + 1)
+        ]
     finally:
         stop.set()
         await sampling
@@ -312,25 +337,38 @@ async def test_soak_of_devices_coming_and_going_never_holds_more_than_the_seats(
     peak, into_expired, ran_out = seats_freed_by_expiry(soak_rows, SOAK_SEATS, shop.backend.clock())
     soak_leases = sum(1 for s in sent if s.answer.status == 201)
     marked_expired = sum(1 for row in soak_rows if row["state"] == "expired")
-    print(f"\n[{licensor_fleet.store}] soak: {SOAK_DEVICES} devices, {SOAK_SEATS} seats, TTL {LEASE_TTL_S} s, heartbeat {HEARTBEAT_S} s, "
-          f"seed {seed}: {wall:.1f} s, {len(sent)} requests (slowest {max(s.seconds for s in sent):.2f} s); "
-          f"actions {dict(actions)}; statuses {dict(Counter(s.answer.status for s in sent))}; "
-          f"outcomes {dict(sorted(outcomes.items()))}; by gateway {by_gateway(licensor_fleet, sent)}")
-    print(f"[{licensor_fleet.store}] soak samples: {sampler.samples} ({soak_samples} during the soak, largest gap "
-          f"{sampler.max_gap_s * 1000:.0f} ms; gaps over {2 * SAMPLE_EVERY_S * 1000:.0f} ms at (s, gap) {sampler.late[:10]}); "
-          f"held by the server: max {sampler.max_held}, seen {dict(sorted(sampler.held_seen.items()))}; "
-          f"believed by the devices: max {sampler.max_believed}")
-    print(f"[{licensor_fleet.store}] soak leases: {len(soak_rows)} made in the soak, peak held {peak}; ran out {ran_out} (of them "
-          f"marked expired by the server {marked_expired}); soak check-outs into a seat freed by a lease that ran out: "
-          f"{into_expired}; after every lease ran out, fresh check-outs {[outcome(s) for s in fresh]}")
+    print(
+        f"\n[{licensor_fleet.store}] soak: {SOAK_DEVICES} devices, {SOAK_SEATS} seats, TTL {LEASE_TTL_S} s, heartbeat "
+        f"{HEARTBEAT_S} s, "
+        f"seed {seed}: {wall:.1f} s, {len(sent)} requests (slowest {max(s.seconds for s in sent):.2f} s); "
+        f"actions {dict(actions)}; statuses {dict(Counter(s.answer.status for s in sent))}; "
+        f"outcomes {dict(sorted(outcomes.items()))}; by gateway {by_gateway(licensor_fleet, sent)}"
+    )
+    print(
+        f"[{licensor_fleet.store}] soak samples: {sampler.samples} ({soak_samples} during the soak, largest gap "
+        f"{sampler.max_gap_s * 1000:.0f} ms; gaps over {2 * SAMPLE_EVERY_S * 1000:.0f} ms at (s, gap) {sampler.late[:10]}); "
+        f"held by the server: max {sampler.max_held}, seen {dict(sorted(sampler.held_seen.items()))}; "
+        f"believed by the devices: max {sampler.max_believed}"
+    )
+    print(
+        f"[{licensor_fleet.store}] soak leases: {len(soak_rows)} made in the soak, peak held {peak}; ran out {ran_out} (of them "
+        f"marked expired by the server {marked_expired}); soak check-outs into a seat freed by a lease that ran out: "
+        f"{into_expired}; after every lease ran out, fresh check-outs {[outcome(s) for s in fresh]}"
+    )
 
     no_server_errors(sent + fresh)
     assert sampler.over == [], f"the server counted more than {SOAK_SEATS} seats held: {sampler.over[:10]}"
     assert sampler.max_held == SOAK_SEATS  # the seats were all in use at times, never more
     assert soak_samples >= SOAK_SECONDS / (2 * SAMPLE_EVERY_S), "the sampler fell behind"
     # Each answer is one the protocol allows for what the device did.
-    allowed = {("check_out", "201"), ("check_out", "409 SEAT_LIMIT_REACHED"), ("heartbeat", "200"),
-               ("heartbeat", "409 LEASE_EXPIRED"), ("release", "200"), ("heartbeat_after_silence", "409 LEASE_EXPIRED")}
+    allowed = {
+        ("check_out", "201"),
+        ("check_out", "409 SEAT_LIMIT_REACHED"),
+        ("heartbeat", "200"),
+        ("heartbeat", "409 LEASE_EXPIRED"),
+        ("release", "200"),
+        ("heartbeat_after_silence", "409 LEASE_EXPIRED"),
+    }
     assert set(outcomes) <= allowed, sorted(set(outcomes) - allowed)
     for action in ("check_out", "heartbeat", "release", "heartbeat_after_silence"):
         assert actions[action] > 0, action
@@ -343,8 +381,9 @@ async def test_soak_of_devices_coming_and_going_never_holds_more_than_the_seats(
     assert len(await shop.events("lease.checked_out")) == len(rows)
     assert len(await shop.events("lease.renewed")) == outcomes[("heartbeat", "200")]
     assert len(await shop.events("lease.released")) == sum(
-        1 for s in sent if s.action == "release" and s.answer.body["lease"]["state"] == "released")
-    today = datetime.fromtimestamp(shop.backend.clock() / 1_000_000, timezone.utc).date()
+        1 for s in sent if s.action == "release" and s.answer.body["lease"]["state"] == "released"
+    )
+    today = datetime.fromtimestamp(shop.backend.clock() / 1_000_000, UTC).date()
     days = {"from": (today - timedelta(days=1)).isoformat(), "to": (today + timedelta(days=1)).isoformat()}
     usage = await shop.tenant.ok("GET", f"{shop.license_path}/lease-usage", params=days)
     assert max(day["peak"] for day in usage["days"]) == SOAK_SEATS

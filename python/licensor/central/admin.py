@@ -21,6 +21,7 @@ from licensor.gateway.api import (
     READ_ROLES,
     Api,
     Call,
+    Handler,
     Operation,
     Param,
     Reply,
@@ -30,7 +31,6 @@ from licensor.gateway.api import (
 )
 from licensor.gateway.auth import new_secret
 from licensor.model import (
-    SUBJECT_SCHEMA,
     BY_NAME,
     CUSTOMER,
     FEATURE,
@@ -39,13 +39,14 @@ from licensor.model import (
     PRODUCT,
     RELEASE,
     ROLES,
+    SUBJECT_SCHEMA,
     TIME_SCHEMA,
     Resource,
+    checked_time,
     format_time,
     id_pattern,
     new_id,
     now_us,
-    checked_time,
     parse_time,
 )
 from licensor.store import Row, Transaction
@@ -82,7 +83,7 @@ def _integral(schema: dict[str, Any], value: Any) -> Any:
     """``value`` with every number the schema declares an integer as an int, nested ones included: JSON
     Schema counts 1.0 as an integer, and a float must not reach an integer column or a date computation."""
     if isinstance(value, float):
-        kinds = [schema] + list(schema.get("anyOf", ()))
+        kinds = [schema, *list(schema.get("anyOf", ()))]
         return int(value) if value.is_integer() and any(kind.get("type") == "integer" for kind in kinds) else value
     if isinstance(value, dict):
         for kind in [schema, *schema.get("anyOf", ())]:
@@ -122,9 +123,10 @@ async def _check_feature_codes(tx: Transaction, product_id: str, codes: list[str
 
 
 def _backend(call: Call, name: str) -> Backend:
-    backend = call.request.app[app_keys.BACKENDS].get(name)
+    backends = call.request.app[app_keys.BACKENDS]
+    backend = backends.get(name)
     if backend is None:
-        installed = ", ".join(call.request.app[app_keys.BACKENDS]) or "none"
+        installed = ", ".join(backends) or "none"
         raise ValidationError(f"backend: this gateway has no {name!r} backend (installed: {installed})", code="UNKNOWN_BACKEND")
     return backend
 
@@ -141,7 +143,9 @@ async def _check_domain_rules(call: Call, resource: Resource, values: Row, curre
             values["options"] = POLICY.field("options").api_to_column(options)
         duration = BY_NAME["policy"].field("duration").column_to_api(merged["duration"])
         if (duration["kind"] == "perpetual") == ("days" in duration):
-            raise ValidationError("duration: days is required for subscription and trial, and not allowed for perpetual", code="INVALID_FIELD")
+            raise ValidationError(
+                "duration: days is required for subscription and trial, and not allowed for perpetual", code="INVALID_FIELD"
+            )
         features = POLICY.field("features").column_to_api(merged["features"])
         codes = [item["code"] for item in features]
         if len(set(codes)) != len(codes):
@@ -151,7 +155,9 @@ async def _check_domain_rules(call: Call, resource: Resource, values: Row, curre
     if resource is LICENSE and merged.get("expires_at") is not None and merged["expires_at"] <= merged["starts_at"]:
         raise ValidationError("expires_at must be after starts_at", code="INVALID_FIELD")
     if resource is RELEASE and "required_features" in values:
-        await _check_feature_codes(tx, merged["product_id"], RELEASE.field("required_features").column_to_api(merged["required_features"]))
+        await _check_feature_codes(
+            tx, merged["product_id"], RELEASE.field("required_features").column_to_api(merged["required_features"])
+        )
 
 
 async def _get_or_404(tx_or_call: Any, resource: Resource, object_id: str, *, tenant_id: str | None = None) -> Row:
@@ -178,13 +184,15 @@ def _constraint_errors(resource: Resource) -> Iterator[None]:
         yield
     except ConflictError as error:
         if error.code == "ALREADY_EXISTS":
-            raise ConflictError(f"a {resource.name} with these values exists already", code=f"{resource.name.upper()}_ALREADY_EXISTS") from None
+            raise ConflictError(
+                f"a {resource.name} with these values exists already", code=f"{resource.name.upper()}_ALREADY_EXISTS"
+            ) from None
         if error.code == "RESOURCE_IN_USE":  # a foreign key: the object referred to was deleted meanwhile
             raise ValidationError("an object this refers to no longer exists", code="REFERENCE_NOT_FOUND") from None
         raise
 
 
-def _create(resource: Resource):  # type: ignore[no-untyped-def]
+def _create(resource: Resource) -> Handler:
     async def create(call: Call) -> Reply:
         assert call.tx is not None
         values = _column_values(resource, call.body, creating=True)
@@ -193,7 +201,9 @@ def _create(resource: Resource):  # type: ignore[no-untyped-def]
         await _check_domain_rules(call, resource, values, None)
         now = now_us()
         with _constraint_errors(resource):
-            row = await call.tx.insert(resource, {"id": new_id(resource.id_prefix), **values, "created_at": now, "updated_at": now})
+            row = await call.tx.insert(
+                resource, {"id": new_id(resource.id_prefix), **values, "created_at": now, "updated_at": now}
+            )
         shown = resource.to_api(row)
         await _record(call, f"{resource.name}.created", resource, shown)
         return Reply(201, shown)
@@ -201,14 +211,14 @@ def _create(resource: Resource):  # type: ignore[no-untyped-def]
     return create
 
 
-def _read(resource: Resource):  # type: ignore[no-untyped-def]
+def _read(resource: Resource) -> Handler:
     async def read(call: Call) -> Reply:
         return Reply(200, resource.to_api(await _get_or_404(call, resource, call.path["id"])))
 
     return read
 
 
-def _list(resource: Resource):  # type: ignore[no-untyped-def]
+def _list(resource: Resource) -> Handler:
     async def list_objects(call: Call) -> Reply:
         after = decode_cursor(call.query["cursor"], resource.plural) if "cursor" in call.query else None
         if after is not None and not isinstance(after, str):
@@ -221,7 +231,7 @@ def _list(resource: Resource):  # type: ignore[no-untyped-def]
     return list_objects
 
 
-def _update(resource: Resource):  # type: ignore[no-untyped-def]
+def _update(resource: Resource) -> Handler:
     async def update(call: Call) -> Reply:
         assert call.tx is not None
         current = await _get_or_404(call.tx, resource, call.path["id"])
@@ -239,7 +249,7 @@ def _update(resource: Resource):  # type: ignore[no-untyped-def]
     return update
 
 
-def _delete(resource: Resource):  # type: ignore[no-untyped-def]
+def _delete(resource: Resource) -> Handler:
     async def delete(call: Call) -> Reply:
         assert call.tx is not None
         current = await _get_or_404(call.tx, resource, call.path["id"])
@@ -281,21 +291,83 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
     shown = resource.response_schema()
     write_roles = WRITE_ROLES[resource.plural]
     if resource is not LICENSE:
-        api.add(Operation("POST", base, f"create_{resource.name}", f"Create a {resource.name}", _create(resource), resource.plural,
-                          write_roles, shown, status=201, request_schema=resource.create_schema(), changes_state=True,
-                          description=resource.description, errors=(409, 422)))
-    api.add(Operation("GET", base, f"list_{resource.plural}", f"List {resource.plural}", _list(resource), resource.plural,
-                      READ_ROLES, list_schema(shown), query=PAGE_PARAMS + _filter_params(resource)))
-    api.add(Operation("GET", item, f"get_{resource.name}", f"Get a {resource.name}", _read(resource), resource.plural,
-                      READ_ROLES, shown, path_patterns=pattern, errors=(404,)))
-    api.add(Operation("PATCH", item, f"update_{resource.name}", f"Update a {resource.name}", _update(resource), resource.plural,
-                      write_roles, shown, request_schema=resource.update_schema(), path_patterns=pattern,
-                      changes_state=True, errors=(404, 409, 422)))
+        api.add(
+            Operation(
+                "POST",
+                base,
+                f"create_{resource.name}",
+                f"Create a {resource.name}",
+                _create(resource),
+                resource.plural,
+                write_roles,
+                shown,
+                status=201,
+                request_schema=resource.create_schema(),
+                changes_state=True,
+                description=resource.description,
+                errors=(409, 422),
+            )
+        )
+    api.add(
+        Operation(
+            "GET",
+            base,
+            f"list_{resource.plural}",
+            f"List {resource.plural}",
+            _list(resource),
+            resource.plural,
+            READ_ROLES,
+            list_schema(shown),
+            query=PAGE_PARAMS + _filter_params(resource),
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            item,
+            f"get_{resource.name}",
+            f"Get a {resource.name}",
+            _read(resource),
+            resource.plural,
+            READ_ROLES,
+            shown,
+            path_patterns=pattern,
+            errors=(404,),
+        )
+    )
+    api.add(
+        Operation(
+            "PATCH",
+            item,
+            f"update_{resource.name}",
+            f"Update a {resource.name}",
+            _update(resource),
+            resource.plural,
+            write_roles,
+            shown,
+            request_schema=resource.update_schema(),
+            path_patterns=pattern,
+            changes_state=True,
+            errors=(404, 409, 422),
+        )
+    )
     if resource.deletable:
-        api.add(Operation("DELETE", item, f"delete_{resource.name}", f"Delete a {resource.name}", _delete(resource),
-                          resource.plural, write_roles, _deleted_schema(resource), path_patterns=pattern,
-                          changes_state=True, errors=(404, 409),
-                          description=f"{title}s still in use by other objects cannot be deleted (409 RESOURCE_IN_USE)."))
+        api.add(
+            Operation(
+                "DELETE",
+                item,
+                f"delete_{resource.name}",
+                f"Delete a {resource.name}",
+                _delete(resource),
+                resource.plural,
+                write_roles,
+                _deleted_schema(resource),
+                path_patterns=pattern,
+                changes_state=True,
+                errors=(404, 409),
+                description=f"{title}s still in use by other objects cannot be deleted (409 RESOURCE_IN_USE).",
+            )
+        )
 
 
 # --- licenses -----------------------------------------------------------------------------------------
@@ -383,7 +455,7 @@ _TRANSITIONS = {
 }
 
 
-def _license_action(action: str):  # type: ignore[no-untyped-def]
+def _license_action(action: str) -> Handler:
     async def act(call: Call) -> Reply:
         assert call.tx is not None
         current = await _get_or_404(call.tx, LICENSE, call.path["id"])
@@ -400,8 +472,8 @@ def _license_action(action: str):  # type: ignore[no-untyped-def]
             assert policy is not None
             if "expires_at" in call.body:
                 changes["expires_at"] = parse_time(call.body["expires_at"], "expires_at")
-            elif _policy_days(policy):
-                extended = max(now_us(), current["expires_at"] or 0) + _policy_days(policy) * DAY_US  # type: ignore[operator]
+            elif days := _policy_days(policy):
+                extended = max(now_us(), current["expires_at"] or 0) + days * DAY_US
                 changes["expires_at"] = checked_time(extended, "expires_at")
             else:
                 raise InvalidStateError("a perpetual license does not expire: give expires_at to set an expiry")
@@ -419,8 +491,9 @@ def _license_action(action: str):  # type: ignore[no-untyped-def]
             await backend.on_license_changed(call.tx, row, _PAST[action])
         shown = LICENSE.to_api(row)
         reason = call.body.get("reason")
-        await call.tx.append_event(f"license.{_PAST[action]}", "license", current["id"], call.actor,
-                                   {**shown, "reason": reason} if reason else shown)
+        await call.tx.append_event(
+            f"license.{_PAST[action]}", "license", current["id"], call.actor, {**shown, "reason": reason} if reason else shown
+        )
         return Reply(200, shown)
 
     return act
@@ -443,27 +516,69 @@ async def lookup_license(call: Call) -> Reply:
 def _add_license_operations(api: Api) -> None:
     shown = LICENSE.response_schema()
     pattern = {"id": id_pattern("lic")}
-    api.add(Operation("POST", "/v1/admin/licenses", "create_license", "Create a license", create_license, "licenses",
-                      SUPPORT_ROLES, LICENSE_WITH_KEY_SCHEMA, status=201, request_schema=LICENSE_CREATE_SCHEMA,
-                      changes_state=True, errors=(422,),
-                      description="Dates default from the policy (duration, maintenance). The answer holds the license key; it is shown only here."))
-    api.add(Operation("POST", "/v1/admin/licenses/lookup", "lookup_license", "Find a license by its key", lookup_license,
-                      "licenses", READ_ROLES, shown, errors=(404, 422),
-                      request_schema={"type": "object", "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100}},
-                                      "required": ["key"], "additionalProperties": False},
-                      description="422 LICENSE_KEY_MALFORMED tells a typo (bad check character) from 404 LICENSE_NOT_FOUND."))
+    api.add(
+        Operation(
+            "POST",
+            "/v1/admin/licenses",
+            "create_license",
+            "Create a license",
+            create_license,
+            "licenses",
+            SUPPORT_ROLES,
+            LICENSE_WITH_KEY_SCHEMA,
+            status=201,
+            request_schema=LICENSE_CREATE_SCHEMA,
+            changes_state=True,
+            errors=(422,),
+            description=(
+                "Dates default from the policy (duration, maintenance). The answer holds the license key; it is shown only here."
+            ),
+        )
+    )
+    api.add(
+        Operation(
+            "POST",
+            "/v1/admin/licenses/lookup",
+            "lookup_license",
+            "Find a license by its key",
+            lookup_license,
+            "licenses",
+            READ_ROLES,
+            shown,
+            errors=(404, 422),
+            request_schema={
+                "type": "object",
+                "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 100}},
+                "required": ["key"],
+                "additionalProperties": False,
+            },
+            description="422 LICENSE_KEY_MALFORMED tells a typo (bad check character) from 404 LICENSE_NOT_FOUND.",
+        )
+    )
     for action in ("suspend", "reinstate", "revoke", "renew"):
         properties = dict(_REASON)
         if action == "renew":
             properties["expires_at"] = TIME_SCHEMA
-        api.add(Operation("POST", f"/v1/admin/licenses/{{id}}/{action}", f"{action}_license", f"{action.capitalize()} a license",
-                          _license_action(action), "licenses", SUPPORT_ROLES, shown, path_patterns=pattern,
-                          request_schema={"type": "object", "properties": properties, "additionalProperties": False},
-                          changes_state=True, errors=(404, 409, 422)))
+        api.add(
+            Operation(
+                "POST",
+                f"/v1/admin/licenses/{{id}}/{action}",
+                f"{action}_license",
+                f"{action.capitalize()} a license",
+                _license_action(action),
+                "licenses",
+                SUPPORT_ROLES,
+                shown,
+                path_patterns=pattern,
+                request_schema={"type": "object", "properties": properties, "additionalProperties": False},
+                changes_state=True,
+                errors=(404, 409, 422),
+            )
+        )
 
 
 # --- tokens -------------------------------------------------------------------------------------------
-TOKEN_SCHEMA = {
+TOKEN_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "pattern": id_pattern("tok")},
@@ -495,8 +610,15 @@ async def issue_token(tx: Transaction, name: str, role: str, product_id: str | N
     """Store a new API token; the row and the token text, which exists only in this answer."""
     token_id = new_id("tok")
     secret, secret_hash = new_secret()
-    row = {"id": token_id, "name": name, "role": role, "product_id": product_id, "secret_hash": secret_hash,
-           "created_at": now_us(), "revoked_at": None}
+    row = {
+        "id": token_id,
+        "name": name,
+        "role": role,
+        "product_id": product_id,
+        "secret_hash": secret_hash,
+        "created_at": now_us(),
+        "revoked_at": None,
+    }
     await tx.insert_token(row)
     return row, f"{token_id}.{secret}"
 
@@ -552,17 +674,73 @@ def _add_token_operations(api: Api) -> None:
         "required": ["name", "role"],
         "additionalProperties": False,
     }
-    with_token = {**TOKEN_SCHEMA, "properties": {**TOKEN_SCHEMA["properties"], "token": {"type": "string"}},
-                  "required": [*TOKEN_SCHEMA["required"], "token"]}
-    api.add(Operation("POST", "/v1/admin/tokens", "create_token", "Create an API token", create_token, "tokens", ADMIN_ROLES,
-                      with_token, status=201, request_schema=create_schema, changes_state=True, errors=(422,),
-                      description="The token is in this answer only; licensor keeps just its hash. A product token (role product) serves a SaaS backend on the license plane."))
-    api.add(Operation("GET", "/v1/admin/tokens", "list_tokens", "List API tokens", list_tokens, "tokens", ADMIN_ROLES,
-                      list_schema(TOKEN_SCHEMA), query=PAGE_PARAMS))
-    api.add(Operation("GET", "/v1/admin/tokens/{id}", "get_token", "Get an API token", get_token, "tokens", ADMIN_ROLES,
-                      TOKEN_SCHEMA, path_patterns=pattern, errors=(404,)))
-    api.add(Operation("DELETE", "/v1/admin/tokens/{id}", "revoke_token", "Revoke an API token", revoke_token, "tokens",
-                      ADMIN_ROLES, TOKEN_SCHEMA, path_patterns=pattern, changes_state=True, errors=(404,)))
+    with_token = {
+        **TOKEN_SCHEMA,
+        "properties": {**TOKEN_SCHEMA["properties"], "token": {"type": "string"}},
+        "required": [*TOKEN_SCHEMA["required"], "token"],
+    }
+    api.add(
+        Operation(
+            "POST",
+            "/v1/admin/tokens",
+            "create_token",
+            "Create an API token",
+            create_token,
+            "tokens",
+            ADMIN_ROLES,
+            with_token,
+            status=201,
+            request_schema=create_schema,
+            changes_state=True,
+            errors=(422,),
+            description=(
+                "The token is in this answer only; licensor keeps just its hash. A product token (role "
+                "product) serves a SaaS backend on the license plane."
+            ),
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/v1/admin/tokens",
+            "list_tokens",
+            "List API tokens",
+            list_tokens,
+            "tokens",
+            ADMIN_ROLES,
+            list_schema(TOKEN_SCHEMA),
+            query=PAGE_PARAMS,
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/v1/admin/tokens/{id}",
+            "get_token",
+            "Get an API token",
+            get_token,
+            "tokens",
+            ADMIN_ROLES,
+            TOKEN_SCHEMA,
+            path_patterns=pattern,
+            errors=(404,),
+        )
+    )
+    api.add(
+        Operation(
+            "DELETE",
+            "/v1/admin/tokens/{id}",
+            "revoke_token",
+            "Revoke an API token",
+            revoke_token,
+            "tokens",
+            ADMIN_ROLES,
+            TOKEN_SCHEMA,
+            path_patterns=pattern,
+            changes_state=True,
+            errors=(404,),
+        )
+    )
 
 
 # --- keys, events, tenant -----------------------------------------------------------------------------
@@ -582,7 +760,7 @@ async def list_events(call: Call) -> Reply:
     after = decode_cursor(call.query["cursor"], "events") if "cursor" in call.query else None
     if after is not None and not isinstance(after, int):
         raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
-    filters = {name: call.query[name] for name in ("type", "subject_id", "subject_type") if name in call.query}
+    filters: dict[str, Any] = {name: call.query[name] for name in ("type", "subject_id", "subject_type") if name in call.query}
     page = await call.store.list_events(call.tenant_id, filters, after, call.query.get("limit", 50))
     items = [event_json(row) for row in page.rows]
     return list_reply("events", items, page.has_more, page.rows[-1]["seq"] if page.rows else None)
@@ -604,22 +782,90 @@ def register(api: Api) -> None:
         _add_resource_operations(api, resource)
     _add_license_operations(api)
     _add_token_operations(api)
-    api.add(Operation("GET", "/v1/admin/keys", "list_keys", "List the tenant's signing keys", list_keys, "keys", READ_ROLES,
-                      list_schema(KEY_SCHEMA)))
-    api.add(Operation("POST", "/v1/admin/keys/rotate", "rotate_keys", "Rotate the signing key", rotate_keys, "keys", ADMIN_ROLES,
-                      {"type": "object", "properties": {"object": {"const": "key_rotation"}, "active_kid": {"type": "string"}},
-                       "required": ["object", "active_kid"], "additionalProperties": False},
-                      changes_state=True, description="A new key becomes the active signing key; the previous ones stay published at /v1/keys, so tokens they signed still verify."))
-    api.add(Operation("GET", "/v1/admin/events", "list_events", "List events", list_events, "events", READ_ROLES,
-                      list_schema(EVENT_SCHEMA), query=PAGE_PARAMS + (
-                          Param("type", {"type": "string", "pattern": "^[a-z_]+\\.[a-z_]+$"}),
-                          Param("subject_type", {"type": "string", "pattern": "^[a-z_]{1,32}$"}),
-                          Param("subject_id", {"type": "string", "pattern": "^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$"}),
-                      )))
-    api.add(Operation("GET", "/v1/admin/events/verify", "verify_events", "Verify the event log's hash chain", verify_events,
-                      "events", READ_ROLES, VERIFICATION_SCHEMA,
-                      description="Recomputes every event's hash and link; names the first event that does not match."))
-    api.add(Operation("GET", "/v1/admin/tenant", "get_tenant", "Get the caller's tenant", get_tenant, "tenant", READ_ROLES,
-                      {"type": "object", "properties": {"id": {"type": "string"}, "object": {"const": "tenant"}, "name": {"type": "string"},
-                                                        "created_at": TIME_SCHEMA},
-                       "required": ["id", "object", "name", "created_at"], "additionalProperties": False}))
+    api.add(
+        Operation(
+            "GET",
+            "/v1/admin/keys",
+            "list_keys",
+            "List the tenant's signing keys",
+            list_keys,
+            "keys",
+            READ_ROLES,
+            list_schema(KEY_SCHEMA),
+        )
+    )
+    api.add(
+        Operation(
+            "POST",
+            "/v1/admin/keys/rotate",
+            "rotate_keys",
+            "Rotate the signing key",
+            rotate_keys,
+            "keys",
+            ADMIN_ROLES,
+            {
+                "type": "object",
+                "properties": {"object": {"const": "key_rotation"}, "active_kid": {"type": "string"}},
+                "required": ["object", "active_kid"],
+                "additionalProperties": False,
+            },
+            changes_state=True,
+            description=(
+                "A new key becomes the active signing key; the previous ones stay published at /v1/keys, so "
+                "tokens they signed still verify."
+            ),
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/v1/admin/events",
+            "list_events",
+            "List events",
+            list_events,
+            "events",
+            READ_ROLES,
+            list_schema(EVENT_SCHEMA),
+            query=(
+                *PAGE_PARAMS,
+                Param("type", {"type": "string", "pattern": "^[a-z_]+\\.[a-z_]+$"}),
+                Param("subject_type", {"type": "string", "pattern": "^[a-z_]{1,32}$"}),
+                Param("subject_id", {"type": "string", "pattern": "^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$"}),
+            ),
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/v1/admin/events/verify",
+            "verify_events",
+            "Verify the event log's hash chain",
+            verify_events,
+            "events",
+            READ_ROLES,
+            VERIFICATION_SCHEMA,
+            description="Recomputes every event's hash and link; names the first event that does not match.",
+        )
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/v1/admin/tenant",
+            "get_tenant",
+            "Get the caller's tenant",
+            get_tenant,
+            "tenant",
+            READ_ROLES,
+            {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "object": {"const": "tenant"},
+                    "name": {"type": "string"},
+                    "created_at": TIME_SCHEMA,
+                },
+                "required": ["id", "object", "name", "created_at"],
+                "additionalProperties": False,
+            },
+        )
+    )

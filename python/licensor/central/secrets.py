@@ -55,29 +55,34 @@ class Secrets:
     master_key: bytes = field(repr=False)
 
     def __post_init__(self) -> None:
+        # The derived keys, declared for the type checker (the declarations assign nothing); set through
+        # object.__setattr__, the dataclass being frozen, and kept out of its fields (repr, comparison).
+        self._seal_key: bytes
+        self._license_key_hash_key: bytes
+        self._answer_key: bytes
         object.__setattr__(self, "_seal_key", _derive(self.master_key, b"seal signing seeds v1"))
         object.__setattr__(self, "_license_key_hash_key", _derive(self.master_key, b"license key hash v1"))
         object.__setattr__(self, "_answer_key", _derive(self.master_key, b"seal idempotent answers v1"))
 
     def seal_seed(self, tenant_id: str, kid: str, seed: bytes) -> bytes:
         nonce = os.urandom(12)
-        return nonce + AESGCM(self._seal_key).encrypt(nonce, seed, f"{tenant_id}\x00{kid}".encode())  # type: ignore[attr-defined]
+        return nonce + AESGCM(self._seal_key).encrypt(nonce, seed, f"{tenant_id}\x00{kid}".encode())
 
     def open_seed(self, tenant_id: str, kid: str, sealed: bytes) -> bytes:
-        return AESGCM(self._seal_key).decrypt(sealed[:12], sealed[12:], f"{tenant_id}\x00{kid}".encode())  # type: ignore[attr-defined]
+        return AESGCM(self._seal_key).decrypt(sealed[:12], sealed[12:], f"{tenant_id}\x00{kid}".encode())
 
     def seal_answer(self, tenant_id: str, idempotency_key: str, answer: str) -> str:
         """An answer remembered for an Idempotency-Key, sealed (it may hold a license key or an API token,
         which the database must never hold in the clear), as text."""
         nonce = os.urandom(12)
-        sealed = AESGCM(self._answer_key).encrypt(nonce, answer.encode(), f"{tenant_id}\x00{idempotency_key}".encode())  # type: ignore[attr-defined]
+        sealed = AESGCM(self._answer_key).encrypt(nonce, answer.encode(), f"{tenant_id}\x00{idempotency_key}".encode())
         return base64.urlsafe_b64encode(nonce + sealed).decode()
 
     def open_answer(self, tenant_id: str, idempotency_key: str, sealed: str) -> str:
         raw = base64.urlsafe_b64decode(sealed)
-        return AESGCM(self._answer_key).decrypt(raw[:12], raw[12:], f"{tenant_id}\x00{idempotency_key}".encode()).decode()  # type: ignore[attr-defined]
+        return AESGCM(self._answer_key).decrypt(raw[:12], raw[12:], f"{tenant_id}\x00{idempotency_key}".encode()).decode()
 
     def license_key_hash(self, tenant_id: str, normalized_key: str) -> bytes:
         """The keyed hash a license key is stored and looked up by (never the key itself)."""
         message = f"{tenant_id}\x00{normalized_key}".encode()
-        return hmac.new(self._license_key_hash_key, message, hashlib.sha256).digest()  # type: ignore[attr-defined]
+        return hmac.new(self._license_key_hash_key, message, hashlib.sha256).digest()

@@ -23,5 +23,7 @@ async def create_tenant(store: Store, secrets: Secrets, name: str) -> NewTenant:
     async with store.transaction(tenant_id) as tx:
         kid = await add_signing_key(tx, secrets)
         row, token = await issue_token(tx, "initial admin token", "admin", None)
-        await tx.append_event("tenant.created", "tenant", tenant_id, "licensor init", {"name": name, "kid": kid, "token_id": row["id"]})
+        await tx.append_event(
+            "tenant.created", "tenant", tenant_id, "licensor init", {"name": name, "kid": kid, "token_id": row["id"]}
+        )
     return NewTenant(tenant_id, token)

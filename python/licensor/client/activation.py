@@ -73,15 +73,23 @@ class DeviceKey:
         return _b64(self.public_key)
 
 
-def device_request(key: DeviceKey, op: str, *, tenant: str, product: str, fingerprint: Mapping[str, str],
-                   now: float | None = None, **fields: Any) -> str:
+def device_request(
+    key: DeviceKey, op: str, *, tenant: str, product: str, fingerprint: Mapping[str, str], now: float | None = None, **fields: Any
+) -> str:
     """A ``dv1`` request signed by the device: ``op`` is ``activate`` and ``recover`` (with ``license_key``,
     optionally ``device_name``, and for recover ``withdraw``, an activation id), or ``checkin`` and
     ``deactivate`` (with ``activation`` and ``generation``, those of the device's current license file)."""
     if op not in OPERATIONS:
         raise ValueError(f"op must be one of {', '.join(OPERATIONS)}")
-    document = {"op": op, "tenant": tenant, "product": product, "device_key": key.key_id, "fingerprint": dict(fingerprint),
-                "time": int(time.time() if now is None else now), **{k: v for k, v in fields.items() if v is not None}}
+    document = {
+        "op": op,
+        "tenant": tenant,
+        "product": product,
+        "device_key": key.key_id,
+        "fingerprint": dict(fingerprint),
+        "time": int(time.time() if now is None else now),
+        **{k: v for k, v in fields.items() if v is not None},
+    }
     return sign_document(DEVICE_REQUEST_KIND, key.key_id, key.seed, document)
 
 
@@ -143,10 +151,22 @@ def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: s
     try:
         features = {text(item["feature"]): quantity(item["quantity"]) for item in document["features"]}
         parsed = LicenseFile(
-            tenant, product, text(document["license"]), text(document["activation"]), text(document["device_key"]),
-            text_map(document["fingerprint"]), MatchRule.from_json(document["match"]), features, json_object(document["terms"]),
-            integer(document["generation"]), integer(document["iat"]), integer(document["checkpoint_at"]), integer(document["lapses_at"]),
-            None if document["exp"] is None else integer(document["exp"]), text(document["mode"]), token,
+            tenant,
+            product,
+            text(document["license"]),
+            text(document["activation"]),
+            text(document["device_key"]),
+            text_map(document["fingerprint"]),
+            MatchRule.from_json(document["match"]),
+            features,
+            json_object(document["terms"]),
+            integer(document["generation"]),
+            integer(document["iat"]),
+            integer(document["checkpoint_at"]),
+            integer(document["lapses_at"]),
+            None if document["exp"] is None else integer(document["exp"]),
+            text(document["mode"]),
+            token,
         )
     except (KeyError, TypeError, ValueError):
         raise LicenseFileRejectedError("the license file lacks or garbles a field", code="LICENSE_FILE_MALFORMED") from None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from licensor.errors import TokenError
 from licensor.tokens import read_document
@@ -30,13 +30,25 @@ class EntitlementRejectedError(TokenError):
 
 
 def entitlement_document(
-    tenant_id: str, product: str, subject: str, features: list[dict[str, Any]], terms: dict[str, Any],
-    license_ids: list[str], issued_at: int, expires_at: int,
+    tenant_id: str,
+    product: str,
+    subject: str,
+    features: list[dict[str, Any]],
+    terms: dict[str, Any],
+    license_ids: list[str],
+    issued_at: int,
+    expires_at: int,
 ) -> dict[str, Any]:
     """What the gateway signs as an ``en1`` token (times in seconds since the epoch)."""
     return {
-        "tenant": tenant_id, "product": product, "subject": subject, "features": features, "terms": terms,
-        "licenses": license_ids, "iat": issued_at, "exp": expires_at,
+        "tenant": tenant_id,
+        "product": product,
+        "subject": subject,
+        "features": features,
+        "terms": terms,
+        "licenses": license_ids,
+        "iat": issued_at,
+        "exp": expires_at,
     }
 
 
@@ -73,14 +85,22 @@ def verify_entitlement_token(
         SUBJECT_MISMATCH, ENTITLEMENT_EXPIRED, ENTITLEMENT_MALFORMED) for a genuine token that does not answer.
     """
     document = read_document(token, ENTITLEMENT_KIND, public_keys)
-    for name, expected, code in (("tenant", tenant, "TENANT_MISMATCH"), ("product", product, "PRODUCT_MISMATCH"),
-                                 ("subject", subject, "SUBJECT_MISMATCH")):
+    for name, expected, code in (
+        ("tenant", tenant, "TENANT_MISMATCH"),
+        ("product", product, "PRODUCT_MISMATCH"),
+        ("subject", subject, "SUBJECT_MISMATCH"),
+    ):
         if document.get(name) != expected:
             raise EntitlementRejectedError(f"the token was issued for another {name}", code=code)
     issued_at, expires_at = document.get("iat"), document.get("exp")
     features = document.get("features")
-    if not (_is_int(issued_at) and _is_int(expires_at) and isinstance(features, list) and isinstance(document.get("terms"), dict)
-            and isinstance(document.get("licenses"), list)):
+    if not (
+        _is_int(issued_at)
+        and _is_int(expires_at)
+        and isinstance(features, list)
+        and isinstance(document.get("terms"), dict)
+        and isinstance(document.get("licenses"), list)
+    ):
         raise EntitlementRejectedError("the token lacks its times, features or terms", code="ENTITLEMENT_MALFORMED")
     moment = time.time() if now is None else now
     if moment >= expires_at or moment + CLOCK_SKEW_S < issued_at:
@@ -93,7 +113,7 @@ def verify_entitlement_token(
     return Entitlements(tenant, product, subject, granted, document["terms"], tuple(document["licenses"]), issued_at, expires_at)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -108,8 +128,16 @@ class EntitlementCache:
     its expiry); every token is verified before it is kept, so a forged or misdirected one is never served.
     """
 
-    def __init__(self, fetch: Fetch, public_keys: Mapping[str, bytes], *, tenant: str, refresh_s: float = 5.0,
-                 clock: Callable[[], float] = time.time, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        fetch: Fetch,
+        public_keys: Mapping[str, bytes],
+        *,
+        tenant: str,
+        refresh_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        max_entries: int = 100_000,
+    ) -> None:
         self.fetch = fetch
         self.public_keys = public_keys
         self.tenant = tenant
@@ -130,8 +158,9 @@ class EntitlementCache:
             return cached
         self.fetches += 1
         token = await self.fetch(product, subject)
-        entitlements = verify_entitlement_token(token, self.public_keys, tenant=self.tenant, product=product,
-                                                subject=subject, now=now)
+        entitlements = verify_entitlement_token(
+            token, self.public_keys, tenant=self.tenant, product=product, subject=subject, now=now
+        )
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[(product, subject)] = entitlements

@@ -65,8 +65,17 @@ CHECK_OUT_PATH = "/v1/leases"
 HEARTBEAT_PATH = "/v1/leases/heartbeat"
 RELEASE_PATH = "/v1/leases/release"
 KEYS_PATH = "/v1/keys"
-LEASE_ENDED_CODES = frozenset({"LEASE_TAKEN_OVER", "LEASE_EXPIRED", "LEASE_RELEASED", "LEASE_ENDED", "LEASE_NOT_FOUND",
-                               "CREDENTIAL_REVOKED", "CREDENTIAL_INVALID"})
+LEASE_ENDED_CODES = frozenset(
+    {
+        "LEASE_TAKEN_OVER",
+        "LEASE_EXPIRED",
+        "LEASE_RELEASED",
+        "LEASE_ENDED",
+        "LEASE_NOT_FOUND",
+        "CREDENTIAL_REVOKED",
+        "CREDENTIAL_INVALID",
+    }
+)
 """Heartbeat refusals after which the lease is not held by this device (nothing to release); after any other (the
 license suspended, say) the lease is still held on the gateway, so leaving releases it."""
 
@@ -162,8 +171,7 @@ def read_credential_file(text_or_path: str | bytes | os.PathLike[str]) -> Creden
     server = document.get("server")
     if not isinstance(server, str) or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", server):
         raise CredentialFileError("the credential file's server is not an http(s) URL")
-    checks = (("tenant", _TENANT_ID), ("product", _PRODUCT_CODE), ("license", _LICENSE_ID),
-              ("credential", _CREDENTIAL))
+    checks = (("tenant", _TENANT_ID), ("product", _PRODUCT_CODE), ("license", _LICENSE_ID), ("credential", _CREDENTIAL))
     for name, pattern in checks:
         value = document.get(name)
         if not isinstance(value, str) or not pattern.fullmatch(value):
@@ -180,8 +188,15 @@ def read_credential_file(text_or_path: str | bytes | os.PathLike[str]) -> Creden
         if not _KID.fullmatch(kid) or public_key is None:
             raise CredentialFileError("a public key of the credential file is not a key id with base64url of 32 bytes")
         public_keys[kid] = public_key
-    return CredentialFile(server.rstrip("/"), document["tenant"], document["product"], document["license"],
-                          document["credential"], label, public_keys)
+    return CredentialFile(
+        server.rstrip("/"),
+        document["tenant"],
+        document["product"],
+        document["license"],
+        document["credential"],
+        label,
+        public_keys,
+    )
 
 
 def _public_key(encoded: Any) -> bytes | None:
@@ -242,9 +257,19 @@ def read_lease_token(token: str, public_keys: Mapping[str, bytes], *, tenant: st
             raise TypeError("not a list")
         entitlements = {text(item["feature"]): quantity(item["quantity"]) for item in document["entitlements"]}
         parsed = LeaseToken(
-            tenant, product, text(document["license"]), text(document["lease"]), text(document["credential"]),
-            text(document["device"]), tuple(text(code) for code in features), entitlements, json_object(document["terms"]),
-            integer(document["iat"]), integer(document["exp"]), integer(document["heartbeat_interval"]), integer(document["renewal"]),
+            tenant,
+            product,
+            text(document["license"]),
+            text(document["lease"]),
+            text(document["credential"]),
+            text(document["device"]),
+            tuple(text(code) for code in features),
+            entitlements,
+            json_object(document["terms"]),
+            integer(document["iat"]),
+            integer(document["exp"]),
+            integer(document["heartbeat_interval"]),
+            integer(document["renewal"]),
             token,
         )
     except (KeyError, TypeError, ValueError):
@@ -297,8 +322,9 @@ class _Answer(NamedTuple):
 
     def refusal(self, action: str) -> LeaseRefusedError:
         error = self.body["error"]
-        return LeaseRefusedError(f"{action} refused: {error.get('message', error['code'])}", code=error["code"],
-                                 http_status=self.status)
+        return LeaseRefusedError(
+            f"{action} refused: {error.get('message', error['code'])}", code=error["code"], http_status=self.status
+        )
 
 
 class _Unanswered(Exception):
@@ -366,8 +392,15 @@ class LeaseKeeper:
         self._closed = False
 
     def __repr__(self) -> str:
-        state = ("lost " + self._lost_code if self._lost_code else "closed" if self._closed
-                 else "held" if self._lease else "not checked out")
+        state = (
+            "lost " + self._lost_code
+            if self._lost_code
+            else "closed"
+            if self._closed
+            else "held"
+            if self._lease
+            else "not checked out"
+        )
         return f"<LeaseKeeper {self._lease_id or 'no lease'} of {self.credential.credential_id} on {self.device_id!r}: {state}>"
 
     # --- state -----------------------------------------------------------------------------------------------
@@ -476,7 +509,8 @@ class LeaseKeeper:
                 raise
             return
         raise GatewayUnavailableError(
-            f"no usable answer from the gateway at {self.credential.server} after {CHECK_OUT_ATTEMPTS} attempts ({why})")
+            f"no usable answer from the gateway at {self.credential.server} after {CHECK_OUT_ATTEMPTS} attempts ({why})"
+        )
 
     async def _keep(self) -> None:
         """Heartbeat every interval until the lease is lost (or the task is cancelled).
@@ -567,11 +601,21 @@ class LeaseKeeper:
         :raises LeaseRefusedError: the answer is malformed (ANSWER_MALFORMED) or its token does not verify (the
             token's error code, LEASE_MISMATCH, or a verdict code other than VALID).
         """
-        lease, secret, interval = answer.body.get("lease"), answer.body.get("lease_secret"), answer.body.get("heartbeat_interval_seconds")
+        lease, secret, interval = (
+            answer.body.get("lease"),
+            answer.body.get("lease_secret"),
+            answer.body.get("heartbeat_interval_seconds"),
+        )
         lease_id = lease.get("id") if isinstance(lease, dict) else None
-        if not (isinstance(lease_id, str) and isinstance(secret, str) and _B64URL_32_BYTES.fullmatch(secret)
-                and isinstance(interval, int) and not isinstance(interval, bool) and interval >= 1
-                and isinstance(answer.body.get("lease_token"), str)):
+        if not (
+            isinstance(lease_id, str)
+            and isinstance(secret, str)
+            and _B64URL_32_BYTES.fullmatch(secret)
+            and isinstance(interval, int)
+            and not isinstance(interval, bool)
+            and interval >= 1
+            and isinstance(answer.body.get("lease_token"), str)
+        ):
             raise LeaseRefusedError("the gateway's lease answer is malformed", code="ANSWER_MALFORMED", http_status=answer.status)
         if expected_lease is not None and lease_id != expected_lease:
             raise LeaseRefusedError("the gateway answered for another lease", code="LEASE_MISMATCH", http_status=answer.status)
@@ -579,14 +623,22 @@ class LeaseKeeper:
         try:
             verdict = await self._verified(answer.body["lease_token"])
             token = verdict.lease
-            if (token.lease_id, token.license_id, token.credential_id) != (lease_id, self.credential.license, self.credential.credential_id):
+            if (token.lease_id, token.license_id, token.credential_id) != (
+                lease_id,
+                self.credential.license,
+                self.credential.credential_id,
+            ):
                 raise LeaseTokenRejectedError("the lease token names another lease, license or credential", code="LEASE_MISMATCH")
         except TokenError as error:
-            raise LeaseRefusedError(f"the gateway's lease token does not verify: {error.message}", code=error.code,
-                                    http_status=answer.status) from None
+            raise LeaseRefusedError(
+                f"the gateway's lease token does not verify: {error.message}", code=error.code, http_status=answer.status
+            ) from None
         if not verdict.valid:
-            raise LeaseRefusedError(f"the gateway's lease token is not valid here: {verdict.code.value}", code=verdict.code.value,
-                                    http_status=answer.status)
+            raise LeaseRefusedError(
+                f"the gateway's lease token is not valid here: {verdict.code.value}",
+                code=verdict.code.value,
+                http_status=answer.status,
+            )
         self._lease, self._interval = token, float(interval)
         self._expires_local = self.clock() + (token.expires_at - token.issued_at)
 
@@ -598,10 +650,18 @@ class LeaseKeeper:
 
         :raises licensor.errors.TokenError: the token does not verify, with the newest keys either.
         """
+
         def verify() -> LeaseVerdict:
             issued = read_lease_token(token, self._keys, tenant=self.credential.tenant, product=self.credential.product)
-            return verify_lease_token(token, self._keys, tenant=self.credential.tenant, product=self.credential.product,
-                                      device_id=self.device_id, features=self.features, now=issued.issued_at)
+            return verify_lease_token(
+                token,
+                self._keys,
+                tenant=self.credential.tenant,
+                product=self.credential.product,
+                device_id=self.device_id,
+                features=self.features,
+                now=issued.issued_at,
+            )
 
         try:
             return verify()
@@ -614,8 +674,9 @@ class LeaseKeeper:
         assert self._session is not None
         url = f"{self.credential.server}{KEYS_PATH}"
         try:
-            async with self._session.get(url, params={"tenant": self.credential.tenant},
-                                         timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)) as response:
+            async with self._session.get(
+                url, params={"tenant": self.credential.tenant}, timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)
+            ) as response:
                 document = orjson.loads(await response.read()) if response.status == 200 else {}
         except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
             return {}
@@ -645,9 +706,13 @@ class LeaseKeeper:
         assert self._session is not None
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         try:
-            async with self._session.post(self.credential.server + path, data=orjson.dumps(body), headers=headers,
-                                          timeout=aiohttp.ClientTimeout(total=max(timeout_s, 0.001)),
-                                          raise_for_status=False) as response:
+            async with self._session.post(
+                self.credential.server + path,
+                data=orjson.dumps(body),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=max(timeout_s, 0.001)),
+                raise_for_status=False,
+            ) as response:
                 status, raw = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             raise _Unanswered(type(error).__name__) from None  # its text may quote the request
@@ -657,8 +722,9 @@ class LeaseKeeper:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise _Unanswered(f"HTTP {status} without JSON") from None
-        if not isinstance(document, dict) or (status >= 400 and not (
-                isinstance(document.get("error"), dict) and isinstance(document["error"].get("code"), str))):
+        if not isinstance(document, dict) or (
+            status >= 400 and not (isinstance(document.get("error"), dict) and isinstance(document["error"].get("code"), str))
+        ):
             raise _Unanswered(f"HTTP {status} outside the error contract")
         return _Answer(status, document)
 

@@ -135,8 +135,12 @@ class Operation:
 
     # --- the request pipeline ---------------------------------------------------------------------------
     async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if self.quick_answer is not None and not request.query_string and "Authorization" not in request.headers \
-                and _is_json_content(request):
+        if (
+            self.quick_answer is not None
+            and not request.query_string
+            and "Authorization" not in request.headers
+            and _is_json_content(request)
+        ):
             quick = self.quick_answer(request, await _read(request, self.max_body_bytes))
             if quick is not None:
                 return quick
@@ -210,7 +214,7 @@ class Operation:
             body = read_json(raw)
         assert self._body_schema is not None
         self._body_schema.validate(body)
-        return body  # type: ignore[no-any-return]
+        return body
 
 
 def _is_json_content(request: web.Request) -> bool:
@@ -349,7 +353,9 @@ class Api:
         """:raises ValueError: another operation has the same method and path, or the same operation id."""
         for known in self.operations:
             if (known.method, known.path) == (operation.method, operation.path) or known.operation_id == operation.operation_id:
-                raise ValueError(f"two operations are {operation.method} {operation.path} ({known.operation_id}, {operation.operation_id})")
+                raise ValueError(
+                    f"two operations are {operation.method} {operation.path} ({known.operation_id}, {operation.operation_id})"
+                )
         self.operations.append(operation)
         return operation
 

@@ -17,13 +17,13 @@ from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway import protocol
 from licensor.gateway.api import MAX_BODY_BYTES, Api, Call, Operation, Param, Reply
+from licensor.gateway.cache import LicenseCache
 from licensor.gateway.check import CHECK_OPERATION
 from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
+from licensor.gateway.outcomes import CheckOutcomes
 from licensor.gateway.settings import Settings
 from licensor.model import id_pattern
-from licensor.gateway.cache import LicenseCache
-from licensor.gateway.outcomes import CheckOutcomes
 from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
 from licensor.store import Row, Store, open_store
 
@@ -58,20 +58,44 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
     """Every operation of the gateway: its own, its backends' and its plugins'."""
     api = Api()
     api.add(Operation("GET", "/healthz", "healthz", "Is the process up", healthz, "ops", None, _STATUS))
-    api.add(Operation("GET", "/readyz", "readyz", "Can the gateway reach its database", readyz, "ops", None, _STATUS, errors=(503,)))
-    api.add(Operation("GET", "/openapi.json", "openapi", "This OpenAPI document", openapi_document, "ops", None, {"type": "object"}))
-    api.add(Operation("GET", "/v1/keys", "published_keys", "A tenant's public signing keys", published_keys, "keys", None,
-                      {"type": "object",
-                       "properties": {"object": {"const": "keyset"}, "tenant": {"type": "string"}, "keys": {"type": "array", "items": KEY_SCHEMA}},
-                       "required": ["object", "tenant", "keys"], "additionalProperties": False},
-                      query=(Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The tenant's id.", required=True),),
-                      errors=(404,),
-                      description="Active and retired keys: everything the tenant signs verifies offline against these."))
+    api.add(
+        Operation("GET", "/readyz", "readyz", "Can the gateway reach its database", readyz, "ops", None, _STATUS, errors=(503,))
+    )
+    api.add(
+        Operation("GET", "/openapi.json", "openapi", "This OpenAPI document", openapi_document, "ops", None, {"type": "object"})
+    )
+    api.add(
+        Operation(
+            "GET",
+            "/v1/keys",
+            "published_keys",
+            "A tenant's public signing keys",
+            published_keys,
+            "keys",
+            None,
+            {
+                "type": "object",
+                "properties": {
+                    "object": {"const": "keyset"},
+                    "tenant": {"type": "string"},
+                    "keys": {"type": "array", "items": KEY_SCHEMA},
+                },
+                "required": ["object", "tenant", "keys"],
+                "additionalProperties": False,
+            },
+            query=(Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The tenant's id.", required=True),),
+            errors=(404,),
+            description="Active and retired keys: everything the tenant signs verifies offline against these.",
+        )
+    )
     api.add(CHECK_OPERATION)
     admin.register(api)
-    for name in backends or ():
-        for operation in backends.get(name).operations():  # type: ignore[union-attr]
-            api.add(operation)
+    if backends is not None:
+        for name in backends:
+            backend = backends.get(name)
+            assert backend is not None  # a name the registry lists
+            for operation in backend.operations():
+                api.add(operation)
     if plugins is not None:
         plugins.hook.licensor_register_routes(router=api)
     return api
@@ -100,8 +124,9 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     :raises pluggy.PluginValidationError: a plugin implements a hook licensor does not have.
     """
     protocol.install()
-    app = web.Application(middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES,
-                          handler_args=dict(protocol.HANDLER_ARGS))
+    app = web.Application(
+        middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES, handler_args=dict(protocol.HANDLER_ARGS)
+    )
     app[app_keys.SETTINGS] = settings
     manager = plugin_manager(plugins)
     app[app_keys.PLUGINS] = manager
@@ -109,9 +134,16 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     api = build_api(backends, manager)
     app[app_keys.API] = api
     document = build_document(api, settings.public_url)
-    document["paths"]["/docs"] = {"get": {"operationId": "docs", "summary": "This API as a readable page", "tags": ["ops"],
-                                          "parameters": [], "security": [],
-                                          "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}}}}
+    document["paths"]["/docs"] = {
+        "get": {
+            "operationId": "docs",
+            "summary": "This API as a readable page",
+            "tags": ["ops"],
+            "parameters": [],
+            "security": [],
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
+        }
+    }
     app[app_keys.OPENAPI] = document
     app[app_keys.DOCS_HTML] = render_docs(document)
 
@@ -120,7 +152,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
         app[app_keys.SECRETS] = Secrets(master_key)
         opened = store or open_store(settings.store_url)
         if opened.url.startswith("sqlite:///"):
-            os.makedirs(os.path.dirname(opened.url[len("sqlite:///"):]) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(opened.url[len("sqlite:///") :]) or ".", exist_ok=True)
         await opened.open()
         app[app_keys.STORE] = opened
         app[app_keys.CACHE] = LicenseCache(opened, app[app_keys.SECRETS])

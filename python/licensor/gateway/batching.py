@@ -85,14 +85,17 @@ class SelfKeyedTokenReader:
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         waiting = len(self._queue)
-        if (GATHER_FROM <= waiting < self.max_batch and waiting > self._seen_waiting
-                and loop.time() - self._first_queued_at < GATHER_MAX_S):
+        if (
+            GATHER_FROM <= waiting < self.max_batch
+            and waiting > self._seen_waiting
+            and loop.time() - self._first_queued_at < GATHER_MAX_S
+        ):
             self._seen_waiting = waiting  # still growing: a burst is arriving
             loop.call_later(GATHER_STEP_S, self._drain, loop)
             return
         self._scheduled, self._seen_waiting = False, 0
         while self._queue:
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             tokens = [token for token, _, _, _ in batch]
             keys = {kid: public_key for _, kid, public_key, _ in batch}  # each kid names its own key: no clash
             started = time.thread_time_ns()

@@ -98,7 +98,10 @@ class LicenseCache:
             self._tenants.pop(tenant_id, None)
 
     async def _through(
-        self, tenant_id: str, lookup: Callable[[_TenantEntries], Any], keep: Callable[[_TenantEntries, T], None],
+        self,
+        tenant_id: str,
+        lookup: Callable[[_TenantEntries], Any],
+        keep: Callable[[_TenantEntries, T], None],
         read: Callable[[], Awaitable[T]],
     ) -> T:
         live = self.store.announcements_live
@@ -107,7 +110,7 @@ class LicenseCache:
             found = lookup(entries)
             if found is not _MISSING:
                 self.hits += 1
-                return found  # type: ignore[no-any-return]
+                return found
         self.misses += 1
         announced = self._announced
         value = await read()

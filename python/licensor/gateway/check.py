@@ -54,9 +54,18 @@ def backend_for(app: web.Application, licensed: Licensed) -> Backend:
 
 def check_request(tenant_id: str, licensed: Licensed, body: dict[str, Any], now: int, store: Store | None = None) -> CheckRequest:
     return CheckRequest(
-        tenant_id, licensed.license, licensed.policy, tuple(body.get("features", ())), body.get("version"), now,
-        product=licensed.product, options=licensed.options, subject=body.get("subject"), fingerprint=body.get("fingerprint"),
-        license_terms=licensed.terms, store=store,
+        tenant_id,
+        licensed.license,
+        licensed.policy,
+        tuple(body.get("features", ())),
+        body.get("version"),
+        now,
+        product=licensed.product,
+        options=licensed.options,
+        subject=body.get("subject"),
+        fingerprint=body.get("fingerprint"),
+        license_terms=licensed.terms,
+        store=store,
     )
 
 
@@ -136,11 +145,18 @@ async def check(call: Call) -> Reply:
             break
     call.request.app[app_keys.OUTCOMES].record(tenant_id, verdict.license_id, verdict.code.value)
     shown = verdict.as_json()
-    if "license_key" in body and "nonce" not in body and len(candidates) == 1 and backend is not None \
-            and backend.verdicts_cacheable and verdict.license_id is not None:
+    if (
+        "license_key" in body
+        and "nonce" not in body
+        and len(candidates) == 1
+        and backend is not None
+        and backend.verdicts_cacheable
+        and verdict.license_id is not None
+    ):
         answer = {"object": "check", "verdict": shown, "signed_answer": None}
-        kept = CachedAnswer(tenant_id, verdict.license_id, verdict.code.value, orjson.dumps(answer),
-                            _answer_holds_until(candidates[0], now))
+        kept = CachedAnswer(
+            tenant_id, verdict.license_id, verdict.code.value, orjson.dumps(answer), _answer_holds_until(candidates[0], now)
+        )
         cache.keep_answer(call.request[app_keys.BODY], kept, announcements_seen)
     signed = None
     if "nonce" in body:
@@ -192,7 +208,13 @@ VERDICT_SCHEMA: dict[str, Any] = {
 }
 
 CHECK_OPERATION = Operation(
-    "POST", CHECK_PATH, "check", "Check a license", check, "license plane", frozenset({"product"}),
+    "POST",
+    CHECK_PATH,
+    "check",
+    "Check a license",
+    check,
+    "license plane",
+    frozenset({"product"}),
     {
         "type": "object",
         "properties": {

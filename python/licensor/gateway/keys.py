@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     import pluggy
 
-    from licensor.gateway.cache import LicenseCache
-    from licensor.gateway.outcomes import CheckOutcomes
     from licensor.central.secrets import Secrets
     from licensor.gateway.api import Api
+    from licensor.gateway.cache import LicenseCache
+    from licensor.gateway.outcomes import CheckOutcomes
     from licensor.gateway.settings import Settings
     from licensor.plugins import BackendRegistry
     from licensor.store import Store
@@ -25,7 +25,7 @@ BACKENDS: web.AppKey[BackendRegistry] = web.AppKey("backends")
 PLUGINS: web.AppKey[pluggy.PluginManager] = web.AppKey("plugins")
 CACHE: web.AppKey[LicenseCache] = web.AppKey("cache")
 OUTCOMES: web.AppKey[CheckOutcomes] = web.AppKey("outcomes")
-OPENAPI: web.AppKey[dict] = web.AppKey("openapi")  # type: ignore[type-arg]
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 DOCS_HTML: web.AppKey[str] = web.AppKey("docs_html")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)

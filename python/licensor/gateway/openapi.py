@@ -23,14 +23,20 @@ ERROR_SCHEMA = {
 }
 
 _ERROR_TEXT = {
-    400: "Malformed request (MALFORMED_JSON, DUPLICATE_KEY, NESTING_TOO_DEEP, UNKNOWN_PARAMETER, INVALID_PARAMETER, INVALID_CURSOR, ...)",
+    400: (
+        "Malformed request (MALFORMED_JSON, DUPLICATE_KEY, NESTING_TOO_DEEP, UNKNOWN_PARAMETER, INVALID_PARAMETER, "
+        "INVALID_CURSOR, ...)"
+    ),
     401: "No valid API token (UNAUTHENTICATED, TOKEN_MALFORMED, TOKEN_INVALID, TOKEN_REVOKED)",
     403: "The token's role may not do this (FORBIDDEN)",
     404: "No such object for this tenant",
     409: "Conflicts with existing data or the object's state",
     413: "Body larger than the operation takes: its requestBody's x-max-body-bytes, else 64 KiB (PAYLOAD_TOO_LARGE)",
     415: "A body not sent as Content-Type: application/json, UTF-8 (UNSUPPORTED_MEDIA_TYPE)",
-    422: "Breaks the schema or a rule (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD, REFERENCE_NOT_FOUND, IDEMPOTENCY_KEY_REUSED, ...)",
+    422: (
+        "Breaks the schema or a rule (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD, REFERENCE_NOT_FOUND, "
+        "IDEMPOTENCY_KEY_REUSED, ...)"
+    ),
     503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
 }
 
@@ -49,14 +55,29 @@ def _error_response(status: int, self_authenticated: bool = False) -> dict[str, 
 def _operation(op: Operation) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = []
     for name in op.path_patterns:
-        parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": op.path_patterns[name]}})
+        parameters.append(
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": op.path_patterns[name]}}
+        )
     for param in op.query:
-        parameters.append({"name": param.name, "in": "query", "required": param.required, "schema": param.schema,
-                           "description": param.description})
+        parameters.append(
+            {
+                "name": param.name,
+                "in": "query",
+                "required": param.required,
+                "schema": param.schema,
+                "description": param.description,
+            }
+        )
     if op.changes_state:
-        parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
-                           "description": "Repeats with the same key and body get the first answer; another body gets 422."})
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
+                "description": "Repeats with the same key and body get the first answer; another body gets 422.",
+            }
+        )
     success: dict[str, Any] = {"description": "Success"}
     if op.response_schema is not None:
         success["content"] = {op.response_content_type: {"schema": op.response_schema}}
@@ -87,8 +108,11 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.description:
         document["description"] = op.description
     if op.request_schema is not None:
-        document["requestBody"] = {"required": False, "content": {"application/json": {"schema": op.request_schema}},
-                                   "x-max-body-bytes": op.max_body_bytes}
+        document["requestBody"] = {
+            "required": False,
+            "content": {"application/json": {"schema": op.request_schema}},
+            "x-max-body-bytes": op.max_body_bytes,
+        }
     document["security"] = [] if op.roles is None else [{}, {"bearer": []}] if op.token_optional else [{"bearer": []}]
     if op.roles is not None:
         document["x-roles"] = sorted(op.roles)
@@ -124,7 +148,9 @@ def render_docs(document: dict[str, Any]) -> str:
     rows = []
     for path, methods in document["paths"].items():
         for method, op in methods.items():
-            roles = ", ".join(op.get("x-roles", [])) or ("authenticated by its body" if op.get("x-authenticated-by") else "public")
+            roles = ", ".join(op.get("x-roles", [])) or (
+                "authenticated by its body" if op.get("x-authenticated-by") else "public"
+            )
             statuses = ", ".join(op["responses"])
             rows.append(
                 f"<section id='{html.escape(op['operationId'])}'><h3><code>{method.upper()} {html.escape(path)}</code></h3>"
@@ -137,5 +163,5 @@ def render_docs(document: dict[str, Any]) -> str:
         "section{border-top:1px solid #ddd;padding:.5rem 0}code{font-size:1.05em}</style></head><body>"
         f"<h1>licensor API {html.escape(document['info']['version'])}</h1>"
         "<p>The machine-readable document is at <a href='/openapi.json'>/openapi.json</a>. Errors are "
-        "<code>{\"error\": {\"code\", \"message\"}}</code>.</p>" + "".join(rows) + "</body></html>"
+        '<code>{"error": {"code", "message"}}</code>.</p>' + "".join(rows) + "</body></html>"
     )

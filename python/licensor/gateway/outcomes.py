@@ -58,7 +58,9 @@ class CheckOutcomes:
         """Write what was counted so far, one transaction per tenant."""
         pending, self._pending = self._pending, {}
         if self.dropped:
-            log.warning("%d check outcomes were not recorded: more than %d distinct ones within one flush", self.dropped, MAX_PENDING)
+            log.warning(
+                "%d check outcomes were not recorded: more than %d distinct ones within one flush", self.dropped, MAX_PENDING
+            )
             self.dropped = 0
         by_tenant: dict[str, list[tuple[str | None, str, _Tally]]] = {}
         for (tenant_id, license_id, code), tally in pending.items():
@@ -68,10 +70,18 @@ class CheckOutcomes:
                 async with self.store.transaction(tenant_id) as tx:
                     for license_id, code, tally in tallies:
                         subject_type, subject_id = ("license", license_id) if license_id else ("tenant", tenant_id)
-                        await tx.append_event("license.checked", subject_type, subject_id, "license-plane", {
-                            "code": code, "count": tally.count,
-                            "first_at": format_time(tally.first_at), "last_at": format_time(tally.last_at),
-                        })
+                        await tx.append_event(
+                            "license.checked",
+                            subject_type,
+                            subject_id,
+                            "license-plane",
+                            {
+                                "code": code,
+                                "count": tally.count,
+                                "first_at": format_time(tally.first_at),
+                                "last_at": format_time(tally.last_at),
+                            },
+                        )
             except LookupError:
                 continue  # checks named a tenant that does not exist: there is no log to write to
             except Exception:  # the database is away: keep the counts for the next flush

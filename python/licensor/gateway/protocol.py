@@ -108,8 +108,9 @@ def install() -> None:
             if isinstance(refused, _ErrInfo) and not current.content.is_eof():
                 current.content.set_exception(RequestPayloadError("the body's framing is broken"))
 
-    def handle_error(self: RequestHandler, request: Any, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self: RequestHandler, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         if not _serves_gateway(self):
             return original(self, request, status, exc, message)
         if isinstance(exc, HttpProcessingError):
@@ -123,12 +124,16 @@ def install() -> None:
         plain = original(self, request, status, exc, message)
         return _json_answer(plain.status, _TIMEOUT if plain.status == 504 else _INTERNAL)
 
-    handle_error._licensor = True  # type: ignore[attr-defined]
-    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]
-    RequestHandler.data_received = data_received  # type: ignore[method-assign]
+    handle_error._licensor = True  # type: ignore[attr-defined]  # the mark install() checks: mypy types no function attributes
+    RequestHandler.handle_error = handle_error  # type: ignore[method-assign]  # replacing aiohttp's methods is the point
+    RequestHandler.data_received = data_received  # type: ignore[method-assign]  # (mypy refuses any method assignment)
 
 
-HANDLER_ARGS = {"max_line_size": MAX_REQUEST_LINE, "max_field_size": MAX_HEADER_FIELD, "max_headers": MAX_HEADERS,
-                "auto_decompress": False}
+HANDLER_ARGS = {
+    "max_line_size": MAX_REQUEST_LINE,
+    "max_field_size": MAX_HEADER_FIELD,
+    "max_headers": MAX_HEADERS,
+    "auto_decompress": False,
+}
 """The parser's settings of every gateway (``web.Application(handler_args=...)``): its limits, and no inflating
 of compressed bodies (the gateway refuses them: a few bytes can inflate to megabytes)."""

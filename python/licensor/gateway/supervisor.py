@@ -129,15 +129,28 @@ def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) ->
             # ready (a crash on its first requests) is started again more and more slowly, never in a spin.
             slot.start_failures = 0
             slot.quick_deaths = slot.quick_deaths + 1 if now - ready_at < STABLE_AFTER_S else 0
-            delay = 0.0 if slot.quick_deaths <= QUICK_DEATHS_RESTARTED_AT_ONCE else _backoff(slot.quick_deaths - QUICK_DEATHS_RESTARTED_AT_ONCE)
-            log.warning("worker %d (pid %s) died (%s) while serving: starting it again%s", slot.index, pid, how,
-                        f" in {delay:.1f} s (it died soon after starting {slot.quick_deaths} times in a row)" if delay else "")
+            delay = (
+                0.0
+                if slot.quick_deaths <= QUICK_DEATHS_RESTARTED_AT_ONCE
+                else _backoff(slot.quick_deaths - QUICK_DEATHS_RESTARTED_AT_ONCE)
+            )
+            log.warning(
+                "worker %d (pid %s) died (%s) while serving: starting it again%s",
+                slot.index,
+                pid,
+                how,
+                f" in {delay:.1f} s (it died soon after starting {slot.quick_deaths} times in a row)" if delay else "",
+            )
             slot.restart_at = now + delay
             return
         slot.start_failures += 1
         if slot.start_failures >= START_FAILURES_TO_GIVE_UP:
-            log.error("worker %d died (%s) before it was ready, %d times in a row: stopping the gateway",
-                      slot.index, how, slot.start_failures)
+            log.error(
+                "worker %d died (%s) before it was ready, %d times in a row: stopping the gateway",
+                slot.index,
+                how,
+                slot.start_failures,
+            )
             stopping, status = True, 1
             stop_all()
             return
@@ -152,7 +165,9 @@ def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) ->
                 break
             start(slot)
         host, port = sock.getsockname()[:2]
-        log.info("started %d workers on http://%s:%s: %s", count, host, port, " ".join(str(s.process.pid) for s in slots if s.process))
+        log.info(
+            "started %d workers on http://%s:%s: %s", count, host, port, " ".join(str(s.process.pid) for s in slots if s.process)
+        )
         while True:
             alive = [slot for slot in slots if slot.process is not None]
             if stopping and not alive:
@@ -160,7 +175,8 @@ def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) ->
             due = [slot.restart_at for slot in slots if slot.restart_at is not None and slot.process is None]
             # Short waits while a restart is pending or nothing runs, so that a signal is acted on at once.
             timeout = None if not due and alive else 0.1 if not due else min(max(0.0, min(due) - time.monotonic()), 0.1)
-            waitables: list[Any] = [slot.process.sentinel for slot in alive]  # type: ignore[union-attr]
+            # Every slot of alive has a process: the test repeats it for mypy, which cannot narrow through the list.
+            waitables: list[Any] = [slot.process.sentinel for slot in alive if slot.process is not None]
             waitables += [slot.ready_from for slot in alive if slot.ready_at is None and slot.ready_from is not None]
             if waitables:
                 fired = multiprocessing.connection.wait(waitables, timeout)
@@ -170,7 +186,7 @@ def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) ->
             for slot in alive:
                 if slot.ready_at is None and slot.ready_from in fired:
                     try:
-                        if slot.ready_from.recv_bytes() == READY:  # type: ignore[union-attr]
+                        if slot.ready_from.recv_bytes() == READY:
                             slot.ready_at = time.monotonic()
                     except (EOFError, OSError):
                         pass  # the worker died before it was ready: its sentinel says so

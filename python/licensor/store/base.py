@@ -8,6 +8,7 @@ another tenant's rows.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -84,9 +85,7 @@ class Transaction(ABC):
         """Delete the object; False if there was none."""
 
     @abstractmethod
-    async def append_event(
-        self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]
-    ) -> Row:
+    async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
         """Append an event to the tenant's hash chain, in this transaction."""
 
     @abstractmethod
@@ -109,7 +108,9 @@ class Transaction(ABC):
         background job, and nothing races the check-out that counts."""
 
     @abstractmethod
-    async def end_leases(self, now: int, state: str, *, license_id: str | None = None, credential_id: str | None = None) -> list[Row]:
+    async def end_leases(
+        self, now: int, state: str, *, license_id: str | None = None, credential_id: str | None = None
+    ) -> list[Row]:
         """End the license's or the credential's (exactly one of the two) leases held at ``now``, giving them
         ``state``; the leases ended, oldest first. Leases that ran out already are marked expired instead."""
 
@@ -196,11 +197,10 @@ class Store(ABC):
     async def get(self, tenant_id: str, resource: Resource, object_id: str) -> Row | None: ...
 
     @abstractmethod
-    async def list(
-        self, tenant_id: str, resource: Resource, filters: dict[str, Any], after: str | None, limit: int
-    ) -> Page:
+    async def list(self, tenant_id: str, resource: Resource, filters: dict[str, Any], after: str | None, limit: int) -> Page:
         """The tenant's objects in id (creation) order after the id ``after``, at most ``limit`` of them."""
 
+    # From here on, a bare `list` in this class's annotations would name the method above: hence builtins.list.
     @abstractmethod
     async def find_license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Row | None: ...
 
@@ -208,24 +208,26 @@ class Store(ABC):
     async def find_product_by_code(self, tenant_id: str, code: str) -> Row | None: ...
 
     @abstractmethod
-    async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> list[Row]:
+    async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> builtins.list[Row]:
         """The licenses of ``product_id`` assigned to ``subject``, oldest first (at most 100)."""
 
     # --- usage ------------------------------------------------------------------------------------------
     @abstractmethod
-    async def usage_totals(self, tenant_id: str, license_ids: list[str], subject: str, period: str | None) -> list[Row]:
+    async def usage_totals(
+        self, tenant_id: str, license_ids: builtins.list[str], subject: str, period: str | None
+    ) -> builtins.list[Row]:
         """The subject's usage totals (``license_id``, ``feature``, ``period``, ``used``, ``updated_at``) on
         these licenses, of one period or of all, ordered by period, license and feature."""
 
     # --- leases -----------------------------------------------------------------------------------------
     @abstractmethod
-    async def leases_overlapping(self, tenant_id: str, license_id: str, start: int, end: int, limit: int) -> list[Row]:
+    async def leases_overlapping(self, tenant_id: str, license_id: str, start: int, end: int, limit: int) -> builtins.list[Row]:
         """The license's leases held at some time in [``start``, ``end``): started before ``end`` and not ended
         (nor run out) by ``start``, oldest first, at most ``limit`` of them (for the usage report)."""
 
     # --- keys and tokens --------------------------------------------------------------------------------
     @abstractmethod
-    async def list_signing_keys(self, tenant_id: str) -> list[Row]:
+    async def list_signing_keys(self, tenant_id: str) -> builtins.list[Row]:
         """The tenant's signing keys, newest first (the active one and the retired ones still published)."""
 
     @abstractmethod
@@ -237,9 +239,7 @@ class Store(ABC):
 
     # --- events -----------------------------------------------------------------------------------------
     @abstractmethod
-    async def list_events(
-        self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int
-    ) -> Page: ...
+    async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page: ...
 
     @abstractmethod
     def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:

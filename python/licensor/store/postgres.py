@@ -138,7 +138,7 @@ class PostgresStore(SqlStore):
         try:
             async with self._require_pool().acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
                 yield _PostgresConnection(conn)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StoreUnavailableError("every PostgreSQL connection is busy") from None
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as error:
             raise StoreUnavailableError(f"PostgreSQL is unavailable: {error}") from None
@@ -151,7 +151,7 @@ class PostgresStore(SqlStore):
                 if lock_key is not None:
                     await wrapped.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", lock_key)
                 yield wrapped
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StoreUnavailableError("every PostgreSQL connection is busy") from None
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as error:
             raise StoreUnavailableError(f"PostgreSQL is unavailable: {error}") from None

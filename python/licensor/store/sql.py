@@ -6,6 +6,7 @@ SQL here uses ``?`` placeholders; the PostgreSQL driver numbers them. Table and 
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import logging
 from abc import ABC, abstractmethod
@@ -95,7 +96,9 @@ class SqlStore(Store):
         return sorted(found)
 
     async def _migrate(self, conn: Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        )
         done = {row["version"] for row in await conn.fetch_all("SELECT version FROM schema_migrations")}
         for version, sql in self.migrations():
             if version not in done:
@@ -125,7 +128,8 @@ class SqlStore(Store):
             yield tx
             if idempotency is not None and tx.replay is None and tx.answer is not None:
                 await conn.execute(
-                    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO idempotency_keys (tenant_id, key, request_hash, status, body, created_at) VALUES (?, "
+                    "?, ?, ?, ?, ?)",
                     tenant_id,
                     idempotency.key,
                     idempotency.request_hash,
@@ -179,6 +183,7 @@ class SqlStore(Store):
                 raise KeyError(column)  # the API validates filters first; this guards the SQL
         return await self._page(resource.table, "id", {"tenant_id": tenant_id, **filters}, after, limit)
 
+    # From here on, a bare `list` in this class's annotations would name the method above: hence builtins.list.
     async def find_license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Row | None:
         async with self._read() as conn:
             row = await conn.fetch_one("SELECT * FROM licenses WHERE tenant_id = ? AND key_hash = ?", tenant_id, key_hash)
@@ -191,7 +196,7 @@ class SqlStore(Store):
         async with self._read() as conn:
             return await conn.fetch_one("SELECT * FROM products WHERE tenant_id = ? AND code = ?", tenant_id, code)
 
-    async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> list[Row]:
+    async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> builtins.list[Row]:
         async with self._read() as conn:
             return await conn.fetch_all(
                 "SELECT * FROM licenses WHERE tenant_id = ? AND product_id = ? AND subject = ? ORDER BY id LIMIT ?",
@@ -201,7 +206,9 @@ class SqlStore(Store):
                 SUBJECT_LICENSES_LIMIT,
             )
 
-    async def usage_totals(self, tenant_id: str, license_ids: list[str], subject: str, period: str | None) -> list[Row]:
+    async def usage_totals(
+        self, tenant_id: str, license_ids: builtins.list[str], subject: str, period: str | None
+    ) -> builtins.list[Row]:
         if not license_ids:
             return []
         marks = ", ".join("?" for _ in license_ids)
@@ -217,16 +224,20 @@ class SqlStore(Store):
             )
 
     # --- leases -----------------------------------------------------------------------------------------
-    async def leases_overlapping(self, tenant_id: str, license_id: str, start: int, end: int, limit: int) -> list[Row]:
+    async def leases_overlapping(self, tenant_id: str, license_id: str, start: int, end: int, limit: int) -> builtins.list[Row]:
         async with self._read() as conn:
             return await conn.fetch_all(
                 "SELECT * FROM leases WHERE tenant_id = ? AND license_id = ? AND created_at < ?"
                 " AND COALESCE(ended_at, expires_at) > ? ORDER BY id LIMIT ?",
-                tenant_id, license_id, end, start, limit,
+                tenant_id,
+                license_id,
+                end,
+                start,
+                limit,
             )
 
     # --- keys and tokens --------------------------------------------------------------------------------
-    async def list_signing_keys(self, tenant_id: str) -> list[Row]:
+    async def list_signing_keys(self, tenant_id: str) -> builtins.list[Row]:
         async with self._read() as conn:
             return await conn.fetch_all(
                 "SELECT kid, public_key, sealed_seed, state, created_at, retired_at FROM signing_keys"
@@ -247,7 +258,7 @@ class SqlStore(Store):
         where.update({c: filters[c] for c in ("type", "subject_id", "subject_type") if filters.get(c) is not None})
         return await self._page("events", "seq", where, after_seq, limit)
 
-    async def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:  # type: ignore[override]
+    async def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:
         after = 0
         while True:
             async with self._read() as conn:
@@ -294,7 +305,9 @@ class SqlTransaction(Transaction):
         clauses = "".join(f" AND {resource.field(c).name} = ?" for c in columns)
         return await self.conn.fetch_all(
             f"SELECT * FROM {resource.table} WHERE tenant_id = ?{clauses} ORDER BY id LIMIT ?",
-            self.tenant_id, *columns.values(), limit,
+            self.tenant_id,
+            *columns.values(),
+            limit,
         )
 
     async def count_referencing(self, table: str, column: str, object_id: str) -> int:
@@ -310,13 +323,16 @@ class SqlTransaction(Transaction):
         except IntegrityViolation as violation:
             if violation.kind == "unique":
                 raise ConflictError("an object with these values exists already", code="ALREADY_EXISTS") from None
-            raise ConflictError("the object is referenced by others or references a missing one", code="RESOURCE_IN_USE") from None
+            raise ConflictError(
+                "the object is referenced by others or references a missing one", code="RESOURCE_IN_USE"
+            ) from None
 
     async def insert(self, resource: Resource, row: Row) -> Row:
         full = {"tenant_id": self.tenant_id, **row}
         columns = ", ".join(full)
         await self._write(
-            f"INSERT INTO {resource.table} ({columns}) VALUES ({', '.join('?' for _ in full)})", *full.values(),
+            f"INSERT INTO {resource.table} ({columns}) VALUES ({', '.join('?' for _ in full)})",
+            *full.values(),
             announced=resource.announced,
         )
         return full
@@ -336,8 +352,12 @@ class SqlTransaction(Transaction):
     async def delete(self, resource: Resource, object_id: str) -> bool:
         if await self.get(resource, object_id) is None:
             return False
-        await self._write(f"DELETE FROM {resource.table} WHERE tenant_id = ? AND id = ?", self.tenant_id, object_id,
-                          announced=resource.announced)
+        await self._write(
+            f"DELETE FROM {resource.table} WHERE tenant_id = ? AND id = ?",
+            self.tenant_id,
+            object_id,
+            announced=resource.announced,
+        )
         return True
 
     async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
@@ -383,7 +403,14 @@ class SqlTransaction(Transaction):
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, license_id, feature, period)"
             " DO UPDATE SET used = usage_totals.used + excluded.used, updated_at = excluded.updated_at"
             f"{limit} RETURNING used",
-            self.tenant_id, license_id, feature, period, subject, units, now_us(), *(() if quota is None else (quota,)),
+            self.tenant_id,
+            license_id,
+            feature,
+            period,
+            subject,
+            units,
+            now_us(),
+            *(() if quota is None else (quota,)),
         )
         return None if row is None else int(row["used"])
 
@@ -391,31 +418,48 @@ class SqlTransaction(Transaction):
         return await self.conn.fetch_all(
             "SELECT * FROM activations WHERE tenant_id = ? AND license_id = ? AND (state IN ('active', 'suspended')"
             " OR (state = 'withdrawn' AND lapses_at > ?) OR (state = 'replaced' AND ended_at >= ?)) ORDER BY id",
-            self.tenant_id, license_id, now, replaced_since,
+            self.tenant_id,
+            license_id,
+            now,
+            replaced_since,
         )
 
     async def expire_leases(self, license_id: str, now: int) -> list[Row]:
         await self.conn.execute(
             "UPDATE leases SET state = 'expired', ended_at = expires_at, updated_at = ? WHERE tenant_id = ? AND license_id = ?"
             " AND state = 'active' AND expires_at <= ?",
-            now_us(), self.tenant_id, license_id, now,
+            now_us(),
+            self.tenant_id,
+            license_id,
+            now,
         )
         return await self.conn.fetch_all(
-            "SELECT * FROM leases WHERE tenant_id = ? AND license_id = ? AND state = 'active' ORDER BY id", self.tenant_id, license_id
+            "SELECT * FROM leases WHERE tenant_id = ? AND license_id = ? AND state = 'active' ORDER BY id",
+            self.tenant_id,
+            license_id,
         )
 
-    async def end_leases(self, now: int, state: str, *, license_id: str | None = None, credential_id: str | None = None) -> list[Row]:
+    async def end_leases(
+        self, now: int, state: str, *, license_id: str | None = None, credential_id: str | None = None
+    ) -> list[Row]:
         if (license_id is None) == (credential_id is None):
             raise ValueError("end the leases of a license or of a credential")
         column, value = ("license_id", license_id) if license_id is not None else ("credential_id", credential_id)
         where = f"tenant_id = ? AND {column} = ? AND state = 'active'"
         await self.conn.execute(
             f"UPDATE leases SET state = 'expired', ended_at = expires_at, updated_at = ? WHERE {where} AND expires_at <= ?",
-            now_us(), self.tenant_id, value, now,
+            now_us(),
+            self.tenant_id,
+            value,
+            now,
         )
         ended = await self.conn.fetch_all(
             f"UPDATE leases SET state = ?, ended_at = ?, updated_at = ? WHERE {where} RETURNING *",
-            state, now, now_us(), self.tenant_id, value,
+            state,
+            now,
+            now_us(),
+            self.tenant_id,
+            value,
         )
         return sorted(ended, key=lambda row: str(row["id"]))
 
@@ -427,7 +471,8 @@ class SqlTransaction(Transaction):
             self.tenant_id,
         )
         await self._write(
-            "INSERT INTO signing_keys (tenant_id, kid, public_key, sealed_seed, state, created_at) VALUES (?, ?, ?, ?, 'active', ?)",
+            "INSERT INTO signing_keys (tenant_id, kid, public_key, sealed_seed, state, created_at) VALUES (?, ?, ?, ?, "
+            "'active', ?)",
             self.tenant_id,
             kid,
             public_key,
@@ -437,9 +482,7 @@ class SqlTransaction(Transaction):
 
     async def insert_token(self, row: Row) -> None:
         full = {"tenant_id": self.tenant_id, **row}
-        await self._write(
-            f"INSERT INTO api_tokens ({', '.join(full)}) VALUES ({', '.join('?' for _ in full)})", *full.values()
-        )
+        await self._write(f"INSERT INTO api_tokens ({', '.join(full)}) VALUES ({', '.join('?' for _ in full)})", *full.values())
 
     async def revoke_token(self, token_id: str, revoked_at: int) -> Row | None:
         self.changed = True
