@@ -108,3 +108,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
+    _spread_the_longest(config, items)
+
+
+# The longest tests by far (minutes each, the rest seconds at most): one at the head of each xdist worker's share.
+_LONGEST_MODULES = frozenset({"test_schemathesis.py"})
+
+
+def _spread_the_longest(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist worksteal`` each of the n workers is first handed a contiguous share of the collection
+    (``remaining // workers left`` each, in order). Left where collected, both schemathesis runs fall in one
+    share and run one after the other, while the other worker runs out and has nothing left to steal."""
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    longest = [item for item in items if item.path.name in _LONGEST_MODULES]
+    if workers < 2 or not longest:
+        return
+    rest = [item for item in items if item.path.name not in _LONGEST_MODULES]
+    spread: list[pytest.Item] = []
+    remaining = len(items)
+    for worker in range(workers):
+        share = remaining // (workers - worker)
+        heads = longest[worker::workers]
+        taken = max(0, share - len(heads))
+        spread += heads + rest[:taken]
+        rest = rest[taken:]
+        remaining -= share
+    items[:] = spread + rest
