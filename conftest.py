@@ -63,8 +63,9 @@ _SERVER_MODULES = frozenset({"test_cli.py", "test_schemathesis.py"})  # start se
 
 
 # The twin pass (--twin-pass) leaves out the PostgreSQL runs (the core never touches storage: the SQLite run of
-# the same test reaches the same core code; the native pass runs both) and these modules, whose outcome cannot
-# depend on the core: why, for each.
+# the same test reaches the same core code; the native pass runs both), except those of two gateway processes
+# sharing one database (the only way two cores answer for the same licenses at once), and these modules, whose
+# outcome cannot depend on the core: why, for each.
 TWIN_PASS_LEAVES_OUT = {
     "tests/store/": "the stores: SQL, migrations, transactions, the event chain (hashed with hashlib, not the core)",
     "tests/central/test_catalog.py": "products, features, releases, policies, customers: CRUD and pagination",
@@ -79,6 +80,9 @@ TWIN_PASS_LEAVES_OUT = {
 }
 
 
+_TWO_PROCESSES = frozenset({"licensor_fleet", "licensor_second_process"})
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--twin-pass",
@@ -89,7 +93,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _left_out_of_the_twin_pass(item: pytest.Item, on_postgres: bool) -> bool:
     if on_postgres:
-        return True
+        return not _TWO_PROCESSES & set(getattr(item, "fixturenames", ()))
     where = item.path.relative_to(item.config.rootpath).as_posix()
     return any(where == module or (module.endswith("/") and where.startswith(module)) for module in TWIN_PASS_LEAVES_OUT)
 
