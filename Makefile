@@ -129,7 +129,7 @@ test-python: build postgres-server
 
 # The proof that --twin-pass leaves nothing of the core out: the pure-Python pass in full and as make test runs
 # it, each under coverage.py (its subprocesses too), and every line of licensor/_fallback.py and of each module
-# that imports licensor._impl run by the full pass must be run by the reduced one (about 15 minutes).
+# that imports licensor._impl run by the full pass must be run by the reduced one (about 12 minutes).
 coverage-proof: build postgres-server
 	$(PYTHON_PASS) $(VPY) .ci/coverage-proof $(SUITES) --ignore=tests/fuzz
 

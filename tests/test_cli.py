@@ -222,13 +222,23 @@ def test_serve_init_if_empty_writes_the_token_file_and_never_prints_the_token(tm
 
 def test_serve_stops_once_on_repeated_signals(tmp_path: Path) -> None:
     # `make serve` gets SIGTERM and forwards it, so the gateway often gets two: the second must not cut the
-    # clean-up short (exit 1, or a hang on the store's thread).
-    for signals in ((signal.SIGTERM, signal.SIGTERM), (signal.SIGINT, signal.SIGTERM)):
+    # clean-up short (exit 1, or a hang on the store's thread), nor kill the process once its loop is closed.
+    for signals, late in (
+        ((signal.SIGTERM, signal.SIGTERM), None),
+        ((signal.SIGINT, signal.SIGTERM), None),
+        ((signal.SIGTERM,), "gateway stopped"),
+    ):
         server = Gateway(tmp_path / "var")
         try:
             server.wait_healthy()
             for signum in signals:
                 server.process.send_signal(signum)
+            if late is not None:  # the second one comes after the event loop has been closed
+                deadline = time.monotonic() + 20
+                while late not in server.stderr and server.process.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                if server.process.poll() is None:
+                    server.process.send_signal(signal.SIGTERM)
             assert server.process.wait(timeout=20) == 0
         finally:
             server.stop()

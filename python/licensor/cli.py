@@ -259,6 +259,11 @@ async def _stop_on_signals(app: Any) -> None:
         if stopping:
             return
         stopping = True
+        # Ignored from now on, at the process level: run_app closes the loop before the process exits, and
+        # closing it would put the default disposition back, under which a late second SIGTERM kills us.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
         log.info("%s: stopping gracefully", name)
         raise GracefulExit()
 

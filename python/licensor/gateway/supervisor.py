@@ -198,8 +198,9 @@ def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) ->
                     if slot.process is None and slot.restart_at is not None and slot.restart_at <= now:
                         start(slot)
     finally:
+        # Once stopping, a late SIGTERM under the restored default would kill us before we report and exit.
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if stopping else handler)
         sock.close()
     log.info("all workers stopped")
     return status
