@@ -18,7 +18,7 @@ from types import ModuleType
 import pytest
 from licensor import _impl
 
-pytest_plugins = ["licensor.testing"]  # the plugin author kit's fixtures, which the suite uses too
+# The plugin author kit's fixtures, which the suite uses too, come from licensor's pytest11 entry point.
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -4,7 +4,7 @@ Server: ``python benches/checkins.py serve on|off DATA_DIR`` runs licensor's gat
 DATA_DIR) with plugin autoloading off (``LICENSOR_DISABLE_PLUGIN_AUTOLOAD=1``, which :func:`server` sets) and
 one plugin object of its own (:class:`BenchPlugin`) registering ``ActivationBackend(batching=True)`` (``on``) or
 ``ActivationBackend(batching=False)`` (``off``) and the route ``GET /bench/stats``: the backend's
-:class:`licensor.gateway.batching.BatchStats` (tokens, core calls, thread CPU ns spent in them), the core
+:class:`licensor.batching.BatchStats` (tokens, core calls, thread CPU ns spent in them), the core
 calls by batch size, and the core implementation. It provisions a tenant, product ``cad``, an activation policy
 of ``SEATS`` seats (room for the benchmark's largest burst and its lone device) and a license, then prints one
 JSON line (port, pid, core, batching, tenant, product, license key) and serves like the load benchmark's
@@ -82,8 +82,8 @@ class BenchPlugin:
         register(self.backend)
 
     @hookimpl
-    def licensor_register_routes(self, router: Any) -> None:
-        from licensor.gateway.api import Operation
+    def licensor_register_routes(self, register: Callable[[Any], None]) -> None:
+        from licensor import PUBLIC, Operation
 
         counters = {"type": "integer", "minimum": 0}
         schema = {
@@ -100,22 +100,21 @@ class BenchPlugin:
             "required": ["tokens", "calls", "cpu_ns", "batching", "max_batch", "core", "sizes"],
             "additionalProperties": False,
         }
-        router.add(
+        register(
             Operation(
-                "GET",
-                STATS_PATH,
-                "bench_stats",
-                "The activation backend's verification counters",
-                self._stats,
-                "bench",
-                None,
-                schema,
+                method="GET",
+                path=STATS_PATH,
+                operation_id="bench_stats",
+                summary="The activation backend's verification counters",
+                handler=self._stats,
+                tag="bench",
+                auth=PUBLIC,
+                response_schema=schema,
             )
         )
 
     async def _stats(self, call: Any) -> Any:
-        from licensor import _impl
-        from licensor.gateway.api import Reply
+        from licensor import Reply, _impl
 
         reader = self.backend.reader
         stats = reader.stats

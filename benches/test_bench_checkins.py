@@ -104,7 +104,7 @@ def cpu_limit(quick: bool) -> float:
 P99_FACTOR, P99_SLACK_MS = 1.25, 0.5
 # For the report only (how the bursts were split and what each size of core call cost per token): the native
 # core's batch verification starts at BATCH_FROM = 96 tokens (rust/ed25519.rs; smaller calls verify token by
-# token), and the reader verifies what it finds waiting at once below GATHER_FROM = 32 (gateway/batching.py).
+# token), and the reader verifies what it finds waiting at once below GATHER_FROM = 32 (licensor/batching.py).
 CORE_BATCH_FROM = 96
 SIZE_CLASSES = ((1, 1), (2, 31), (32, CORE_BATCH_FROM - 1), (CORE_BATCH_FROM, 255), (256, 511), (512, 1024))
 NAMES = ("batching", "one-by-one")

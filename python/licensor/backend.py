@@ -9,67 +9,27 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from licensor.errors import ValidationError
-from licensor.model import LICENSE, POLICY, format_time
+from licensor.license import CheckRequest, LicenseTerms, license_terms_verdict
 from licensor.schema import compiled
-from licensor.verdict import Code, Entitlement, Verdict
+from licensor.verdict import Verdict
 
 if TYPE_CHECKING:
-    from licensor.gateway.api import Operation
-    from licensor.store import Store, Transaction
+    from licensor.operations import Operation
+    from licensor.store import Transaction
+
+__all__ = ["BACKEND_NAME", "VERDICT_CODE", "Backend", "CheckRequest", "LicenseTerms", "license_terms_verdict", "own_code_prefix"]
 
 BACKEND_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+VERDICT_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 
 
-@dataclass(frozen=True)
-class LicenseTerms:
-    """What a license grants, read once from its row and its policy's: features (code -> quantity) and terms."""
-
-    granted: dict[str, int | None]
-    entitlements: tuple[Entitlement, ...]
-    terms: dict[str, Any]
-
-    @classmethod
-    def of(cls, license: dict[str, Any], policy: dict[str, Any]) -> LicenseTerms:
-        """A license's ``overrides.features`` (code -> quantity) add to or replace its policy's features."""
-        granted = {item["code"]: item.get("quantity") for item in POLICY.field("features").column_to_api(policy["features"])}
-        override_features = LICENSE.field("overrides").column_to_api(license["overrides"]).get("features")
-        if isinstance(override_features, dict):
-            granted.update(override_features)
-        terms = {
-            "expires_at": format_time(license["expires_at"]),
-            "maintenance_until": format_time(license["maintenance_until"]),
-            "seats": policy["seats"],
-        }
-        return cls(granted, tuple(Entitlement(code, granted[code]) for code in sorted(granted)), terms)
-
-
-@dataclass(frozen=True)
-class CheckRequest:
-    """What the caller asked, and the license it resolved to (rows as the store holds them).
-
-    ``options`` are the policy's backend options (validated by this backend when the policy was created);
-    ``subject`` is set when a SaaS backend asked about one of its users or customers; ``fingerprint`` is the
-    device's fingerprint (component name -> salted hash) when the software sent one. ``store`` is the gateway's
-    store, for a backend whose check reads state of its own (activations, leases).
-    """
-
-    tenant_id: str
-    license: dict[str, Any]
-    policy: dict[str, Any]
-    features: tuple[str, ...] = ()
-    version: str | None = None
-    now_us: int = 0
-    product: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    subject: str | None = None
-    fingerprint: dict[str, str] | None = None
-    license_terms: LicenseTerms | None = None  # read once per cached license; None: read from the rows
-    store: Store | None = None
+def own_code_prefix(backend_name: str) -> str:
+    """What each of a backend's own verdict codes starts with: ``cloud-lite`` -> ``CLOUD_LITE_``."""
+    return backend_name.upper().replace("-", "_") + "_"
 
 
 class Backend(ABC):
@@ -78,6 +38,14 @@ class Backend(ABC):
 
     name: ClassVar[str]
     options_schema: ClassVar[dict[str, Any]] = {"type": "object", "additionalProperties": False}
+    default_options: ClassVar[dict[str, Any]] = {}
+    """The value of each option a policy leaves out (see :meth:`option`)."""
+    verdict_codes: ClassVar[dict[str, str]] = {}
+    """Verdict codes of the backend's own (code -> what it means, one sentence), for refusals none of
+    :class:`licensor.Code` describes. Each starts with the backend's name in capitals, ``-`` as ``_`` (a
+    ``metered`` backend's ``METERED_BUDGET_SPENT``), so it never collides with licensor's codes or another
+    backend's; the gateway lists them in the OpenAPI enum of the verdict and answers their description as the
+    message when the verdict has none."""
     verdicts_cacheable: ClassVar[bool] = False
     """True when :meth:`check` depends only on the request, the license, its policy and product, and on the time
     only through the license's start and expiry (as :func:`license_terms_verdict`): the gateway may then answer
@@ -95,6 +63,10 @@ class Backend(ABC):
             raise ValidationError(f"{self.name} policy option {where}: {problem.message}", code="INVALID_POLICY_OPTIONS")
         return options
 
+    def option(self, options: Mapping[str, Any], name: str) -> Any:
+        """A policy's option ``name``, or this backend's default for it (:attr:`default_options`)."""
+        return options[name] if name in options else self.default_options[name]
+
     @abstractmethod
     async def check(self, request: CheckRequest) -> Verdict:
         """Answer whether the license allows what was asked now. Refusals are verdicts, never exceptions."""
@@ -109,25 +81,3 @@ class Backend(ABC):
         ``reinstated``, ``revoked``, ``renewed``), inside the changing transaction: what the backend writes
         through ``tx`` commits with the change, and an error aborts it. Checks see the change at once anyway
         (the license cache drops the license when the change commits)."""
-
-
-def license_terms_verdict(request: CheckRequest) -> Verdict:
-    """The verdict every backend starts from: the license's state, its term, and the features asked for.
-
-    Refusals come in this order: REVOKED, SUSPENDED, NOT_YET_VALID, EXPIRED, FEATURE_NOT_ENTITLED. A
-    license's ``overrides.features`` (code -> quantity) add to or replace its policy's features.
-    """
-    lic = request.license
-    if lic["state"] == "revoked":
-        return Verdict(Code.REVOKED, license_id=lic["id"])
-    if lic["state"] == "suspended":
-        return Verdict(Code.SUSPENDED, license_id=lic["id"])
-    if request.now_us < lic["starts_at"]:
-        return Verdict(Code.NOT_YET_VALID, license_id=lic["id"])
-    if lic["expires_at"] is not None and request.now_us >= lic["expires_at"]:
-        return Verdict(Code.EXPIRED, license_id=lic["id"])
-    read = request.license_terms or LicenseTerms.of(lic, request.policy)
-    missing = [code for code in request.features if code not in read.granted]
-    if missing:
-        return Verdict(Code.FEATURE_NOT_ENTITLED, f"not entitled to: {', '.join(missing)}", license_id=lic["id"])
-    return Verdict(Code.VALID, license_id=lic["id"], entitlements=read.entitlements, terms=dict(read.terms))

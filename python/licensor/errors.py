@@ -22,6 +22,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RequestError",
+    "RequestRefusedError",
     "RequestTimeoutError",
     "StoreUnavailableError",
     "TokenError",
@@ -177,3 +178,16 @@ class StoreUnavailableError(LicensorError):
 
     code = "STORE_UNAVAILABLE"
     http_status = 503
+
+
+class RequestRefusedError(LicensorError):
+    """A request the license, or the backend's state for it, does not allow; nothing was recorded. The code is
+    a verdict code (SEAT_LIMIT_REACHED, ...) or one of the backend's own (CREDENTIAL_REVOKED, ...)."""
+
+    code = "REQUEST_REFUSED"
+    http_status = 409
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(message, code=str(code))
+        if status is not None:
+            self.http_status = status

@@ -20,6 +20,10 @@ from licensor import _impl as core
 DEFAULT_WEIGHTS: dict[str, float] = {"machine_id": 4.0, "board": 3.0, "cpu": 2.0, "disk": 2.0, "mac": 1.0, "hostname": 1.0}
 """Weights of the usual components; a component not named weighs 1.0."""
 
+FingerprintIndex = core.FingerprintIndex
+"""The stored fingerprints of one license, matched together against a presented one (the native core's
+index, or its pure-Python twin): ``add(id, fingerprint)``, then ``best_match(presented, threshold)``."""
+
 PRESETS: dict[str, float] = {"loose": 0.5, "medium": 0.7, "strict": 0.9}
 """Match thresholds by tolerance: how much of the device (by weight) must be unchanged to be the same device."""
 

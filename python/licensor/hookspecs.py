@@ -1,6 +1,6 @@
 """The hooks licensor offers to plugins (pluggy project ``licensor``), grouped by lifecycle.
 
-Plugins implement them with ``@licensor.hookspecs.hookimpl``. Registration hooks take a ``register``
+Plugins implement them with ``@licensor.hookimpl``. Registration hooks take a ``register``
 callback, so a plugin adds what it has without returning anything; the gateway dispatches checks through the
 registry this fills (a dict), never by calling every plugin.
 """
@@ -14,7 +14,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from licensor.backend import Backend
-    from licensor.gateway.api import Api
+    from licensor.operations import Operation
 
 PROJECT = "licensor"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -33,14 +33,15 @@ def licensor_register_backends(register: Callable[[Backend], None]) -> None:
 
 
 @hookspec
-def licensor_register_routes(router: Api) -> None:
+def licensor_register_routes(register: Callable[[Operation], None]) -> None:
     """Add HTTP operations to the gateway.
 
-    A backend's own routes are simpler as :meth:`licensor.backend.Backend.operations`.
+    A backend's own routes are simpler as :meth:`licensor.Backend.operations`.
 
-    :param router: the gateway's operation registry; call ``router.add(Operation(...))`` (see
-        :class:`licensor.gateway.api.Operation`): the route gets licensor's authentication, validation, error
-        format, idempotency and a place in the OpenAPI document.
+    :param register: call it once per :class:`licensor.Operation`: the route gets licensor's authentication,
+        validation, error format, idempotency, a place in the OpenAPI document and, for an admin operation, a
+        ``licensor admin`` command; a second operation with a method and path, or an operation id, already
+        registered raises ValueError at start-up.
     :returns: nothing; results are ignored.
     """
 

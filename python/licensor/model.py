@@ -93,6 +93,7 @@ class Field:
     default: Any = None  # on create when absent (a callable is called)
     references: str | None = None  # the resource a "ref" field points to (same tenant)
     writable: bool = True  # False: set by the server only, shown in responses
+    shown: bool = True  # False: never in a response (a secret's hash)
 
     def api_to_column(self, value: Any) -> Any:
         if value is None:
@@ -152,7 +153,8 @@ class Resource:
     def to_api(self, row: dict[str, Any]) -> dict[str, Any]:
         shown: dict[str, Any] = {"id": row["id"], "object": self.name}
         for f in self.fields:
-            shown[f.name] = f.column_to_api(row[f.name])
+            if f.shown:
+                shown[f.name] = f.column_to_api(row[f.name])
         shown["created_at"] = format_time(row["created_at"])
         shown["updated_at"] = format_time(row["updated_at"])
         return shown
@@ -183,7 +185,8 @@ class Resource:
             "updated_at": TIME_SCHEMA,
         }
         for f in self.fields:
-            properties[f.name] = f.schema
+            if f.shown:
+                properties[f.name] = f.schema
         return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
@@ -396,7 +399,7 @@ CREDENTIAL = Resource(
         _ref("license", "lic"),
         Field("label", _nullable({"type": "string", "minLength": 1, "maxLength": 200})),
         Field("state", {"enum": list(CREDENTIAL_STATES)}, filterable=True, writable=False),
-        Field("secret_hash", {"type": "string"}, writable=False),
+        Field("secret_hash", {"type": "string"}, writable=False, shown=False),
         Field("reissue_of", _nullable({"type": "string", "pattern": id_pattern("crd")}), writable=False),
         Field("revoked_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
     ),
@@ -418,7 +421,7 @@ LEASE = Resource(
         Field("device_name", _nullable({"type": "string", "maxLength": 200})),
         Field("features", {"type": "array"}, kind="json", writable=False),
         Field("state", {"enum": list(LEASE_STATES)}, filterable=True, writable=False),
-        Field("secret_hash", {"type": "string"}, writable=False),
+        Field("secret_hash", {"type": "string"}, writable=False, shown=False),
         Field("expires_at", TIME_SCHEMA, kind="time", writable=False),
         Field("renewed_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
         Field("renewals", {"type": "integer"}, kind="int", writable=False),

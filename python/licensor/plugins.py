@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 import pluggy
 
 from licensor import hookspecs
-from licensor.backend import BACKEND_NAME, Backend
+from licensor.backend import BACKEND_NAME, VERDICT_CODE, Backend, own_code_prefix
+from licensor.verdict import Code
 
 ENTRY_POINT_GROUP = "licensor.backends"
 
@@ -44,12 +45,19 @@ class BackendRegistry:
         self._backends: dict[str, Backend] = {}
 
     def register(self, backend: Backend) -> None:
-        """:raises ValueError: a malformed name, or a name already registered."""
+        """:raises ValueError: a malformed name, a name already registered, or a verdict code of the backend's own
+        that is malformed, undescribed or not prefixed with its name (see :attr:`Backend.verdict_codes`)."""
         name = getattr(backend, "name", None)
         if not isinstance(name, str) or not BACKEND_NAME.fullmatch(name):
             raise ValueError(f"backend name {name!r} must be 1-32 characters of a-z, 0-9 and -, starting with a letter")
         if name in self._backends:
             raise ValueError(f"two backends are named {name!r}")
+        prefix = own_code_prefix(name)
+        for code, description in backend.verdict_codes.items():
+            if not VERDICT_CODE.fullmatch(code) or not code.startswith(prefix) or code in Code.__members__:
+                raise ValueError(f"backend {name!r}: verdict code {code!r} must be A-Z, 0-9 and _ and start with {prefix}")
+            if not isinstance(description, str) or not description.strip():
+                raise ValueError(f"backend {name!r}: verdict code {code} needs a description")
         self._backends[name] = backend
 
     def get(self, name: str) -> Backend | None:
@@ -60,6 +68,10 @@ class BackendRegistry:
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._backends))
+
+    def verdict_codes(self) -> dict[str, str]:
+        """Every registered backend's own verdict codes: code -> description."""
+        return {code: text for name in self for code, text in self._backends[name].verdict_codes.items()}
 
 
 def collect_backends(manager: pluggy.PluginManager) -> BackendRegistry:

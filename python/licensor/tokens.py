@@ -8,6 +8,7 @@ insists that the payload is the canonical JSON of an object, so one document has
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -15,6 +16,22 @@ import orjson
 from licensor import _impl as core
 from licensor.errors import MalformedTokenError
 from licensor.model import canonical_json
+
+
+class TokenKind(StrEnum):
+    """The kind of every signed document licensor makes: the kind is signed with the payload, so a token of
+    one kind is never taken for another (DESIGN §5)."""
+
+    ANSWER = "rs1"
+    """A check's answer, signed over the caller's nonce (``POST /v1/check`` with a nonce)."""
+    LEASE = "ls1"
+    """A cloud seat lease."""
+    LICENSE_FILE = "lf1"
+    """An activation's license file, bound to one device."""
+    DEVICE_REQUEST = "dv1"
+    """A device's signed request (activate, check in, deactivate, recover)."""
+    ENTITLEMENT = "en1"
+    """A cloud-lite subject's entitlements."""
 
 
 def sign_document(kind: str, kid: str, seed: bytes, document: Mapping[str, Any]) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 
 class Code(StrEnum):
+    """The stable, machine-readable outcome of a check: VALID, or why not (:data:`DESCRIPTIONS`)."""
+
     VALID = "VALID"
     NOT_FOUND = "NOT_FOUND"
     SUSPENDED = "SUSPENDED"
@@ -70,7 +72,8 @@ class Entitlement:
 class Verdict:
     """A backend's answer to a check."""
 
-    code: Code
+    code: Code | str
+    """One of licensor's codes, or one the answering backend declares (:attr:`licensor.Backend.verdict_codes`)."""
     message: str = ""
     license_id: str | None = None
     entitlements: tuple[Entitlement, ...] = ()
@@ -78,13 +81,13 @@ class Verdict:
 
     @property
     def valid(self) -> bool:
-        return self.code is Code.VALID
+        return self.code == Code.VALID
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "code": self.code.value,
+            "code": str(self.code),
             "valid": self.valid,
-            "message": self.message or DESCRIPTIONS[self.code],
+            "message": self.message or DESCRIPTIONS.get(self.code, str(self.code)),  # type: ignore[arg-type]
             "license_id": self.license_id,
             "entitlements": [e.as_json() for e in self.entitlements],
             "terms": self.terms,

@@ -14,8 +14,8 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
-from licensor.gateway.api import DEFAULT_BODY_BYTES
 from licensor.model import new_id
+from licensor.operations import DEFAULT_BODY_BYTES
 
 from .conftest import Answer, Tenant
 

@@ -104,6 +104,8 @@ WALK: dict[str, Step] = {
     "get_lease": Step("lease", None, NOT_FOUND),
     "end_lease": Step("lease_to_end", lambda o: {"reason": "walk"}, NOT_FOUND),
     "lease_usage": Step("cloud_license", None, NOT_FOUND),
+    # the example backend's (tests/example_backend.py)
+    "get_example_terms": Step("license", None, NOT_FOUND),
     # tokens
     "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
     "list_tokens": Step(None, None, OWN),

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from licensor import Licensed
 from licensor import _impl as core
 from licensor.client.activation import (
     CLOCK_SKEW_S,
@@ -26,7 +27,6 @@ from licensor.client.activation import (
 )
 from licensor.errors import BadSignatureError, MalformedTokenError, TokenError, UnknownKeyError, WrongTokenKindError
 from licensor.fingerprint import DEFAULT_WEIGHTS, PRESETS, hash_components, match_rule, product_salt
-from licensor.gateway.cache import Licensed
 from licensor.model import canonical_json, format_time
 from licensor.tokens import read_document, sign_document
 from licensor.verdict import Code

@@ -1,4 +1,4 @@
-"""Self-keyed tokens (dv1) verified one by one when alone and together in bursts (licensor.gateway.batching),
+"""Self-keyed tokens (dv1) verified one by one when alone and together in bursts (licensor.batching),
 on the core this pass loads. Every result is the one decode_token gives for that token alone."""
 
 from __future__ import annotations
@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from licensor import _impl
+from licensor import _impl, batching
+from licensor.batching import GATHER_FROM, SelfKeyedTokenReader
 from licensor.client.activation import DEVICE_REQUEST_KIND, DeviceKey
 from licensor.errors import BadSignatureError, MalformedTokenError, UnknownKeyError, WrongTokenKindError
-from licensor.gateway import batching
-from licensor.gateway.batching import GATHER_FROM, SelfKeyedTokenReader
 
 DEVICES = [DeviceKey.generate() for _ in range(8)]
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pluggy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from licensor import hookspecs
+from licensor import PUBLIC, Call, Operation, Param, Reply, hookspecs
 from licensor.backend import Backend, CheckRequest, license_terms_verdict
 from licensor.errors import ValidationError
-from licensor.gateway.api import Api, Call, Operation, Param, Reply
 from licensor.model import canonical_json
 from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
 from licensor.testing import Gateway
@@ -184,20 +184,20 @@ class RoutesAndEvents:
         self.events: list[dict[str, Any]] = []
 
     @hookspecs.hookimpl
-    def licensor_register_routes(self, router: Api) -> None:
+    def licensor_register_routes(self, register: Callable[[Operation], None]) -> None:
         async def ping(call: Call) -> Reply:
             return Reply(200, {"pong": call.query.get("word", "")})
 
-        router.add(
+        register(
             Operation(
-                "GET",
-                "/v1/echo/ping",
-                "echo_ping",
-                "Answer pong",
-                ping,
-                "echo",
-                None,
-                {"type": "object", "properties": {"pong": {"type": "string"}}, "required": ["pong"]},
+                method="GET",
+                path="/v1/echo/ping",
+                operation_id="echo_ping",
+                summary="Answer pong",
+                handler=ping,
+                tag="echo",
+                auth=PUBLIC,
+                response_schema={"type": "object", "properties": {"pong": {"type": "string"}}, "required": ["pong"]},
                 query=(Param("word", {"type": "string", "maxLength": 10}),),
             )
         )

@@ -1,54 +1,36 @@
-"""The activation backend's routes: the device's requests, the offline answer, and the vendor's view."""
+"""The activation backend's routes: the device's requests, the offline answer, and the vendor's view.
+
+:func:`operations` is the table; its handlers are the functions below, bound to the backend when it is installed.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from typing import Protocol
 
-from aiohttp import web
-from licensor.errors import MalformedRequestError, NotFoundError
-from licensor.gateway.api import PAGE_PARAMS, READ_ROLES, Call, Operation, Param, Reply, decode_cursor, list_reply, list_schema
-from licensor.gateway.auth import Principal
-from licensor.model import ACTIVATION, ACTIVATION_STATES, LICENSE, TIME_SCHEMA, id_pattern
+from licensor import (
+    PAGE_PARAMS,
+    READ_ROLES,
+    SUPPORT_ROLES,
+    ByBody,
+    Call,
+    NotFoundError,
+    Operation,
+    Param,
+    Principal,
+    Reply,
+    Token,
+    list_license_items,
+    list_schema,
+)
+from licensor.model import ACTIVATION, ACTIVATION_STATES, id_pattern
+from licensor.store import Transaction
 
-from licensor_activation.backend import READ_REQUEST, SUPPORT_ROLES, ActivationBackend, DeviceRequest, shown
+from licensor_activation import activations
+from licensor_activation.activations import Settings
+from licensor_activation.device_requests import TokenReader, device_request_of, hand_over, read_device_request
+from licensor_activation.presenters import ACTIVATION_SCHEMA, ENDED_SCHEMA, ISSUED_SCHEMA, shown
 
-_NULLABLE_TIME = {"anyOf": [TIME_SCHEMA, {"type": "null"}]}
-ACTIVATION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "pattern": id_pattern("act")},
-        "object": {"const": "activation"},
-        "license_id": {"type": "string"},
-        "state": {"enum": list(ACTIVATION_STATES)},
-        "device_name": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        "device_key": {"type": "string"},
-        "fingerprint": {"type": "object"},
-        "generation": {"type": "integer"},
-        "mode": {"enum": ["online", "offline"]},
-        "checkpoint_at": TIME_SCHEMA,
-        "lapses_at": TIME_SCHEMA,
-        "last_checkin_at": _NULLABLE_TIME,
-        "recovery_of": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        "flagged": {"anyOf": [{"enum": ["clone", "rollback"]}, {"type": "null"}]},
-        "ended_at": _NULLABLE_TIME,
-        "created_at": TIME_SCHEMA,
-        "updated_at": TIME_SCHEMA,
-    },
-    "additionalProperties": False,
-}
-ACTIVATION_SCHEMA["required"] = list(ACTIVATION_SCHEMA["properties"])
-ISSUED_SCHEMA = {
-    "type": "object",
-    "properties": {"object": {"const": "license_file"}, "activation": ACTIVATION_SCHEMA, "license_file": {"type": "string"}},
-    "required": ["object", "activation", "license_file"],
-    "additionalProperties": False,
-}
-ENDED_SCHEMA = {
-    "type": "object",
-    "properties": {"object": {"const": "activation"}, "activation": ACTIVATION_SCHEMA},
-    "required": ["object", "activation"],
-    "additionalProperties": False,
-}
 DEVICE_REQUEST_BODY = {
     "type": "object",
     "properties": {
@@ -81,82 +63,95 @@ _REFUSALS = (
 )
 
 
-def _request_of(call: Call) -> DeviceRequest:
-    return call.request[READ_REQUEST]
+class ActivationHost(Settings, Protocol):
+    """What the handlers are bound to (the activation backend): its settings and its device-request reader."""
+
+    @property
+    def reader(self) -> TokenReader: ...
 
 
-def build_operations(backend: ActivationBackend) -> list[Operation]:
-    def device(ops: tuple[str, ...]) -> Any:
-        async def authenticate(request: web.Request, body: dict[str, Any], _: Principal | None) -> Principal:
-            return await backend.device_principal(request, body, ops)
+# --- authentication: the device's signature, or a vendor's token answering a request file ------------------------
+async def authenticate_device(host: ActivationHost, ops: tuple[str, ...], call: Call) -> Principal:
+    read = await read_device_request(call, host.reader, host.clock(), ops)
+    hand_over(call, read)
+    return Principal(read.tenant_id, "device", "device", None, actor=read.actor)
 
-        return authenticate
 
-    async def activate(call: Call) -> Reply:
-        assert call.tx is not None
-        return await backend.activate(call.tx, _request_of(call), "online")
+async def authenticate_request_file(host: ActivationHost, call: Call) -> Principal:
+    assert call.principal is not None
+    hand_over(
+        call,
+        await read_device_request(call, host.reader, host.clock(), ("activate", "recover", "checkin"), vendor=call.principal),
+    )
+    return call.principal
 
-    async def check_in(call: Call) -> Reply:
-        assert call.tx is not None
-        return await backend.check_in(call.tx, _request_of(call), "online")
 
-    async def deactivate(call: Call) -> Reply:
-        assert call.tx is not None
-        return await backend.deactivate(call.tx, _request_of(call))
+# --- handlers ---------------------------------------------------------------------------------------------------
+async def activate(host: ActivationHost, call: Call) -> Reply:
+    return await activations.activate(host, _tx(call), device_request_of(call), "online")
 
-    async def vendor_reads_request(request: web.Request, body: dict[str, Any], principal: Principal | None) -> Principal:
-        assert principal is not None
-        request[READ_REQUEST] = await backend.read_request(request, body, ("activate", "recover", "checkin"), vendor=principal)
-        return principal
 
-    async def answer_offline(call: Call) -> Reply:
-        assert call.tx is not None
-        read = _request_of(call)
-        if read.document["op"] == "checkin":
-            return await backend.check_in(call.tx, read, "offline")
-        return await backend.activate(call.tx, read, "offline")
+async def check_in(host: ActivationHost, call: Call) -> Reply:
+    return await activations.check_in(host, _tx(call), device_request_of(call), "online")
 
-    async def list_activations(call: Call) -> Reply:
-        if await call.store.get(call.tenant_id, LICENSE, call.path["id"]) is None:
-            raise NotFoundError("no such license", code="LICENSE_NOT_FOUND")
-        after = decode_cursor(call.query["cursor"], "activations") if "cursor" in call.query else None
-        if after is not None and not isinstance(after, str):
-            raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
-        filters = {"license_id": call.path["id"], **({"state": call.query["state"]} if "state" in call.query else {})}
-        page = await call.store.list(call.tenant_id, ACTIVATION, filters, after, call.query.get("limit", 50))
-        items = [shown(row) for row in page.rows]
-        return list_reply("activations", items, page.has_more, items[-1]["id"] if items else None)
 
-    async def get_activation(call: Call) -> Reply:
-        row = await call.store.get(call.tenant_id, ACTIVATION, call.path["id"])
-        if row is None:
-            raise NotFoundError("no such activation", code="ACTIVATION_NOT_FOUND")
-        return Reply(200, shown(row))
+async def deactivate(host: ActivationHost, call: Call) -> Reply:
+    return await activations.deactivate(host, _tx(call), device_request_of(call))
 
-    async def withdraw(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(200, shown(await backend.withdraw(call.tx, call.path["id"], call.body.get("reason"), call.actor)))
 
-    async def reinstate(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(200, shown(await backend.reinstate(call.tx, call.path["id"], call.actor)))
+async def answer_request_file(host: ActivationHost, call: Call) -> Reply:
+    read = device_request_of(call)
+    if read.document["op"] == "checkin":
+        return await activations.check_in(host, _tx(call), read, "offline")
+    return await activations.activate(host, _tx(call), read, "offline")
+
+
+async def list_activations(call: Call) -> Reply:
+    return await list_license_items(call, ACTIVATION, shown)
+
+
+async def get_activation(call: Call) -> Reply:
+    row = await call.store.get(call.tenant_id, ACTIVATION, call.path["id"])
+    if row is None:
+        raise NotFoundError("no such activation", code="ACTIVATION_NOT_FOUND")
+    return Reply(200, shown(row))
+
+
+async def withdraw(host: ActivationHost, call: Call) -> Reply:
+    return Reply(200, shown(await activations.withdraw(host, _tx(call), call.path["id"], call.body.get("reason"), call.actor)))
+
+
+async def reinstate(host: ActivationHost, call: Call) -> Reply:
+    return Reply(200, shown(await activations.reinstate(host, _tx(call), call.path["id"], call.actor)))
+
+
+def _tx(call: Call) -> Transaction:
+    assert call.tx is not None, "an operation that changes state runs in a transaction"
+    return call.tx
+
+
+# --- the table --------------------------------------------------------------------------------------------------
+def operations(host: ActivationHost) -> list[Operation]:
+    """The backend's routes, their handlers bound to ``host``."""
+
+    def device(*ops: str) -> ByBody:
+        return ByBody(partial(authenticate_device, host, ops))
 
     state_param = Param("state", {"enum": list(ACTIVATION_STATES)}, "Only activations in this state.")
     return [
         Operation(
-            "POST",
-            "/v1/activations",
-            "activate",
-            "Activate a device",
-            activate,
-            "activation",
-            None,
-            ISSUED_SCHEMA,
+            method="POST",
+            path="/v1/activations",
+            operation_id="activate",
+            summary="Activate a device",
+            handler=partial(activate, host),
+            tag="activation",
+            auth=device("activate"),
+            response_schema=ISSUED_SCHEMA,
             status=201,
             request_schema=DEVICE_REQUEST_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device(("activate",)),
             description=(
                 "Authenticated by the device's signature: request is a dv1 activate request (license key, fingerprint, "
                 "device key). 201 with a new activation and its lf1 license file. A device whose fingerprint matches an "
@@ -165,19 +160,18 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/activations/recover",
-            "recover_activation",
-            "Move a license to a new device",
-            activate,
-            "activation",
-            None,
-            ISSUED_SCHEMA,
+            method="POST",
+            path="/v1/activations/recover",
+            operation_id="recover_activation",
+            summary="Move a license to a new device",
+            handler=partial(activate, host),
+            tag="activation",
+            auth=device("recover"),
+            response_schema=ISSUED_SCHEMA,
             status=201,
             request_schema=DEVICE_REQUEST_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device(("recover",)),
             description=(
                 "A dv1 recover request, for a device that lost its file or key, or a new device when every seat is "
                 "taken: the device's own activation (its fingerprint matched), else the named one (withdraw), else the "
@@ -188,18 +182,17 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/activations/checkin",
-            "check_in",
-            "Check in and renew the license file",
-            check_in,
-            "activation",
-            None,
-            ISSUED_SCHEMA,
+            method="POST",
+            path="/v1/activations/checkin",
+            operation_id="check_in",
+            summary="Check in and renew the license file",
+            handler=partial(check_in, host),
+            tag="activation",
+            auth=device("checkin"),
+            response_schema=ISSUED_SCHEMA,
             request_schema=DEVICE_REQUEST_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device(("checkin",)),
             description=(
                 "A dv1 checkin request naming the activation and the generation of the device's current file: a renewed "
                 "file with generation + 1 and the next checkpoint; the device's fingerprint is re-matched and kept. An "
@@ -209,37 +202,35 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/activations/deactivate",
-            "deactivate",
-            "Deactivate a device early",
-            deactivate,
-            "activation",
-            None,
-            ENDED_SCHEMA,
+            method="POST",
+            path="/v1/activations/deactivate",
+            operation_id="deactivate",
+            summary="Deactivate a device early",
+            handler=partial(deactivate, host),
+            tag="activation",
+            auth=device("deactivate"),
+            response_schema=ENDED_SCHEMA,
             request_schema=DEVICE_REQUEST_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device(("deactivate",)),
             description=(
                 "A dv1 deactivate request with the current generation: the activation ends now and its seat is free at "
                 "once; the device must delete its file (it is never renewed). A stale copy cannot deactivate. " + _REFUSALS
             ),
         ),
         Operation(
-            "POST",
-            "/v1/admin/activations/offline",
-            "answer_activation_request",
-            "Answer an activation request file",
-            answer_offline,
-            "activation",
-            SUPPORT_ROLES,
-            ISSUED_SCHEMA,
+            method="POST",
+            path="/v1/admin/activations/offline",
+            operation_id="answer_activation_request",
+            summary="Answer an activation request file",
+            handler=partial(answer_request_file, host),
+            tag="activation",
+            auth=ByBody(partial(authenticate_request_file, host), roles=SUPPORT_ROLES),
+            response_schema=ISSUED_SCHEMA,
             status=201,
             request_schema=DEVICE_REQUEST_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=vendor_reads_request,
             description=(
                 "For a device without network: request is the content of its activation request file (a dv1 activate, "
                 "recover or checkin request, up to 30 days old, of this tenant). Answers the license file to import on "
@@ -248,39 +239,39 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "GET",
-            "/v1/admin/licenses/{id}/activations",
-            "list_activations",
-            "List a license's activations",
-            list_activations,
-            "activation",
-            READ_ROLES,
-            list_schema(ACTIVATION_SCHEMA),
+            method="GET",
+            path="/v1/admin/licenses/{id}/activations",
+            operation_id="list_activations",
+            summary="List a license's activations",
+            handler=list_activations,
+            tag="activation",
+            auth=Token(READ_ROLES),
+            response_schema=list_schema(ACTIVATION_SCHEMA),
             query=(*PAGE_PARAMS, state_param),
             path_patterns={"id": id_pattern("lic")},
             errors=(400, 404),
         ),
         Operation(
-            "GET",
-            "/v1/admin/activations/{id}",
-            "get_activation",
-            "Get an activation",
-            get_activation,
-            "activation",
-            READ_ROLES,
-            ACTIVATION_SCHEMA,
+            method="GET",
+            path="/v1/admin/activations/{id}",
+            operation_id="get_activation",
+            summary="Get an activation",
+            handler=get_activation,
+            tag="activation",
+            auth=Token(READ_ROLES),
+            response_schema=ACTIVATION_SCHEMA,
             path_patterns=_ID_PATTERN,
             errors=(404,),
         ),
         Operation(
-            "POST",
-            "/v1/admin/activations/{id}/withdraw",
-            "withdraw_activation",
-            "Remove a device",
-            withdraw,
-            "activation",
-            SUPPORT_ROLES,
-            ACTIVATION_SCHEMA,
+            method="POST",
+            path="/v1/admin/activations/{id}/withdraw",
+            operation_id="withdraw_activation",
+            summary="Remove a device",
+            handler=partial(withdraw, host),
+            tag="activation",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=ACTIVATION_SCHEMA,
             request_schema=_REASON_BODY,
             path_patterns=_ID_PATTERN,
             changes_state=True,
@@ -291,14 +282,14 @@ def build_operations(backend: ActivationBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/admin/activations/{id}/reinstate",
-            "reinstate_activation",
-            "Reinstate a suspended or removed activation",
-            reinstate,
-            "activation",
-            SUPPORT_ROLES,
-            ACTIVATION_SCHEMA,
+            method="POST",
+            path="/v1/admin/activations/{id}/reinstate",
+            operation_id="reinstate_activation",
+            summary="Reinstate a suspended or removed activation",
+            handler=partial(reinstate, host),
+            tag="activation",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=ACTIVATION_SCHEMA,
             path_patterns=_ID_PATTERN,
             changes_state=True,
             errors=(404, 409),

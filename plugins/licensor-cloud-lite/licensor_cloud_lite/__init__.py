@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from licensor.backend import Backend
-from licensor.hookspecs import hookimpl
+from licensor import Backend, hookimpl
 
 from licensor_cloud_lite.backend import CloudLiteBackend
 

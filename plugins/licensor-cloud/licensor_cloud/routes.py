@@ -1,132 +1,51 @@
-"""The cloud backend's routes: a device's leases, and the vendor's credentials, leases and usage report."""
+"""The cloud backend's routes: a device's leases, and the vendor's credentials, leases and usage report.
+
+:func:`operations` is the table of routes; each handler is a top-level function of the call and, when it reads
+the clock or the policies' options, of the backend (:class:`licensor_cloud.leases.Cloud`) bound at install time.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from aiohttp import web
-from licensor.errors import MalformedRequestError, NotFoundError
-from licensor.gateway.api import PAGE_PARAMS, READ_ROLES, Call, Operation, Param, Reply, decode_cursor, list_reply, list_schema
-from licensor.gateway.auth import Principal
-from licensor.model import CODE_SCHEMA, CREDENTIAL, CREDENTIAL_STATES, LEASE, LEASE_STATES, LICENSE, TIME_SCHEMA, id_pattern
-from licensor.store import Row
-
-from licensor_cloud.backend import (
-    DEVICE_CALL,
+from licensor import (
+    PAGE_PARAMS,
+    READ_ROLES,
     SUPPORT_ROLES,
-    CloudBackend,
+    ByBody,
+    Call,
+    MalformedRequestError,
+    NotFoundError,
+    Operation,
+    Param,
+    Reply,
+    SecretOutput,
+    Token,
+    id_cursor,
+    license_of,
+    list_license_items,
+    list_reply,
+    list_schema,
+)
+from licensor.model import CODE_SCHEMA, CREDENTIAL, CREDENTIAL_STATES, LEASE, LEASE_STATES, id_pattern
+
+from licensor_cloud import credentials, leases
+from licensor_cloud.credentials import authenticate_device, device_call, published_keys, read_published_keys
+from licensor_cloud.leases import Cloud
+from licensor_cloud.presenters import (
+    CREDENTIAL_FILE_SCHEMA,
+    CREDENTIAL_SCHEMA,
+    ENDED_SCHEMA,
+    GRANTED_SCHEMA,
+    LEASE_SCHEMA,
+    USAGE_SCHEMA,
     lease_state,
-    read_published_keys,
     shown_credential,
     shown_lease,
 )
 
-_NULLABLE_TIME = {"anyOf": [TIME_SCHEMA, {"type": "null"}]}
-_NULLABLE_TEXT = {"anyOf": [{"type": "string"}, {"type": "null"}]}
-LEASE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "pattern": id_pattern("lse")},
-        "object": {"const": "lease"},
-        "license_id": {"type": "string"},
-        "credential_id": {"type": "string"},
-        "device_id": {"type": "string"},
-        "device_name": _NULLABLE_TEXT,
-        "features": {"type": "array", "items": {"type": "string"}},
-        "state": {"enum": list(LEASE_STATES)},
-        "expires_at": TIME_SCHEMA,
-        "renewed_at": _NULLABLE_TIME,
-        "renewals": {"type": "integer"},
-        "ended_at": _NULLABLE_TIME,
-        "taken_over_by": _NULLABLE_TEXT,
-        "created_at": TIME_SCHEMA,
-        "updated_at": TIME_SCHEMA,
-    },
-    "additionalProperties": False,
-}
-LEASE_SCHEMA["required"] = list(LEASE_SCHEMA["properties"])
-CREDENTIAL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string", "pattern": id_pattern("crd")},
-        "object": {"const": "credential"},
-        "license_id": {"type": "string"},
-        "label": _NULLABLE_TEXT,
-        "state": {"enum": list(CREDENTIAL_STATES)},
-        "reissue_of": _NULLABLE_TEXT,
-        "revoked_at": _NULLABLE_TIME,
-        "created_at": TIME_SCHEMA,
-        "updated_at": TIME_SCHEMA,
-    },
-    "additionalProperties": False,
-}
-CREDENTIAL_SCHEMA["required"] = list(CREDENTIAL_SCHEMA["properties"])
-CREDENTIAL_FILE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "object": {"const": "credential_file"},
-        "credential": CREDENTIAL_SCHEMA,
-        "credential_file": {
-            "type": "object",
-            "properties": {
-                "format": {"const": "licensor-credential-1"},
-                "server": {"type": "string"},
-                "tenant": {"type": "string"},
-                "product": {"type": "string"},
-                "license": {"type": "string"},
-                "credential": {"type": "string"},
-                "label": _NULLABLE_TEXT,
-                "keys": {"type": "object", "additionalProperties": {"type": "string"}},
-            },
-            "required": ["format", "server", "tenant", "product", "license", "credential", "label", "keys"],
-            "additionalProperties": False,
-        },
-    },
-    "required": ["object", "credential", "credential_file"],
-    "additionalProperties": False,
-}
-GRANTED_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "object": {"const": "lease"},
-        "lease": LEASE_SCHEMA,
-        "lease_secret": {"type": "string"},
-        "lease_token": {"type": "string"},
-        "heartbeat_interval_seconds": {"type": "integer"},
-    },
-    "required": ["object", "lease", "lease_secret", "lease_token", "heartbeat_interval_seconds"],
-    "additionalProperties": False,
-}
-ENDED_SCHEMA = {
-    "type": "object",
-    "properties": {"object": {"const": "lease"}, "lease": LEASE_SCHEMA},
-    "required": ["object", "lease"],
-    "additionalProperties": False,
-}
-USAGE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "object": {"const": "lease_usage"},
-        "license_id": {"type": "string"},
-        "seats": {"type": "integer"},
-        "days": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "date": {"type": "string", "format": "date"},
-                    "peak": {"type": "integer"},
-                    "checkouts": {"type": "integer"},
-                },
-                "required": ["date", "peak", "checkouts"],
-                "additionalProperties": False,
-            },
-        },
-    },
-    "required": ["object", "license_id", "seats", "days"],
-    "additionalProperties": False,
-}
 _CREDENTIAL_STRING = {
     "type": "string",
     "pattern": "^crd_[0-9A-HJKMNP-TV-Z]{26}\\.[A-Za-z0-9_-]{43}$",
@@ -190,121 +109,148 @@ MAX_LISTED_SCAN = 20
 """Pages of 200 leases a filtered lease list reads at most for one page of answers."""
 
 
-def build_operations(backend: CloudBackend) -> list[Operation]:
-    async def device(request: web.Request, body: dict[str, Any], _: Principal | None) -> Principal:
-        return await backend.authenticate_device(request, body)
+# --- a device's requests (authenticated by the credential in the body) ------------------------------------
+async def check_out(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    return Reply(201, await leases.check_out(backend, call.tx, device_call(call), call.body))
 
-    async def vendor_reads_keys(request: web.Request, _: dict[str, Any], principal: Principal | None) -> Principal:
-        assert principal is not None
-        await read_published_keys(request, principal.tenant_id)
-        return principal
 
-    async def check_out(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(201, await backend.check_out(call.tx, call.request[DEVICE_CALL], call.body))
+async def renew(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    return Reply(200, await leases.renew(backend, call.tx, device_call(call), call.body))
 
-    async def renew(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(200, await backend.renew(call.tx, call.request[DEVICE_CALL], call.body))
 
-    async def release(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(200, await backend.release(call.tx, call.request[DEVICE_CALL], call.body))
+async def release(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    return Reply(200, await leases.release(backend, call.tx, device_call(call), call.body))
 
-    async def create_credential(call: Call) -> Reply:
-        assert call.tx is not None
-        made = await backend.create_credential(call.tx, call.request, call.path["id"], call.body.get("label"), call.actor)
-        return Reply(201, made)
 
-    async def list_credentials(call: Call) -> Reply:
-        await _license_of(call)
-        after = _cursor(call, "credentials")
-        filters = {"license_id": call.path["id"], **({"state": call.query["state"]} if "state" in call.query else {})}
-        page = await call.store.list(call.tenant_id, CREDENTIAL, filters, after, call.query.get("limit", 50))
-        items = [shown_credential(row) for row in page.rows]
-        return list_reply("credentials", items, page.has_more, items[-1]["id"] if items else None)
+# --- the vendor's credentials ---------------------------------------------------------------------------
+async def create_credential(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    made = await credentials.issue_credential(
+        call.tx,
+        backend.clock,
+        call.path["id"],
+        call.body.get("label"),
+        call.actor,
+        server=call.base_url,
+        keys=published_keys(call),
+    )
+    return Reply(201, made)
 
-    async def get_credential(call: Call) -> Reply:
-        row = await call.store.get(call.tenant_id, CREDENTIAL, call.path["id"])
-        if row is None:
-            raise NotFoundError("no such credential", code="CREDENTIAL_NOT_FOUND")
-        return Reply(200, shown_credential(row))
 
-    async def label_credential(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(
-            200, shown_credential(await backend.relabel_credential(call.tx, call.path["id"], call.body["label"], call.actor))
-        )
+async def list_credentials(call: Call) -> Reply:
+    return await list_license_items(call, CREDENTIAL, shown_credential)
 
-    async def revoke_credential(call: Call) -> Reply:
-        assert call.tx is not None
-        return Reply(
-            200, shown_credential(await backend.revoke_credential(call.tx, call.path["id"], call.body.get("reason"), call.actor))
-        )
 
-    async def reissue_credential(call: Call) -> Reply:
-        assert call.tx is not None
-        made = await backend.reissue_credential(call.tx, call.request, call.path["id"], call.body.get("label"), call.actor)
-        return Reply(201, made)
+async def get_credential(call: Call) -> Reply:
+    row = await call.store.get(call.tenant_id, CREDENTIAL, call.path["id"])
+    if row is None:
+        raise NotFoundError("no such credential", code="CREDENTIAL_NOT_FOUND")
+    return Reply(200, shown_credential(row))
 
-    async def list_leases(call: Call) -> Reply:
-        await _license_of(call)
-        after = _cursor(call, "leases")
-        wanted, limit, now = call.query.get("state"), call.query.get("limit", 50), backend.clock()
-        # The shown state of a lease that ran out is "expired" before it is marked so: filter on the shown state.
-        items: list[dict[str, Any]] = []
-        has_more, last = False, after
-        for _ in range(MAX_LISTED_SCAN):
-            page = await call.store.list(call.tenant_id, LEASE, {"license_id": call.path["id"]}, last, 200)
-            for index, row in enumerate(page.rows):
-                last = row["id"]
-                if wanted is None or lease_state(row, now) == wanted:
-                    items.append(shown_lease(row, now))
-                    if len(items) == limit:
-                        has_more = page.has_more or index < len(page.rows) - 1
-                        return list_reply("leases", items, has_more, last)
-            if not page.has_more:
-                return list_reply("leases", items, False, last)
-        return list_reply("leases", items, True, last)  # read enough for one request: the cursor goes on from here
 
-    async def get_lease(call: Call) -> Reply:
-        row = await call.store.get(call.tenant_id, LEASE, call.path["id"])
-        if row is None:
-            raise NotFoundError("no such lease", code="LEASE_NOT_FOUND")
-        return Reply(200, shown_lease(row, backend.clock()))
+async def label_credential(call: Call) -> Reply:
+    assert call.tx is not None
+    return Reply(
+        200, shown_credential(await credentials.relabel_credential(call.tx, call.path["id"], call.body["label"], call.actor))
+    )
 
-    async def end_lease(call: Call) -> Reply:
-        assert call.tx is not None
-        ended = await backend.end_lease(call.tx, call.path["id"], call.body.get("reason"), call.actor)
-        return Reply(200, shown_lease(ended, backend.clock()))
 
-    async def lease_usage(call: Call) -> Reply:
-        license = await _license_of(call)
-        today = datetime.fromtimestamp(backend.clock() // 1_000_000, UTC).date()
-        last = _day(call, "to", today)
-        first = _day(call, "from", last - timedelta(days=29))
-        if first > last or (last - first).days >= 366:
-            raise MalformedRequestError("from must not be after to, and the range at most 366 days", code="INVALID_PARAMETER")
-        return Reply(200, await backend.usage(call.store, call.tenant_id, license, first, last))
+async def revoke_credential(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    revoked = await credentials.revoke_credential(call.tx, backend.clock, call.path["id"], call.body.get("reason"), call.actor)
+    return Reply(200, shown_credential(revoked))
 
+
+async def reissue_credential(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    made = await credentials.reissue_credential(
+        call.tx,
+        backend.clock,
+        call.path["id"],
+        call.body.get("label"),
+        call.actor,
+        server=call.base_url,
+        keys=published_keys(call),
+    )
+    return Reply(201, made)
+
+
+# --- the vendor's leases --------------------------------------------------------------------------------
+async def list_leases(backend: Cloud, call: Call) -> Reply:
+    license = await license_of(call)
+    after = id_cursor(call, LEASE.plural)
+    wanted, limit, now = call.query.get("state"), call.query.get("limit", 50), backend.clock()
+    # The shown state of a lease that ran out is "expired" before it is marked so: filter on the shown state.
+    items: list[dict[str, Any]] = []
+    has_more, last = False, after
+    for _ in range(MAX_LISTED_SCAN):
+        page = await call.store.list(call.tenant_id, LEASE, {"license_id": license["id"]}, last, 200)
+        for index, row in enumerate(page.rows):
+            last = row["id"]
+            if wanted is None or lease_state(row, now) == wanted:
+                items.append(shown_lease(row, now))
+                if len(items) == limit:
+                    has_more = page.has_more or index < len(page.rows) - 1
+                    return list_reply(LEASE.plural, items, has_more, last)
+        if not page.has_more:
+            return list_reply(LEASE.plural, items, False, last)
+    return list_reply(LEASE.plural, items, True, last)  # read enough for one request: the cursor goes on from here
+
+
+async def get_lease(backend: Cloud, call: Call) -> Reply:
+    row = await call.store.get(call.tenant_id, LEASE, call.path["id"])
+    if row is None:
+        raise NotFoundError("no such lease", code="LEASE_NOT_FOUND")
+    return Reply(200, shown_lease(row, backend.clock()))
+
+
+async def end_lease(backend: Cloud, call: Call) -> Reply:
+    assert call.tx is not None
+    ended = await leases.end_lease(backend, call.tx, call.path["id"], call.body.get("reason"), call.actor)
+    return Reply(200, shown_lease(ended, backend.clock()))
+
+
+async def lease_usage(backend: Cloud, call: Call) -> Reply:
+    license = await license_of(call)
+    today = datetime.fromtimestamp(backend.clock() // 1_000_000, UTC).date()
+    last = _day(call, "to", today)
+    first = _day(call, "from", last - timedelta(days=29))
+    if first > last or (last - first).days >= 366:
+        raise MalformedRequestError("from must not be after to, and the range at most 366 days", code="INVALID_PARAMETER")
+    return Reply(200, await leases.usage(backend, call.store, call.tenant_id, license, first, last))
+
+
+def _day(call: Call, name: str, default: date) -> date:
+    if name not in call.query:
+        return default
+    try:
+        return date.fromisoformat(call.query[name])
+    except ValueError:
+        raise MalformedRequestError(f"query parameter {name} is not a date (YYYY-MM-DD)", code="INVALID_PARAMETER") from None
+
+
+def operations(backend: Cloud) -> list[Operation]:
+    """The backend's routes, their handlers bound to ``backend``."""
     license_path = {"id": id_pattern("lic")}
     credential_path = {"id": id_pattern("crd")}
     lease_path = {"id": id_pattern("lse")}
     return [
         Operation(
-            "POST",
-            "/v1/leases",
-            "check_out_lease",
-            "Check out a lease of a seat",
-            check_out,
-            "lease",
-            None,
-            GRANTED_SCHEMA,
+            method="POST",
+            path="/v1/leases",
+            operation_id="check_out_lease",
+            summary="Check out a lease of a seat",
+            handler=partial(check_out, backend),
+            tag="lease",
+            auth=ByBody(authenticate_device),
+            response_schema=GRANTED_SCHEMA,
             status=201,
             request_schema=CHECK_OUT_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device,
             description=(
                 "A device holding a credential file takes one of the license's seats for the policy's "
                 "lease_ttl_seconds: 201 with the lease, its lease_secret (for the next heartbeat or the release), "
@@ -315,18 +261,17 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/leases/heartbeat",
-            "renew_lease",
-            "Renew a lease (heartbeat)",
-            renew,
-            "lease",
-            None,
-            GRANTED_SCHEMA,
+            method="POST",
+            path="/v1/leases/heartbeat",
+            operation_id="renew_lease",
+            summary="Renew a lease (heartbeat)",
+            handler=partial(renew, backend),
+            tag="lease",
+            auth=ByBody(authenticate_device),
+            response_schema=GRANTED_SCHEMA,
             request_schema=LEASE_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device,
             description=(
                 "Renews the lease for another TTL and answers a new lease_secret and lease_token; the old secret "
                 "stops working. Send an Idempotency-Key with each heartbeat and reuse it when retrying after a "
@@ -334,35 +279,34 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/leases/release",
-            "release_lease",
-            "Release a lease",
-            release,
-            "lease",
-            None,
-            ENDED_SCHEMA,
+            method="POST",
+            path="/v1/leases/release",
+            operation_id="release_lease",
+            summary="Release a lease",
+            handler=partial(release, backend),
+            tag="lease",
+            auth=ByBody(authenticate_device),
+            response_schema=ENDED_SCHEMA,
             request_schema=LEASE_BODY,
             changes_state=True,
             errors=_DEVICE_ERRORS,
-            authenticator=device,
             description="The seat is free at once. A lease that ended already is answered as it stands. " + _REFUSALS,
         ),
         Operation(
-            "POST",
-            "/v1/admin/licenses/{id}/credentials",
-            "create_credential",
-            "Create a credential file",
-            create_credential,
-            "credential",
-            SUPPORT_ROLES,
-            CREDENTIAL_FILE_SCHEMA,
+            method="POST",
+            path="/v1/admin/licenses/{id}/credentials",
+            operation_id="create_credential",
+            secret_output=SecretOutput("credential_file", "credential.json"),
+            summary="Create a credential file",
+            handler=partial(create_credential, backend),
+            tag="credential",
+            auth=ByBody(read_published_keys, roles=SUPPORT_ROLES),
+            response_schema=CREDENTIAL_FILE_SCHEMA,
             status=201,
             request_schema=_LABEL_BODY,
             path_patterns=license_path,
             changes_state=True,
             errors=(404, 409),
-            authenticator=vendor_reads_keys,
             description=(
                 "A new credential of a cloud license, and its credential file for the customer to import on any "
                 "device: the gateway's address, the tenant, the credential (id and secret) and the tenant's public "
@@ -371,39 +315,39 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "GET",
-            "/v1/admin/licenses/{id}/credentials",
-            "list_credentials",
-            "List a license's credentials",
-            list_credentials,
-            "credential",
-            READ_ROLES,
-            list_schema(CREDENTIAL_SCHEMA),
+            method="GET",
+            path="/v1/admin/licenses/{id}/credentials",
+            operation_id="list_credentials",
+            summary="List a license's credentials",
+            handler=list_credentials,
+            tag="credential",
+            auth=Token(READ_ROLES),
+            response_schema=list_schema(CREDENTIAL_SCHEMA),
             query=(*PAGE_PARAMS, Param("state", {"enum": list(CREDENTIAL_STATES)}, "Only credentials in this state.")),
             path_patterns=license_path,
             errors=(400, 404),
         ),
         Operation(
-            "GET",
-            "/v1/admin/credentials/{id}",
-            "get_credential",
-            "Get a credential",
-            get_credential,
-            "credential",
-            READ_ROLES,
-            CREDENTIAL_SCHEMA,
+            method="GET",
+            path="/v1/admin/credentials/{id}",
+            operation_id="get_credential",
+            summary="Get a credential",
+            handler=get_credential,
+            tag="credential",
+            auth=Token(READ_ROLES),
+            response_schema=CREDENTIAL_SCHEMA,
             path_patterns=credential_path,
             errors=(404,),
         ),
         Operation(
-            "PATCH",
-            "/v1/admin/credentials/{id}",
-            "label_credential",
-            "Label a credential",
-            label_credential,
-            "credential",
-            SUPPORT_ROLES,
-            CREDENTIAL_SCHEMA,
+            method="PATCH",
+            path="/v1/admin/credentials/{id}",
+            operation_id="label_credential",
+            summary="Label a credential",
+            handler=label_credential,
+            tag="credential",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=CREDENTIAL_SCHEMA,
             request_schema=_LABEL_REQUIRED,
             path_patterns=credential_path,
             changes_state=True,
@@ -411,14 +355,14 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             description="Sets the credential's label (null clears it).",
         ),
         Operation(
-            "POST",
-            "/v1/admin/credentials/{id}/revoke",
-            "revoke_credential",
-            "Revoke a credential",
-            revoke_credential,
-            "credential",
-            SUPPORT_ROLES,
-            CREDENTIAL_SCHEMA,
+            method="POST",
+            path="/v1/admin/credentials/{id}/revoke",
+            operation_id="revoke_credential",
+            summary="Revoke a credential",
+            handler=partial(revoke_credential, backend),
+            tag="credential",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=CREDENTIAL_SCHEMA,
             request_schema=_REASON_BODY,
             path_patterns=credential_path,
             changes_state=True,
@@ -429,60 +373,60 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "POST",
-            "/v1/admin/credentials/{id}/reissue",
-            "reissue_credential",
-            "Reissue a credential file",
-            reissue_credential,
-            "credential",
-            SUPPORT_ROLES,
-            CREDENTIAL_FILE_SCHEMA,
+            method="POST",
+            path="/v1/admin/credentials/{id}/reissue",
+            operation_id="reissue_credential",
+            secret_output=SecretOutput("credential_file", "credential.json"),
+            summary="Reissue a credential file",
+            handler=partial(reissue_credential, backend),
+            tag="credential",
+            auth=ByBody(read_published_keys, roles=SUPPORT_ROLES),
+            response_schema=CREDENTIAL_FILE_SCHEMA,
             status=201,
             request_schema=_LABEL_BODY,
             path_patterns=credential_path,
             changes_state=True,
             errors=(404, 409),
-            authenticator=vendor_reads_keys,
             description=(
                 "A new credential file in place of this credential's (reissue_of names it), keeping its label unless "
                 "given one; the old credential is revoked, if it was not, and its leases end."
             ),
         ),
         Operation(
-            "GET",
-            "/v1/admin/licenses/{id}/leases",
-            "list_leases",
-            "List a license's leases",
-            list_leases,
-            "lease",
-            READ_ROLES,
-            list_schema(LEASE_SCHEMA),
+            method="GET",
+            path="/v1/admin/licenses/{id}/leases",
+            operation_id="list_leases",
+            summary="List a license's leases",
+            handler=partial(list_leases, backend),
+            tag="lease",
+            auth=Token(READ_ROLES),
+            response_schema=list_schema(LEASE_SCHEMA),
             query=(*PAGE_PARAMS, Param("state", {"enum": list(LEASE_STATES)}, "Only leases in this state (active: held now).")),
             path_patterns=license_path,
             errors=(400, 404),
             description="Who holds which seat, since when (created_at), from which device, until when (expires_at).",
         ),
         Operation(
-            "GET",
-            "/v1/admin/leases/{id}",
-            "get_lease",
-            "Get a lease",
-            get_lease,
-            "lease",
-            READ_ROLES,
-            LEASE_SCHEMA,
+            method="GET",
+            path="/v1/admin/leases/{id}",
+            operation_id="get_lease",
+            summary="Get a lease",
+            handler=partial(get_lease, backend),
+            tag="lease",
+            auth=Token(READ_ROLES),
+            response_schema=LEASE_SCHEMA,
             path_patterns=lease_path,
             errors=(404,),
         ),
         Operation(
-            "POST",
-            "/v1/admin/leases/{id}/release",
-            "end_lease",
-            "End a lease",
-            end_lease,
-            "lease",
-            SUPPORT_ROLES,
-            LEASE_SCHEMA,
+            method="POST",
+            path="/v1/admin/leases/{id}/release",
+            operation_id="end_lease",
+            summary="End a lease",
+            handler=partial(end_lease, backend),
+            tag="lease",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=LEASE_SCHEMA,
             request_schema=_REASON_BODY,
             path_patterns=lease_path,
             changes_state=True,
@@ -493,14 +437,14 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             ),
         ),
         Operation(
-            "GET",
-            "/v1/admin/licenses/{id}/lease-usage",
-            "lease_usage",
-            "Peak concurrent use per day",
-            lease_usage,
-            "lease",
-            READ_ROLES,
-            USAGE_SCHEMA,
+            method="GET",
+            path="/v1/admin/licenses/{id}/lease-usage",
+            operation_id="lease_usage",
+            summary="Peak concurrent use per day",
+            handler=partial(lease_usage, backend),
+            tag="lease",
+            auth=Token(READ_ROLES),
+            response_schema=USAGE_SCHEMA,
             query=(
                 Param("from", _DAY, "The first UTC day (YYYY-MM-DD; default 29 days before to)."),
                 Param("to", _DAY, "The last UTC day (default today); at most 366 days in all."),
@@ -513,26 +457,3 @@ def build_operations(backend: CloudBackend) -> list[Operation]:
             ),
         ),
     ]
-
-
-async def _license_of(call: Call) -> Row:
-    license = await call.store.get(call.tenant_id, LICENSE, call.path["id"])
-    if license is None:
-        raise NotFoundError("no such license", code="LICENSE_NOT_FOUND")
-    return license
-
-
-def _cursor(call: Call, scope: str) -> str | None:
-    after = decode_cursor(call.query["cursor"], scope) if "cursor" in call.query else None
-    if after is not None and not isinstance(after, str):
-        raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
-    return after
-
-
-def _day(call: Call, name: str, default: date) -> date:
-    if name not in call.query:
-        return default
-    try:
-        return date.fromisoformat(call.query[name])
-    except ValueError:
-        raise MalformedRequestError(f"query parameter {name} is not a date (YYYY-MM-DD)", code="INVALID_PARAMETER") from None

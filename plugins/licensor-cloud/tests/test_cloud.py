@@ -17,7 +17,8 @@ from licensor.errors import TokenError
 from licensor.model import format_time, now_us
 from licensor.testing import Answer, Gateway, ManualClock
 from licensor.tokens import read_document
-from licensor_cloud.backend import credential_secret_hash, peak_use
+from licensor_cloud.credentials import credential_secret_hash
+from licensor_cloud.leases import peak_use
 
 TTL, INTERVAL = 600, 120
 SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")

@@ -16,19 +16,7 @@ from licensor.central.events import EVENT_SCHEMA, VERIFICATION_SCHEMA, event_jso
 from licensor.central.keyset import KEY_SCHEMA, add_signing_key, public_key_json
 from licensor.errors import ConflictError, InvalidStateError, MalformedRequestError, NotFoundError, ValidationError
 from licensor.gateway import keys as app_keys
-from licensor.gateway.api import (
-    PAGE_PARAMS,
-    READ_ROLES,
-    Api,
-    Call,
-    Handler,
-    Operation,
-    Param,
-    Reply,
-    decode_cursor,
-    list_reply,
-    list_schema,
-)
+from licensor.gateway.api import Api
 from licensor.gateway.auth import new_secret
 from licensor.model import (
     BY_NAME,
@@ -49,11 +37,25 @@ from licensor.model import (
     now_us,
     parse_time,
 )
+from licensor.operations import (
+    ADMIN_ROLES,
+    CATALOG_ROLES,
+    PAGE_PARAMS,
+    READ_ROLES,
+    SUPPORT_ROLES,
+    Call,
+    Handler,
+    Operation,
+    Param,
+    Reply,
+    SecretInput,
+    Token,
+    decode_cursor,
+    list_reply,
+    list_schema,
+)
 from licensor.store import Row, Transaction
 
-CATALOG_ROLES = frozenset({"admin", "developer"})
-SUPPORT_ROLES = frozenset({"admin", "developer", "support"})
-ADMIN_ROLES = frozenset({"admin"})
 DAY_US = 86_400 * 1_000_000
 
 WRITE_ROLES = {
@@ -293,14 +295,14 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
     if resource is not LICENSE:
         api.add(
             Operation(
-                "POST",
-                base,
-                f"create_{resource.name}",
-                f"Create a {resource.name}",
-                _create(resource),
-                resource.plural,
-                write_roles,
-                shown,
+                method="POST",
+                path=base,
+                operation_id=f"create_{resource.name}",
+                summary=f"Create a {resource.name}",
+                handler=_create(resource),
+                tag=resource.plural,
+                auth=Token(write_roles),
+                response_schema=shown,
                 status=201,
                 request_schema=resource.create_schema(),
                 changes_state=True,
@@ -310,41 +312,41 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
         )
     api.add(
         Operation(
-            "GET",
-            base,
-            f"list_{resource.plural}",
-            f"List {resource.plural}",
-            _list(resource),
-            resource.plural,
-            READ_ROLES,
-            list_schema(shown),
+            method="GET",
+            path=base,
+            operation_id=f"list_{resource.plural}",
+            summary=f"List {resource.plural}",
+            handler=_list(resource),
+            tag=resource.plural,
+            auth=Token(READ_ROLES),
+            response_schema=list_schema(shown),
             query=PAGE_PARAMS + _filter_params(resource),
         )
     )
     api.add(
         Operation(
-            "GET",
-            item,
-            f"get_{resource.name}",
-            f"Get a {resource.name}",
-            _read(resource),
-            resource.plural,
-            READ_ROLES,
-            shown,
+            method="GET",
+            path=item,
+            operation_id=f"get_{resource.name}",
+            summary=f"Get a {resource.name}",
+            handler=_read(resource),
+            tag=resource.plural,
+            auth=Token(READ_ROLES),
+            response_schema=shown,
             path_patterns=pattern,
             errors=(404,),
         )
     )
     api.add(
         Operation(
-            "PATCH",
-            item,
-            f"update_{resource.name}",
-            f"Update a {resource.name}",
-            _update(resource),
-            resource.plural,
-            write_roles,
-            shown,
+            method="PATCH",
+            path=item,
+            operation_id=f"update_{resource.name}",
+            summary=f"Update a {resource.name}",
+            handler=_update(resource),
+            tag=resource.plural,
+            auth=Token(write_roles),
+            response_schema=shown,
             request_schema=resource.update_schema(),
             path_patterns=pattern,
             changes_state=True,
@@ -354,14 +356,14 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
     if resource.deletable:
         api.add(
             Operation(
-                "DELETE",
-                item,
-                f"delete_{resource.name}",
-                f"Delete a {resource.name}",
-                _delete(resource),
-                resource.plural,
-                write_roles,
-                _deleted_schema(resource),
+                method="DELETE",
+                path=item,
+                operation_id=f"delete_{resource.name}",
+                summary=f"Delete a {resource.name}",
+                handler=_delete(resource),
+                tag=resource.plural,
+                auth=Token(write_roles),
+                response_schema=_deleted_schema(resource),
                 path_patterns=pattern,
                 changes_state=True,
                 errors=(404, 409),
@@ -518,14 +520,14 @@ def _add_license_operations(api: Api) -> None:
     pattern = {"id": id_pattern("lic")}
     api.add(
         Operation(
-            "POST",
-            "/v1/admin/licenses",
-            "create_license",
-            "Create a license",
-            create_license,
-            "licenses",
-            SUPPORT_ROLES,
-            LICENSE_WITH_KEY_SCHEMA,
+            method="POST",
+            path="/v1/admin/licenses",
+            operation_id="create_license",
+            summary="Create a license",
+            handler=create_license,
+            tag="licenses",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=LICENSE_WITH_KEY_SCHEMA,
             status=201,
             request_schema=LICENSE_CREATE_SCHEMA,
             changes_state=True,
@@ -537,14 +539,14 @@ def _add_license_operations(api: Api) -> None:
     )
     api.add(
         Operation(
-            "POST",
-            "/v1/admin/licenses/lookup",
-            "lookup_license",
-            "Find a license by its key",
-            lookup_license,
-            "licenses",
-            READ_ROLES,
-            shown,
+            method="POST",
+            path="/v1/admin/licenses/lookup",
+            operation_id="lookup_license",
+            summary="Find a license by its key",
+            handler=lookup_license,
+            tag="licenses",
+            auth=Token(READ_ROLES),
+            response_schema=shown,
             errors=(404, 422),
             request_schema={
                 "type": "object",
@@ -553,6 +555,7 @@ def _add_license_operations(api: Api) -> None:
                 "additionalProperties": False,
             },
             description="422 LICENSE_KEY_MALFORMED tells a typo (bad check character) from 404 LICENSE_NOT_FOUND.",
+            secret_input=SecretInput(field="key", prompt="License key: "),
         )
     )
     for action in ("suspend", "reinstate", "revoke", "renew"):
@@ -561,14 +564,14 @@ def _add_license_operations(api: Api) -> None:
             properties["expires_at"] = TIME_SCHEMA
         api.add(
             Operation(
-                "POST",
-                f"/v1/admin/licenses/{{id}}/{action}",
-                f"{action}_license",
-                f"{action.capitalize()} a license",
-                _license_action(action),
-                "licenses",
-                SUPPORT_ROLES,
-                shown,
+                method="POST",
+                path=f"/v1/admin/licenses/{{id}}/{action}",
+                operation_id=f"{action}_license",
+                summary=f"{action.capitalize()} a license",
+                handler=_license_action(action),
+                tag="licenses",
+                auth=Token(SUPPORT_ROLES),
+                response_schema=shown,
                 path_patterns=pattern,
                 request_schema={"type": "object", "properties": properties, "additionalProperties": False},
                 changes_state=True,
@@ -681,61 +684,59 @@ def _add_token_operations(api: Api) -> None:
     }
     api.add(
         Operation(
-            "POST",
-            "/v1/admin/tokens",
-            "create_token",
-            "Create an API token",
-            create_token,
-            "tokens",
-            ADMIN_ROLES,
-            with_token,
+            method="POST",
+            path="/v1/admin/tokens",
+            operation_id="create_token",
+            summary="Create an API token",
+            handler=create_token,
+            tag="tokens",
+            auth=Token(ADMIN_ROLES),
+            response_schema=with_token,
             status=201,
             request_schema=create_schema,
             changes_state=True,
             errors=(422,),
-            description=(
-                "The token is in this answer only; licensor keeps just its hash. A product token (role "
-                "product) serves a SaaS backend on the license plane."
-            ),
+            description="The token is in this answer only; licensor keeps just its hash. A product token (role "
+            "product) serves a SaaS backend on the license plane.",
         )
     )
     api.add(
         Operation(
-            "GET",
-            "/v1/admin/tokens",
-            "list_tokens",
-            "List API tokens",
-            list_tokens,
-            "tokens",
-            ADMIN_ROLES,
-            list_schema(TOKEN_SCHEMA),
+            method="GET",
+            path="/v1/admin/tokens",
+            operation_id="list_tokens",
+            summary="List API tokens",
+            handler=list_tokens,
+            tag="tokens",
+            auth=Token(ADMIN_ROLES),
+            response_schema=list_schema(TOKEN_SCHEMA),
             query=PAGE_PARAMS,
         )
     )
     api.add(
         Operation(
-            "GET",
-            "/v1/admin/tokens/{id}",
-            "get_token",
-            "Get an API token",
-            get_token,
-            "tokens",
-            ADMIN_ROLES,
-            TOKEN_SCHEMA,
+            method="GET",
+            path="/v1/admin/tokens/{id}",
+            operation_id="get_token",
+            summary="Get an API token",
+            handler=get_token,
+            tag="tokens",
+            auth=Token(ADMIN_ROLES),
+            response_schema=TOKEN_SCHEMA,
             path_patterns=pattern,
             errors=(404,),
         )
     )
     api.add(
         Operation(
-            "DELETE",
-            "/v1/admin/tokens/{id}",
-            "revoke_token",
-            "Revoke an API token",
-            revoke_token,
-            "tokens",
-            ADMIN_ROLES,
-            TOKEN_SCHEMA,
+            method="DELETE",
+            path="/v1/admin/tokens/{id}",
+            operation_id="revoke_token",
+            summary="Revoke an API token",
+            handler=revoke_token,
+            tag="tokens",
+            auth=Token(ADMIN_ROLES),
+            response_schema=TOKEN_SCHEMA,
             path_patterns=pattern,
             changes_state=True,
             errors=(404,),
@@ -784,48 +785,46 @@ def register(api: Api) -> None:
     _add_token_operations(api)
     api.add(
         Operation(
-            "GET",
-            "/v1/admin/keys",
-            "list_keys",
-            "List the tenant's signing keys",
-            list_keys,
-            "keys",
-            READ_ROLES,
-            list_schema(KEY_SCHEMA),
+            method="GET",
+            path="/v1/admin/keys",
+            operation_id="list_keys",
+            summary="List the tenant's signing keys",
+            handler=list_keys,
+            tag="keys",
+            auth=Token(READ_ROLES),
+            response_schema=list_schema(KEY_SCHEMA),
         )
     )
     api.add(
         Operation(
-            "POST",
-            "/v1/admin/keys/rotate",
-            "rotate_keys",
-            "Rotate the signing key",
-            rotate_keys,
-            "keys",
-            ADMIN_ROLES,
-            {
+            method="POST",
+            path="/v1/admin/keys/rotate",
+            operation_id="rotate_keys",
+            summary="Rotate the signing key",
+            handler=rotate_keys,
+            tag="keys",
+            auth=Token(ADMIN_ROLES),
+            response_schema={
                 "type": "object",
                 "properties": {"object": {"const": "key_rotation"}, "active_kid": {"type": "string"}},
                 "required": ["object", "active_kid"],
                 "additionalProperties": False,
             },
             changes_state=True,
-            description=(
-                "A new key becomes the active signing key; the previous ones stay published at /v1/keys, so "
-                "tokens they signed still verify."
-            ),
+            description="A new key becomes the active signing key; the previous ones stay published at /v1/keys, so "
+            "tokens they signed still verify.",
         )
     )
     api.add(
         Operation(
-            "GET",
-            "/v1/admin/events",
-            "list_events",
-            "List events",
-            list_events,
-            "events",
-            READ_ROLES,
-            list_schema(EVENT_SCHEMA),
+            method="GET",
+            path="/v1/admin/events",
+            operation_id="list_events",
+            summary="List events",
+            handler=list_events,
+            tag="events",
+            auth=Token(READ_ROLES),
+            response_schema=list_schema(EVENT_SCHEMA),
             query=(
                 *PAGE_PARAMS,
                 Param("type", {"type": "string", "pattern": "^[a-z_]+\\.[a-z_]+$"}),
@@ -836,27 +835,27 @@ def register(api: Api) -> None:
     )
     api.add(
         Operation(
-            "GET",
-            "/v1/admin/events/verify",
-            "verify_events",
-            "Verify the event log's hash chain",
-            verify_events,
-            "events",
-            READ_ROLES,
-            VERIFICATION_SCHEMA,
+            method="GET",
+            path="/v1/admin/events/verify",
+            operation_id="verify_events",
+            summary="Verify the event log's hash chain",
+            handler=verify_events,
+            tag="events",
+            auth=Token(READ_ROLES),
+            response_schema=VERIFICATION_SCHEMA,
             description="Recomputes every event's hash and link; names the first event that does not match.",
         )
     )
     api.add(
         Operation(
-            "GET",
-            "/v1/admin/tenant",
-            "get_tenant",
-            "Get the caller's tenant",
-            get_tenant,
-            "tenant",
-            READ_ROLES,
-            {
+            method="GET",
+            path="/v1/admin/tenant",
+            operation_id="get_tenant",
+            summary="Get the caller's tenant",
+            handler=get_tenant,
+            tag="tenant",
+            auth=Token(READ_ROLES),
+            response_schema={
                 "type": "object",
                 "properties": {
                     "id": {"type": "string"},

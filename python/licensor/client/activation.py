@@ -22,11 +22,11 @@ from licensor import _impl as core
 from licensor.client._fields import integer, json_object, quantity, text, text_map
 from licensor.errors import TokenError
 from licensor.fingerprint import MatchRule
-from licensor.tokens import read_document, sign_document
+from licensor.tokens import TokenKind, read_document, sign_document
 from licensor.verdict import Code
 
-DEVICE_REQUEST_KIND = "dv1"
-LICENSE_FILE_KIND = "lf1"
+DEVICE_REQUEST_KIND = TokenKind.DEVICE_REQUEST
+LICENSE_FILE_KIND = TokenKind.LICENSE_FILE
 OPERATIONS = ("activate", "recover", "checkin", "deactivate")
 CLOCK_SKEW_S = 300
 """How far the device's clock may run behind the gateway's before a file it was just given looks not yet valid."""

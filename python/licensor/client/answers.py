@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from licensor.errors import TokenError
-from licensor.tokens import read_document
+from licensor.tokens import TokenKind, read_document
 
-ANSWER_KIND = "rs1"
+ANSWER_KIND = TokenKind.ANSWER
 DEFAULT_MAX_AGE_S = 300
 
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from licensor.errors import TokenError
-from licensor.tokens import read_document
+from licensor.tokens import TokenKind, read_document
 
-ENTITLEMENT_KIND = "en1"
+ENTITLEMENT_KIND = TokenKind.ENTITLEMENT
 CLOCK_SKEW_S = 30
 """How far the SaaS backend's clock may run ahead of the gateway's."""
 

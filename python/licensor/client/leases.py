@@ -33,7 +33,7 @@ import orjson
 from licensor.client._fields import integer, json_object, quantity, text
 from licensor.errors import LicensorError, TokenError, UnknownKeyError
 from licensor.model import CODE_SCHEMA, id_pattern
-from licensor.tokens import read_document
+from licensor.tokens import TokenKind, read_document
 from licensor.verdict import Code
 
 __all__ = [
@@ -54,7 +54,7 @@ __all__ = [
     "verify_lease_token",
 ]
 
-LEASE_TOKEN_KIND = "ls1"
+LEASE_TOKEN_KIND = TokenKind.LEASE
 CREDENTIAL_FILE_FORMAT = "licensor-credential-1"
 CLOCK_SKEW_S = 300
 """How far the device's clock may run behind the gateway's before a token it was just given looks not yet valid."""

@@ -1,18 +1,14 @@
-"""Operations declared once: the route, who may call it, what it accepts and answers.
+"""The request pipeline: what runs each declared :class:`licensor.operations.Operation`.
 
-Each :class:`Operation` becomes an aiohttp route wrapped with authentication, role checks, strict parsing and
-validation of the body and query, and, for changes, one store transaction carrying the Idempotency-Key. The
-OpenAPI document is generated from the same declarations, so the two cannot drift apart.
+Every route is wrapped with authentication (as its ``auth`` declares), role checks, strict parsing and
+validation of the body and query, and, for changes, one store transaction carrying the Idempotency-Key.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,191 +26,108 @@ from licensor.errors import (
     ValidationError,
 )
 from licensor.gateway import keys as app_keys
-from licensor.gateway.auth import Principal, authenticate
+from licensor.gateway.auth import authenticate
 from licensor.model import canonical_json
-from licensor.schema import Schema, read_json
-from licensor.store import IdempotentRequest, Store, Transaction
+from licensor.operations import MAX_BODY_BYTES, ByBody, Call, Operation, OptionalToken, Reply, Services, Token
+from licensor.schema import read_json
+from licensor.store import IdempotentRequest
 
-MAX_BODY_BYTES = 1 << 20
-"""The largest body any operation may declare that it takes (the gateway reads no more)."""
-DEFAULT_BODY_BYTES = 64 << 10
-"""The largest body of an operation that declares no limit of its own: parsing and validating a body costs
-time in proportion to its size, so no operation reads more than its largest valid request needs."""
+__all__ = ["MAX_BODY_BYTES", "Api", "ClientDisconnectedError", "json_error", "run"]
+
 BODY_READ_TIMEOUT_S = 30.0
 """How long a client may take to send its body (a trickle would hold its handler for as long as it likes)."""
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-READ_ROLES = frozenset({"admin", "developer", "support", "read-only"})
+
+async def run(operation: Operation, services: Services, request: web.Request) -> web.StreamResponse:
+    """Answer ``request`` with ``operation``: authenticate, parse, validate, run its handler (in a transaction
+    when it changes state) and write its reply."""
+    op = operation
+    if (
+        op.quick_answer is not None
+        and not request.query_string
+        and "Authorization" not in request.headers
+        and _is_json_content(request)
+    ):
+        quick = op.quick_answer(request, await _read(request, op.max_body_bytes))
+        if quick is not None:
+            return quick
+    auth = op.auth
+    principal = None
+    if isinstance(auth, Token) or (isinstance(auth, ByBody) and auth.roles is not None):
+        principal = await authenticate(request)
+        assert auth.roles is not None
+        if principal.role not in auth.roles:
+            raise PermissionDeniedError(f"the {principal.role} role may not {op.summary[0].lower()}{op.summary[1:]}")
+    path = dict(request.match_info)
+    for name, pattern in op.path_patterns.items():
+        if not re.fullmatch(pattern, path.get(name, "")):
+            raise NotFoundError(f"no such {name.removesuffix('_id')}")
+    query = _parse_query(op, request)
+    body, raw = await _parse_body(op, request)
+    call = Call(request, services, principal, path, query, body, raw)
+    if isinstance(auth, ByBody):
+        call.principal = principal = await auth.authenticate(call)
+    if not op.changes_state:
+        return _respond(await op.handler(call))
+    assert principal is not None, "operations that change state are authenticated"
+    assert not isinstance(auth, OptionalToken), "an operation that changes state names who may call it"
+    idempotency = _idempotency(request, body)
+    secrets = request.app[app_keys.SECRETS]
+    async with call.store.transaction(principal.tenant_id, idempotency) as tx:
+        if tx.replay is not None:
+            assert idempotency is not None
+            replayed = secrets.open_answer(principal.tenant_id, idempotency.key, tx.replay.body)
+            return _respond_text(tx.replay.status, replayed, replayed=True)
+        call.tx = tx
+        reply = await op.handler(call)
+        text = "" if reply.body is None else orjson.dumps(reply.body).decode()
+        if idempotency is not None:  # sealed: an answer may hold a license key or an API token
+            tx.remember(reply.status, secrets.seal_answer(principal.tenant_id, idempotency.key, text))
+    return _respond_text(reply.status, text)
 
 
-@dataclass
-class Call:
-    """What a handler gets: the request, who made it, and the validated inputs."""
-
-    request: web.Request
-    principal: Principal | None
-    path: dict[str, str]
-    query: dict[str, Any]
-    body: dict[str, Any]
-    tx: Transaction | None = None
-
-    @property
-    def store(self) -> Store:
-        return self.request.app[app_keys.STORE]
-
-    @property
-    def tenant_id(self) -> str:
-        assert self.principal is not None
-        return self.principal.tenant_id
-
-    @property
-    def actor(self) -> str:
-        if self.principal is None:
-            return "anonymous"
-        return self.principal.actor or f"token:{self.principal.token_id}"
-
-
-Handler = Callable[[Call], Awaitable["Reply"]]
+def _parse_query(op: Operation, request: web.Request) -> dict[str, Any]:
+    if not request.query_string and not op.query_required:
+        return {}  # nothing to check (the hot path: /v1/check has no query)
+    raw: dict[str, Any] = {}
+    for name, value in request.query.items():
+        if name in raw:
+            raise MalformedRequestError(f"query parameter {name} is given twice", code="DUPLICATE_PARAMETER")
+        raw[name] = value
+    declared = {p.name: p for p in op.query}
+    for name, value in raw.items():
+        param = declared.get(name)
+        if param is None:
+            raise MalformedRequestError(f"unknown query parameter {name}", code="UNKNOWN_PARAMETER")
+        if param.schema.get("type") == "integer":
+            if not re.fullmatch(r"-?[0-9]{1,18}", value):
+                raise MalformedRequestError(f"query parameter {name} must be an integer", code="INVALID_PARAMETER")
+            raw[name] = int(value)
+    try:
+        op.query_schema.validate(raw, where="query parameter", code_prefix="PARAMETER")
+        if any("\x00" in value for value in raw.values() if isinstance(value, str)):
+            raise ValidationError("a query parameter contains a NUL character", code="INVALID_CHARACTER")
+    except ValidationError as error:
+        # A query parameter that cannot be used is a malformed request (400), like one that cannot be read.
+        raise MalformedRequestError(error.message, code=error.code) from None
+    return raw
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: Any  # JSON-serialisable, or None for no content
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    schema: dict[str, Any]
-    description: str = ""
-    required: bool = False
-
-
-@dataclass
-class Operation:
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    handler: Handler
-    tag: str
-    roles: frozenset[str] | None  # None: no authentication
-    response_schema: dict[str, Any] | None
-    status: int = 200
-    request_schema: dict[str, Any] | None = None
-    query: tuple[Param, ...] = ()
-    path_patterns: dict[str, str] = field(default_factory=dict)
-    description: str = ""
-    changes_state: bool = False  # runs in a store transaction and honours Idempotency-Key
-    errors: tuple[int, ...] = ()
-    response_content_type: str = "application/json"
-    token_optional: bool = False  # the handler authenticates a token of ``roles`` itself, when one is needed
-    # Answers an identical repeat of an unauthenticated request from memory (None: go through the pipeline).
-    quick_answer: Callable[[web.Request, bytes], web.StreamResponse | None] | None = None
-    # Authenticates a request by what its validated body carries (a license key, a device's signature), besides
-    # or instead of an API token (given the token's principal, if ``roles`` asked for one): the principal whose
-    # tenant the request's transaction belongs to. Raises to refuse.
-    authenticator: Callable[[web.Request, dict[str, Any], Principal | None], Awaitable[Principal]] | None = None
-    max_body_bytes: int = DEFAULT_BODY_BYTES  # a larger body is refused (413) before it is parsed
-
-    def __post_init__(self) -> None:
-        """:raises ValueError: a schema keyword that is not checked (see :class:`licensor.schema.Schema`), or a
-        body limit over :data:`MAX_BODY_BYTES`."""
-        if not 0 < self.max_body_bytes <= MAX_BODY_BYTES:
-            raise ValueError(f"{self.operation_id}: max_body_bytes must lie between 1 and {MAX_BODY_BYTES}")
-        self._body_schema = Schema(self.request_schema) if self.request_schema else None
-        query_schema = {
-            "type": "object",
-            "properties": {p.name: p.schema for p in self.query},
-            "required": [p.name for p in self.query if p.required],
-            "additionalProperties": False,
-        }
-        self._query_schema = Schema(query_schema)
-        self._query_required = any(p.required for p in self.query)
-
-    # --- the request pipeline ---------------------------------------------------------------------------
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
-        if (
-            self.quick_answer is not None
-            and not request.query_string
-            and "Authorization" not in request.headers
-            and _is_json_content(request)
-        ):
-            quick = self.quick_answer(request, await _read(request, self.max_body_bytes))
-            if quick is not None:
-                return quick
-        principal = None
-        if self.roles is not None and not self.token_optional:
-            principal = await authenticate(request)
-            if principal.role not in self.roles:
-                raise PermissionDeniedError(f"the {principal.role} role may not {self.summary[0].lower()}{self.summary[1:]}")
-        path = dict(request.match_info)
-        for name, pattern in self.path_patterns.items():
-            if not re.fullmatch(pattern, path.get(name, "")):
-                raise NotFoundError(f"no such {name.removesuffix('_id')}")
-        query = self._parse_query(request)
-        body = await self._parse_body(request)
-        if self.authenticator is not None:
-            principal = await self.authenticator(request, body, principal)
-        call = Call(request, principal, path, query, body)
-        if not self.changes_state:
-            return _respond(await self.handler(call))
-        assert principal is not None, "operations that change state are authenticated"
-        idempotency = _idempotency(request, body)
-        secrets = request.app[app_keys.SECRETS]
-        async with call.store.transaction(principal.tenant_id, idempotency) as tx:
-            if tx.replay is not None:
-                assert idempotency is not None
-                replayed = secrets.open_answer(principal.tenant_id, idempotency.key, tx.replay.body)
-                return _respond_text(tx.replay.status, replayed, replayed=True)
-            call.tx = tx
-            reply = await self.handler(call)
-            text = "" if reply.body is None else orjson.dumps(reply.body).decode()
-            if idempotency is not None:  # sealed: an answer may hold a license key or an API token
-                tx.remember(reply.status, secrets.seal_answer(principal.tenant_id, idempotency.key, text))
-        return _respond_text(reply.status, text)
-
-    def _parse_query(self, request: web.Request) -> dict[str, Any]:
-        if not request.query_string and not self._query_required:
-            return {}  # nothing to check (the hot path: /v1/check has no query)
-        raw: dict[str, Any] = {}
-        for name, value in request.query.items():
-            if name in raw:
-                raise MalformedRequestError(f"query parameter {name} is given twice", code="DUPLICATE_PARAMETER")
-            raw[name] = value
-        declared = {p.name: p for p in self.query}
-        for name, value in raw.items():
-            param = declared.get(name)
-            if param is None:
-                raise MalformedRequestError(f"unknown query parameter {name}", code="UNKNOWN_PARAMETER")
-            if param.schema.get("type") == "integer":
-                if not re.fullmatch(r"-?[0-9]{1,18}", value):
-                    raise MalformedRequestError(f"query parameter {name} must be an integer", code="INVALID_PARAMETER")
-                raw[name] = int(value)
-        try:
-            self._query_schema.validate(raw, where="query parameter", code_prefix="PARAMETER")
-            if any("\x00" in value for value in raw.values() if isinstance(value, str)):
-                raise ValidationError("a query parameter contains a NUL character", code="INVALID_CHARACTER")
-        except ValidationError as error:
-            # A query parameter that cannot be used is a malformed request (400), like one that cannot be read.
-            raise MalformedRequestError(error.message, code=error.code) from None
-        return raw
-
-    async def _parse_body(self, request: web.Request) -> dict[str, Any]:
-        if self.request_schema is None:
-            if request.can_read_body and (await _read(request, self.max_body_bytes)).strip():
-                raise MalformedRequestError("this operation takes no body", code="UNEXPECTED_BODY")
-            return {}
-        raw = await _read(request, self.max_body_bytes)
-        if not raw.strip():
-            body: Any = {}
-        else:
-            _require_json_content(request)
-            body = read_json(raw)
-        assert self._body_schema is not None
-        self._body_schema.validate(body)
-        return body
+async def _parse_body(op: Operation, request: web.Request) -> tuple[dict[str, Any], bytes]:
+    """The validated body and the bytes it was read from."""
+    if op.body_schema is None:
+        if request.can_read_body and (await _read(request, op.max_body_bytes)).strip():
+            raise MalformedRequestError("this operation takes no body", code="UNEXPECTED_BODY")
+        return {}, b""
+    raw = await _read(request, op.max_body_bytes)
+    if not raw.strip():
+        body: Any = {}
+    else:
+        _require_json_content(request)
+        body = read_json(raw)
+    op.body_schema.validate(body)
+    return body, raw
 
 
 def _is_json_content(request: web.Request) -> bool:
@@ -294,55 +207,6 @@ def _respond_text(status: int, text: str, *, replayed: bool = False) -> web.Resp
     return web.Response(status=status, text=text, content_type="application/json", headers=headers)
 
 
-# --- cursors -------------------------------------------------------------------------------------------
-def encode_cursor(scope: str, position: str | int) -> str:
-    """An opaque cursor for the next page of ``scope`` (a list)."""
-    return base64.urlsafe_b64encode(canonical_json([scope, position]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, scope: str) -> Any:
-    """The position a cursor of ``scope`` holds; a cursor that is not one is a 400 INVALID_CURSOR."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        kind, position = orjson.loads(raw)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR") from None
-    # Positions are object ids or event sequence numbers; nothing else reaches a query (no NUL, no overflow).
-    is_id = isinstance(position, str) and _CURSOR_ID.fullmatch(position) is not None
-    is_seq = isinstance(position, int) and not isinstance(position, bool) and 0 <= position < 1 << 63
-    if kind != scope or not (is_id or is_seq):
-        raise MalformedRequestError("the cursor is not one this API gave out", code="INVALID_CURSOR")
-    return position
-
-
-_CURSOR_ID = re.compile(r"[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}")
-
-
-def list_reply(scope: str, items: list[dict[str, Any]], has_more: bool, position: str | int | None) -> Reply:
-    next_cursor = encode_cursor(scope, position) if has_more and position is not None else None
-    return Reply(200, {"object": "list", "data": items, "has_more": has_more, "next_cursor": next_cursor})
-
-
-PAGE_PARAMS = (
-    Param("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "Page size (default 50)."),
-    Param("cursor", {"type": "string", "minLength": 1, "maxLength": 512}, "The next_cursor of the previous page."),
-)
-
-
-def list_schema(item_schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": item_schema},
-            "has_more": {"type": "boolean"},
-            "next_cursor": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        },
-        "required": ["object", "data", "has_more", "next_cursor"],
-        "additionalProperties": False,
-    }
-
-
 class Api:
     """The registry of operations of one gateway."""
 
@@ -359,10 +223,21 @@ class Api:
         self.operations.append(operation)
         return operation
 
-    def install(self, app: web.Application) -> None:
+    def install(self, app: web.Application, services: Services) -> None:
+        """Add a route per operation to ``app``, each compiling its schemas now (a schema licensor cannot check
+        fails at start-up, not on the first request).
+
+        :raises ValueError: a schema keyword that is not checked (see :class:`licensor.schema.Schema`)."""
         for operation in self.operations:
-            # The bound coroutine method: aiohttp deprecates handlers that are not coroutine functions.
-            app.router.add_route(operation.method, operation.path, operation.__call__)
+            _ = operation.body_schema, operation.query_schema
+            app.router.add_route(operation.method, operation.path, _route(operation, services))
+
+
+def _route(operation: Operation, services: Services) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await run(operation, services, request)
+
+    return handle
 
 
 def json_error(error: LicensorError) -> web.Response:

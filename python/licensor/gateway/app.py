@@ -16,14 +16,16 @@ from licensor.central.secrets import Secrets, load_master_key
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway import protocol
-from licensor.gateway.api import MAX_BODY_BYTES, Api, Call, Operation, Param, Reply
+from licensor.gateway.api import Api
 from licensor.gateway.cache import LicenseCache
-from licensor.gateway.check import CHECK_OPERATION
+from licensor.gateway.check import check_operation
 from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
 from licensor.gateway.outcomes import CheckOutcomes
+from licensor.gateway.services import GatewayServices
 from licensor.gateway.settings import Settings
 from licensor.model import id_pattern
+from licensor.operations import MAX_BODY_BYTES, PUBLIC, Call, Operation, Param, Reply
 from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
 from licensor.store import Row, Store, open_store
 
@@ -57,23 +59,53 @@ _STATUS = {"type": "object", "properties": {"status": {"type": "string"}}, "requ
 def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginManager | None = None) -> Api:
     """Every operation of the gateway: its own, its backends' and its plugins'."""
     api = Api()
-    api.add(Operation("GET", "/healthz", "healthz", "Is the process up", healthz, "ops", None, _STATUS))
     api.add(
-        Operation("GET", "/readyz", "readyz", "Can the gateway reach its database", readyz, "ops", None, _STATUS, errors=(503,))
-    )
-    api.add(
-        Operation("GET", "/openapi.json", "openapi", "This OpenAPI document", openapi_document, "ops", None, {"type": "object"})
+        Operation(
+            method="GET",
+            path="/healthz",
+            operation_id="healthz",
+            summary="Is the process up",
+            handler=healthz,
+            tag="ops",
+            auth=PUBLIC,
+            response_schema=_STATUS,
+        )
     )
     api.add(
         Operation(
-            "GET",
-            "/v1/keys",
-            "published_keys",
-            "A tenant's public signing keys",
-            published_keys,
-            "keys",
-            None,
-            {
+            method="GET",
+            path="/readyz",
+            operation_id="readyz",
+            summary="Can the gateway reach its database",
+            handler=readyz,
+            tag="ops",
+            auth=PUBLIC,
+            response_schema=_STATUS,
+            errors=(503,),
+        )
+    )
+    api.add(
+        Operation(
+            method="GET",
+            path="/openapi.json",
+            operation_id="openapi",
+            summary="This OpenAPI document",
+            handler=openapi_document,
+            tag="ops",
+            auth=PUBLIC,
+            response_schema={"type": "object"},
+        )
+    )
+    api.add(
+        Operation(
+            method="GET",
+            path="/v1/keys",
+            operation_id="published_keys",
+            summary="A tenant's public signing keys",
+            handler=published_keys,
+            tag="keys",
+            auth=PUBLIC,
+            response_schema={
                 "type": "object",
                 "properties": {
                     "object": {"const": "keyset"},
@@ -88,7 +120,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
             description="Active and retired keys: everything the tenant signs verifies offline against these.",
         )
     )
-    api.add(CHECK_OPERATION)
+    api.add(check_operation(backends.verdict_codes() if backends is not None else {}))
     admin.register(api)
     if backends is not None:
         for name in backends:
@@ -97,7 +129,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
             for operation in backend.operations():
                 api.add(operation)
     if plugins is not None:
-        plugins.hook.licensor_register_routes(router=api)
+        plugins.hook.licensor_register_routes(register=api.add)
     return api
 
 
@@ -132,7 +164,6 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     app[app_keys.PLUGINS] = manager
     app[app_keys.BACKENDS] = backends = collect_backends(manager)
     api = build_api(backends, manager)
-    app[app_keys.API] = api
     document = build_document(api, settings.public_url)
     document["paths"]["/docs"] = {
         "get": {
@@ -168,7 +199,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
                 await opened.close()
 
     app.cleanup_ctx.append(resources)
-    api.install(app)
+    api.install(app, GatewayServices(app))
     app.router.add_get("/docs", _docs)
     return app
 

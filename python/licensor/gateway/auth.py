@@ -11,26 +11,14 @@ import hashlib
 import hmac
 import os
 import re
-from dataclasses import dataclass
 
 from aiohttp import web
 
 from licensor.errors import AuthenticationError
 from licensor.gateway import keys as app_keys
+from licensor.operations import Principal
 
 _TOKEN = re.compile(r"^(tok_[0-9A-HJKMNP-TV-Z]{26})\.([A-Za-z0-9_-]{43})$")
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a token of a tenant with a role (and, for a product token, its product), or a device or
-    license a backend authenticated itself (``actor`` then names it in events, e.g. ``license:lic_...``)."""
-
-    tenant_id: str
-    token_id: str
-    role: str
-    product_id: str | None
-    actor: str | None = None
 
 
 def new_secret() -> tuple[str, bytes]:

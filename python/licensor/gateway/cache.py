@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, TypeVar
 
 import orjson
 
-from licensor.backend import LicenseTerms
 from licensor.central import license_keys
 from licensor.central.keyset import active_signing_key
 from licensor.central.secrets import Secrets
+from licensor.license import Licensed
 from licensor.model import POLICY, PRODUCT
 from licensor.store import Row, Store
 
@@ -31,21 +30,6 @@ MAX_ENTRIES_PER_TENANT = 50_000
 """Beyond this many entries of one tenant (e.g. a flood of unknown license keys), its entries start afresh."""
 MAX_TENANTS = 10_000
 """Beyond this many tenants with entries (e.g. a flood of made-up tenant ids), every entry starts afresh."""
-
-
-@dataclass(frozen=True)
-class Licensed:
-    """A license with the product and policy it belongs to, and the policy's backend options parsed."""
-
-    license: Row
-    product: Row
-    policy: Row
-    options: dict[str, Any]
-
-    @cached_property
-    def terms(self) -> LicenseTerms:
-        """What the license grants, read once while it stays cached."""
-        return LicenseTerms.of(self.license, self.policy)
 
 
 @dataclass(frozen=True)

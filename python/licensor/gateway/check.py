@@ -12,26 +12,29 @@ activation backends.
 
 from __future__ import annotations
 
-import time
+import dataclasses
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from licensor.backend import Backend, CheckRequest
+from licensor.backend import Backend
 from licensor.client.answers import ANSWER_KIND, answer_document
 from licensor.errors import LicensorError, PermissionDeniedError, ValidationError
 from licensor.fingerprint import FINGERPRINT_SCHEMA
 from licensor.gateway import keys as app_keys
-from licensor.gateway.api import Call, Operation, Reply
-from licensor.gateway.auth import Principal, authenticate
-from licensor.gateway.cache import CachedAnswer, Licensed
+from licensor.gateway.auth import authenticate
+from licensor.gateway.cache import CachedAnswer
+from licensor.license import CheckRequest, Licensed
 from licensor.model import CODE_SCHEMA, SUBJECT_SCHEMA, id_pattern, now_us
-from licensor.store import Store
+from licensor.operations import Call, Operation, OptionalToken, Principal, Reply
 from licensor.tokens import sign_document
-from licensor.verdict import Code, Verdict
+from licensor.verdict import DESCRIPTIONS, Code, Verdict
 
 CHECK_PATH = "/v1/check"
+log = logging.getLogger("licensor.gateway")
 
 
 class BackendUnavailableError(LicensorError):
@@ -39,6 +42,26 @@ class BackendUnavailableError(LicensorError):
 
     code = "BACKEND_UNAVAILABLE"
     http_status = 503
+
+
+class BackendVerdictError(LicensorError):
+    """The backend answered a verdict code that neither licensor nor the backend declares (a plugin's bug)."""
+
+    code = "BACKEND_VERDICT_UNDECLARED"
+    http_status = 502
+
+
+def _declared(backend: Backend, verdict: Verdict) -> Verdict:
+    """The verdict, with the description of a backend's own code as its message when it has none.
+
+    :raises BackendVerdictError: a code the backend does not declare (502)."""
+    if isinstance(verdict.code, Code):
+        return verdict
+    description = backend.verdict_codes.get(verdict.code)
+    if description is None:
+        log.error("backend %r answered the undeclared verdict code %r", backend.name, verdict.code)
+        raise BackendVerdictError(f"the {backend.name} backend answered a verdict code it does not declare")
+    return verdict if verdict.message else dataclasses.replace(verdict, message=description)
 
 
 def backend_for(app: web.Application, licensed: Licensed) -> Backend:
@@ -50,23 +73,6 @@ def backend_for(app: web.Application, licensed: Licensed) -> Backend:
     if backend is None:
         raise BackendUnavailableError(f"this gateway has no {licensed.policy['backend']!r} backend: install its plugin")
     return backend
-
-
-def check_request(tenant_id: str, licensed: Licensed, body: dict[str, Any], now: int, store: Store | None = None) -> CheckRequest:
-    return CheckRequest(
-        tenant_id,
-        licensed.license,
-        licensed.policy,
-        tuple(body.get("features", ())),
-        body.get("version"),
-        now,
-        product=licensed.product,
-        options=licensed.options,
-        subject=body.get("subject"),
-        fingerprint=body.get("fingerprint"),
-        license_terms=licensed.terms,
-        store=store,
-    )
 
 
 async def product_principal(request: web.Request) -> Principal:
@@ -136,14 +142,24 @@ async def check(call: Call) -> Reply:
     announcements_seen = cache.announcements_seen
     tenant_id, candidates = await _licenses_asked_for(call)
     verdict = Verdict(Code.NOT_FOUND)
-    now = now_us()
+    now = call.services.now_us()
     backend = None
     for licensed in candidates:  # a subject may hold several licenses: the first that allows it answers
         backend = backend_for(call.request.app, licensed)
-        verdict = await backend.check(check_request(tenant_id, licensed, body, now, call.store))
+        asked = CheckRequest.of(
+            tenant_id,
+            licensed,
+            now,
+            features=tuple(body.get("features", ())),
+            version=body.get("version"),
+            subject=body.get("subject"),
+            fingerprint=body.get("fingerprint"),
+            store=call.store,
+        )
+        verdict = _declared(backend, await backend.check(asked))
         if verdict.valid:
             break
-    call.request.app[app_keys.OUTCOMES].record(tenant_id, verdict.license_id, verdict.code.value)
+    call.services.record_outcome(tenant_id, verdict.license_id, str(verdict.code))
     shown = verdict.as_json()
     if (
         "license_key" in body
@@ -155,17 +171,17 @@ async def check(call: Call) -> Reply:
     ):
         answer = {"object": "check", "verdict": shown, "signed_answer": None}
         kept = CachedAnswer(
-            tenant_id, verdict.license_id, verdict.code.value, orjson.dumps(answer), _answer_holds_until(candidates[0], now)
+            tenant_id, verdict.license_id, str(verdict.code), orjson.dumps(answer), _answer_holds_until(candidates[0], now)
         )
-        cache.keep_answer(call.request[app_keys.BODY], kept, announcements_seen)
+        cache.keep_answer(call.raw_body, kept, announcements_seen)
     signed = None
     if "nonce" in body:
         try:
-            kid, seed = await call.request.app[app_keys.CACHE].signing_key(tenant_id)
+            kid, seed = await call.services.signing_key(tenant_id)
         except LookupError:
             pass  # no such tenant: nothing to sign with, and nothing to tell about the tenant either
         else:
-            signed = sign_document(ANSWER_KIND, kid, seed, answer_document(body["nonce"], CHECK_PATH, int(time.time()), shown))
+            signed = sign_document(ANSWER_KIND, kid, seed, answer_document(body["nonce"], CHECK_PATH, now // 1_000_000, shown))
     return Reply(200, {"object": "check", "verdict": shown, "signed_answer": signed})
 
 
@@ -185,56 +201,69 @@ CHECK_REQUEST_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-VERDICT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "code": {"enum": [code.value for code in Code]},
-        "valid": {"type": "boolean"},
-        "message": {"type": "string"},
-        "license_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
-        "entitlements": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"feature": {"type": "string"}, "quantity": {}},
-                "required": ["feature", "quantity"],
-                "additionalProperties": False,
-            },
-        },
-        "terms": {"type": "object"},
-    },
-    "required": ["code", "valid", "message", "license_id", "entitlements", "terms"],
-    "additionalProperties": False,
-}
 
-CHECK_OPERATION = Operation(
-    "POST",
-    CHECK_PATH,
-    "check",
-    "Check a license",
-    check,
-    "license plane",
-    frozenset({"product"}),
-    {
+def verdict_schema(own_codes: Mapping[str, str]) -> dict[str, Any]:
+    """The schema of a verdict whose code is licensor's or one of ``own_codes`` (the backends' own)."""
+    return {
         "type": "object",
         "properties": {
-            "object": {"const": "check"},
-            "verdict": VERDICT_SCHEMA,
-            "signed_answer": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "code": {
+                "enum": [*(code.value for code in Code), *sorted(own_codes)],
+                "x-descriptions": {
+                    **{code.value: text for code, text in DESCRIPTIONS.items()},
+                    **dict(sorted(own_codes.items())),
+                },
+            },
+            "valid": {"type": "boolean"},
+            "message": {"type": "string"},
+            "license_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "entitlements": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"feature": {"type": "string"}, "quantity": {}},
+                    "required": ["feature", "quantity"],
+                    "additionalProperties": False,
+                },
+            },
+            "terms": {"type": "object"},
         },
-        "required": ["object", "verdict", "signed_answer"],
+        "required": ["code", "valid", "message", "license_id", "entitlements", "terms"],
         "additionalProperties": False,
-    },
-    request_schema=CHECK_REQUEST_SCHEMA,
-    token_optional=True,
-    quick_answer=quick_answer,
-    errors=(401, 403, 422, 503),
-    description=(
-        "Authenticated by what the caller holds: the software sends its license_key with its vendor's tenant id; "
-        "a SaaS backend sends its product token (Authorization: Bearer) and the subject it asks about. Refusals "
-        "are verdicts (200) with stable codes (licensor.verdict); 422 LICENSE_KEY_MALFORMED tells a mistyped key; "
-        "401/403 a missing or wrong product token; 503 BACKEND_UNAVAILABLE means the policy's backend plugin is "
-        "not installed. With a nonce, signed_answer is an rs1 token to verify offline against /v1/keys "
-        "(licensor.client.answers.verify_answer)."
-    ),
-)
+    }
+
+
+def check_operation(own_codes: Mapping[str, str]) -> Operation:
+    """``POST /v1/check``, its verdict listing licensor's codes and ``own_codes`` (the backends' own)."""
+    return Operation(
+        method="POST",
+        path=CHECK_PATH,
+        operation_id="check",
+        summary="Check a license",
+        handler=check,
+        tag="license plane",
+        auth=OptionalToken(frozenset({"product"})),
+        response_schema={
+            "type": "object",
+            "properties": {
+                "object": {"const": "check"},
+                "verdict": verdict_schema(own_codes),
+                "signed_answer": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            },
+            "required": ["object", "verdict", "signed_answer"],
+            "additionalProperties": False,
+        },
+        request_schema=CHECK_REQUEST_SCHEMA,
+        quick_answer=quick_answer,
+        errors=(401, 403, 422, 502, 503),
+        description=(
+            "Authenticated by what the caller holds: the software sends its license_key with its vendor's tenant "
+            "id; a SaaS backend sends its product token (Authorization: Bearer) and the subject it asks about. Refusals "
+            "are verdicts (200) with stable codes (licensor.verdict); 422 LICENSE_KEY_MALFORMED tells a mistyped key; "
+            "401/403 a missing or wrong product token; 503 BACKEND_UNAVAILABLE means the policy's backend plugin is "
+            "not installed. With a nonce, signed_answer is an rs1 token to verify offline against /v1/keys "
+            "(licensor.client.answers.verify_answer). A backend's own verdict codes are listed in the verdict's "
+            "code enum with their descriptions (x-descriptions); 502 BACKEND_VERDICT_UNDECLARED means a backend "
+            "answered a code it does not declare."
+        ),
+    )

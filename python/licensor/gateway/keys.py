@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     import pluggy
 
     from licensor.central.secrets import Secrets
-    from licensor.gateway.api import Api
     from licensor.gateway.cache import LicenseCache
     from licensor.gateway.outcomes import CheckOutcomes
     from licensor.gateway.settings import Settings
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
 SECRETS: web.AppKey[Secrets] = web.AppKey("secrets")
-API: web.AppKey[Api] = web.AppKey("api")
 BACKENDS: web.AppKey[BackendRegistry] = web.AppKey("backends")
 PLUGINS: web.AppKey[pluggy.PluginManager] = web.AppKey("plugins")
 CACHE: web.AppKey[LicenseCache] = web.AppKey("cache")

@@ -6,7 +6,8 @@ import html
 from typing import Any
 
 from licensor import __version__
-from licensor.gateway.api import Api, Operation
+from licensor.gateway.api import Api
+from licensor.operations import ByBody, Operation, OptionalToken
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -37,6 +38,7 @@ _ERROR_TEXT = {
         "Breaks the schema or a rule (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD, REFERENCE_NOT_FOUND, "
         "IDEMPOTENCY_KEY_REUSED, ...)"
     ),
+    502: "A backend answered what it does not declare (BACKEND_VERDICT_UNDECLARED): a bug of its plugin",
     503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
 }
 
@@ -92,8 +94,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         statuses.add(415)
     if op.path_patterns:
         statuses.add(404)
-    # An operation without roles but with an authenticator authenticates by its body (a device's signature).
-    self_authenticated = op.roles is None and op.authenticator is not None
+    # An operation that takes no token but authenticates by its body (a device's signature).
+    self_authenticated = isinstance(op.auth, ByBody) and op.roles is None
     if op.roles is not None or self_authenticated:
         statuses |= {401, 403}
     for status in sorted(statuses):
@@ -113,11 +115,18 @@ def _operation(op: Operation) -> dict[str, Any]:
             "content": {"application/json": {"schema": op.request_schema}},
             "x-max-body-bytes": op.max_body_bytes,
         }
-    document["security"] = [] if op.roles is None else [{}, {"bearer": []}] if op.token_optional else [{"bearer": []}]
+    document["security"] = (
+        [] if op.roles is None else [{}, {"bearer": []}] if isinstance(op.auth, OptionalToken) else [{"bearer": []}]
+    )
     if op.roles is not None:
         document["x-roles"] = sorted(op.roles)
     if self_authenticated:
         document["x-authenticated-by"] = "body"
+    # The flows of `licensor admin` that keep a secret off the command line and the screen.
+    if op.secret_input is not None:
+        document["x-secret-input"] = {"field": op.secret_input.field, "prompt": op.secret_input.prompt}
+    if op.secret_output is not None:
+        document["x-secret-output"] = {"field": op.secret_output.field, "default_file": op.secret_output.default_file}
     return document
 
 

@@ -1,0 +1,151 @@
+"""Commands that work on the data directory and the store directly, without a running gateway: ``licensor init``
+(and the tenant that ``licensor serve --init-if-empty`` creates), and what they share with ``serve``: the store
+options, the settings, the master key, secret files."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import urllib.parse
+from dataclasses import replace
+from typing import Any
+
+from licensor.cli.errors import UsageError
+
+
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--database-url``, defaulting to ``LICENSOR_DATA_DIR`` and ``LICENSOR_DATABASE_URL``."""
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("LICENSOR_DATA_DIR", "var"),
+        help="where the SQLite file, the master key and the admin token file live (default: $LICENSOR_DATA_DIR or var)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LICENSOR_DATABASE_URL"),
+        help="postgresql://user@host:port/db (default: $LICENSOR_DATABASE_URL, else the embedded "
+        "SQLite store {data-dir}/licensor.db)",
+    )
+
+
+def add_parser(commands: Any) -> None:
+    """``licensor init``."""
+    init = commands.add_parser(
+        "init",
+        help="create a tenant and its first admin token",
+        description="Create a tenant with its signing key and an admin API token. Prints the tenant id and the token "
+        "on standard output, once: licensor keeps only the token's hash.",
+    )
+    add_store_options(init)
+    init.add_argument("--name", default="default", help='the tenant\'s name (default "default")')
+    init.set_defaults(handler=run_init)
+
+
+# --- settings and stores ------------------------------------------------------------------------------
+def settings_of(args: argparse.Namespace) -> Any:
+    """The gateway settings the command line gives (``serve`` adds the address options to the store's)."""
+    from licensor.gateway.settings import Settings
+
+    return Settings(
+        data_dir=args.data_dir,
+        database_url=args.database_url or None,
+        host=getattr(args, "host", "127.0.0.1"),
+        port=getattr(args, "port", 8080),
+        public_url=getattr(args, "public_url", None),
+    )
+
+
+def with_master_key(settings: Any) -> Any:
+    """The settings with the master key loaded (from LICENSOR_MASTER_KEY or {data_dir}/master.key, created
+    when missing), so that every worker uses the same key.
+
+    :raises UsageError: the key cannot be read, created or decoded."""
+    from licensor.central.secrets import load_master_key
+    from licensor.errors import LicensorError
+
+    try:
+        key = load_master_key(settings.master_key_path, os.environ.get("LICENSOR_MASTER_KEY"))
+    except LicensorError as error:
+        raise UsageError(error.message) from None
+    except OSError as error:
+        raise UsageError(f"cannot read or create the master key {settings.master_key_path}: {error.strerror}") from None
+    return replace(settings, master_key=key)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def describe_store(url: str) -> str:
+    """The store for a log line, without a password."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite {url[len('sqlite:///') :]}"
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    user = f"{parts.username}@" if parts.username else ""
+    return f"PostgreSQL {user}{host}{port}{parts.path}"
+
+
+async def open_configured_store(settings: Any) -> Any:
+    """The store the settings name, opened (the SQLite file's directory made when missing).
+
+    :raises UsageError: a store URL licensor does not know, or a store that cannot be opened."""
+    from licensor.store import open_store
+
+    try:
+        store = open_store(settings.store_url)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if store.url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(store.url[len("sqlite:///") :]) or ".", exist_ok=True)
+    try:
+        await store.open()
+    except OSError as error:
+        raise UsageError(f"cannot open the store ({describe_store(settings.store_url)}): {error}") from None
+    return store
+
+
+async def create_tenant(settings: Any, name: str, *, only_if_empty: bool) -> tuple[str, str] | None:
+    """A new tenant (id, admin token); None when ``only_if_empty`` and the store has a tenant already."""
+    from licensor.central.secrets import Secrets
+    from licensor.central.tenants import create_tenant as create
+
+    store = await open_configured_store(settings)
+    try:
+        if only_if_empty and await store.list_tenants():
+            return None
+        created = await create(store, Secrets(settings.master_key), name)
+    finally:
+        await store.close()
+    return created.tenant_id, created.admin_token
+
+
+def write_secret_file(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600 (never readable by others, not even for a moment)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+# --- init ---------------------------------------------------------------------------------------------
+def run_init(args: argparse.Namespace) -> int:
+    """``licensor init``: a new tenant; its id and admin token on standard output, once."""
+    settings = with_master_key(settings_of(args))
+    created = asyncio.run(create_tenant(settings, args.name, only_if_empty=False))
+    assert created is not None
+    tenant_id, token = created
+    print(f"tenant_id: {tenant_id}")
+    print(f"admin_token: {token}")
+    print("The admin token is shown only now: licensor keeps just its hash.", file=sys.stderr)
+    return 0

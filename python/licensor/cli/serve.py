@@ -1,0 +1,248 @@
+"""``licensor serve``: the gateway in one process, or N supervised workers on one port (PostgreSQL), stopped
+gracefully by SIGTERM or SIGINT (later signals are ignored)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from licensor.cli.bootstrap import (
+    add_store_options,
+    create_tenant,
+    describe_store,
+    is_postgres,
+    settings_of,
+    with_master_key,
+    write_secret_file,
+)
+from licensor.cli.errors import UsageError
+
+TOKEN_FILE_NAME = "admin-token"
+
+log = logging.getLogger("licensor.serve")
+
+
+def add_parser(commands: Any) -> None:
+    """``licensor serve``."""
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway until SIGTERM or Ctrl-C. With --workers N (PostgreSQL only) N processes share "
+        "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
+        "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
+        "time and request id, never "
+        "headers, bodies or query strings.",
+    )
+    add_store_options(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="the port to listen on (default 8080)")
+    serve.add_argument("--public-url", help="how clients reach this gateway (default http://HOST:PORT)")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="worker processes sharing the port (default 1; more than 1 needs PostgreSQL)"
+    )
+    serve.add_argument(
+        "--init-if-empty",
+        action="store_true",
+        help='when the store has no tenant yet, create the tenant "default" and write its admin token '
+        f"to {{data-dir}}/{TOKEN_FILE_NAME} (mode 0600)",
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+# --- logging ------------------------------------------------------------------------------------------
+def _setup_logging(with_pid: bool = False) -> None:
+    process = " [%(process)d]" if with_pid else ""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _access_logger_class() -> type:
+    from aiohttp.abc import AbstractAccessLogger
+
+    class AccessLogger(AbstractAccessLogger):
+        """One line per request: method, path (no query string), status, time, request id.
+
+        Never headers (Authorization), bodies (license keys travel only in bodies) or query strings."""
+
+        def log(self, request: Any, response: Any, time: float) -> None:
+            path = request.rel_url.raw_path  # still percent-encoded: no control characters reach the log
+            if len(path) > 200:
+                path = path[:200] + "..."
+            self.logger.info(
+                "%s %s %s %d %.1fms rid=%s",
+                request.remote,
+                request.method,
+                path,
+                response.status,
+                time * 1000,
+                response.headers.get("X-Request-Id", "-"),
+            )
+
+    return AccessLogger
+
+
+# --- serve --------------------------------------------------------------------------------------------
+def run_serve(args: argparse.Namespace) -> int:
+    _setup_logging(with_pid=args.workers > 1)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    settings = settings_of(args)
+    if args.workers > 1 and not is_postgres(settings.store_url):
+        raise UsageError(
+            f"--workers {args.workers} needs PostgreSQL (--database-url postgresql://...): the embedded SQLite store "
+            "serves one process; run without --workers, or with --workers 1"
+        )
+    settings = with_master_key(settings)
+    token_path = os.path.join(settings.data_dir, TOKEN_FILE_NAME)
+    created = None
+    if args.init_if_empty:
+        created = asyncio.run(create_tenant(settings, "default", only_if_empty=True))
+        if created is not None:
+            write_secret_file(token_path, created[1] + "\n")
+            print(f'licensor: created the tenant "default" ({created[0]})', flush=True)
+    if os.path.exists(token_path):
+        # Where the token is, never the token itself.
+        print(f"licensor: the admin token is in {token_path} (mode 0600): export LICENSOR_TOKEN=$(cat {token_path})", flush=True)
+    if args.workers == 1:
+        return _run_worker(settings, single=True)
+    return _run_workers(settings, args.workers)
+
+
+def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, sock: Any = None, ready: Any = None) -> int:
+    """Run one gateway process until SIGTERM or SIGINT; 0 after a graceful stop. A worker of ``--workers N``
+    serves on the parent's ``sock`` and tells ``ready`` once it accepts connections."""
+    from aiohttp import web
+
+    from licensor import _impl
+    from licensor.gateway.app import create_app
+    from licensor.gateway.supervisor import READY
+
+    app = create_app(settings)
+    app.on_startup.append(_stop_on_signals)
+    app.on_startup.append(_freeze_startup_objects)
+    if parent_pid is not None:
+        app.cleanup_ctx.append(_exit_with_parent(parent_pid))
+    url = f"http://{settings.host}:{settings.port}"
+    core = _impl.IMPLEMENTATION
+    if core != "rust":
+        if os.environ.get("LICENSOR_PURE_PYTHON") == "1":
+            log.warning("LICENSOR_PURE_PYTHON=1: serving on the pure-Python core (same answers, slower signing and verification)")
+        else:
+            log.warning(
+                "the native core is not built: serving on the pure-Python core (same answers, slower signing "
+                "and verification); `make build` builds it"
+            )
+
+    def started(_: str) -> None:
+        log.info(
+            "gateway listening on %s (core %s, store %s)%s",
+            url,
+            core,
+            describe_store(settings.store_url),
+            "" if not single else "; Ctrl-C stops it",
+        )
+        if ready is not None:
+            ready.send_bytes(READY)
+            ready.close()
+
+    try:
+        web.run_app(
+            app,
+            **({"sock": sock} if sock is not None else {"host": settings.host, "port": settings.port}),
+            access_log_class=_access_logger_class(),
+            access_log=logging.getLogger("licensor.access"),
+            print=started,
+            handle_signals=False,  # _stop_on_signals instead
+        )
+    except OSError as error:
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
+        return 1
+    log.info("gateway stopped")
+    return 0
+
+
+async def _stop_on_signals(app: Any) -> None:
+    """The first SIGTERM or SIGINT stops the gateway gracefully; later ones are ignored.
+
+    (aiohttp's own handlers raise again on a second signal, which interrupts the clean-up half-way and can
+    leave the process hanging on the store's thread; `make` forwards SIGTERM to its child, so a second one is
+    common.)"""
+    from aiohttp.web_runner import GracefulExit
+
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def stop(name: str) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        # Ignored from now on, at the process level: run_app closes the loop before the process exits, and
+        # closing it would put the default disposition back, under which a late second SIGTERM kills us.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, signal.SIG_IGN)
+        log.info("%s: stopping gracefully", name)
+        raise GracefulExit()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
+
+
+async def _freeze_startup_objects(app: Any) -> None:
+    """Keep what start-up made (modules, schemas, compiled validators) out of the garbage collector's full
+    collections: they live as long as the process, and a full collection that walks them all costs tens of
+    milliseconds in whichever request happens to trigger it."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def _exit_with_parent(parent_pid: int) -> Any:
+    """A cleanup context that stops the worker (gracefully) once the parent ``parent_pid`` is gone."""
+
+    async def context(app: Any) -> Any:
+        async def watch() -> None:
+            while os.getppid() == parent_pid:
+                await asyncio.sleep(1.0)
+            log.warning("the parent process %d is gone: stopping", parent_pid)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        task = asyncio.create_task(watch())
+        yield
+        task.cancel()
+
+    return context
+
+
+def _worker_main(sock: Any, ready: Any, argument: tuple[Any, int]) -> None:
+    """A worker of ``licensor serve --workers N`` (see :mod:`licensor.gateway.supervisor`)."""
+    settings, parent_pid = argument
+    os.setpgrp()  # the parent forwards SIGINT and SIGTERM; a terminal's Ctrl-C reaches only the parent
+    _setup_logging(with_pid=True)
+    if os.getppid() != parent_pid:
+        sys.exit(1)
+    sys.exit(_run_worker(settings, single=False, parent_pid=parent_pid, sock=sock, ready=ready))
+
+
+def _run_workers(settings: Any, count: int) -> int:
+    """N supervised worker processes on one listening socket (see :mod:`licensor.gateway.supervisor`)."""
+    from licensor.gateway.supervisor import listening_socket, supervise
+
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as error:
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
+        return 1
+    return supervise(_worker_main, (settings, os.getpid()), sock, count)
