@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from licensor.errors import ValidationError
 from licensor.license import CheckRequest, LicenseTerms, license_terms_verdict
+from licensor.model import now_us
 from licensor.schema import compiled
 from licensor.verdict import Verdict
 
 if TYPE_CHECKING:
-    from licensor.operations import Operation
+    from licensor.operations import Operation, Services
     from licensor.store import Transaction
 
 __all__ = ["BACKEND_NAME", "VERDICT_CODE", "Backend", "CheckRequest", "LicenseTerms", "license_terms_verdict", "own_code_prefix"]
@@ -51,6 +52,15 @@ class Backend(ABC):
     only through the license's start and expiry (as :func:`license_terms_verdict`): the gateway may then answer
     a repeated identical check from memory, until anything of the tenant changes (and for at most a few
     seconds). A backend that keeps state of its own (seats, activations, usage) leaves it False."""
+    services: Services | None = None
+    """The gateway that serves the backend: handed over when the gateway starts (None before, and in a process
+    that only reads the declarations, such as ``licensor admin``)."""
+
+    @property
+    def clock(self) -> Callable[[], int]:
+        """The gateway's clock (µs since the epoch), the one its verdicts and signed answers use; a test moves it
+        through :meth:`licensor.testing.Gateway.freeze_clock`. The system's clock before the gateway starts."""
+        return self.services.now_us if self.services is not None else now_us
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The policy options as this backend will use them.

@@ -166,7 +166,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     response_content_type: str = "application/json"
     # Answers an identical repeat of an unauthenticated request from memory (None: go through the pipeline).
-    quick_answer: Callable[[web.Request, bytes], web.StreamResponse | None] | None = None
+    quick_answer: Callable[[Services, web.Request, bytes], web.StreamResponse | None] | None = None
     max_body_bytes: int = DEFAULT_BODY_BYTES  # a larger body is refused (413) before it is parsed
     secret_input: SecretInput | None = None
     secret_output: SecretOutput | None = None

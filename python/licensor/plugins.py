@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from licensor import hookspecs
 from licensor.backend import BACKEND_NAME, VERDICT_CODE, Backend, own_code_prefix
 from licensor.verdict import Code
+
+if TYPE_CHECKING:
+    from licensor.operations import Services
 
 ENTRY_POINT_GROUP = "licensor.backends"
 
@@ -68,6 +72,11 @@ class BackendRegistry:
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._backends))
+
+    def hand_over(self, services: Services) -> None:
+        """Give every backend the gateway that serves it (:attr:`Backend.services`)."""
+        for backend in self._backends.values():
+            backend.services = services
 
     def verdict_codes(self) -> dict[str, str]:
         """Every registered backend's own verdict codes: code -> description."""

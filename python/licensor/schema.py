@@ -7,7 +7,8 @@ before ``uniqueItems`` and ``items``, ``maxLength`` before ``pattern``, the set 
 hashes items for ``uniqueItems`` instead of comparing every pair, and stops at the first error: naming the
 error costs no more than finding it. Keywords (and formats) that fastjsonschema would silently ignore are
 refused when the schema is compiled, so a plugin's schema cannot mean more than is checked. Formats are
-asserted (``date-time`` must be a real RFC 3339 time), as fastjsonschema does.
+asserted (``date-time`` must be a real RFC 3339 time), as fastjsonschema does. A schema may give its own
+message for what its keywords refuse (``"x-message"``), where the keyword's would not help the caller.
 
 :func:`read_json` parses a body strictly: one reading only (a duplicate key is refused, since two parsers
 could disagree on which value counts), bounded nesting, no NUL character in any string.
@@ -211,6 +212,15 @@ def _location(name: str, *more: str) -> str:
 
 
 def _problem_of(error: fastjsonschema.JsonSchemaValueException) -> SchemaProblem:
+    problem = _named_problem(error)
+    definition = error.definition
+    if isinstance(definition, dict) and isinstance(definition.get("x-message"), str):
+        # A schema's own words for what its keywords refuse ("send license_key with tenant, or subject").
+        return SchemaProblem(_location(error.name or "data"), problem.kind, definition["x-message"])
+    return problem
+
+
+def _named_problem(error: fastjsonschema.JsonSchemaValueException) -> SchemaProblem:
     rule, definition, value = error.rule, error.definition or {}, error.value
     name = error.name or "data"
     if rule == "required":

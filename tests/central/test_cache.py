@@ -40,14 +40,14 @@ async def _licensed(tenant: Tenant) -> dict[str, Any]:
 
 async def test_checks_are_answered_from_the_cache(gateway: Gateway, tenant: Tenant) -> None:
     made = await _licensed(tenant)
-    cache = gateway.app[keys.CACHE]
+    answers = gateway.app[keys.ANSWERS]  # an identical repeat is answered from the remembered answers
     for _ in range(3):
         assert (await gateway.call("POST", "/v1/check", json=made["check"])).body["verdict"]["code"] == "VALID"
-    hits = cache.hits
-    # A change behind the store's back (no announcement) is not seen: the answer really comes from the cache.
+    hits = answers.hits
+    # A change behind the store's back (no announcement) is not seen: the answer really comes from memory.
     await db_execute(gateway.store_url, "UPDATE licenses SET state = 'suspended' WHERE id = ?", made["license"]["id"])
     assert (await gateway.call("POST", "/v1/check", json=made["check"])).body["verdict"]["code"] == "VALID"
-    assert cache.hits > hits
+    assert answers.hits > hits
     # The same change through the admin API (here: reinstating, then revoking) is seen by the very next check.
     await db_execute(gateway.store_url, "UPDATE licenses SET state = 'active' WHERE id = ?", made["license"]["id"])
     await tenant.ok("POST", f"/v1/admin/licenses/{made['license']['id']}/revoke")
@@ -167,5 +167,4 @@ async def test_signed_checks_are_never_answered_from_memory(gateway: Gateway, te
     signed = {**made["check"], "nonce": "n" * 16}
     answers = [(await gateway.call("POST", "/v1/check", json=signed)).body["signed_answer"] for _ in range(2)]
     assert answers[0] and answers[1]
-    cache = gateway.app[keys.CACHE]
-    assert not any(entries.answers for entries in cache._tenants.values())
+    assert len(gateway.app[keys.ANSWERS]) == 0

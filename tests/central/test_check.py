@@ -6,6 +6,7 @@ import base64
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 from licensor.backend import CheckRequest
 from licensor.central import license_keys
@@ -132,3 +133,33 @@ async def test_a_policy_is_checked_by_its_backend_when_created(tenant: Tenant) -
     changed = await tenant.call("PATCH", f"/v1/admin/policies/{policy['id']}", json={"options": {"max_major_version": "x"}})
     assert changed.status == 422 and changed.code == "INVALID_POLICY_OPTIONS"
     assert (await tenant.ok("GET", f"/v1/admin/policies/{policy['id']}"))["options"] == {"max_major_version": 3}
+
+
+async def test_a_clock_a_test_moves_is_the_one_verdicts_and_signed_answers_see(gateway: Gateway, tenant: Tenant) -> None:
+    product = await tenant.product(code="cad")
+    policy = await tenant.policy(product["id"], backend="example", duration={"kind": "subscription", "days": 30})
+    license = await tenant.license(policy["id"])
+    check = {"tenant": tenant.id, "product": "cad", "license_key": license["key"]}
+    assert (await _check(gateway, **check))["verdict"]["code"] == "VALID"  # and remembered for identical repeats
+    clock = gateway.freeze_clock()
+    clock.advance(31 * 86_400)
+    assert gateway.backend("example").clock() == clock.now
+    assert (await _check(gateway, **check))["verdict"]["code"] == "EXPIRED"  # not the remembered VALID
+    signed = await _check(gateway, **check, nonce="n" * 16)
+    payload = signed["signed_answer"].split(".")[2]
+    document = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert document["iat"] == clock.seconds and document["verdict"]["code"] == "EXPIRED"
+    clock.advance(-31 * 86_400)
+    assert (await _check(gateway, **check))["verdict"]["code"] == "VALID"
+
+
+async def test_a_check_presents_a_license_key_with_its_tenant_or_a_subject(gateway: Gateway, tenant: Tenant) -> None:
+    made = await _licensed(tenant)
+    key = made["license"]["key"]
+    for body, code, message in (
+        ({"product": "cad"}, "MISSING_FIELD", "send license_key (with tenant), or subject with a product token"),
+        ({"product": "cad", "license_key": key}, "MISSING_FIELD", "field tenant: is required"),
+        ({"product": "cad", "license_key": key, "tenant": tenant.id, "subject": "u-1"}, "INVALID_FIELD", "field subject"),
+    ):
+        answer = await gateway.call("POST", "/v1/check", json=body)
+        assert (answer.status, answer.code) == (422, code) and message in answer.body["error"]["message"], answer.text

@@ -37,10 +37,11 @@ MATCHED_STATES = ("active", "suspended")
 
 
 class Settings(Protocol):
-    """What the activation logic reads of its backend at each request: the clock (µs; tests move it) and its
+    """What the activation logic reads of its backend at each request: the gateway's clock (µs) and its
     policies' options, with the backend's defaults."""
 
-    clock: Callable[[], int]
+    @property
+    def clock(self) -> Callable[[], int]: ...
 
     def option(self, options: Mapping[str, Any], name: str) -> Any: ...
 

@@ -8,13 +8,12 @@ bursts. What activating, checking in and ending does is :mod:`licensor_activatio
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from licensor import Backend, CheckRequest, Code, Operation, TokenKind, Verdict, license_terms_verdict
 from licensor.batching import SelfKeyedTokenReader
 from licensor.fingerprint import COMPONENT_PATTERN, PRESETS
-from licensor.model import ACTIVATION, format_time, now_us
+from licensor.model import ACTIVATION, format_time
 
 from licensor_activation import routes
 from licensor_activation.activations import MATCHED_STATES, best_match, flag_code, rule_of
@@ -101,9 +100,8 @@ class ActivationBackend(Backend):
         "additionalProperties": False,
     }
 
-    def __init__(self, *, batching: bool = True, clock: Callable[[], int] = now_us) -> None:
+    def __init__(self, *, batching: bool = True) -> None:
         self.reader = SelfKeyedTokenReader(TokenKind.DEVICE_REQUEST, batching=batching)
-        self.clock = clock  # microseconds; tests move it
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         return {**self.default_options, **super().validate_options(options)}

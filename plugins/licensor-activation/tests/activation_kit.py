@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import copy
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from licensor import testing
 from licensor.client.activation import DeviceKey, device_request, verify_license_file
 from licensor.fingerprint import hash_components, product_salt
-from licensor.gateway import keys
-from licensor.testing import Answer, Gateway, Tenant
+from licensor.testing import Answer, Gateway
 
 MACHINE = {"machine_id": "m-1", "board": "b-1", "cpu": "c-1", "disk": "d-1", "mac": "aa:bb", "hostname": "host-1"}
 
@@ -22,22 +21,8 @@ def machine(n: int | str) -> dict[str, str]:
 
 
 @dataclass
-class Vendor:
+class Vendor(testing.Vendor):
     """A tenant with product ``cad`` (features ``draw`` and ``render``), an activation policy and a license."""
-
-    gateway: Gateway
-    tenant: Tenant
-    product: dict[str, Any]
-    policy: dict[str, Any]
-    license: dict[str, Any]
-
-    @property
-    def backend(self) -> Any:
-        return self.gateway.app[keys.BACKENDS].get("activation")
-
-    async def public_keys(self) -> dict[str, bytes]:
-        published = await self.gateway.call("GET", "/v1/keys", params={"tenant": self.tenant.id})
-        return {key["kid"]: _b64(key["public_key"]) for key in published.body["keys"]}
 
     def device(self, components: dict[str, str] | None = None, name: str | None = None) -> Device:
         return Device(self, components or machine(uuid.uuid4().hex[:8]), DeviceKey.generate(), name)
@@ -132,14 +117,4 @@ class Device:
 
 
 async def vendor(gateway: Gateway, seats: int = 1, name: str = "Device vendor", **options: Any) -> Vendor:
-    tenant = await gateway.tenant(name)
-    product = await tenant.product(code="cad")
-    for code in ("draw", "render"):
-        await tenant.feature(product["id"], code)
-    policy = await tenant.policy(product["id"], backend="activation", seats=seats, options=options, features=[{"code": "draw"}])
-    license = await tenant.license(policy["id"])
-    return Vendor(gateway, tenant, product, policy, license)
-
-
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return await testing.make_vendor(gateway, "activation", kind=Vendor, name=name, product="cad", seats=seats, options=options)

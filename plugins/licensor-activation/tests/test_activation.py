@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 from activation_kit import Device, Vendor, machine, vendor
-from licensor.model import now_us
-from licensor.testing import Gateway, ManualClock
+from licensor.testing import Gateway
 
 DAY = 86_400
 
@@ -21,7 +20,7 @@ async def shop(licensor_gateway: Gateway) -> Vendor:
         recoveries_per_period=1,
         recovery_period_days=30,
     )
-    made.backend.clock = ManualClock(now_us())
+    made.gateway.freeze_clock()
     return made
 
 
@@ -68,7 +67,7 @@ async def test_seats_are_enforced_and_deactivation_frees_one_at_once(shop: Vendo
 async def test_check_ins_renew_the_file_and_a_file_lapses_at_its_checkpoint(shop: Vendor) -> None:
     device = shop.device()
     await device.activate()
-    clock = shop.backend.clock
+    clock = shop.clock
     clock.advance(9 * DAY)
     renewed = await device.check_in()
     assert renewed.status == 200 and renewed.body["activation"]["generation"] == 2
@@ -109,7 +108,7 @@ async def test_a_removed_device_is_told_and_its_seat_returns_when_its_file_lapse
     assert (await three.activate()).code == "SEAT_LIMIT_REACHED"  # the removed file is still valid offline
     told = await one.check_in()
     assert (told.status, told.code) == (403, "WITHDRAWN")
-    shop.backend.clock.advance(12 * DAY + 1)
+    shop.clock.advance(12 * DAY + 1)
     assert await one.verify() == "CHECKPOINT_OVERDUE"
     assert (await three.activate()).status == 201
     again = await shop.tenant.call("POST", f"/v1/admin/activations/{one.activation_id}/withdraw")
@@ -120,7 +119,7 @@ async def test_recovery_moves_the_longest_silent_seat_within_the_allowance(shop:
     old, busy, new, newer = shop.device(), shop.device(), shop.device(), shop.device()
     await old.activate()
     await busy.activate()
-    shop.backend.clock.advance(DAY)
+    shop.clock.advance(DAY)
     await busy.check_in()
     recovered = await new.recover()
     assert recovered.status == 201, recovered.text
@@ -129,7 +128,7 @@ async def test_recovery_moves_the_longest_silent_seat_within_the_allowance(shop:
     assert await shop.seats_held() == 2  # the recovered seat moved; it is not held twice
     limit = await newer.recover()
     assert (limit.status, limit.code) == (409, "RECOVERY_LIMIT_REACHED")
-    shop.backend.clock.advance(31 * DAY)
+    shop.clock.advance(31 * DAY)
     named = await newer.recover(withdraw=busy.activation_id)
     assert named.status == 201 and named.body["activation"]["recovery_of"] == busy.activation_id
 
@@ -166,7 +165,7 @@ async def test_a_reverted_snapshot_is_caught(shop: Vendor) -> None:
 
 async def test_policy_suspend_stops_every_copy_until_the_vendor_acts(licensor_gateway: Gateway) -> None:
     shop = await vendor(licensor_gateway, on_clone="suspend")
-    shop.backend.clock = clock = ManualClock(now_us())
+    clock = shop.gateway.freeze_clock()
     device = shop.device()
     await device.activate()
     snapshot = device.copy()
@@ -213,7 +212,7 @@ async def test_a_lost_check_in_answer_is_fetched_by_resending_the_same_request(s
     request = device.request("checkin")
     first = await shop.gateway.call("POST", "/v1/activations/checkin", json={"request": request})
     assert first.status == 200  # ... and the answer is lost on the way
-    shop.backend.clock.advance(3 * 3600)
+    shop.clock.advance(3 * 3600)
     again = await shop.gateway.call("POST", "/v1/activations/checkin", json={"request": request})
     assert again.status == 200 and again.body["activation"]["generation"] == 2
     device.keep(again.body["license_file"], again.body["activation"])
@@ -231,7 +230,7 @@ async def test_a_removal_can_be_undone(shop: Vendor) -> None:
     await shop.tenant.ok("POST", f"/v1/admin/activations/{device.activation_id}/reinstate")
     assert (await device.check_in()).status == 200
     await shop.tenant.ok("POST", f"/v1/admin/activations/{device.activation_id}/withdraw")
-    shop.backend.clock.advance(13 * DAY)  # its file lapsed: the seat went back ...
+    shop.clock.advance(13 * DAY)  # its file lapsed: the seat went back ...
     assert (await third.activate()).status == 201  # ... and was taken
     refused = await shop.tenant.call("POST", f"/v1/admin/activations/{device.activation_id}/reinstate")
     assert (refused.status, refused.code) == (409, "SEAT_LIMIT_REACHED")
@@ -245,7 +244,7 @@ async def test_offline_activation_by_request_file(shop: Vendor) -> None:
     device.keep(answer.body["license_file"], answer.body["activation"])
     assert answer.body["activation"]["mode"] == "offline"
     assert await device.verify(("draw",)) == "VALID"
-    shop.backend.clock.advance(100 * DAY)  # far past the online checkpoint: the offline lifetime applies
+    shop.clock.advance(100 * DAY)  # far past the online checkpoint: the offline lifetime applies
     assert await device.verify() == "VALID"
     other = await vendor(shop.gateway, name="Other vendor")
     foreign = await other.tenant.call("POST", "/v1/admin/activations/offline", json={"request": request_file})
@@ -276,7 +275,7 @@ async def test_bad_device_requests_get_stable_codes(shop: Vendor) -> None:
     ):
         answer = await shop.gateway.call("POST", "/v1/activations", json=body)
         assert (answer.status, answer.code) == (status, code), answer.text
-    shop.backend.clock.advance(3600)
+    shop.clock.advance(3600)
     late = await shop.gateway.call("POST", "/v1/activations", json={"request": request})
     assert (late.status, late.code) == (422, "DEVICE_CLOCK_SKEW")
     assert (

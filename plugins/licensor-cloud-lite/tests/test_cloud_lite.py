@@ -4,7 +4,6 @@ the SDK, checks with a product token, and metered usage against quotas."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,21 +12,16 @@ from typing import Any
 import pytest
 from licensor.client.entitlements import EntitlementCache, EntitlementRejectedError, verify_entitlement_token
 from licensor.errors import TokenError
-from licensor.testing import Gateway, Tenant
+from licensor.testing import Gateway, Vendor, make_vendor
 
 QUOTA = 50
 
 
 @dataclass
-class Saas:
+class Saas(Vendor):
     """A tenant selling a SaaS product to subjects: features ``reports`` and metered ``calls`` (quota 50)."""
 
-    gateway: Gateway
-    tenant: Tenant
-    product: dict[str, Any]
-    policy: dict[str, Any]
-    license: dict[str, Any]
-    token: str  # the SaaS backend's product token
+    token: str = ""  # the SaaS backend's product token
 
     async def query(self, subject: str = "user-1", token: str | None = None, **body: Any) -> Any:
         return await self.gateway.call(
@@ -57,29 +51,21 @@ class Saas:
         assert answer.status == 200, answer.text
         return answer.body["totals"]
 
-    async def public_keys(self) -> dict[str, bytes]:
-        published = await self.gateway.call("GET", "/v1/keys", params={"tenant": self.tenant.id})
-        return {key["kid"]: _b64(key["public_key"]) for key in published.body["keys"]}
-
-
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
 
 async def _saas(gateway: Gateway, name: str = "SaaS vendor", subject: str = "user-1", ttl: int = 60) -> Saas:
-    tenant = await gateway.tenant(name)
-    product = await tenant.product(code="saas")
-    await tenant.feature(product["id"], "reports")
-    await tenant.feature(product["id"], "calls", metered=True, unit="call")
-    await tenant.feature(product["id"], "exports", metered=True, unit="file")
-    policy = await tenant.policy(
-        product["id"],
-        backend="cloud-lite",
-        options={"entitlement_ttl_seconds": ttl},
+    saas = await make_vendor(
+        gateway,
+        "cloud-lite",
+        kind=Saas,
+        name=name,
+        product="saas",
+        catalog={"reports": {}, "calls": {"metered": True, "unit": "call"}, "exports": {"metered": True, "unit": "file"}},
         features=[{"code": "reports"}, {"code": "calls", "quantity": QUOTA}],
+        options={"entitlement_ttl_seconds": ttl},
+        license={"subject": subject},
     )
-    license = await tenant.license(policy["id"], subject=subject)
-    return Saas(gateway, tenant, product, policy, license, await tenant.token("product", product["id"]))
+    saas.token = await saas.tenant.token("product", saas.product["id"])
+    return saas
 
 
 @pytest.fixture

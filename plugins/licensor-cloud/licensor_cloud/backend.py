@@ -1,18 +1,16 @@
 """The cloud backend: credentials, and leases of a license's seats counted on the server.
 
 The backend holds what its routes and its check share: the options its policies take (and their defaults) and
-the clock (tests move it). The logic lives below it: :mod:`licensor_cloud.credentials` (credential files, device
-authentication), :mod:`licensor_cloud.leases` (check-out, renewal, release, usage); :mod:`licensor_cloud.routes`
-declares the routes over them.
+the gateway's clock (:attr:`licensor.Backend.clock`). The logic lives below it: :mod:`licensor_cloud.credentials`
+(credential files, device authentication), :mod:`licensor_cloud.leases` (check-out, renewal, release, usage);
+:mod:`licensor_cloud.routes` declares the routes over them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from licensor import Backend, CheckRequest, Operation, ValidationError, Verdict, license_terms_verdict
-from licensor.model import now_us
 from licensor.store import Transaction
 
 from licensor_cloud import leases, routes
@@ -51,9 +49,6 @@ class CloudBackend(Backend):
         "heartbeat_interval_seconds": 300,
         "on_seat_limit": "refuse",
     }
-
-    def __init__(self, *, clock: Callable[[], int] = now_us) -> None:
-        self.clock = clock  # microseconds; tests move it
 
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         merged = {**self.default_options, **super().validate_options(options)}

@@ -38,10 +38,11 @@ MAX_REPORTED_LEASES = 100_000
 
 
 class Cloud(Protocol):
-    """What the lease logic needs of the backend: its clock (µs; tests move it) and its policies' options, each
+    """What the lease logic needs of the backend: the gateway's clock (µs) and its policies' options, each
     falling back on the backend's default."""
 
-    clock: Callable[[], int]
+    @property
+    def clock(self) -> Callable[[], int]: ...
 
     def option(self, options: Mapping[str, Any], name: str) -> Any: ...
 

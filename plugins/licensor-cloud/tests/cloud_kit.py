@@ -10,22 +10,21 @@ simulated devices that check out, renew and release leases with them.
   cloned or reverted virtual machine: same credential file, device id, lease and lease secret). The request
   bodies are also available alone (:meth:`Device.check_out_body`, :meth:`Device.lease_body`) for tests that
   send them another way (several gateways at once), with :meth:`Device.keep` to take in a granted answer.
-- Time moves by hand: set ``vendor.backend.clock = ManualClock(...)`` (:class:`licensor.testing.ManualClock`).
+- Time moves by hand: ``vendor.gateway.freeze_clock()`` stops the gateway's clock, ``vendor.clock`` moves it.
 
 Device requests carry no bearer token: the credential in the body authenticates them.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from licensor.gateway import keys
-from licensor.testing import Answer, Gateway, Tenant
+from licensor import testing
+from licensor.testing import Answer, Gateway, b64url_decode
 
 CHECK_OUT = "/v1/leases"
 HEARTBEAT = "/v1/leases/heartbeat"
@@ -35,10 +34,6 @@ RELEASE = "/v1/leases/release"
 def at(day: date, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     """A UTC moment of ``day``."""
     return datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=UTC)
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass
@@ -62,23 +57,8 @@ class Credential:
 
 
 @dataclass
-class Vendor:
+class Vendor(testing.Vendor):
     """A tenant with product ``cad`` (features ``draw`` and ``render``), a cloud policy and a license of it."""
-
-    gateway: Gateway
-    tenant: Tenant
-    product: dict[str, Any]
-    policy: dict[str, Any]
-    license: dict[str, Any]
-
-    @property
-    def backend(self) -> Any:
-        """The gateway's cloud backend (set its ``clock`` to move time)."""
-        return self.gateway.app[keys.BACKENDS].get("cloud")
-
-    @property
-    def license_path(self) -> str:
-        return f"/v1/admin/licenses/{self.license['id']}"
 
     async def credential(self, label: str | None = None, license_id: str | None = None, token: str | None = None) -> Credential:
         """A new credential file of the license (or of ``license_id``), made with the admin token (or ``token``)."""
@@ -103,18 +83,9 @@ class Vendor:
     async def lease(self, lease_id: str) -> dict[str, Any]:
         return await self.tenant.ok("GET", f"/v1/admin/leases/{lease_id}")
 
-    async def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        """The tenant's events (of one type, if given), oldest first."""
-        return await self.tenant.list_all("/v1/admin/events", params={"type": kind} if kind else {})
-
     async def event_types(self, prefix: str = "lease.") -> list[str]:
         """The types of the tenant's events starting with ``prefix``, oldest first."""
         return [event["type"] for event in await self.events() if event["type"].startswith(prefix)]
-
-    async def published_keys(self) -> dict[str, bytes]:
-        """The tenant's public keys as ``/v1/keys`` publishes them."""
-        published = await self.gateway.call("GET", "/v1/keys", params={"tenant": self.tenant.id})
-        return {key["kid"]: b64url_decode(key["public_key"]) for key in published.body["keys"]}
 
 
 @dataclass
@@ -198,16 +169,14 @@ async def vendor(
 ) -> Vendor:
     """A tenant with product ``cad`` (features ``draw`` and ``render``), a cloud policy of ``seats`` granting
     ``features`` (default ``draw``) with backend ``options``, and a license of it (with ``license_fields``)."""
-    tenant = await gateway.tenant(name)
-    product = await tenant.product(code="cad")
-    for code in ("draw", "render"):
-        await tenant.feature(product["id"], code)
-    policy = await tenant.policy(
-        product["id"],
-        backend="cloud",
+    return await testing.make_vendor(
+        gateway,
+        "cloud",
+        kind=Vendor,
+        name=name,
+        product="cad",
         seats=seats,
         options=options,
+        license=license_fields,
         features=features if features is not None else [{"code": "draw"}],
     )
-    license = await tenant.license(policy["id"], **(license_fields or {}))
-    return Vendor(gateway, tenant, product, policy, license)

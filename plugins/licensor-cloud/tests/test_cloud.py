@@ -14,8 +14,8 @@ from cloud_kit import HEARTBEAT, RELEASE, Credential, Vendor, at, vendor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from licensor.errors import TokenError
-from licensor.model import format_time, now_us
-from licensor.testing import Answer, Gateway, ManualClock
+from licensor.model import format_time
+from licensor.testing import Answer, Gateway
 from licensor.tokens import read_document
 from licensor_cloud.credentials import credential_secret_hash
 from licensor_cloud.leases import peak_use
@@ -53,7 +53,7 @@ async def gateway(licensor_gateway: Gateway) -> AsyncIterator[Gateway]:
 
 async def shop_of(gateway: Gateway, seats: int = 3, **options: Any) -> Vendor:
     made = await vendor(gateway, seats=seats, **{"lease_ttl_seconds": TTL, "heartbeat_interval_seconds": INTERVAL, **options})
-    made.backend.clock = ManualClock(now_us())  # after the license was made: it has started
+    made.gateway.freeze_clock()  # after the license was made: it has started
     return made
 
 
@@ -67,15 +67,9 @@ def refused(answer: Answer, status: int, code: str) -> None:
     assert (answer.status, answer.code) == (status, code), answer.text
 
 
-def clock_of(shop: Vendor) -> ManualClock:
-    clock = shop.backend.clock
-    assert isinstance(clock, ManualClock)
-    return clock
-
-
 def later(shop: Vendor, seconds: int) -> str:
     """The time ``seconds`` after the backend's clock, as the API writes times."""
-    return str(format_time(clock_of(shop)() + seconds * 1_000_000))
+    return str(format_time(shop.clock() + seconds * 1_000_000))
 
 
 # --- credentials ------------------------------------------------------------------------------------------
@@ -94,7 +88,7 @@ async def test_a_credential_file_holds_the_secret_the_product_and_the_tenants_ke
     assert file["server"] == str(shop.gateway.client.make_url("")).rstrip("/")
     credential_id, _, secret = file["credential"].partition(".")
     assert re.fullmatch(r"crd_[0-9A-HJKMNP-TV-Z]{26}", credential_id) and SECRET.fullmatch(secret)
-    assert Credential(file, record).public_keys() == await shop.published_keys()
+    assert Credential(file, record).public_keys() == await shop.public_keys()
     assert set(record) == CREDENTIAL_FIELDS
     assert (
         record["id"],
@@ -118,7 +112,7 @@ async def test_a_credential_file_holds_the_secret_the_product_and_the_tenants_ke
     # A file made after a key rotation carries the tenant's current keys, the retired one too.
     await shop.tenant.ok("POST", "/v1/admin/keys/rotate")
     rotated = await shop.credential()
-    assert rotated.public_keys() == await shop.published_keys() and len(rotated.public_keys()) == 2
+    assert rotated.public_keys() == await shop.public_keys() and len(rotated.public_keys()) == 2
     assert rotated.file["label"] is None and rotated.record["label"] is None
 
 
@@ -301,7 +295,7 @@ async def test_a_check_out_grants_a_lease_and_a_lease_token_signed_by_the_tenant
     assert set(answer.body) == {"object", "lease", "lease_secret", "lease_token", "heartbeat_interval_seconds"}
     assert (answer.body["object"], answer.body["heartbeat_interval_seconds"]) == ("lease", INTERVAL)
     assert SECRET.fullmatch(answer.body["lease_secret"])
-    now = clock_of(shop)()
+    now = shop.clock()
     lease = answer.body["lease"]
     assert set(lease) == LEASE_FIELDS and re.fullmatch(r"lse_[0-9A-HJKMNP-TV-Z]{26}", lease["id"])
     assert {name: value for name, value in lease.items() if name not in ("id", "updated_at")} == {
@@ -423,10 +417,10 @@ async def test_a_suspended_expired_or_future_license_leases_nothing(shop: Vendor
     granted = await holder.check_out()
     assert granted.status == 201 and granted.body["lease"]["expires_at"] == license_end
     assert read_document(granted.body["lease_token"], "ls1", credential.public_keys())["terms"]["expires_at"] == license_end
-    clock_of(shop).advance(400)
+    shop.clock.advance(400)
     renewed = await holder.heartbeat()
     assert renewed.status == 200 and renewed.body["lease"]["expires_at"] == license_end
-    clock_of(shop).advance(200)
+    shop.clock.advance(200)
     refused(await holder.heartbeat(), 409, "LEASE_EXPIRED")  # it ran out with the license ...
     refused(await holder.check_out(), 403, "EXPIRED")  # ... which leases nothing now
     future = await shop.tenant.license(shop.policy["id"], starts_at=later(shop, 86_400))
@@ -444,14 +438,14 @@ async def test_seats_are_counted_and_the_device_beyond_them_is_refused(shop: Ven
     # The same device again (it restarted) takes its own lease over: still three seats held.
     first = devices[0]
     old_body = first.lease_body()
-    clock_of(shop).advance(30)
+    shop.clock.advance(30)
     again = await first.check_out()
     assert again.status == 201 and again.body["lease"]["id"] != old_body["lease"]
     taken = await shop.lease(old_body["lease"])
     assert (taken["state"], taken["taken_over_by"], taken["ended_at"]) == (
         "taken_over",
         first.lease_id,
-        format_time(clock_of(shop)()),
+        format_time(shop.clock()),
     )
     refused(await shop.gateway.call("POST", HEARTBEAT, json=old_body), 409, "LEASE_TAKEN_OVER")
     assert await shop.seats_held() == 3
@@ -469,7 +463,7 @@ async def test_a_heartbeat_renews_the_lease_with_a_new_secret(shop: Vendor) -> N
     credential = await shop.credential()
     device = shop.device(credential)
     checked_out = (await device.check_out()).body
-    clock = clock_of(shop)
+    clock = shop.clock
     clock.advance(INTERVAL)
     answer = await device.heartbeat()
     assert answer.status == 200, answer.text
@@ -499,7 +493,7 @@ async def test_a_lease_not_renewed_within_its_ttl_expires_and_its_seat_returns(g
     await one.check_out()
     assert one.lease is not None
     expires_at = one.lease["expires_at"]
-    clock_of(shop).advance(TTL)  # expires_at has come: the lease no longer holds its seat
+    shop.clock.advance(TTL)  # expires_at has come: the lease no longer holds its seat
     # Not marked yet, the admin API already shows it expired (ended when it ran out).
     shown = await shop.lease(str(one.lease_id))
     assert (shown["state"], shown["ended_at"]) == ("expired", expires_at)
@@ -522,13 +516,13 @@ async def test_a_release_frees_the_seat_at_once(gateway: Gateway) -> None:
     one, two = shop.device(credential), shop.device(credential)
     await one.check_out()
     refused(await two.check_out(), 409, "SEAT_LIMIT_REACHED")
-    clock_of(shop).advance(10)
+    shop.clock.advance(10)
     released = await one.release()
     assert released.status == 200 and set(released.body) == {"object", "lease"}
-    assert (released.body["lease"]["state"], released.body["lease"]["ended_at"]) == ("released", format_time(clock_of(shop)()))
+    assert (released.body["lease"]["state"], released.body["lease"]["ended_at"]) == ("released", format_time(shop.clock()))
     assert (await two.check_out()).status == 201
     refused(await one.heartbeat(), 409, "LEASE_RELEASED")
-    clock_of(shop).advance(10)
+    shop.clock.advance(10)
     again = await one.release()
     assert again.status == 200 and again.body["lease"] == released.body["lease"]
     assert await shop.event_types() == ["lease.checked_out", "lease.released", "lease.checked_out"]
@@ -572,7 +566,7 @@ async def test_second_device_takes_the_seat_over_when_the_policy_allows_it(gatew
     office, home = shop.device(credential, name="office"), shop.device(credential, name="home")
     assert (await office.check_out()).status == 201
     first_lease = office.lease_id
-    clock_of(shop).advance(60)
+    shop.clock.advance(60)
     assert (await home.check_out()).status == 201
     refused(await office.heartbeat(), 409, "LEASE_TAKEN_OVER")
     refused(await office.heartbeat(), 409, "LEASE_TAKEN_OVER")  # a heartbeat never takes it back
@@ -589,7 +583,7 @@ async def test_a_take_over_takes_the_seat_renewed_longest_ago(gateway: Gateway) 
     shop = await shop_of(gateway, seats=2, on_seat_limit="take_over")
     credential = await shop.credential()
     early, late, newcomer = (shop.device(credential) for _ in range(3))
-    clock = clock_of(shop)
+    clock = shop.clock
     await early.check_out()
     clock.advance(10)
     await late.check_out()
@@ -612,7 +606,7 @@ async def test_revoking_a_credential_stops_its_devices_within_one_heartbeat(shop
     newcomer = shop.device(office)
     refused(await newcomer.check_out(), 409, "SEAT_LIMIT_REACHED")
     await shop.tenant.ok("POST", f"/v1/admin/credentials/{lab.id}/revoke")
-    now = format_time(clock_of(shop)())
+    now = format_time(shop.clock())
     shown = {lease["id"]: (lease["state"], lease["ended_at"]) for lease in await shop.leases()}
     assert shown == {
         lab_devices[0].lease_id: ("revoked", now),
@@ -620,7 +614,7 @@ async def test_revoking_a_credential_stops_its_devices_within_one_heartbeat(shop
         desk.lease_id: ("active", None),
     }
     assert (await newcomer.check_out()).status == 201  # the seats are free at once
-    clock_of(shop).advance(INTERVAL)
+    shop.clock.advance(INTERVAL)
     for device in lab_devices:  # each device's next heartbeat is told
         refused(await device.heartbeat(), 403, "CREDENTIAL_REVOKED")
         refused(await device.check_out(), 403, "CREDENTIAL_REVOKED")
@@ -656,7 +650,7 @@ async def test_a_copied_vm_never_holds_more_seats_than_the_license_owns(gateway:
     assert await held() == 1
     snapshot = copy.copy()  # a snapshot reverted after two heartbeats
     for _ in range(2):
-        clock_of(shop).advance(INTERVAL)
+        shop.clock.advance(INTERVAL)
         assert (await copy.heartbeat()).status == 200
     refused(await snapshot.heartbeat(), 409, "LEASE_TAKEN_OVER")
     assert await held() == 1
@@ -689,14 +683,14 @@ async def test_the_vendor_ends_a_lease_and_frees_its_seat(gateway: Gateway) -> N
     refused(await waiting.check_out(), 409, "SEAT_LIMIT_REACHED")
     path = f"/v1/admin/leases/{holder.lease_id}"
     ended = await shop.tenant.ok("POST", f"{path}/release", json={"reason": "moved to another team"})
-    assert (ended["id"], ended["state"], ended["ended_at"]) == (holder.lease_id, "revoked", format_time(clock_of(shop)()))
+    assert (ended["id"], ended["state"], ended["ended_at"]) == (holder.lease_id, "revoked", format_time(shop.clock()))
     assert await shop.lease(str(holder.lease_id)) == ended
     refused(await shop.tenant.call("POST", f"{path}/release", json={}), 409, "LEASE_ENDED")
     refused(await holder.heartbeat(), 409, "LEASE_ENDED")
     answered = await holder.release()
     assert answered.status == 200 and answered.body["lease"]["state"] == "revoked"
     assert (await waiting.check_out()).status == 201
-    clock_of(shop).advance(TTL)  # a lease that ran out has ended too
+    shop.clock.advance(TTL)  # a lease that ran out has ended too
     refused(await shop.tenant.call("POST", f"/v1/admin/leases/{waiting.lease_id}/release"), 409, "LEASE_ENDED")
     [event] = await shop.events("lease.revoked")
     assert (event["subject_id"], event["data"]["reason"], event["data"]["state"]) == (
@@ -727,7 +721,7 @@ async def test_revoking_the_license_ends_its_leases(shop: Vendor) -> None:
 # --- the usage report ------------------------------------------------------------------------------------------
 async def test_lease_usage_reports_peak_and_checkouts_per_utc_day(gateway: Gateway) -> None:
     shop = await shop_of(gateway, seats=3, lease_ttl_seconds=3600, heartbeat_interval_seconds=600)
-    clock = clock_of(shop)
+    clock = shop.clock
     day = datetime.now(UTC).date() + timedelta(days=1)  # tomorrow: after the license started
     credential = await shop.credential()
     a, b, c, d = (shop.device(credential) for _ in range(4))

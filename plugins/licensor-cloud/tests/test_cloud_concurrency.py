@@ -214,10 +214,11 @@ async def sample(
             pass
 
 
-async def live(device: SoakDevice, session: aiohttp.ClientSession, deadline: float, rng: random.Random) -> None:
+async def live(device: SoakDevice, session: aiohttp.ClientSession, deadline: float, rng: random.Random, done: set[str]) -> None:
     """One device until the deadline (or MAX_ACTIONS_PER_DEVICE): it checks out when it holds no lease, and
     holding one renews it every heartbeat interval, or releases it, or goes silent past the lease's TTL and
-    then finds it expired."""
+    then finds it expired. ``done`` (shared by the devices) holds the rare actions taken so far: until each
+    happened once, the next holder in the soak's first half takes it, so a short soak has every action too."""
 
     async def pause(seconds: float) -> None:
         await asyncio.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
@@ -240,11 +241,18 @@ async def live(device: SoakDevice, session: aiohttp.ClientSession, deadline: flo
             continue
         body = device.device.lease_body()
         roll = rng.random()
+        early = time.monotonic() < deadline - 2 * SILENCE_S[1]
+        if early and "heartbeat_after_silence" not in done:
+            roll = P_RELEASE  # goes silent
+        elif early and "release" not in done:
+            roll = 0.0
         if roll < P_RELEASE:
+            done.add("release")
             sent = await send("release", RELEASE, body)
             device.forget()
             await pause(rng.uniform(*REFUSED_PAUSE_S))
         elif roll < P_RELEASE + P_SILENT:
+            done.add("heartbeat_after_silence")
             await pause(rng.uniform(*SILENCE_S))  # the lease runs out meanwhile; the device still believes it
             if time.monotonic() >= deadline:
                 return
@@ -265,7 +273,8 @@ async def drive(devices: list[SoakDevice], seconds: float, seed: int) -> float:
         started = time.monotonic()
         deadline = started + seconds
         rngs = [random.Random(seed * 1_000 + device.number) for device in devices]
-        await asyncio.gather(*(live(device, session, deadline, rng) for device, rng in zip(devices, rngs)))
+        done: set[str] = set()
+        await asyncio.gather(*(live(device, session, deadline, rng, done) for device, rng in zip(devices, rngs)))
         return time.monotonic() - started
 
 

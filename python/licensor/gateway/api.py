@@ -49,7 +49,7 @@ async def run(operation: Operation, services: Services, request: web.Request) ->
         and "Authorization" not in request.headers
         and _is_json_content(request)
     ):
-        quick = op.quick_answer(request, await _read(request, op.max_body_bytes))
+        quick = op.quick_answer(services, request, await _read(request, op.max_body_bytes))
         if quick is not None:
             return quick
     auth = op.auth

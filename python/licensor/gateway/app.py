@@ -16,6 +16,7 @@ from licensor.central.secrets import Secrets, load_master_key
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway import protocol
+from licensor.gateway.answers import RememberedAnswers
 from licensor.gateway.api import Api
 from licensor.gateway.cache import LicenseCache
 from licensor.gateway.check import check_operation
@@ -187,6 +188,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
         await opened.open()
         app[app_keys.STORE] = opened
         app[app_keys.CACHE] = LicenseCache(opened, app[app_keys.SECRETS])
+        app[app_keys.ANSWERS] = RememberedAnswers(opened)
         opened.subscribe_events(lambda rows: _publish(manager, rows))
         app[app_keys.OUTCOMES] = outcomes = CheckOutcomes(opened)
         outcomes.start()
@@ -199,7 +201,9 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
                 await opened.close()
 
     app.cleanup_ctx.append(resources)
-    api.install(app, GatewayServices(app))
+    app[app_keys.SERVICES] = services = GatewayServices(app)
+    backends.hand_over(services)
+    api.install(app, services)
     app.router.add_get("/docs", _docs)
     return app
 

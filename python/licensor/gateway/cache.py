@@ -32,20 +32,8 @@ MAX_TENANTS = 10_000
 """Beyond this many tenants with entries (e.g. a flood of made-up tenant ids), every entry starts afresh."""
 
 
-@dataclass(frozen=True)
-class CachedAnswer:
-    """The answer to a check request, kept for identical repeats (see :meth:`LicenseCache.keep_answer`)."""
-
-    tenant_id: str
-    license_id: str
-    code: str
-    body: bytes
-    valid_until_us: int
-
-
 @dataclass
 class _TenantEntries:
-    answers: dict[bytes, CachedAnswer] = field(default_factory=dict)
     licenses: dict[bytes, Licensed | None] = field(default_factory=dict)
     products: dict[str, Row | None] = field(default_factory=dict)
     subjects: dict[tuple[str, str], list[Licensed]] = field(default_factory=dict)
@@ -53,7 +41,7 @@ class _TenantEntries:
     signing_key: tuple[str, bytes] | None = None
 
     def size(self) -> int:
-        return len(self.answers) + len(self.licenses) + len(self.products) + len(self.subjects) + len(self.tokens)
+        return len(self.licenses) + len(self.products) + len(self.subjects) + len(self.tokens)
 
 
 class LicenseCache:
@@ -66,7 +54,6 @@ class LicenseCache:
         self._token_tenants: dict[str, str] = {}
         self._announced = 0  # counts announcements: a read that saw one in flight is not kept
         self._key_hashes: dict[tuple[str, str], bytes] = {}
-        self._answer_tenants: dict[bytes, str] = {}
         self.hits = 0
         self.misses = 0
         store.subscribe(self.invalidate)
@@ -77,7 +64,6 @@ class LicenseCache:
         if tenant_id is None:
             self._tenants.clear()
             self._token_tenants.clear()
-            self._answer_tenants.clear()
         else:
             self._tenants.pop(tenant_id, None)
 
@@ -111,38 +97,8 @@ class LicenseCache:
             if entries is None and len(self._tenants) >= MAX_TENANTS:
                 self._tenants.clear()
                 self._token_tenants.clear()
-                self._answer_tenants.clear()
             entries = self._tenants[tenant_id] = _TenantEntries()
         return entries
-
-    # --- answers to identical repeats of a check -------------------------------------------------------
-    @property
-    def announcements_seen(self) -> int:
-        """A mark to pass to :meth:`keep_answer`: an answer computed while a change was announced is not kept."""
-        return self._announced
-
-    def answer(self, request_body: bytes, now_us: int) -> CachedAnswer | None:
-        """The kept answer to a check request with exactly these bytes, while it holds."""
-        tenant_id = self._answer_tenants.get(request_body)
-        if tenant_id is None or not self.store.announcements_live:
-            return None
-        entries = self._tenants.get(tenant_id)
-        kept = entries.answers.get(request_body) if entries is not None else None
-        if kept is None or now_us >= kept.valid_until_us:
-            return None
-        self.hits += 1
-        return kept
-
-    def keep_answer(self, request_body: bytes, answer: CachedAnswer, announcements_seen: int) -> None:
-        """Keep the answer to a check request (one whose verdict depends only on its bytes, the tenant's
-        License Central objects and the time, up to ``answer.valid_until_us``); dropped with the tenant's
-        entries when anything of the tenant changes."""
-        if not self._may_keep(announcements_seen):
-            return
-        self._entries(answer.tenant_id).answers[request_body] = answer
-        if len(self._answer_tenants) >= MAX_ENTRIES_PER_TENANT:
-            self._answer_tenants.clear()
-        self._answer_tenants[request_body] = answer.tenant_id
 
     # --- what the hot path reads -----------------------------------------------------------------------
     def key_hash(self, tenant_id: str, license_key: str) -> bytes:

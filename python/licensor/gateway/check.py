@@ -17,19 +17,17 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from licensor.backend import Backend
 from licensor.client.answers import ANSWER_KIND, answer_document
-from licensor.errors import LicensorError, PermissionDeniedError, ValidationError
+from licensor.errors import LicensorError, PermissionDeniedError
 from licensor.fingerprint import FINGERPRINT_SCHEMA
 from licensor.gateway import keys as app_keys
 from licensor.gateway.auth import authenticate
-from licensor.gateway.cache import CachedAnswer
 from licensor.license import CheckRequest, Licensed
-from licensor.model import CODE_SCHEMA, SUBJECT_SCHEMA, id_pattern, now_us
-from licensor.operations import Call, Operation, OptionalToken, Principal, Reply
+from licensor.model import CODE_SCHEMA, SUBJECT_SCHEMA, id_pattern
+from licensor.operations import Call, Operation, OptionalToken, Principal, Reply, Services
 from licensor.tokens import sign_document
 from licensor.verdict import DESCRIPTIONS, Code, Verdict
 
@@ -88,63 +86,33 @@ async def product_principal(request: web.Request) -> Principal:
 
 
 async def _licenses_asked_for(call: Call) -> tuple[str, list[Licensed]]:
-    """The tenant and the licenses the request presents: its license key, or a product token and a subject."""
-    body = call.body
-    cache = call.request.app[app_keys.CACHE]
+    """The tenant and the licenses the request presents: its license key (the request schema requires the
+    tenant with it), or a product token and a subject.
+
+    :raises ValidationError: LICENSE_KEY_MALFORMED, a mistyped key (422).
+    :raises AuthenticationError, PermissionDeniedError: no valid product token for a subject (401, 403)."""
+    body, services = call.body, call.services
     if "license_key" in body:
-        if "subject" in body:
-            raise ValidationError("send either license_key or subject, not both", code="INVALID_FIELD")
-        if "tenant" not in body:
-            raise ValidationError("field tenant: a check by license key names the vendor's tenant", code="MISSING_FIELD")
         tenant_id = body["tenant"]
-        key_hash = cache.key_hash(tenant_id, body["license_key"])  # a typo is a 422, not a verdict
-        licensed = await cache.license_by_key_hash(tenant_id, key_hash)
-        found = [licensed] if licensed is not None and licensed.product["code"] == body["product"] else []
-        return tenant_id, found
-    if "subject" not in body:
-        raise ValidationError("send license_key (with tenant), or subject with a product token", code="MISSING_FIELD")
+        licensed = await services.license_by_key(tenant_id, body["license_key"])
+        return tenant_id, [licensed] if licensed is not None and licensed.product["code"] == body["product"] else []
     principal = await product_principal(call.request)
     if body.get("tenant", principal.tenant_id) != principal.tenant_id:
         raise PermissionDeniedError("the product token belongs to another tenant", code="TENANT_MISMATCH")
-    product = await cache.product_by_code(principal.tenant_id, body["product"])
+    product = await services.product_by_code(principal.tenant_id, body["product"])
     if product is None:
         return principal.tenant_id, []
     if principal.product_id is not None and principal.product_id != product["id"]:
         raise PermissionDeniedError("the product token serves another product", code="PRODUCT_MISMATCH")
-    return principal.tenant_id, await cache.licenses_of_subject(principal.tenant_id, product["id"], body["subject"])
+    return principal.tenant_id, await services.licenses_of_subject(principal.tenant_id, product["id"], body["subject"])
 
 
-ANSWER_KEPT_US = 5_000_000
-"""How long an answer is kept for identical repeats at most (changes of the tenant drop it at once)."""
-
-
-def quick_answer(request: web.Request, raw: bytes) -> web.Response | None:
-    """The kept answer to an identical repeat of a check by license key without a nonce, if there is one."""
-    kept = request.app[app_keys.CACHE].answer(raw, now_us())
-    if kept is None:
-        return None
-    request.app[app_keys.OUTCOMES].record(kept.tenant_id, kept.license_id, kept.code)
-    return web.Response(body=kept.body, content_type="application/json")
-
-
-def _answer_holds_until(licensed: Licensed, now: int) -> int:
-    """When a verdict read from the license's terms may change by the passing of time alone."""
-    until = now + ANSWER_KEPT_US
-    for moment in (licensed.license["starts_at"], licensed.license["expires_at"]):
-        if moment is not None and now < moment < until:
-            until = moment
-    return until
-
-
-async def check(call: Call) -> Reply:
+async def _decide(call: Call, tenant_id: str, candidates: list[Licensed], now: int) -> tuple[Verdict, Backend | None]:
+    """The verdict of the backend each candidate's policy names (a subject may hold several licenses: the first
+    that allows what was asked answers), and the backend that gave it."""
     body = call.body
-    cache = call.request.app[app_keys.CACHE]
-    announcements_seen = cache.announcements_seen
-    tenant_id, candidates = await _licenses_asked_for(call)
-    verdict = Verdict(Code.NOT_FOUND)
-    now = call.services.now_us()
-    backend = None
-    for licensed in candidates:  # a subject may hold several licenses: the first that allows it answers
+    verdict, backend = Verdict(Code.NOT_FOUND), None
+    for licensed in candidates:
         backend = backend_for(call.request.app, licensed)
         asked = CheckRequest.of(
             tenant_id,
@@ -159,30 +127,38 @@ async def check(call: Call) -> Reply:
         verdict = _declared(backend, await backend.check(asked))
         if verdict.valid:
             break
-    call.services.record_outcome(tenant_id, verdict.license_id, str(verdict.code))
+    return verdict, backend
+
+
+def quick_answer(services: Services, request: web.Request, raw: bytes) -> web.Response | None:
+    """The remembered answer to an identical repeat of a check (see :mod:`licensor.gateway.answers`), if any."""
+    kept = request.app[app_keys.ANSWERS].lookup(raw, services.now_us())
+    if kept is None:
+        return None
+    services.record_outcome(kept.tenant_id, kept.license_id, kept.code)
+    return web.Response(body=kept.body, content_type="application/json")
+
+
+async def check(call: Call) -> Reply:
+    """Resolve the tenant and the licenses presented, have their backend decide, answer (signed over a nonce)."""
+    body, services = call.body, call.services
+    answers = call.request.app[app_keys.ANSWERS]
+    mark, now = answers.mark(), services.now_us()  # one clock for the verdict and the answer signed over it
+    tenant_id, candidates = await _licenses_asked_for(call)
+    verdict, backend = await _decide(call, tenant_id, candidates, now)
+    services.record_outcome(tenant_id, verdict.license_id, str(verdict.code))
     shown = verdict.as_json()
-    if (
-        "license_key" in body
-        and "nonce" not in body
-        and len(candidates) == 1
-        and backend is not None
-        and backend.verdicts_cacheable
-        and verdict.license_id is not None
-    ):
-        answer = {"object": "check", "verdict": shown, "signed_answer": None}
-        kept = CachedAnswer(
-            tenant_id, verdict.license_id, str(verdict.code), orjson.dumps(answer), _answer_holds_until(candidates[0], now)
-        )
-        cache.keep_answer(call.raw_body, kept, announcements_seen)
     signed = None
     if "nonce" in body:
         try:
-            kid, seed = await call.services.signing_key(tenant_id)
+            kid, seed = await services.signing_key(tenant_id)
         except LookupError:
             pass  # no such tenant: nothing to sign with, and nothing to tell about the tenant either
         else:
             signed = sign_document(ANSWER_KIND, kid, seed, answer_document(body["nonce"], CHECK_PATH, now // 1_000_000, shown))
-    return Reply(200, {"object": "check", "verdict": shown, "signed_answer": signed})
+    answer = {"object": "check", "verdict": shown, "signed_answer": signed}
+    answers.remember(call.raw_body, body, mark, tenant_id, candidates, backend, verdict, answer, now)
+    return Reply(200, answer)
 
 
 CHECK_REQUEST_SCHEMA: dict[str, Any] = {
@@ -199,6 +175,11 @@ CHECK_REQUEST_SCHEMA: dict[str, Any] = {
     },
     "required": ["product"],
     "additionalProperties": False,
+    # A check presents a license key, with its vendor's tenant, or a subject (with a product token); not both.
+    # (if/then/else is checked after the fields themselves, so a wrong field is named first.)
+    "if": {"required": ["license_key"]},
+    "then": {"required": ["tenant"], "properties": {"subject": False}},
+    "else": {"required": ["subject"], "x-message": "send license_key (with tenant), or subject with a product token"},
 }
 
 

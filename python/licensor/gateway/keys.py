@@ -10,9 +10,11 @@ if TYPE_CHECKING:
     import pluggy
 
     from licensor.central.secrets import Secrets
+    from licensor.gateway.answers import RememberedAnswers
     from licensor.gateway.cache import LicenseCache
     from licensor.gateway.outcomes import CheckOutcomes
     from licensor.gateway.settings import Settings
+    from licensor.operations import Services
     from licensor.plugins import BackendRegistry
     from licensor.store import Store
 
@@ -22,7 +24,9 @@ SECRETS: web.AppKey[Secrets] = web.AppKey("secrets")
 BACKENDS: web.AppKey[BackendRegistry] = web.AppKey("backends")
 PLUGINS: web.AppKey[pluggy.PluginManager] = web.AppKey("plugins")
 CACHE: web.AppKey[LicenseCache] = web.AppKey("cache")
+ANSWERS: web.AppKey[RememberedAnswers] = web.AppKey("answers")
 OUTCOMES: web.AppKey[CheckOutcomes] = web.AppKey("outcomes")
+SERVICES: web.AppKey[Services] = web.AppKey("services")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 DOCS_HTML: web.AppKey[str] = web.AppKey("docs_html")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from licensor.central.keyset import public_keys
@@ -17,6 +19,8 @@ class GatewayServices(Services):
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
+        self.clock: Callable[[], int] = now_us
+        """What :meth:`now_us` reads: the system's clock, unless a test stops it (``licensor.testing``)."""
 
     @property
     def store(self) -> Store:
@@ -46,4 +50,4 @@ class GatewayServices(Services):
         self._app[app_keys.OUTCOMES].record(tenant_id, license_id, code)
 
     def now_us(self) -> int:
-        return now_us()
+        return self.clock()

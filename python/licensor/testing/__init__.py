@@ -16,7 +16,11 @@ Installed with licensor, the plugin registers itself (entry point ``pytest11``):
   points anyway), ``licensor_gateway`` (the real gateway with those plugins on that store, as a :class:`Gateway`)
   and ``licensor_fleet`` (that gateway plus, on PostgreSQL, a second gateway process on the same database:
   :class:`GatewayFleet`).
-- :mod:`licensor.testing.clocks`: :class:`ManualClock` moves a backend's clock.
+- :mod:`licensor.testing.vendors`: :class:`Vendor`, a tenant with a product, a policy of the backend under test and a
+  license of it, made by :func:`make_vendor` (the fixture ``licensor_vendor`` makes them on ``licensor_gateway``);
+  plugins' test kits subclass it.
+- :mod:`licensor.testing.clocks`: :class:`ManualClock`, the clock :meth:`Gateway.freeze_clock` stops and a test
+  moves by hand (the gateway's verdicts, signed answers and backends all read it).
 - :mod:`licensor.testing.burst`: :func:`send_at_once` and :func:`no_server_errors` for concurrent requests.
 - :mod:`licensor.testing.conformance`: :class:`BackendConformance`, the suite every backend must pass (verdict
   codes, error format, its own operations, tenant isolation, idempotency, policy options). Subclass it in a test
@@ -42,6 +46,7 @@ from licensor.testing.drivers import (  # noqa: E402
     wait_ready,
 )
 from licensor.testing.infrastructure import ThrowawayPostgres, check_expected_implementation, free_port  # noqa: E402
+from licensor.testing.vendors import Vendor, b64url_decode, make_vendor  # noqa: E402
 
 __all__ = [
     "ROLES",
@@ -54,10 +59,13 @@ __all__ = [
     "Sent",
     "Tenant",
     "ThrowawayPostgres",
+    "Vendor",
+    "b64url_decode",
     "check_error_contract",
     "check_expected_implementation",
     "free_port",
     "gateway_process",
+    "make_vendor",
     "no_server_errors",
     "open_client",
     "post_json",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
+from typing import Any
 
 import aiohttp
 import pytest
 
 from licensor.testing.drivers import Gateway, GatewayFleet, gateway_process, running_gateway, wait_ready
 from licensor.testing.infrastructure import ThrowawayPostgres
+from licensor.testing.vendors import Vendor, make_vendor
 
 STORES = ("sqlite", "postgresql")
 
@@ -48,6 +51,14 @@ async def licensor_gateway(
     """The real gateway with ``licensor_plugins`` on each store, on 127.0.0.1."""
     async with running_gateway(licensor_store_url, str(tmp_path), licensor_plugins) as gateway:
         yield gateway
+
+
+@pytest.fixture
+def licensor_vendor(licensor_gateway: Gateway) -> Callable[..., Awaitable[Vendor]]:
+    """Makes vendors on :func:`licensor_gateway`: ``await licensor_vendor("my-backend", seats=3, options={...})``
+    (the arguments of :func:`licensor.testing.make_vendor` after the gateway)."""
+    made: Callable[..., Awaitable[Any]] = partial(make_vendor, licensor_gateway)
+    return made
 
 
 @pytest.fixture

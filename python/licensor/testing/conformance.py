@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from licensor.gateway import keys
 from licensor.testing.drivers import Gateway, Tenant
+from licensor.testing.vendors import Vendor, make_vendor
 
 
 # --- the conformance suite of backends ----------------------------------------------------------------
@@ -19,13 +19,8 @@ def _time(offset_days: float) -> str:
 
 
 @dataclass
-class MadeLicense:
+class MadeLicense(Vendor):
     """What :meth:`BackendConformance.licensed` made: a product with features, a policy and a license."""
-
-    tenant: Tenant
-    product: dict[str, Any]
-    policy: dict[str, Any]
-    license: dict[str, Any]
 
     async def check(self, **body: Any) -> dict[str, Any]:
         """The verdict of ``POST /v1/check`` with this license's key (``body`` adds to or replaces fields)."""
@@ -53,13 +48,18 @@ class BackendConformance:
     ) -> MadeLicense:
         """A tenant's new product (features ``export`` and ``print``), a policy of this backend granting
         ``export`` and a license of it."""
-        tenant = tenant or await gateway.tenant("Conformance")
-        product = await tenant.product(code=product_code or f"conformance-{uuid.uuid4().hex[:8]}")
-        for code in ("export", "print"):
-            await tenant.feature(product["id"], code)
-        policy = await tenant.policy(product["id"], backend=self.backend, options=self.options, features=[{"code": "export"}])
-        license = await tenant.license(policy["id"], **license_fields)
-        return MadeLicense(tenant, product, policy, license)
+        return await make_vendor(
+            gateway,
+            self.backend,
+            kind=MadeLicense,
+            tenant=tenant,
+            name="Conformance",
+            product=product_code or f"conformance-{uuid.uuid4().hex[:8]}",
+            catalog=("export", "print"),
+            features=[{"code": "export"}],
+            options=self.options,
+            license=license_fields,
+        )
 
     async def idempotent_request(self, made: MadeLicense) -> tuple[str, str, dict[str, Any], str | None] | None:
         """A state-changing request of the backend's own (method, path, JSON body, bearer token or None for a
@@ -97,9 +97,10 @@ class BackendConformance:
         from licensor.verdict import DESCRIPTIONS
 
         made = await self.licensed(licensor_gateway)
-        documented = {*DESCRIPTIONS, *self._backend(licensor_gateway).verdict_codes}
-        enum = licensor_gateway.app[keys.OPENAPI]["paths"]["/v1/check"]["post"]["responses"]["200"]["content"]
-        assert documented == set(enum["application/json"]["schema"]["properties"]["verdict"]["properties"]["code"]["enum"])
+        documented = {*DESCRIPTIONS, *licensor_gateway.backend(self.backend).verdict_codes}
+        document = (await licensor_gateway.call("GET", "/openapi.json")).body
+        answer = document["paths"]["/v1/check"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert documented == set(answer["properties"]["verdict"]["properties"]["code"]["enum"])
         for body in ({}, {"features": ["export"]}, {"features": ["print"]}, {"version": "1.0"}, {"product": "other"}):
             verdict = await made.check(**body)
             assert verdict["code"] in documented and verdict["valid"] is (verdict["code"] == "VALID")
@@ -189,13 +190,8 @@ class BackendConformance:
                     )
                     assert answer.status < 500, (operation.operation_id, body, query, answer.status, answer.text)
 
-    def _backend(self, gateway: Gateway) -> Any:
-        backend = gateway.app[keys.BACKENDS].get(self.backend)
-        assert backend is not None, f"the gateway has no {self.backend!r} backend"
-        return backend
-
     def _own_operations(self, gateway: Gateway) -> list[Any]:
-        return list(self._backend(gateway).operations())
+        return list(gateway.backend(self.backend).operations())
 
 
 def _filled_path(operation: Any, license_id: str) -> str:

@@ -20,10 +20,13 @@ import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from licensor.backend import Backend
 from licensor.central.events import verify_chain
 from licensor.central.tenants import create_tenant
 from licensor.gateway import keys
+from licensor.gateway.services import GatewayServices
 from licensor.store import Store
+from licensor.testing.clocks import ManualClock
 from licensor.testing.infrastructure import free_port
 
 # --- a gateway on a throwaway store, and helpers to drive it -----------------------------------------
@@ -146,6 +149,34 @@ class Gateway:
     @property
     def store(self) -> Store:
         return self.app[keys.STORE]
+
+    def backend(self, name: str) -> Backend:
+        """The gateway's backend named ``name``.
+
+        :raises LookupError: the gateway has no such backend."""
+        backend = self.app[keys.BACKENDS].get(name)
+        if backend is None:
+            raise LookupError(f"this gateway has no {name!r} backend")
+        return backend
+
+    @property
+    def clock(self) -> ManualClock | None:
+        """The clock :meth:`freeze_clock` stopped (None while the gateway reads the system's clock)."""
+        clock = self._services.clock
+        return clock if isinstance(clock, ManualClock) else None
+
+    def freeze_clock(self, now_us: int | None = None) -> ManualClock:
+        """Stop the gateway's clock at ``now_us`` (default: now) and give it to move by hand; verdicts, signed
+        answers and every backend's :attr:`~licensor.Backend.clock` read it from then on."""
+        clock = ManualClock(time.time_ns() // 1000 if now_us is None else now_us)
+        self._services.clock = clock
+        return clock
+
+    @property
+    def _services(self) -> GatewayServices:
+        services = self.app[keys.SERVICES]
+        assert isinstance(services, GatewayServices)
+        return services
 
     async def tenant(self, name: str = "Vendor") -> Tenant:
         created = await create_tenant(self.app[keys.STORE], self.app[keys.SECRETS], name)
