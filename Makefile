@@ -50,10 +50,11 @@ $(RUNTIME_STAMP): requirements.txt | $(VPIP)
 	$(VPY) -m pip install -q -r requirements.txt
 	touch $@
 
-# ... the first-party backends, each its own distribution installed editable (found through its entry point,
-# as a third party's would be); --no-deps, since their one dependency, licensor, is this repository ...
-$(PLUGINS_STAMP): $(wildcard plugins/*/pyproject.toml) | $(VPIP)
-	$(VPY) -m pip install -q --no-deps $(foreach plugin,$(PLUGINS),-e $(plugin))
+# ... the client distribution (clients/python, a dependency of licensor) and the first-party backends, each its
+# own distribution installed editable (a backend found through its entry point, as a third party's would be);
+# --no-deps, since their dependencies are this repository's and requirements.txt's ...
+$(PLUGINS_STAMP): $(wildcard plugins/*/pyproject.toml) clients/python/pyproject.toml | $(VPIP)
+	$(VPY) -m pip install -q --no-deps -e clients/python $(foreach plugin,$(PLUGINS),-e $(plugin))
 	touch $@
 
 # ... maturin, to build the native core (the version pinned in requirements-dev.txt) ...
@@ -66,7 +67,7 @@ $(DEPS_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 	touch $@
 
 # maturin develop builds the release extension into python/licensor/ and installs the package editable.
-$(NATIVE): $(RUST_SOURCES) $(RUNTIME_STAMP) | $(MATURIN)
+$(NATIVE): $(RUST_SOURCES) $(RUNTIME_STAMP) $(PLUGINS_STAMP) | $(MATURIN)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release --quiet
 	touch $@
 

@@ -204,14 +204,14 @@ class Device:
     """A simulated device of one server's tenant: its key, fingerprint, activation and current generation."""
 
     number: int
-    key: Any  # licensor.client.activation.DeviceKey
+    key: Any  # licensor_client.activation.DeviceKey
     fingerprint: dict[str, str]
     activation_id: str | None = None
     generation: int = 0
 
     def request(self, info: dict[str, Any], op: str, **fields: Any) -> bytes:
         """The body of a device request, ``{"request": dv1 token}``."""
-        from licensor.client.activation import device_request
+        from licensor_client.activation import device_request
 
         token = device_request(
             self.key, op, tenant=info["tenant"], product=info["product"], fingerprint=self.fingerprint, **fields
@@ -226,8 +226,8 @@ class Device:
 
 def devices(info: dict[str, Any], count: int) -> list[Device]:
     """``count`` devices of the server's tenant, each a different machine with its own key."""
-    from licensor.client.activation import DeviceKey
     from licensor.fingerprint import hash_components, product_salt
+    from licensor_client.activation import DeviceKey
 
     salt = product_salt(info["tenant"], info["product"])
     return [

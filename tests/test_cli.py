@@ -369,8 +369,8 @@ def test_admin_license_lifecycle(gateway: Gateway, init_output: dict[str, str]) 
 
 
 def test_admin_answers_an_offline_activation_request_file(gateway: Gateway, init_output: dict[str, str], tmp_path: Path) -> None:
-    from licensor.client.activation import DeviceKey, device_request, verify_license_file
     from licensor.fingerprint import hash_components, product_salt
+    from licensor_client.activation import DeviceKey, device_request, verify_license_file
 
     token, tenant = init_output["admin_token"], init_output["tenant_id"]
 

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "python" / "licensor"
+CLIENT = ROOT / "clients" / "python" / "licensor_client"
 PLUGIN_PACKAGES = sorted(ROOT.glob("plugins/*/licensor_*"))
 PUBLIC_MODULES = (
     "licensor",
@@ -22,8 +23,8 @@ PUBLIC_MODULES = (
     "licensor.schema",
     "licensor.batching",
 )
-"""What a plugin may import of licensor (docs/plugins.md): the package's re-exports and these modules, and the
-client SDK's formats (``licensor.client`` and below)."""
+"""What a plugin may import of licensor (docs/plugins.md): the package's re-exports and these modules (the client
+distribution, ``licensor_client``, is a package of its own that any plugin may use)."""
 
 
 def _modules(package_dir: Path, package: str) -> dict[str, Path]:
@@ -105,7 +106,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _is_public(name: str) -> bool:
-    return name.split(".")[1:2] == ["client"] or any(name == m or name.startswith(m + ".") for m in PUBLIC_MODULES[1:])
+    return any(name == m or name.startswith(m + ".") for m in PUBLIC_MODULES[1:])
 
 
 def test_the_plugins_are_found() -> None:
@@ -145,7 +146,19 @@ def test_the_core_imports_in_no_circle() -> None:
     assert not cycles, "modules that import each other in a circle: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
-@pytest.mark.parametrize("package_dir", PLUGIN_PACKAGES, ids=lambda p: p.name)
+def test_the_client_imports_nothing_of_the_server() -> None:
+    # Its distribution declares no dependency on licensor (nor on the server's stack): nothing may need one.
+    server_stack = {"licensor", "aiohttp", "asyncpg", "aiosqlite", "pluggy", "fastjsonschema", "jsonschema"}
+    offending = [
+        f"{path.relative_to(ROOT)}:{line}: {name}"
+        for module, path in _modules(CLIENT, "licensor_client").items()
+        for name, line in _imports(path, module)
+        if name.split(".")[0] in server_stack
+    ]
+    assert not offending, "the client imports the server's packages:\n" + "\n".join(offending)
+
+
+@pytest.mark.parametrize("package_dir", [*PLUGIN_PACKAGES, CLIENT], ids=lambda p: p.name)
 def test_a_plugin_imports_in_no_circle(package_dir: Path) -> None:
     modules = _modules(package_dir, package_dir.name)
     cycles = _cycles(_graph(modules, set(modules)))

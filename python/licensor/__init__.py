@@ -4,8 +4,8 @@ This module is the public API for plugin authors: everything a backend or a rout
 here (``from licensor import Backend, Operation, hookimpl``), besides the data model (:mod:`licensor.model`),
 the store interface (:mod:`licensor.store`), device fingerprints (:mod:`licensor.fingerprint`), signed documents
 (:mod:`licensor.tokens`), JSON schemas (:mod:`licensor.schema`), batched verification of device-signed tokens
-(:mod:`licensor.batching`), the client SDK's formats (:mod:`licensor.client`)
-and, in tests, :mod:`licensor.testing`. ``docs/plugins.md`` is its reference; nothing under ``licensor.gateway``
+(:mod:`licensor.batching`), the client distribution's formats (``licensor_client``: what a backend signs, the
+software reads) and, in tests, :mod:`licensor.testing`. ``docs/plugins.md`` is its reference; nothing under ``licensor.gateway``
 or ``licensor.central`` is.
 """
 

@@ -15,8 +15,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from licensor_client.activation import device_public_key
+
 from licensor import _impl as core
-from licensor.client.activation import device_public_key
 from licensor.errors import TokenError, UnknownKeyError
 
 MAX_BATCH = 1024

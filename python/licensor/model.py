@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
+from licensor_client.formats import PRODUCT_CODE_PATTERN, id_pattern
+from licensor_client.tokens import canonical_json
 
 from licensor.errors import ValidationError
 
@@ -36,15 +38,6 @@ def new_id(prefix: str) -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return f"{prefix}_{''.join(reversed(chars))}"
-
-
-def id_pattern(prefix: str) -> str:
-    return f"^{prefix}_[0-9A-HJKMNP-TV-Z]{{26}}$"
-
-
-def canonical_json(value: Any) -> str:
-    """Canonical JSON (sorted keys, no spaces, UTF-8): the form stored, hashed and signed."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 _TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
@@ -194,7 +187,7 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-CODE_SCHEMA = {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}
+CODE_SCHEMA = {"type": "string", "pattern": PRODUCT_CODE_PATTERN}
 NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 200}
 
 

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from licensor.backend import CheckRequest
 from licensor.central import license_keys
-from licensor.client.answers import verify_answer
 from licensor.errors import BadSignatureError
 from licensor.model import LICENSE, POLICY, now_us
 from licensor.verdict import Code
+from licensor_client.answers import verify_answer
 
 from tests.central.conftest import Gateway, Tenant, db_execute
 from tests.example_backend import ExampleBackend, ExamplePlugin

@@ -21,8 +21,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from licensor.client.activation import DeviceKey, device_request
 from licensor.fingerprint import hash_components, product_salt
+from licensor_client.activation import DeviceKey, device_request
 
 from .conftest import Answer, Gateway, Tenant
 

@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from licensor import Licensed
 from licensor import _impl as core
-from licensor.client.activation import (
+from licensor.errors import BadSignatureError, MalformedTokenError, TokenError, UnknownKeyError, WrongTokenKindError
+from licensor.fingerprint import DEFAULT_WEIGHTS, PRESETS, hash_components, match_rule, product_salt
+from licensor.model import canonical_json, format_time
+from licensor.tokens import read_document, sign_document
+from licensor.verdict import Code
+from licensor_activation.backend import license_file
+from licensor_client.activation import (
     CLOCK_SKEW_S,
     DEVICE_REQUEST_KIND,
     LICENSE_FILE_KIND,
@@ -25,12 +31,6 @@ from licensor.client.activation import (
     read_license_file,
     verify_license_file,
 )
-from licensor.errors import BadSignatureError, MalformedTokenError, TokenError, UnknownKeyError, WrongTokenKindError
-from licensor.fingerprint import DEFAULT_WEIGHTS, PRESETS, hash_components, match_rule, product_salt
-from licensor.model import canonical_json, format_time
-from licensor.tokens import read_document, sign_document
-from licensor.verdict import Code
-from licensor_activation.backend import license_file
 
 NOW = 1_795_000_000  # seconds; the file is issued now
 DAY = 86_400

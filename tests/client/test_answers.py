@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from licensor import _impl as core
-from licensor.client.answers import AnswerRejectedError, answer_document, verify_answer
 from licensor.errors import BadSignatureError, MalformedTokenError, TokenError, UnknownKeyError, WrongTokenKindError
 from licensor.tokens import read_document, sign_document
+from licensor_client.answers import AnswerRejectedError, answer_document, verify_answer
 
 NOW = 1_795_000_000
 SEED = bytes(range(32))

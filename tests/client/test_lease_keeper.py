@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 import pytest
 from licensor import _impl
-from licensor.client.leases import (
+from licensor.testing import Gateway, Tenant
+from licensor_client.leases import (
     CHECK_OUT_ATTEMPTS,
     CredentialFile,
     GatewayUnavailableError,
@@ -28,7 +29,6 @@ from licensor.client.leases import (
     LeaseRefusedError,
     read_credential_file,
 )
-from licensor.testing import Gateway, Tenant
 
 RETRY_S = 0.2  # the keepers' retry delay: a few retries fit in any outage of these tests
 WAIT_S = 5.0  # the longest any condition is waited for

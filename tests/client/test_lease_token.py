@@ -16,17 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from licensor import _impl, tokens
-from licensor.client.leases import (
-    CLOCK_SKEW_S,
-    CREDENTIAL_FILE_FORMAT,
-    LEASE_TOKEN_KIND,
-    CredentialFile,
-    CredentialFileError,
-    LeaseTokenRejectedError,
-    read_credential_file,
-    read_lease_token,
-    verify_lease_token,
-)
 from licensor.errors import (
     BadSignatureError,
     LicensorError,
@@ -38,6 +27,17 @@ from licensor.errors import (
 from licensor.model import canonical_json
 from licensor.tokens import read_document, sign_document
 from licensor.verdict import Code
+from licensor_client.leases import (
+    CLOCK_SKEW_S,
+    CREDENTIAL_FILE_FORMAT,
+    LEASE_TOKEN_KIND,
+    CredentialFile,
+    CredentialFileError,
+    LeaseTokenRejectedError,
+    read_credential_file,
+    read_lease_token,
+    verify_lease_token,
+)
 
 NOW = 1_795_000_000  # seconds; the lease was renewed now
 TTL = 900

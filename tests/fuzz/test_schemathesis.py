@@ -46,12 +46,12 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from licensor import _impl
 from licensor.central.tenants import create_tenant
-from licensor.client.activation import DeviceKey
-from licensor.client.activation import device_request as client_device_request
 from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway import keys as app_keys
 from licensor.gateway.app import create_app
 from licensor.gateway.settings import Settings
+from licensor_client.activation import DeviceKey
+from licensor_client.activation import device_request as client_device_request
 from schemathesis.engine import Status, StopReason, events
 from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 

@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from licensor import _impl, batching
 from licensor.batching import GATHER_FROM, SelfKeyedTokenReader
-from licensor.client.activation import DEVICE_REQUEST_KIND, DeviceKey
 from licensor.errors import BadSignatureError, MalformedTokenError, UnknownKeyError, WrongTokenKindError
+from licensor_client.activation import DEVICE_REQUEST_KIND, DeviceKey
 
 DEVICES = [DeviceKey.generate() for _ in range(8)]
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from licensor.client.activation import DeviceKey, device_request
 from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway.supervisor import START_FAILURES_TO_GIVE_UP
 from licensor.testing import ThrowawayPostgres, free_port
+from licensor_client.activation import DeviceKey, device_request
 
 from .served import Served, served
 

@@ -2,7 +2,7 @@
 licensor's public API.
 
 A license is bound to a device by a tolerant hardware fingerprint and a key the device made; the device gets a
-signed ``lf1`` license file to verify offline (:func:`licensor.client.activation.verify_license_file`), checks
+signed ``lf1`` license file to verify offline (:func:`licensor_client.activation.verify_license_file`), checks
 in before each checkpoint for a renewed one, and moves to another device only by early deactivation, removal by
 the vendor or recovery. A copied VM or a reverted snapshot presents a stale generation and is caught.
 

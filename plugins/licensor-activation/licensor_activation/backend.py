@@ -1,6 +1,6 @@
 """The activation backend: licenses bound to devices by fingerprint and device key, renewed at checkpoints.
 
-Every device request is a ``dv1`` token signed by the device's own key (:mod:`licensor.client.activation`),
+Every device request is a ``dv1`` token signed by the device's own key (:mod:`licensor_client.activation`),
 verified before any database work (:mod:`licensor_activation.device_requests`), in batches when requests come in
 bursts. What activating, checking in and ending does is :mod:`licensor_activation.activations`; the routes are
 :mod:`licensor_activation.routes`.

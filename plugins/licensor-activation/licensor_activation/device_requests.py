@@ -1,4 +1,4 @@
-"""Device requests: ``dv1`` tokens signed by the device's own key (:mod:`licensor.client.activation`), read and
+"""Device requests: ``dv1`` tokens signed by the device's own key (:mod:`licensor_client.activation`), read and
 verified before any database work, with what the gateway resolves for them (the tenant's signing key and, to
 activate, the license the key names) before the request's transaction begins."""
 

@@ -38,7 +38,7 @@ DEVICE_REQUEST_BODY = {
             "type": "string",
             "minLength": 1,
             "maxLength": 8192,
-            "description": "The dv1 device request (licensor.client.activation.device_request).",
+            "description": "The dv1 device request (licensor_client.activation.device_request).",
         }
     },
     "required": ["request"],

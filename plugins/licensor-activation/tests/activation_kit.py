@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from licensor import testing
-from licensor.client.activation import DeviceKey, device_request, verify_license_file
 from licensor.fingerprint import hash_components, product_salt
 from licensor.testing import Answer, Gateway
+from licensor_client.activation import DeviceKey, device_request, verify_license_file
 
 MACHINE = {"machine_id": "m-1", "board": "b-1", "cpu": "c-1", "disk": "d-1", "mac": "aa:bb", "hostname": "host-1"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from licensor.client.activation import DeviceKey, device_request
 from licensor.fingerprint import hash_components, product_salt
 from licensor.testing import BackendConformance, MadeLicense
+from licensor_client.activation import DeviceKey, device_request
 
 
 class TestActivationConformance(BackendConformance):

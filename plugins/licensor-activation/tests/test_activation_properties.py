@@ -15,9 +15,9 @@ from typing import Any
 from activation_kit import MACHINE, Device, Vendor, vendor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from licensor.client.activation import DeviceKey
 from licensor.fingerprint import DEFAULT_WEIGHTS, PRESETS
 from licensor.testing import Gateway
+from licensor_client.activation import DeviceKey
 
 PROPERTIES = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NAMES = sorted(MACHINE)

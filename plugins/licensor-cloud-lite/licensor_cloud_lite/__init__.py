@@ -3,7 +3,7 @@
 A SaaS backend authenticates with a product token and asks what a subject (one of its users or customer
 tenants) may do: ``POST /v1/entitlements/query`` answers the features, quantities and terms of the subject's
 licenses and an ``en1`` entitlement token to verify and cache locally
-(:mod:`licensor.client.entitlements`). Metered features record usage idempotently against their quota
+(:mod:`licensor_client.entitlements`). Metered features record usage idempotently against their quota
 (``POST /v1/entitlements/usage``); ``GET /v1/entitlements/usage`` reads the totals per subject and period.
 
 Installed, it registers itself through the entry point group ``licensor.backends``.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from licensor import Backend, Call, CheckRequest, Code, Licensed, NotFoundError, PermissionDeniedError, Verdict, licensed_in
-from licensor.client.entitlements import entitlement_document
 from licensor.model import LICENSE, PRODUCT, format_time
 from licensor.store import Row
 from licensor.tokens import TokenKind, sign_document
+from licensor_client.entitlements import entitlement_document
 
 from licensor_cloud_lite import presenters
 

@@ -47,7 +47,7 @@ def operations(backend: Backend) -> list[Operation]:
             description="Authenticated by a product token. Answers the features (quantities of valid licenses add up), "
             "terms and verdict code of the subject's cloud-lite licenses of the product, and token: an en1 entitlement "
             "token valid for the policy's entitlement_ttl_seconds, to verify offline with "
-            "licensor.client.entitlements.verify_entitlement_token against /v1/keys. A subject without a license "
+            "licensor_client.entitlements.verify_entitlement_token against /v1/keys. A subject without a license "
             "gets code NOT_FOUND and no features (200).",
         ),
         Operation(

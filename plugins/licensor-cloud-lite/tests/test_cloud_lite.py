@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from licensor.client.entitlements import EntitlementCache, EntitlementRejectedError, verify_entitlement_token
 from licensor.errors import TokenError
 from licensor.testing import Gateway, Vendor, make_vendor
+from licensor_client.entitlements import EntitlementCache, EntitlementRejectedError, verify_entitlement_token
 
 QUOTA = 50
 

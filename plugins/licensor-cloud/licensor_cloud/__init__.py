@@ -3,7 +3,7 @@
 A license stays on the server. The vendor gives the customer credential files; a device holding one checks out
 a lease (a seat) for the features it needs, renews it by heartbeat and releases it. Seats are counted on the
 server, so a virtual machine may be moved, copied or reverted without ever using more seats than were bought.
-The device side is :mod:`licensor.client.leases`.
+The device side is :mod:`licensor_client.leases`.
 
 Installed, it registers itself through the entry point group ``licensor.backends``.
 """

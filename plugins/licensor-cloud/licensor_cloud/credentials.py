@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from licensor import AuthenticationError, Call, InvalidStateError, NotFoundError, Principal, RequestRefusedError, licensed_in
-from licensor.client.leases import CREDENTIAL_FILE_FORMAT
 from licensor.model import CREDENTIAL, LICENSE, new_id
 from licensor.store import Row, Transaction
+from licensor_client.leases import CREDENTIAL_FILE_FORMAT
 
 from licensor_cloud.presenters import shown_credential, shown_lease
 

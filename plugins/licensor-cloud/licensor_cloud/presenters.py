@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from licensor.client.leases import CREDENTIAL_FILE_FORMAT
 from licensor.model import CODE_SCHEMA, CREDENTIAL, LEASE, format_time
+from licensor_client.leases import CREDENTIAL_FILE_FORMAT
 
 if TYPE_CHECKING:
     from licensor.store import Row

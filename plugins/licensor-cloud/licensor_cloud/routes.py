@@ -254,7 +254,7 @@ def operations(backend: Cloud) -> list[Operation]:
             description=(
                 "A device holding a credential file takes one of the license's seats for the policy's "
                 "lease_ttl_seconds: 201 with the lease, its lease_secret (for the next heartbeat or the release), "
-                "an ls1 lease_token signed by the tenant (verify it with licensor.client.leases) and the heartbeat "
+                "an ls1 lease_token signed by the tenant (verify it with licensor_client.leases) and the heartbeat "
                 "interval. Leases that ran out are counted as free. The same device_id checking out again takes "
                 "its own lease over (one device never holds two seats). With every seat held, the policy's "
                 "on_seat_limit refuses (409 SEAT_LIMIT_REACHED) or takes over the seat renewed longest ago. " + _REFUSALS

@@ -27,10 +27,10 @@ from typing import Any
 import aiohttp
 import pytest
 from cloud_kit import CHECK_OUT, HEARTBEAT, RELEASE, Credential, Device, Vendor, vendor
-from licensor.client.leases import verify_lease_token
 from licensor.model import LEASE, parse_time
 from licensor.store import Row
 from licensor.testing import GatewayFleet, Sent, no_server_errors, open_client, post_json, send_at_once
+from licensor_client.leases import verify_lease_token
 
 pytestmark = pytest.mark.alone  # its figures need the machine to itself (make test runs it after the parallel part)
 

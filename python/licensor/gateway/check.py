@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
+from licensor_client.answers import ANSWER_KIND, answer_document
 
 from licensor.backend import Backend
-from licensor.client.answers import ANSWER_KIND, answer_document
 from licensor.errors import LicensorError, PermissionDeniedError
 from licensor.fingerprint import FINGERPRINT_SCHEMA
 from licensor.gateway import keys as app_keys
@@ -243,7 +243,7 @@ def check_operation(own_codes: Mapping[str, str]) -> Operation:
             "are verdicts (200) with stable codes (licensor.verdict); 422 LICENSE_KEY_MALFORMED tells a mistyped key; "
             "401/403 a missing or wrong product token; 503 BACKEND_UNAVAILABLE means the policy's backend plugin is "
             "not installed. With a nonce, signed_answer is an rs1 token to verify offline against /v1/keys "
-            "(licensor.client.answers.verify_answer). A backend's own verdict codes are listed in the verdict's "
+            "(licensor_client.answers.verify_answer). A backend's own verdict codes are listed in the verdict's "
             "code enum with their descriptions (x-descriptions); 502 BACKEND_VERDICT_UNDECLARED means a backend "
             "answered a code it does not declare."
         ),

@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from licensor.errors import TokenError
-from licensor.tokens import TokenKind, read_document
+from licensor_client.errors import TokenError
+from licensor_client.tokens import TokenKind, read_document
 
 ENTITLEMENT_KIND = TokenKind.ENTITLEMENT
 CLOCK_SKEW_S = 30
@@ -80,7 +80,7 @@ def verify_entitlement_token(
 ) -> Entitlements:
     """The entitlements an ``en1`` token grants ``subject`` for ``product`` of ``tenant``.
 
-    :raises licensor.errors.TokenError: a malformed token, one of another kind, or one whose signature does
+    :raises licensor_client.errors.TokenError: a malformed token, one of another kind, or one whose signature does
         not verify with the named key; :class:`EntitlementRejectedError` (TENANT_MISMATCH, PRODUCT_MISMATCH,
         SUBJECT_MISMATCH, ENTITLEMENT_EXPIRED, ENTITLEMENT_MALFORMED) for a genuine token that does not answer.
     """
@@ -150,7 +150,7 @@ class EntitlementCache:
     async def get(self, product: str, subject: str) -> Entitlements:
         """The subject's entitlements, from the cache while fresh.
 
-        :raises licensor.errors.TokenError: the fetched token does not verify (nothing is cached then).
+        :raises licensor_client.errors.TokenError: the fetched token does not verify (nothing is cached then).
         """
         now = self.clock()
         cached = self._entries.get((product, subject))

@@ -12,8 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from licensor.errors import TokenError
-from licensor.tokens import TokenKind, read_document
+from licensor_client.errors import TokenError
+from licensor_client.tokens import TokenKind, read_document
 
 ANSWER_KIND = TokenKind.ANSWER
 DEFAULT_MAX_AGE_S = 300
@@ -41,7 +41,7 @@ def verify_answer(
 ) -> dict[str, Any]:
     """The verdict of a signed answer to the request made with ``nonce`` on ``path``.
 
-    :raises licensor.errors.TokenError: a token that is malformed, of another kind, signed by an unknown key or
+    :raises licensor_client.errors.TokenError: a token that is malformed, of another kind, signed by an unknown key or
         not signed by the named key; :class:`AnswerRejectedError` (with code NONCE_MISMATCH, PATH_MISMATCH,
         ANSWER_STALE or ANSWER_MALFORMED) for a genuine answer to something else or without a verdict.
     """

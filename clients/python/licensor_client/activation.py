@@ -18,12 +18,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from licensor import _impl as core
-from licensor.client._fields import integer, json_object, quantity, text, text_map
-from licensor.errors import TokenError
-from licensor.fingerprint import MatchRule
-from licensor.tokens import TokenKind, read_document, sign_document
-from licensor.verdict import Code
+from licensor_client import codec
+from licensor_client._fields import integer, json_object, quantity, text, text_map
+from licensor_client.codes import Code
+from licensor_client.errors import TokenError
+from licensor_client.fingerprint import MatchRule
+from licensor_client.tokens import TokenKind, read_document, sign_document
 
 DEVICE_REQUEST_KIND = TokenKind.DEVICE_REQUEST
 LICENSE_FILE_KIND = TokenKind.LICENSE_FILE
@@ -61,11 +61,11 @@ class DeviceKey:
 
     @classmethod
     def generate(cls) -> DeviceKey:
-        return cls(core.generate_seed())
+        return cls(codec.generate_seed())
 
     @property
     def public_key(self) -> bytes:
-        return core.public_key(self.seed)
+        return codec.public_key(self.seed)
 
     @property
     def key_id(self) -> str:
@@ -96,7 +96,7 @@ def device_request(
 def read_device_request(token: str) -> dict[str, Any]:
     """The document of a ``dv1`` request, once it verifies under the device key its key id names.
 
-    :raises licensor.errors.TokenError: malformed, another kind, or a signature that does not verify.
+    :raises licensor_client.errors.TokenError: malformed, another kind, or a signature that does not verify.
     """
     kid = token.split(".", 2)[1] if token.count(".") == 3 else ""
     public_key = device_public_key(kid)
@@ -140,7 +140,7 @@ class FileVerdict:
 def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: str, product: str) -> LicenseFile:
     """The content of a license file signed by ``tenant`` for ``product``.
 
-    :raises licensor.errors.TokenError: malformed, another kind of token, an unknown key or a bad signature;
+    :raises licensor_client.errors.TokenError: malformed, another kind of token, an unknown key or a bad signature;
         :class:`LicenseFileRejectedError` (TENANT_MISMATCH, PRODUCT_MISMATCH, LICENSE_FILE_MALFORMED).
     """
     token = token.strip()  # the file's text, with or without its final newline
@@ -191,7 +191,7 @@ def verify_license_file(
     file's issue time: turned back), EXPIRED (the license's term ended), CHECKPOINT_OVERDUE (the device did not
     check in before the file's checkpoint plus grace), FEATURE_NOT_ENTITLED; else VALID.
 
-    :raises licensor.errors.TokenError: as :func:`read_license_file`: a file that is not a genuine one for
+    :raises licensor_client.errors.TokenError: as :func:`read_license_file`: a file that is not a genuine one for
         this tenant and product (a changed bit, another kind, another tenant's key).
     """
     file = read_license_file(token, public_keys, tenant=tenant, product=product)

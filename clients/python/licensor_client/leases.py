@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple
 
-import aiohttp
+import httpx
 import orjson
 
-from licensor.client._fields import integer, json_object, quantity, text
-from licensor.errors import LicensorError, TokenError, UnknownKeyError
-from licensor.model import CODE_SCHEMA, id_pattern
-from licensor.tokens import TokenKind, read_document
-from licensor.verdict import Code
+from licensor_client._fields import integer, json_object, quantity, text
+from licensor_client.codes import Code
+from licensor_client.errors import LicensorError, TokenError, UnknownKeyError
+from licensor_client.formats import PRODUCT_CODE_PATTERN, id_pattern
+from licensor_client.tokens import TokenKind, read_document
 
 __all__ = [
     "CHECK_OUT_ATTEMPTS",
@@ -85,7 +85,7 @@ _KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DEVICE_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII without the space
 _TENANT_ID = re.compile(id_pattern("ten"))
 _LICENSE_ID = re.compile(id_pattern("lic"))
-_PRODUCT_CODE = re.compile(CODE_SCHEMA["pattern"])
+_PRODUCT_CODE = re.compile(PRODUCT_CODE_PATTERN)
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class LeaseVerdict:
 def read_lease_token(token: str, public_keys: Mapping[str, bytes], *, tenant: str, product: str) -> LeaseToken:
     """The content of a lease token signed by ``tenant`` for ``product``.
 
-    :raises licensor.errors.TokenError: malformed, another kind of token, an unknown key or a bad signature;
+    :raises licensor_client.errors.TokenError: malformed, another kind of token, an unknown key or a bad signature;
         :class:`LeaseTokenRejectedError` (TENANT_MISMATCH, PRODUCT_MISMATCH, LEASE_TOKEN_MALFORMED) for a genuine
         token of another tenant or product, or one that lacks or garbles a field.
     """
@@ -293,7 +293,7 @@ def verify_lease_token(
     the token's issue time: turned back), LEASE_EXPIRED (the lease was not renewed before its expiry),
     FEATURE_NOT_ENTITLED (a feature the lease was not checked out for); else VALID.
 
-    :raises licensor.errors.TokenError: as :func:`read_lease_token`, and :class:`LeaseTokenRejectedError`
+    :raises licensor_client.errors.TokenError: as :func:`read_lease_token`, and :class:`LeaseTokenRejectedError`
         (DEVICE_MISMATCH) for a genuine token of another device than ``device_id`` (when given).
     """
     lease = read_lease_token(token, public_keys, tenant=tenant, product=product)
@@ -345,8 +345,9 @@ class LeaseKeeper:
 
     A heartbeat that gets no usable answer (transport error, timeout, 5xx) is sent again every ``retry_delay_s``
     with the same Idempotency-Key until the lease expires, so the gateway performs it once and replays its answer.
-    ``session`` is an aiohttp session to use (not closed by the keeper); without one the keeper opens and closes
-    its own. Each request is bounded by ``request_timeout_s``. Nothing the keeper logs contains a secret.
+    ``session`` is an ``httpx.AsyncClient`` to use (not closed by the keeper); without one the keeper opens and
+    closes its own, which honours the proxy settings of the environment (``HTTPS_PROXY``, ``NO_PROXY``). Each
+    request is bounded by ``request_timeout_s``. Nothing the keeper logs contains a secret.
     """
 
     def __init__(
@@ -356,7 +357,7 @@ class LeaseKeeper:
         features: Collection[str] = (),
         *,
         device_name: str | None = None,
-        session: aiohttp.ClientSession | None = None,
+        session: httpx.AsyncClient | None = None,
         on_lost: Callable[[str], object] | None = None,
         clock: Callable[[], float] = time.time,
         retry_delay_s: float = 1.0,
@@ -452,7 +453,7 @@ class LeaseKeeper:
         if self._lease_id is not None or self._closed:
             raise RuntimeError("a LeaseKeeper holds one lease once: make a new keeper to check out again")
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = httpx.AsyncClient(trust_env=True)
         try:
             await self._check_out()
         except BaseException:
@@ -478,7 +479,7 @@ class LeaseKeeper:
     async def _close_session(self) -> None:
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
-            await session.close()
+            await session.aclose()
 
     # --- check-out, heartbeat, release -----------------------------------------------------------------------
     def _body(self, **fields: Any) -> dict[str, Any]:
@@ -648,7 +649,7 @@ class LeaseKeeper:
         (``GET /v1/keys``, trusted as the gateway is: over TLS in production), so rotating the tenant's signing
         key does not strand credential files made before.
 
-        :raises licensor.errors.TokenError: the token does not verify, with the newest keys either.
+        :raises licensor_client.errors.TokenError: the token does not verify, with the newest keys either.
         """
 
         def verify() -> LeaseVerdict:
@@ -674,11 +675,10 @@ class LeaseKeeper:
         assert self._session is not None
         url = f"{self.credential.server}{KEYS_PATH}"
         try:
-            async with self._session.get(
-                url, params={"tenant": self.credential.tenant}, timeout=aiohttp.ClientTimeout(total=self.request_timeout_s)
-            ) as response:
-                document = orjson.loads(await response.read()) if response.status == 200 else {}
-        except (aiohttp.ClientError, TimeoutError, OSError, orjson.JSONDecodeError):
+            async with asyncio.timeout(self.request_timeout_s):
+                response = await self._session.get(url, params={"tenant": self.credential.tenant})
+            document = orjson.loads(response.content) if response.status_code == 200 else {}
+        except (httpx.HTTPError, TimeoutError, OSError, orjson.JSONDecodeError):
             return {}
         keys = {}
         for item in document.get("keys", []) if isinstance(document, dict) else []:
@@ -706,15 +706,11 @@ class LeaseKeeper:
         assert self._session is not None
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         try:
-            async with self._session.post(
-                self.credential.server + path,
-                data=orjson.dumps(body),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=max(timeout_s, 0.001)),
-                raise_for_status=False,
-            ) as response:
-                status, raw = response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            # httpx bounds each phase (connect, read, ...); the whole exchange is bounded here.
+            async with asyncio.timeout(max(timeout_s, 0.001)):
+                response = await self._session.post(self.credential.server + path, content=orjson.dumps(body), headers=headers)
+            status, raw = response.status_code, response.content
+        except (httpx.HTTPError, TimeoutError, OSError) as error:
             raise _Unanswered(type(error).__name__) from None  # its text may quote the request
         if status >= 500 or status == 429:
             raise _Unanswered(f"HTTP {status}")
