@@ -69,6 +69,9 @@ _SERVER_MODULES = frozenset({"test_cli.py", "test_schemathesis.py"})  # start se
 TWIN_PASS_LEAVES_OUT = {
     "tests/store/": "the stores: SQL, migrations, transactions, the event chain (hashed with hashlib, not the core)",
     "tests/central/test_catalog.py": "products, features, releases, policies, customers: CRUD and pagination",
+    "tests/client/test_distribution.py": "the client's wheel in a clean virtualenv (the client never loads the server's core)",
+    "tests/client/test_machine.py": "the client's fingerprint readers",
+    "tests/client/test_state.py": "the client's state directory and trusted clock",
     "tests/central/test_errors.py": "the error answers of the HTTP, JSON and schema layers",
     "tests/central/test_hostile_input.py": "hostile bodies and headers, refused before any token is read",
     "tests/central/test_idempotency.py": "replayed and conflicting admin requests",

@@ -12,7 +12,6 @@ the ``lf1`` file the vendor answers with.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from licensor_client._fields import integer, json_object, quantity, text, text_m
 from licensor_client.codes import Code
 from licensor_client.errors import TokenError
 from licensor_client.fingerprint import MatchRule
+from licensor_client.formats import b64url, public_key_of
 from licensor_client.tokens import TokenKind, read_document, sign_document
 
 DEVICE_REQUEST_KIND = TokenKind.DEVICE_REQUEST
@@ -38,19 +38,9 @@ class LicenseFileRejectedError(TokenError):
     code = "LICENSE_FILE_REJECTED"
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def device_public_key(key_id: str) -> bytes | None:
     """The 32-byte public key a device key id names (its canonical base64url), or None if it names none."""
-    if len(key_id) != 43:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(key_id + "=")
-    except ValueError:
-        return None
-    return raw if len(raw) == 32 and _b64(raw) == key_id else None
+    return public_key_of(key_id)
 
 
 @dataclass(frozen=True)
@@ -70,7 +60,7 @@ class DeviceKey:
     @property
     def key_id(self) -> str:
         """The public key, base64url: the key id of the device's ``dv1`` tokens and the ``device_key`` of its files."""
-        return _b64(self.public_key)
+        return b64url(self.public_key)
 
 
 def device_request(

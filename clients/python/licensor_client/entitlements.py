@@ -124,13 +124,14 @@ Fetch = Callable[[str, str], Awaitable[str]]
 class EntitlementCache:
     """Verified entitlements per (product, subject), kept until their token expires.
 
-    ``fetch`` gets a new token when none is cached or the cached one is about to expire (``refresh_s`` before
+    ``fetch`` (None for a cache filled by hand, as :class:`licensor_client.Client` does) gets a new token
+    when none is cached or the cached one is about to expire (``refresh_s`` before
     its expiry); every token is verified before it is kept, so a forged or misdirected one is never served.
     """
 
     def __init__(
         self,
-        fetch: Fetch,
+        fetch: Fetch | None,
         public_keys: Mapping[str, bytes],
         *,
         tenant: str,
@@ -153,17 +154,27 @@ class EntitlementCache:
         :raises licensor_client.errors.TokenError: the fetched token does not verify (nothing is cached then).
         """
         now = self.clock()
-        cached = self._entries.get((product, subject))
-        if cached is not None and now < cached.expires_at - self.refresh_s:
+        cached = self.cached(product, subject, now)
+        if cached is not None:
             return cached
+        if self.fetch is None:
+            raise RuntimeError("this cache was made without fetch: use cached() and keep()")
         self.fetches += 1
         token = await self.fetch(product, subject)
-        entitlements = verify_entitlement_token(
-            token, self.public_keys, tenant=self.tenant, product=product, subject=subject, now=now
+        return self.keep(
+            verify_entitlement_token(token, self.public_keys, tenant=self.tenant, product=product, subject=subject, now=now)
         )
+
+    def cached(self, product: str, subject: str, now: float) -> Entitlements | None:
+        """The subject's cached entitlements while they are fresh at ``now`` (``refresh_s`` before expiry), else None."""
+        cached = self._entries.get((product, subject))
+        return cached if cached is not None and now < cached.expires_at - self.refresh_s else None
+
+    def keep(self, entitlements: Entitlements) -> Entitlements:
+        """Cache verified entitlements (see :func:`verify_entitlement_token`) until they are due for a refresh."""
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
-        self._entries[(product, subject)] = entitlements
+        self._entries[(entitlements.product, entitlements.subject)] = entitlements
         return entitlements
 
     def forget(self, product: str, subject: str) -> None:

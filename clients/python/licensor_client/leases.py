@@ -16,9 +16,9 @@ within the lease's life is survived by retrying the same heartbeat, which the ga
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
+import random
 import re
 import secrets
 import time
@@ -33,7 +33,8 @@ import orjson
 from licensor_client._fields import integer, json_object, quantity, text
 from licensor_client.codes import Code
 from licensor_client.errors import LicensorError, TokenError, UnknownKeyError
-from licensor_client.formats import PRODUCT_CODE_PATTERN, id_pattern
+from licensor_client.formats import KEY_ID, PRODUCT_CODE_PATTERN, id_pattern, public_key_of, published_keys
+from licensor_client.http import GatewayUnavailableError, retry_after
 from licensor_client.tokens import TokenKind, read_document
 
 __all__ = [
@@ -81,7 +82,6 @@ license suspended, say) the lease is still held on the gateway, so leaving relea
 
 _CREDENTIAL = re.compile(r"crd_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}")
 _B64URL_32_BYTES = re.compile(r"[A-Za-z0-9_-]{43}")
-_KID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _DEVICE_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII without the space
 _TENANT_ID = re.compile(id_pattern("ten"))
 _LICENSE_ID = re.compile(id_pattern("lic"))
@@ -117,13 +117,6 @@ class LeaseRefusedError(LicensorError):
         super().__init__(message, code=code)
         if http_status is not None:
             self.http_status = http_status
-
-
-class GatewayUnavailableError(LicensorError):
-    """No usable answer from the gateway after every attempt: unreachable, timing out, or answering 5xx."""
-
-    code = "GATEWAY_UNAVAILABLE"
-    http_status = 503
 
 
 # --- the credential file -------------------------------------------------------------------------------------
@@ -184,8 +177,8 @@ def read_credential_file(text_or_path: str | bytes | os.PathLike[str]) -> Creden
         raise CredentialFileError("the credential file has no public keys")
     public_keys: dict[str, bytes] = {}
     for kid, encoded in keys.items():
-        public_key = _public_key(encoded)
-        if not _KID.fullmatch(kid) or public_key is None:
+        public_key = public_key_of(encoded)
+        if not KEY_ID.fullmatch(kid) or public_key is None:
             raise CredentialFileError("a public key of the credential file is not a key id with base64url of 32 bytes")
         public_keys[kid] = public_key
     return CredentialFile(
@@ -197,13 +190,6 @@ def read_credential_file(text_or_path: str | bytes | os.PathLike[str]) -> Creden
         label,
         public_keys,
     )
-
-
-def _public_key(encoded: Any) -> bytes | None:
-    if not isinstance(encoded, str) or len(encoded) != 43 or not _B64URL_32_BYTES.fullmatch(encoded):
-        return None
-    raw = base64.urlsafe_b64decode(encoded + "=")
-    return raw if len(raw) == 32 and base64.urlsafe_b64encode(raw).decode().rstrip("=") == encoded else None
 
 
 # --- the lease token -----------------------------------------------------------------------------------------
@@ -328,6 +314,10 @@ class _Answer(NamedTuple):
 
 
 class _Unanswered(Exception):
+    def __init__(self, why: str, retry_after_s: float | None = None) -> None:
+        super().__init__(why)
+        self.retry_after_s = retry_after_s
+
     """No usable answer: a transport error, a timeout, a 5xx or 429, or a body outside the error contract."""
 
 
@@ -343,8 +333,10 @@ class LeaseKeeper:
     ...), LEASE_EXPIRED when no heartbeat succeeded before the lease's expiry (by ``clock``), or the error code of
     a lease token that does not verify. Heartbeating stops then; the keeper does not check out again.
 
-    A heartbeat that gets no usable answer (transport error, timeout, 5xx) is sent again every ``retry_delay_s``
-    with the same Idempotency-Key until the lease expires, so the gateway performs it once and replays its answer.
+    A heartbeat that gets no usable answer (transport error, timeout, 429 or 5xx) is sent again with the same
+    Idempotency-Key until the lease expires, so the gateway performs it once and replays its answer; the waits
+    start at ``retry_delay_s`` and double (with jitter; at least the answer's ``Retry-After``). ``on_lease(token)``
+    is called with each verified lease token (the client takes its signed time, :mod:`licensor_client.clock`).
     ``session`` is an ``httpx.AsyncClient`` to use (not closed by the keeper); without one the keeper opens and
     closes its own, which honours the proxy settings of the environment (``HTTPS_PROXY``, ``NO_PROXY``). Each
     request is bounded by ``request_timeout_s``. Nothing the keeper logs contains a secret.
@@ -362,6 +354,7 @@ class LeaseKeeper:
         clock: Callable[[], float] = time.time,
         retry_delay_s: float = 1.0,
         request_timeout_s: float = 10.0,
+        on_lease: Callable[[LeaseToken], object] | None = None,
     ) -> None:
         if not _DEVICE_ID.fullmatch(device_id):
             raise ValueError("device_id must be 1-200 printable ASCII characters without spaces")
@@ -374,6 +367,8 @@ class LeaseKeeper:
         self.features = tuple(features)
         self.device_name = device_name
         self.on_lost = on_lost
+        self.on_lease = on_lease
+        self._rng = random.Random()
         self.clock = clock
         self.retry_delay_s = retry_delay_s
         self.request_timeout_s = request_timeout_s
@@ -492,13 +487,13 @@ class LeaseKeeper:
         key = _idempotency_key()
         why = ""
         for attempt in range(CHECK_OUT_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(self.retry_delay_s)
             try:
                 answer = await self._post(CHECK_OUT_PATH, body, key, self.request_timeout_s)
             except _Unanswered as unanswered:
                 why = str(unanswered)
                 logger.info("lease check-out at %s got no usable answer (%s)", self.credential.server, why)
+                if attempt + 1 < CHECK_OUT_ATTEMPTS:
+                    await asyncio.sleep(self._backoff(attempt, unanswered.retry_after_s))
                 continue
             if answer.status >= 400:
                 raise answer.refusal("the lease check-out was")
@@ -536,6 +531,7 @@ class LeaseKeeper:
         loop = asyncio.get_running_loop()
         # Bounded by the lease's expiry by the clock, and by the same span of the loop's own time.
         deadline = loop.time() + max(0.0, self._expires_local - self.clock())
+        attempt = 0
         while True:
             remaining = min(self._expires_local - self.clock(), deadline - loop.time())
             if remaining <= 0:
@@ -546,7 +542,9 @@ class LeaseKeeper:
                 answer = await self._post(HEARTBEAT_PATH, body, key, min(self.request_timeout_s, remaining))
             except _Unanswered as unanswered:
                 logger.info("heartbeat of lease %s got no usable answer (%s); retrying", self._lease_id, unanswered)
-                await asyncio.sleep(max(0.0, min(self.retry_delay_s, self._expires_local - self.clock())))
+                wait = self._backoff(attempt, unanswered.retry_after_s)
+                attempt += 1
+                await asyncio.sleep(max(0.0, min(wait, self._expires_local - self.clock())))
                 continue
             self._pending = None
             if answer.status >= 400:
@@ -579,12 +577,15 @@ class LeaseKeeper:
                 self._take_secret(answer)
         key = _idempotency_key()
         body = self._body(lease=self._lease_id, lease_secret=self._lease_secret)
+        attempt = 0
         while (remaining := deadline - loop.time()) > 0:
             try:
                 answer = await self._post(RELEASE_PATH, body, key, remaining)
             except _Unanswered as unanswered:
                 logger.info("release of lease %s got no usable answer (%s)", self._lease_id, unanswered)
-                await asyncio.sleep(min(self.retry_delay_s, max(0.0, deadline - loop.time())))
+                wait = self._backoff(attempt, unanswered.retry_after_s)
+                attempt += 1
+                await asyncio.sleep(min(wait, max(0.0, deadline - loop.time())))
                 continue
             if answer.status >= 400:
                 logger.info("release of lease %s refused: %s", self._lease_id, answer.error_code)
@@ -642,6 +643,15 @@ class LeaseKeeper:
             )
         self._lease, self._interval = token, float(interval)
         self._expires_local = self.clock() + (token.expires_at - token.issued_at)
+        if self.on_lease is not None:
+            self.on_lease(token)
+
+    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        """The wait before resending: ``retry_delay_s`` doubling with each attempt (at most 32 times it), with
+        equal jitter (devices that lost the gateway at once do not come back at once), or the gateway's
+        ``Retry-After`` when longer. The callers bound it by the lease's expiry or the release's deadline."""
+        ceiling = self.retry_delay_s * 2 ** min(attempt, 5)
+        return max(retry_after_s or 0.0, self._rng.uniform(ceiling / 2, ceiling))
 
     async def _verified(self, token: str) -> LeaseVerdict:
         """The verdict on a lease token just answered, judged at its own issue time (this device's clock may be
@@ -680,12 +690,7 @@ class LeaseKeeper:
             document = orjson.loads(response.content) if response.status_code == 200 else {}
         except (httpx.HTTPError, TimeoutError, OSError, orjson.JSONDecodeError):
             return {}
-        keys = {}
-        for item in document.get("keys", []) if isinstance(document, dict) else []:
-            public_key = _public_key(item.get("public_key")) if isinstance(item, dict) else None
-            if public_key is not None and isinstance(item.get("kid"), str) and _KID.fullmatch(item["kid"]):
-                keys[item["kid"]] = public_key
-        return keys
+        return published_keys(document)
 
     def _lose(self, code: str) -> None:
         if self._lost_code is not None:
@@ -713,7 +718,7 @@ class LeaseKeeper:
         except (httpx.HTTPError, TimeoutError, OSError) as error:
             raise _Unanswered(type(error).__name__) from None  # its text may quote the request
         if status >= 500 or status == 429:
-            raise _Unanswered(f"HTTP {status}")
+            raise _Unanswered(f"HTTP {status}", retry_after(response.headers, time.time()))
         try:
             document = orjson.loads(raw)
         except orjson.JSONDecodeError:

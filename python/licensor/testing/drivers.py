@@ -150,6 +150,11 @@ class Gateway:
     def store(self) -> Store:
         return self.app[keys.STORE]
 
+    @property
+    def url(self) -> str:
+        """The gateway's base URL on 127.0.0.1 (``http://127.0.0.1:PORT``), for clients outside this test's loop."""
+        return str(self.client.make_url("")).rstrip("/")
+
     def backend(self, name: str) -> Backend:
         """The gateway's backend named ``name``.
 
