@@ -241,6 +241,19 @@ FEATURE = Resource(
     description="A feature of a product that policies and licenses entitle.",
 )
 
+ARTIFACT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "pattern": "^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$"},
+        "url": {"type": "string", "pattern": "^https?://[^\\s]{1,2000}$"},
+        "size": {"type": "integer", "minimum": 0, "maximum": 1 << 50},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+    "required": ["name", "url", "size", "sha256"],
+    "additionalProperties": False,
+}
+"""A file of a release: where to download it, and its size and SHA-256 (lower-case hex), which the client checks."""
+
 RELEASE = Resource(
     "release",
     "releases",
@@ -262,9 +275,14 @@ RELEASE = Resource(
             kind="json",
             default=list,
         ),
+        Field("yanked", {"type": "boolean"}, kind="bool", default=False, filterable=True),
+        Field("artifacts", {"type": "array", "items": ARTIFACT_SCHEMA, "maxItems": 32}, kind="json", default=list),
     ),
     unique=(("product_id", "channel", "version"),),
-    description="A released version of a product on a channel, and the features it requires.",
+    description=(
+        "A released version of a product on a channel, the features it requires and its files (artifacts). A yanked "
+        "release is never offered again. A version with a pre-release part (1.2.0-beta.1) is offered only when asked for."
+    ),
 )
 
 DURATION_SCHEMA = {

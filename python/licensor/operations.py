@@ -99,10 +99,13 @@ class OptionalToken(Auth):
 class ByBody(Auth):
     """Authenticated by what the validated body carries (a license key, a device's signature), besides or
     instead of an API token: ``authenticate`` gets the call (with the token's principal when ``roles`` asks for
-    a token first) and returns the principal whose tenant the request's transaction belongs to, or raises."""
+    a token first) and returns the principal whose tenant the request's transaction belongs to, or raises.
+    ``carried_in`` says where the request carries it for the OpenAPI document: ``body``, or ``header`` (a
+    scheme of the Authorization header other than an API token's, such as ``License <license key>``)."""
 
     authenticate: Callable[[Call], Awaitable[Principal]]
     roles: frozenset[str] | None = None
+    carried_in: str = "body"
 
 
 # --- declarations --------------------------------------------------------------------------------------
@@ -234,6 +237,10 @@ class Services(ABC):
         """The tenant's license with this key (as the software sent it), or None.
 
         :raises licensor.errors.ValidationError: LICENSE_KEY_MALFORMED (a typo, not an unknown key)."""
+
+    @abstractmethod
+    async def license_by_id(self, tenant_id: str, license_id: str) -> Licensed | None:
+        """The tenant's license with this id (as a signed document names it), or None."""
 
     @abstractmethod
     async def product_by_code(self, tenant_id: str, code: str) -> Row | None:

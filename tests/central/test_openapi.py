@@ -73,7 +73,7 @@ async def test_every_operation_has_a_unique_id_a_summary_and_its_responses(gatew
             assert op["security"] in ([{"bearer": []}], [{}, {"bearer": []}]), name  # the second: a token is optional
             assert {"401", "403"} <= set(responses), f"{name} is authenticated but does not document 401 and 403"
             assert op["x-roles"] and set(op["x-roles"]) <= set(ROLES), name
-        elif op.get("x-authenticated-by") == "body":  # e.g. a device's signed request
+        elif op.get("x-authenticated-by") in ("body", "header"):  # a device's signed request; a license key
             assert {"401", "403"} <= set(responses) and "x-roles" not in op, name
         else:
             assert "401" not in responses and "x-roles" not in op, name
@@ -101,6 +101,10 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
     assert public == {"healthz", "readyz", "openapi", "published_keys", "docs"}
     # Device requests are authenticated by their body: the activation backend's by the device's signature, the
     # cloud backend's by the credential (the credential file's id and secret).
+    # A release query presents the license in the Authorization header (a license key, or its signed file or lease).
+    assert {op["operationId"] for _, _, op in operations(document) if op.get("x-authenticated-by") == "header"} == {
+        "latest_release"
+    }
     signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
     assert signed == {
         "activate",

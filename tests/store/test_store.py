@@ -78,6 +78,8 @@ def _columns(plural: str) -> dict[str, Any]:
             "channel": "stable",
             "released_at": now_us(),
             "required_features": canonical_json([]),
+            "yanked": 0,
+            "artifacts": canonical_json([]),
         },
         "policies": lambda: {
             "name": "A policy",

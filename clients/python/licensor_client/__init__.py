@@ -8,15 +8,17 @@ fingerprint. The modules below hold the document formats the gateway signs and t
 the state directory (:mod:`~licensor_client.state`) and the trusted clock (:mod:`~licensor_client.clock`).
 """
 
-from licensor_client.client import AsyncClient, CheckResult, Client, RefusedError, SyncLease
+from licensor_client.client import AsyncClient, CheckResult, Client, RefusedError, ReleaseOffer, SyncLease
 from licensor_client.clock import CLOCK_TAMPERED, ClockGrade, ClockReading
 from licensor_client.errors import LicensorError, TokenError
 from licensor_client.http import GatewayUnavailableError, RetryPolicy
 from licensor_client.machine import MachineReading, Reader, read_machine, readers
+from licensor_client.releases import ArtifactRejectedError, verify_artifact
 from licensor_client.state import StateError, StateLockedError
 
 __all__ = [
     "CLOCK_TAMPERED",
+    "ArtifactRejectedError",
     "AsyncClient",
     "CheckResult",
     "Client",
@@ -27,6 +29,7 @@ __all__ = [
     "MachineReading",
     "Reader",
     "RefusedError",
+    "ReleaseOffer",
     "RetryPolicy",
     "StateError",
     "StateLockedError",
@@ -34,4 +37,5 @@ __all__ = [
     "TokenError",
     "read_machine",
     "readers",
+    "verify_artifact",
 ]

@@ -23,6 +23,7 @@ from licensor_client.codes import Code
 from licensor_client.errors import TokenError
 from licensor_client.fingerprint import MatchRule
 from licensor_client.formats import b64url, public_key_of
+from licensor_client.releases import release_entitlement
 from licensor_client.tokens import TokenKind, read_document, sign_document
 
 DEVICE_REQUEST_KIND = TokenKind.DEVICE_REQUEST
@@ -113,6 +114,23 @@ class LicenseFile:
     expires_at: int | None
     mode: str
     token: str
+    maintenance_until: int | None = None
+    """The end of the license's update entitlement (None: every release is covered)."""
+
+    def covers(
+        self, version: str, released_at: int, required_features: Collection[str] = (), *, include_prerelease: bool = False
+    ) -> str:
+        """Whether the license may install a release, offline: VALID or why not (see
+        :func:`licensor_client.releases.release_entitlement`; a yanked release is the gateway's to know)."""
+        return release_entitlement(
+            version=version,
+            released_at=released_at,
+            required_features=required_features,
+            yanked=False,
+            features=self.features,
+            maintenance_until=self.maintenance_until,
+            include_prerelease=include_prerelease,
+        )
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,7 @@ def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: s
             None if document["exp"] is None else integer(document["exp"]),
             text(document["mode"]),
             token,
+            None if document.get("maintenance_until") is None else integer(document["maintenance_until"]),
         )
     except (KeyError, TypeError, ValueError):
         raise LicenseFileRejectedError("the license file lacks or garbles a field", code="LICENSE_FILE_MALFORMED") from None

@@ -42,9 +42,10 @@ from licensor_client.formats import b64url, published_keys
 from licensor_client.http import HOLD, AsyncDriver, Call, Flow, Reply, RetryPolicy, SyncDriver, exchange
 from licensor_client.leases import CredentialFile, LeaseKeeper, LeaseToken, read_credential_file
 from licensor_client.machine import MachineReading, read_machine
+from licensor_client.releases import ReleaseManifest, read_release_manifest
 from licensor_client.state import DeviceLock, StateDir
 
-__all__ = ["AsyncClient", "CheckResult", "Client", "RefusedError", "SyncLease"]
+__all__ = ["AsyncClient", "CheckResult", "Client", "RefusedError", "ReleaseOffer", "SyncLease"]
 
 NOT_ACTIVATED = "NOT_ACTIVATED"
 NO_LEASE = "NO_LEASE"
@@ -114,6 +115,17 @@ def _result(code: str, clock: ClockReading | None, file: LicenseFile | None = No
     if file is None:
         return CheckResult(code, advice, clock=clock)
     return CheckResult(code, advice, dict(file.features), file.expires_at, file.checkpoint_at, file.lapses_at, clock)
+
+
+@dataclass(frozen=True)
+class ReleaseOffer:
+    """What :meth:`Client.latest_release` found: ``manifest``, the newest release the license may install
+    (verified; None when there is none), and ``newest``, the newest release offered on the channel with its code
+    for this license (``{"version", "released_at", "code"}``: VERSION_NOT_ENTITLED means a newer version exists
+    that the license's maintenance does not cover), or None."""
+
+    manifest: ReleaseManifest | None
+    newest: dict[str, Any] | None
 
 
 class _Flows:
@@ -372,6 +384,32 @@ class _Flows:
         )
         return self._entitlements.keep(entitlements)
 
+    def _latest_release_flow(self, channel: str, prerelease: bool) -> Flow[ReleaseOffer]:
+        """Ask for the newest release this license may install, presenting the license file (activation) or the
+        held lease's token (cloud)."""
+        presented = self.state.read_text("license-file")
+        if self._lease is not None and self._lease.lease_token is not None:
+            presented = self._lease.lease_token
+        if presented is None:
+            raise LicensorError("activate the license (or hold a lease) before asking for releases", code=NOT_ACTIVATED)
+        params = {"tenant": self.tenant, "product": self.product, "channel": channel, "prerelease": str(prerelease).lower()}
+        call = Call("GET", "/v1/releases/latest", params=params, token=presented.strip())
+        reply = yield from self._exchange(call)
+        if not reply.ok:
+            raise RefusedError(reply)
+        manifest_token = reply.body.get("manifest")
+        license_id = reply.body.get("license_id")
+        manifest = None
+        if isinstance(manifest_token, str):
+            manifest = yield from self._verified(
+                lambda: read_release_manifest(
+                    manifest_token, self._keys, tenant=self.tenant, product=self.product, license_id=str(license_id)
+                )
+            )
+            self.trusted.observe_signed(manifest.issued_at)
+        newest = reply.body.get("newest")
+        return ReleaseOffer(manifest, newest if isinstance(newest, dict) else None)
+
     def _lease_keeper(self, features: Collection[str], device_id: str | None, session: httpx.AsyncClient | None) -> LeaseKeeper:
         if self.credential is None:
             raise ValueError("a lease needs a credential file (credential_file=)")
@@ -446,6 +484,11 @@ class Client(_Flows):
             self._driver.run(self._fetch_keys_flow())
         return dict(self._keys)
 
+    def latest_release(self, channel: str = "stable", *, prerelease: bool = False) -> ReleaseOffer:
+        """The newest release the license may install on ``channel``, as a verified manifest: check each downloaded
+        file with :func:`licensor_client.releases.verify_artifact` before installing it."""
+        return self._driver.run(self._latest_release_flow(channel, prerelease))
+
     def lease(self, *features: str, device_id: str | None = None) -> SyncLease:
         """A seat of the credential file's license, held while the ``with`` block runs (heartbeats in a thread)."""
         return SyncLease(lambda: self._lease_keeper(features, device_id, None))
@@ -490,6 +533,9 @@ class AsyncClient(_Flows):
         if not self._keys:
             await self._driver.run(self._fetch_keys_flow())
         return dict(self._keys)
+
+    async def latest_release(self, channel: str = "stable", *, prerelease: bool = False) -> ReleaseOffer:
+        return await self._driver.run(self._latest_release_flow(channel, prerelease))
 
     def lease(self, *features: str, device_id: str | None = None) -> LeaseKeeper:
         """A seat held while the ``async with`` block runs (heartbeats in a task), on the client's connections."""

@@ -39,6 +39,8 @@ class TokenKind(StrEnum):
     """A device's signed request (activate, check in, deactivate, recover)."""
     ENTITLEMENT = "en1"
     """A cloud-lite subject's entitlements."""
+    RELEASE_MANIFEST = "rm1"
+    """A release a license may install, with its files' sizes and hashes."""
 
 
 def sign_document(kind: str, kid: str, seed: bytes, document: Mapping[str, Any]) -> str:

@@ -56,7 +56,7 @@ def issued(status: int, row: Row, file: str) -> Reply:
 def license_file(kid: str, seed: bytes, tenant_id: str, licensed: Licensed, row: Row, rule: MatchRule, now: int) -> str:
     """The ``lf1`` license file of an activation as it stands (times in seconds)."""
     terms = licensed.terms
-    expires = licensed.license["expires_at"]
+    expires, maintenance = licensed.license["expires_at"], licensed.license["maintenance_until"]
     return sign_document(
         TokenKind.LICENSE_FILE,
         kid,
@@ -76,6 +76,7 @@ def license_file(kid: str, seed: bytes, tenant_id: str, licensed: Licensed, row:
             "checkpoint_at": row["checkpoint_at"] // 1_000_000,
             "lapses_at": row["lapses_at"] // 1_000_000,
             "exp": None if expires is None else expires // 1_000_000,
+            "maintenance_until": None if maintenance is None else maintenance // 1_000_000,
             "mode": row["mode"],
         },
     )

@@ -23,6 +23,7 @@ from licensor.gateway.check import check_operation
 from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
 from licensor.gateway.outcomes import CheckOutcomes
+from licensor.gateway.releases import latest_release_operation
 from licensor.gateway.services import GatewayServices
 from licensor.gateway.settings import Settings
 from licensor.model import id_pattern
@@ -122,6 +123,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
         )
     )
     api.add(check_operation(backends.verdict_codes() if backends is not None else {}))
+    api.add(latest_release_operation())
     admin.register(api)
     if backends is not None:
         for name in backends:

@@ -21,7 +21,7 @@ from licensor.central import license_keys
 from licensor.central.keyset import active_signing_key
 from licensor.central.secrets import Secrets
 from licensor.license import Licensed
-from licensor.model import POLICY, PRODUCT
+from licensor.model import LICENSE, POLICY, PRODUCT
 from licensor.store import Row, Store
 
 T = TypeVar("T")
@@ -128,6 +128,11 @@ class LicenseCache:
         return await self._through(
             tenant_id, lambda e: e.licenses.get(key_hash, _MISSING), lambda e, v: e.licenses.__setitem__(key_hash, v), read
         )
+
+    async def license_by_id(self, tenant_id: str, license_id: str) -> Licensed | None:
+        """The tenant's license with this id, read from the store (asked rarely: not cached)."""
+        row = await self.store.get(tenant_id, LICENSE, license_id)
+        return None if row is None else await self._licensed(tenant_id, row)
 
     async def product_by_code(self, tenant_id: str, code: str) -> Row | None:
         return await self._through(

@@ -121,7 +121,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.roles is not None:
         document["x-roles"] = sorted(op.roles)
     if self_authenticated:
-        document["x-authenticated-by"] = "body"
+        assert isinstance(op.auth, ByBody)
+        document["x-authenticated-by"] = op.auth.carried_in
     # The flows of `licensor admin` that keep a secret off the command line and the screen.
     if op.secret_input is not None:
         document["x-secret-input"] = {"field": op.secret_input.field, "prompt": op.secret_input.prompt}
@@ -158,7 +159,7 @@ def render_docs(document: dict[str, Any]) -> str:
     for path, methods in document["paths"].items():
         for method, op in methods.items():
             roles = ", ".join(op.get("x-roles", [])) or (
-                "authenticated by its body" if op.get("x-authenticated-by") else "public"
+                f"authenticated by its {op['x-authenticated-by']}" if op.get("x-authenticated-by") else "public"
             )
             statuses = ", ".join(op["responses"])
             rows.append(

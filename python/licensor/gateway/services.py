@@ -40,6 +40,9 @@ class GatewayServices(Services):
         cache = self._app[app_keys.CACHE]
         return await cache.license_by_key_hash(tenant_id, cache.key_hash(tenant_id, license_key))
 
+    async def license_by_id(self, tenant_id: str, license_id: str) -> Licensed | None:
+        return await self._app[app_keys.CACHE].license_by_id(tenant_id, license_id)
+
     async def product_by_code(self, tenant_id: str, code: str) -> Row | None:
         return await self._app[app_keys.CACHE].product_by_code(tenant_id, code)
 

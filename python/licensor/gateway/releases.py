@@ -1,0 +1,190 @@
+"""The update entitlement: ``GET /v1/releases/latest``, the newest release the asking license may install.
+
+The software asks with what it holds: ``Authorization: License <license key>``, or ``Authorization: Bearer
+<token>`` with a document the tenant signed for the license (an activation's ``lf1`` license file, a cloud
+lease's ``ls1`` token). The rule is the client's (:func:`licensor_client.releases.release_entitlement`), so a
+device with only its license file decides the same offline. The answer carries an ``rm1`` release manifest
+signed by the tenant, with each artifact's size and SHA-256, which the client checks before installing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from licensor_client.releases import (
+    VALID,
+    is_prerelease,
+    manifest_document,
+    release_entitlement,
+    version_key,
+)
+
+from licensor.errors import AuthenticationError, NotFoundError, RequestRefusedError, TokenError
+from licensor.license import CheckRequest, Licensed, license_terms_verdict
+from licensor.model import CODE_SCHEMA, RELEASE, TIME_SCHEMA, id_pattern
+from licensor.operations import ByBody, Call, Operation, Param, Principal, Reply
+from licensor.tokens import TokenKind, read_document, sign_document
+
+LATEST_PATH = "/v1/releases/latest"
+_PAGE = 200
+_HOLDER_KINDS = (TokenKind.LICENSE_FILE, TokenKind.LEASE)
+_LICENSED = "licensor.asking_license"  # the authenticated license, on the request (aiohttp's per-request data)
+
+
+async def license_principal(call: Call) -> Principal:
+    """Authenticate the license the request presents (kept on the request for the handler)."""
+    licensed = await _asking_license(call, call.query["tenant"])
+    call.request[_LICENSED] = licensed
+    return Principal(call.query["tenant"], licensed.id, "license", licensed.product["id"], f"license:{licensed.id}")
+
+
+async def _asking_license(call: Call, tenant_id: str) -> Licensed:
+    """The license the request presents (in ``tenant_id`` only).
+
+    :raises AuthenticationError: LICENSE_REQUIRED (nothing presented), LICENSE_INVALID (an unknown key, or a token
+        the tenant did not sign for one of its licenses)."""
+    scheme, _, presented = call.request.headers.get("Authorization", "").strip().partition(" ")
+    presented = presented.strip()
+    licensed = None
+    if scheme.lower() == "license" and presented:
+        licensed = await call.services.license_by_key(tenant_id, presented)
+    elif scheme.lower() == "bearer" and presented.split(".", 1)[0] in _HOLDER_KINDS:
+        keys = await call.services.public_keys(tenant_id)
+        try:
+            document = read_document(presented, presented.split(".", 1)[0], keys)
+        except TokenError:
+            document = {}
+        if document.get("tenant") == tenant_id and isinstance(document.get("license"), str):
+            licensed = await call.services.license_by_id(tenant_id, document["license"])
+    elif not presented:
+        raise AuthenticationError(
+            "present the license: Authorization: License <license key>, or Bearer <its license file or lease token>",
+            code="LICENSE_REQUIRED",
+        )
+    if licensed is None:
+        raise AuthenticationError("no license of this tenant matches what was presented", code="LICENSE_INVALID")
+    return licensed
+
+
+async def _releases(call: Call, tenant_id: str, product_id: str, channel: str) -> list[dict[str, Any]]:
+    """Every release of the product on the channel, as the admin API shows them."""
+    found: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = await call.store.list(tenant_id, RELEASE, {"product_id": product_id, "channel": channel}, after, _PAGE)
+        found.extend(RELEASE.to_api(row) | {"_released_at": row["released_at"] // 1_000_000} for row in page.rows)
+        if not page.has_more:
+            return found
+        after = page.rows[-1]["id"]
+
+
+async def latest_release(call: Call) -> Reply:
+    query = call.query
+    tenant_id, channel = query["tenant"], query.get("channel", "stable")
+    include_prerelease = query.get("prerelease") == "true"
+    licensed: Licensed = call.request[_LICENSED]
+    if licensed.product["code"] != query["product"]:
+        raise NotFoundError("the license is not of this product", code="PRODUCT_MISMATCH")
+    now = call.services.now_us()
+    verdict = license_terms_verdict(CheckRequest.of(tenant_id, licensed, now))
+    if not verdict.valid:
+        raise RequestRefusedError(str(verdict.code), verdict.as_json()["message"], 403)
+    maintenance = licensed.license["maintenance_until"]
+    maintenance_until = None if maintenance is None else maintenance // 1_000_000
+    features = licensed.features
+    newest: dict[str, Any] | None = None
+    chosen: dict[str, Any] | None = None
+    for release in sorted(
+        await _releases(call, tenant_id, licensed.product["id"], channel), key=lambda r: version_key(r["version"]), reverse=True
+    ):
+        if release["yanked"] or (is_prerelease(release["version"]) and not include_prerelease):
+            continue  # never offered: not the newest either
+        code = release_entitlement(
+            version=release["version"],
+            released_at=release["_released_at"],
+            required_features=release["required_features"],
+            yanked=False,
+            features=features,
+            maintenance_until=maintenance_until,
+            include_prerelease=include_prerelease,
+        )
+        if newest is None:
+            newest = {"version": release["version"], "released_at": release["released_at"], "code": code}
+        if code == VALID:
+            chosen = release
+            break
+    manifest = None
+    if chosen is not None:
+        kid, seed = await call.services.signing_key(tenant_id)
+        shown = {k: v for k, v in chosen.items() if not k.startswith("_")}
+        document = manifest_document(
+            tenant_id, licensed.product["code"], licensed.id, shown, chosen["_released_at"], now // 1_000_000
+        )
+        manifest = sign_document(TokenKind.RELEASE_MANIFEST, kid, seed, document)
+        chosen = shown
+    return Reply(
+        200,
+        {
+            "object": "release_answer",
+            "license_id": licensed.id,
+            "channel": channel,
+            "maintenance_until": licensed.terms.terms["maintenance_until"],
+            "release": chosen,
+            "manifest": manifest,
+            "newest": newest,
+        },
+    )
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def latest_release_operation() -> Operation:
+    return Operation(
+        method="GET",
+        path=LATEST_PATH,
+        operation_id="latest_release",
+        summary="The newest release the asking license may install, with a signed manifest",
+        handler=latest_release,
+        tag="releases",
+        auth=ByBody(license_principal, carried_in="header"),
+        response_schema={
+            "type": "object",
+            "properties": {
+                "object": {"const": "release_answer"},
+                "license_id": {"type": "string", "pattern": id_pattern("lic")},
+                "channel": {"type": "string"},
+                "maintenance_until": _nullable(TIME_SCHEMA),
+                "release": _nullable(RELEASE.response_schema()),
+                "manifest": _nullable({"type": "string"}),
+                "newest": _nullable(
+                    {
+                        "type": "object",
+                        "properties": {"version": {"type": "string"}, "released_at": TIME_SCHEMA, "code": {"type": "string"}},
+                        "required": ["version", "released_at", "code"],
+                        "additionalProperties": False,
+                    }
+                ),
+            },
+            "required": ["object", "license_id", "channel", "maintenance_until", "release", "manifest", "newest"],
+            "additionalProperties": False,
+        },
+        query=(
+            Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The vendor's tenant id.", required=True),
+            Param("product", CODE_SCHEMA, "The product's code.", required=True),
+            Param("channel", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, "The release channel (default stable)."),
+            Param("prerelease", {"enum": ["true", "false"]}, "Offer pre-release versions (1.2.0-beta.1) too (default false)."),
+        ),
+        errors=(401, 403, 404),
+        description=(
+            "Authorization: License <license key>, or Bearer <an lf1 license file or ls1 lease token of the license>. "
+            "release is the newest release of the channel that the license may install: not yanked, not a pre-release "
+            "unless asked, requiring only features the license has, published no later than its maintenance_until "
+            "(null: every release). manifest is an rm1 token signed by the tenant over the release and its artifacts "
+            "(name, url, size, sha256): verify it, and each downloaded file against it, before installing. newest is "
+            "the newest release offered on the channel and its code for this license (VALID, FEATURE_NOT_ENTITLED, "
+            "VERSION_NOT_ENTITLED: a newer version the license does not cover), or null when the channel has none. "
+            "401 LICENSE_REQUIRED, LICENSE_INVALID; 403 SUSPENDED, REVOKED, EXPIRED, NOT_YET_VALID; 404 PRODUCT_MISMATCH."
+        ),
+    )
