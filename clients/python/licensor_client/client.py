@@ -41,6 +41,7 @@ from licensor_client.errors import LicensorError, TokenError, UnknownKeyError
 from licensor_client.formats import b64url, published_keys
 from licensor_client.http import HOLD, AsyncDriver, Call, Flow, Reply, RetryPolicy, SyncDriver, exchange
 from licensor_client.leases import CredentialFile, LeaseKeeper, LeaseToken, read_credential_file
+from licensor_client.license_keys import normalize as normalize_license_key
 from licensor_client.machine import MachineReading, read_machine
 from licensor_client.releases import ReleaseManifest, read_release_manifest
 from licensor_client.state import DeviceLock, StateDir
@@ -238,6 +239,64 @@ class _Flows:
             return _result(Code.FEATURE_NOT_ENTITLED.value, clock)
         return CheckResult(Code.VALID.value, "", dict(lease.entitlements), clock=clock)
 
+    # --- offline activation: request file -> the vendor -> response file ----------------------------------------
+    def offline_request(self, license_key: str, *, new: bool = False) -> str:
+        """The activation request file's text for ``license_key``, kept in the state until its answer is imported:
+        asked again, the same request is given (a transaction resumed, not a second one); ``new`` makes a fresh
+        one (the gateway still answers this device's activation, never a second seat, as long as it is the same
+        device). :raises LicenseKeyError: a typo in the key."""
+        key = normalize_license_key(license_key)
+        with self.state.locked():
+            kept = self.state.read_json("offline")
+            if kept is not None and kept.get("license_key_hint") == key[-4:] and not new:
+                return str(kept["request"])
+            fields = {"license_key": key, **({"device_name": self.device_name} if self.device_name else {})}
+            request = device_request(
+                self.device_key(),
+                "activate",
+                tenant=self.tenant,
+                product=self.product,
+                fingerprint=self.fingerprint(),
+                now=self.trusted.corrected(),
+                **fields,
+            )
+            self.state.write_json(
+                "offline",
+                {"state": "requested", "request": request, "license_key_hint": key[-4:], "at": self.trusted.corrected()},
+            )
+            return request
+
+    def offline_pending(self) -> dict[str, Any] | None:
+        """The offline activation waiting for its response file (``state``, ``request``, ``at``), or None."""
+        return self.state.read_json("offline")
+
+    def offline_cancel(self) -> bool:
+        """Drop the pending offline activation (if the vendor answered it already, asking again gets the same
+        activation of this device). Whether there was one."""
+        with self.state.locked():
+            had = self.state.read_json("offline") is not None
+            self.state.remove("offline")
+            return had
+
+    def offline_import(self, response: str) -> LicenseFile:
+        """Import the vendor's response file (the ``lf1`` license file) for this device, ending the transaction.
+
+        :raises licensor_client.errors.TokenError: not a genuine license file of this tenant and product (with
+            the keys known: an offline device must have been given them);
+            :class:`licensor_client.errors.LicensorError` DEVICE_MISMATCH: made for another device."""
+        token = response.strip()
+        if not self._keys:
+            raise LicensorError("the vendor's public keys are not known: give them to the program", code=KEYS_UNKNOWN)
+        file = read_license_file(token, self._keys, tenant=self.tenant, product=self.product)
+        if file.device_key != self.device_key().key_id:
+            raise LicensorError("this license file was made for another device", code="DEVICE_MISMATCH")
+        with self.state.locked():
+            self.state.write_text("license-file", token + "\n")
+            self.state.remove("ended")
+            self.state.remove("offline")
+        self.trusted.observe_signed(file.issued_at)
+        return file
+
     # --- flows -----------------------------------------------------------------------------------------------
     def _exchange(self, call: Call) -> Flow[Reply]:
         return exchange(call, self.server, self.retry, self._rng)
@@ -330,7 +389,7 @@ class _Flows:
         self.state.write_json("ended", {"code": code, "at": self.trusted.corrected()})
 
     def _activate_flow(self, op: str, license_key: str, withdraw: str | None) -> Flow[LicenseFile]:
-        fields = {"license_key": license_key.strip()}
+        fields = {"license_key": normalize_license_key(license_key)}
         if self.device_name is not None:
             fields["device_name"] = self.device_name
         if withdraw is not None:

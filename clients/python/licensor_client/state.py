@@ -37,6 +37,7 @@ _NAMES = frozenset(
         "offline",  # an offline activation in progress (request written, response not imported)
         "clock",  # the highest trusted time seen, the clock's offset and the tamper episodes
         "ended",  # why the activation ended here (deactivated, withdrawn), for the next check to say
+        "product-token",  # a SaaS backend's product token (cloud-lite), kept by the activation wizard
     }
 )
 _LOCK = ".lock"
