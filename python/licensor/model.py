@@ -365,6 +365,7 @@ LICENSE = Resource(
         Field("overrides", {"type": "object", "maxProperties": 64}, kind="json", default=dict),
         Field("order_ref", _nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
         Field("subject", _nullable(SUBJECT_SCHEMA), filterable=True),
+        Field("generation", {"type": "integer", "minimum": 1}, kind="int", writable=False),
     ),
     deletable=False,
     description="A license of a product under a policy, optionally held by a customer. Its key is shown once.",

@@ -101,10 +101,9 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
     assert public == {"healthz", "readyz", "openapi", "published_keys", "docs"}
     # Device requests are authenticated by their body: the activation backend's by the device's signature, the
     # cloud backend's by the credential (the credential file's id and secret).
-    # A release query presents the license in the Authorization header (a license key, or its signed file or lease).
-    assert {op["operationId"] for _, _, op in operations(document) if op.get("x-authenticated-by") == "header"} == {
-        "latest_release"
-    }
+    # Releases and updates: the license in the Authorization header (a license key, or its signed file or lease).
+    by_header = {op["operationId"] for _, _, op in operations(document) if op.get("x-authenticated-by") == "header"}
+    assert by_header == {"latest_release", "license_updates"}
     signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
     assert signed == {
         "activate",

@@ -57,6 +57,7 @@ def _licensed(expires_s: int | None = EXPIRES, product: str = PRODUCT) -> Licens
         "expires_at": None if expires_s is None else expires_s * 1_000_000,
         "maintenance_until": None,
         "overrides": canonical_json({"features": {"render": 5}}),
+        "generation": 4,
     }
     policy = {"features": canonical_json([{"code": "draw"}]), "seats": 2}
     return Licensed(license, {"code": product}, policy, {"match_preset": "medium"})

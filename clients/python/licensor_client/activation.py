@@ -116,6 +116,8 @@ class LicenseFile:
     token: str
     maintenance_until: int | None = None
     """The end of the license's update entitlement (None: every release is covered)."""
+    license_generation: int | None = None
+    """The license's generation the file reflects (its changes in License Central: :mod:`licensor_client.updates`)."""
 
     def covers(
         self, version: str, released_at: int, required_features: Collection[str] = (), *, include_prerelease: bool = False
@@ -176,6 +178,7 @@ def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: s
             text(document["mode"]),
             token,
             None if document.get("maintenance_until") is None else integer(document["maintenance_until"]),
+            None if document.get("license_generation") is None else integer(document["license_generation"]),
         )
     except (KeyError, TypeError, ValueError):
         raise LicenseFileRejectedError("the license file lacks or garbles a field", code="LICENSE_FILE_MALFORMED") from None

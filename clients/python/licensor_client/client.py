@@ -21,16 +21,19 @@ and processes, so a retry never costs a second seat or looks like a rolled-back 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import httpx
+import orjson
 
 from licensor_client import codec
 from licensor_client.activation import DeviceKey, LicenseFile, device_request, read_license_file, verify_license_file
@@ -39,19 +42,35 @@ from licensor_client.codes import DESCRIPTIONS, Code
 from licensor_client.entitlements import EntitlementCache, Entitlements, verify_entitlement_token
 from licensor_client.errors import LicensorError, TokenError, UnknownKeyError
 from licensor_client.formats import b64url, published_keys
-from licensor_client.http import HOLD, AsyncDriver, Call, Flow, Reply, RetryPolicy, SyncDriver, exchange
+from licensor_client.http import (
+    HOLD,
+    RETRYABLE,
+    AsyncDriver,
+    Call,
+    EventStreamParser,
+    Flow,
+    GatewayUnavailableError,
+    Reply,
+    RetryPolicy,
+    SyncDriver,
+    exchange,
+)
 from licensor_client.leases import CredentialFile, LeaseKeeper, LeaseToken, read_credential_file
 from licensor_client.license_keys import normalize as normalize_license_key
 from licensor_client.machine import MachineReading, read_machine
 from licensor_client.releases import ReleaseManifest, read_release_manifest
 from licensor_client.state import DeviceLock, StateDir
+from licensor_client.updates import LicenseUpdate, UpdateRejectedError, read_update
 
-__all__ = ["AsyncClient", "CheckResult", "Client", "RefusedError", "ReleaseOffer", "SyncLease"]
+__all__ = ["AsyncClient", "CheckResult", "Client", "RefusedError", "ReleaseOffer", "SyncLease", "UpdateWatcher"]
+
+logger = logging.getLogger("licensor_client")
 
 NOT_ACTIVATED = "NOT_ACTIVATED"
 NO_LEASE = "NO_LEASE"
 DEACTIVATED = "DEACTIVATED"
 KEYS_UNKNOWN = "KEYS_UNKNOWN"
+_STOPPED = {"suspended": Code.SUSPENDED.value, "revoked": Code.REVOKED.value}
 _ADVICE = {
     Code.VALID: "",
     Code.CHECKPOINT_OVERDUE: "Connect to the internet and check in to renew the license file.",
@@ -208,6 +227,9 @@ class _Flows:
         clock = self.trusted.read()
         if clock.grade is not ClockGrade.OK:
             return _result(clock.code or "CLOCK_TAMPERED", clock, advice=clock.advice)
+        pushed = self.state.read_json("update") or {}
+        if pushed.get("state") in _STOPPED:  # the vendor suspended or revoked it: an update said so
+            return _result(_STOPPED[pushed["state"]], clock)
         if self.credential is not None:
             return self._check_lease(features, clock)
         token = self.state.read_text("license-file")
@@ -296,6 +318,90 @@ class _Flows:
             self.state.remove("offline")
         self.trusted.observe_signed(file.issued_at)
         return file
+
+    # --- updates pushed by the gateway -----------------------------------------------------------------------------
+    @property
+    def update_generation(self) -> int:
+        """The license generation of the newest update applied here (0: none yet)."""
+        return int((self.state.read_json("update") or {}).get("generation", 0))
+
+    def apply_update(self, token: str) -> LicenseUpdate:
+        """Verify and apply a pushed ``up1`` update: kept when newer than the one held (a suspension or revocation
+        then makes :meth:`check` refuse; a later reinstatement lifts it).
+
+        :raises licensor_client.errors.TokenError: not a genuine update of this license; UPDATE_STALE: not newer."""
+        license_id = self._license_id()
+        with self.state.locked():
+            update = read_update(
+                token, self._keys, tenant=self.tenant, product=self.product, license_id=license_id, after=self.update_generation
+            )
+            self.state.write_json("update", {"generation": update.generation, "state": update.state, "token": update.token})
+        self.trusted.observe_signed(update.issued_at)
+        return update
+
+    def _license_id(self) -> str | None:
+        if self.credential is not None:
+            return self.credential.license
+        file = self.license_file()
+        return file.license_id if file is not None else None
+
+    def _holder_token(self) -> str:
+        """What the device presents for its license: the held lease's token (cloud), or its license file."""
+        if self._lease is not None and self._lease.lease_token is not None:
+            return self._lease.lease_token
+        presented = self.state.read_text("license-file")
+        if presented is None:
+            raise LicensorError("activate the license (or hold a lease) first", code=NOT_ACTIVATED)
+        return presented.strip()
+
+    def _took_update(self, data: str) -> LicenseUpdate | None:
+        """An event's update applied, or None for one this device holds already (a race of two connections)."""
+        try:
+            return self.apply_update(data)
+        except UpdateRejectedError as stale:
+            if stale.code != "UPDATE_STALE":
+                raise
+            return None
+
+    def _needs_file(self, update: LicenseUpdate) -> bool:
+        """Whether an activation's license file must be renewed to carry ``update`` (a file that reflects an older
+        generation of the license; a check-in then also tells a withdrawn device so)."""
+        if self.credential is not None or self.product_token is not None or update.stops:
+            return False
+        file = self.license_file()
+        return file is not None and (file.license_generation or 0) < update.generation
+
+    async def _update_stream(
+        self, http: httpx.AsyncClient, check_in: Callable[[], Awaitable[object]] | None
+    ) -> AsyncIterator[LicenseUpdate]:
+        """The updates of one connection after another (see :meth:`AsyncClient.updates`; :class:`UpdateWatcher`
+        runs the same on its own thread's loop)."""
+        attempt = 0
+        while True:
+            path, params, headers = self._updates_request()
+            try:
+                async with http.stream("GET", path, params=params, headers=headers, timeout=_STREAM_TIMEOUT) as response:
+                    if response.status_code >= 400:
+                        _refuse_stream(response.status_code, await response.aread(), response.headers)
+                    attempt, parser = 0, EventStreamParser()
+                    async for line in response.aiter_lines():
+                        data = parser.feed(line)
+                        update = None if data is None else self._took_update(data)
+                        if update is None:
+                            continue
+                        if check_in is not None and self._needs_file(update):
+                            with contextlib.suppress(RefusedError):  # WITHDRAWN and the like: recorded, check() tells
+                                await check_in()
+                        yield update
+            except (httpx.HTTPError, _StreamUnavailable, GatewayUnavailableError):
+                pass
+            await asyncio.sleep(self.retry.wait(attempt, None, self._rng))
+            attempt += 1
+
+    def _updates_request(self) -> tuple[str, dict[str, str], dict[str, str]]:
+        params = {"tenant": self.tenant, "product": self.product, "after": str(self.update_generation)}
+        headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self._holder_token()}"}
+        return "/v1/updates", params, headers
 
     # --- flows -----------------------------------------------------------------------------------------------
     def _exchange(self, call: Call) -> Flow[Reply]:
@@ -446,13 +552,9 @@ class _Flows:
     def _latest_release_flow(self, channel: str, prerelease: bool) -> Flow[ReleaseOffer]:
         """Ask for the newest release this license may install, presenting the license file (activation) or the
         held lease's token (cloud)."""
-        presented = self.state.read_text("license-file")
-        if self._lease is not None and self._lease.lease_token is not None:
-            presented = self._lease.lease_token
-        if presented is None:
-            raise LicensorError("activate the license (or hold a lease) before asking for releases", code=NOT_ACTIVATED)
+        presented = self._holder_token()
         params = {"tenant": self.tenant, "product": self.product, "channel": channel, "prerelease": str(prerelease).lower()}
-        call = Call("GET", "/v1/releases/latest", params=params, token=presented.strip())
+        call = Call("GET", "/v1/releases/latest", params=params, token=presented)
         reply = yield from self._exchange(call)
         if not reply.ok:
             raise RefusedError(reply)
@@ -548,6 +650,14 @@ class Client(_Flows):
         file with :func:`licensor_client.releases.verify_artifact` before installing it."""
         return self._driver.run(self._latest_release_flow(channel, prerelease))
 
+    def watch(self, on_update: Callable[[LicenseUpdate], object], *, check_in: bool = True) -> UpdateWatcher:
+        """Receive the license's updates in a background thread while the watcher runs (``stop()`` it): each is
+        verified, applied in order (:meth:`apply_update`), an activation's file renewed (``check_in``; a withdrawn
+        device learns so then), and passed to ``on_update``. It reconnects by itself with backoff."""
+        watcher = UpdateWatcher(self, on_update, check_in)
+        watcher.start()
+        return watcher
+
     def lease(self, *features: str, device_id: str | None = None) -> SyncLease:
         """A seat of the credential file's license, held while the ``with`` block runs (heartbeats in a thread)."""
         return SyncLease(lambda: self._lease_keeper(features, device_id, None))
@@ -596,9 +706,81 @@ class AsyncClient(_Flows):
     async def latest_release(self, channel: str = "stable", *, prerelease: bool = False) -> ReleaseOffer:
         return await self._driver.run(self._latest_release_flow(channel, prerelease))
 
+    def updates(self, *, check_in: bool = True) -> AsyncIterator[LicenseUpdate]:
+        """The license's updates as they come (one long-lived connection, reconnected with backoff): each verified,
+        applied in order (:meth:`apply_update`), an activation's file renewed first (``check_in``). Stop by leaving
+        the ``async for``."""
+        return self._update_stream(self._driver.http, self.check_in if check_in else None)
+
     def lease(self, *features: str, device_id: str | None = None) -> LeaseKeeper:
         """A seat held while the ``async with`` block runs (heartbeats in a task), on the client's connections."""
         return self._lease_keeper(features, device_id, self._driver.http)
+
+
+_STREAM_TIMEOUT = httpx.Timeout(10.0, read=60.0)  # the gateway writes at least every 25 s: silence this long is a dead line
+
+
+class _StreamUnavailable(Exception):
+    """The update stream was answered with a 429 or 5xx: reconnect later."""
+
+
+def _refuse_stream(status: int, raw: bytes, headers: Any) -> None:
+    """:raises RefusedError: a 4xx answer (within the error contract); :raises _StreamUnavailable: else."""
+    if status in RETRYABLE:
+        raise _StreamUnavailable(f"HTTP {status}")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = {}
+    raise RefusedError(Reply(status, body if isinstance(body, dict) else {}, headers))
+
+
+class UpdateWatcher:
+    """:meth:`Client.watch`'s background thread, running the update stream on an event loop of its own;
+    ``stop()`` ends it (and its connection) at once."""
+
+    def __init__(self, client: Client, on_update: Callable[[LicenseUpdate], object], check_in: bool) -> None:
+        self.client, self.on_update, self.check_in = client, on_update, check_in
+        self.error: BaseException | None = None
+        """What stopped the watcher by itself (a refusal, a forged update: the license cannot be watched), or None."""
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="licensor updates", daemon=True)
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._watch())
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self._thread.is_alive() and self._task is not None:
+            self._loop.call_soon_threadsafe(self._task.cancel)
+            self._thread.join(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        assert self._task is not None
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as error:
+            self.error = error
+            logger.warning("watching the license's updates stopped: %s", getattr(error, "code", type(error).__name__))
+        finally:
+            self._loop.close()
+
+    async def _watch(self) -> None:
+        client = self.client
+
+        async def check_in() -> object:
+            return await asyncio.to_thread(client.check_in)
+
+        async with httpx.AsyncClient(base_url=client.server, trust_env=True) as http:
+            async for update in client._update_stream(http, check_in if self.check_in else None):
+                self.on_update(update)
 
 
 class SyncLease:

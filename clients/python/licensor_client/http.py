@@ -33,6 +33,7 @@ __all__ = [
     "HOLD",
     "AsyncDriver",
     "Call",
+    "EventStreamParser",
     "Flow",
     "GatewayUnavailableError",
     "Reply",
@@ -204,6 +205,22 @@ def _request_args(call: Call) -> dict[str, Any]:
         headers["Content-Type"] = "application/json"
         arguments["content"] = orjson.dumps(call.json)
     return arguments
+
+
+class EventStreamParser:
+    """Server-sent events, line by line: :meth:`feed` returns an event's data when its blank line ends it."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> str | None:
+        line = line.rstrip("\r")
+        if not line:
+            data, self._data = self._data, []
+            return "\n".join(data) if data else None
+        if line.startswith("data:"):
+            self._data.append(line[5:].removeprefix(" "))
+        return None  # comments (keep-alives), ids, event names and retry hints need no action here
 
 
 class SyncDriver:

@@ -38,6 +38,7 @@ _NAMES = frozenset(
         "clock",  # the highest trusted time seen, the clock's offset and the tamper episodes
         "ended",  # why the activation ended here (deactivated, withdrawn), for the next check to say
         "product-token",  # a SaaS backend's product token (cloud-lite), kept by the activation wizard
+        "update",  # the newest license update applied (generation, state, the signed up1 token)
     }
 )
 _LOCK = ".lock"

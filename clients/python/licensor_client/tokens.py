@@ -41,6 +41,8 @@ class TokenKind(StrEnum):
     """A cloud-lite subject's entitlements."""
     RELEASE_MANIFEST = "rm1"
     """A release a license may install, with its files' sizes and hashes."""
+    UPDATE = "up1"
+    """A license's state at a generation, pushed to its devices when it changes in License Central."""
 
 
 def sign_document(kind: str, kid: str, seed: bytes, document: Mapping[str, Any]) -> str:

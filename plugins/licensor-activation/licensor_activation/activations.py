@@ -129,6 +129,7 @@ async def activate(settings: Settings, tx: Transaction, read: DeviceRequest, mod
             )
         handed_over = await tx.update(ACTIVATION, replaced["id"], {"state": "replaced", "ended_at": now})
         assert handed_over is not None
+        await tx.update(LICENSE, handed_over["license_id"], {})  # a new generation: the devices are pushed an update
         await _event(tx, "activation.replaced", handed_over, read.actor, reason="recovery")
     row = await tx.insert(
         ACTIVATION,
@@ -310,6 +311,7 @@ async def withdraw(settings: Settings, tx: Transaction, activation_id: str, reas
         raise InvalidStateError(f"the activation is {row['state']} already", code="ACTIVATION_ENDED")
     withdrawn = await tx.update(ACTIVATION, activation_id, {"state": "withdrawn", "ended_at": settings.clock()})
     assert withdrawn is not None
+    await tx.update(LICENSE, withdrawn["license_id"], {})  # a new generation: the devices are pushed an update
     await _event(tx, "activation.withdrawn", withdrawn, actor, reason=reason or "removed by the vendor")
     return withdrawn
 

@@ -77,6 +77,7 @@ def license_file(kid: str, seed: bytes, tenant_id: str, licensed: Licensed, row:
             "lapses_at": row["lapses_at"] // 1_000_000,
             "exp": None if expires is None else expires // 1_000_000,
             "maintenance_until": None if maintenance is None else maintenance // 1_000_000,
+            "license_generation": licensed.license["generation"],
             "mode": row["mode"],
         },
     )

@@ -441,6 +441,7 @@ async def create_license(call: Call) -> Reply:
             "overrides": LICENSE.field("overrides").api_to_column(body.get("overrides", {})),
             "order_ref": body.get("order_ref"),
             "subject": body.get("subject"),
+            "generation": 1,
             "created_at": now,
             "updated_at": now,
         },
@@ -501,6 +502,29 @@ def _license_action(action: str) -> Handler:
     return act
 
 
+async def push_license_update(call: Call) -> Reply:
+    """Count the license's generation up, so its connected devices are pushed an update now."""
+    assert call.tx is not None
+    current = await _get_or_404(call.tx, LICENSE, call.path["id"])
+    row = await call.tx.update(LICENSE, current["id"], {})
+    assert row is not None
+    shown = LICENSE.to_api(row)
+    await call.tx.append_event(
+        "license.update_pushed", "license", current["id"], call.actor, {"id": row["id"], "generation": row["generation"]}
+    )
+    return Reply(200, shown)
+
+
+async def push_product_update(call: Call) -> Reply:
+    """Count the generation of every license of the product up, so all their connected devices are pushed an update."""
+    assert call.tx is not None
+    product = await _get_or_404(call.tx, PRODUCT, call.path["id"])
+    await call.tx.advance_license_generations(product_id=product["id"])
+    data = {"id": product["id"], "reason": call.body.get("reason")}
+    await call.tx.append_event("product.update_pushed", "product", product["id"], call.actor, data)
+    return Reply(200, {"object": "update_push", "product_id": product["id"]})
+
+
 _PAST = {"suspend": "suspended", "reinstate": "reinstated", "revoke": "revoked", "renew": "renewed"}
 _REASON = {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}
 
@@ -558,6 +582,36 @@ def _add_license_operations(api: Api) -> None:
             secret_input=SecretInput(field="key", prompt="License key: "),
         )
     )
+    for resource, handler in ((LICENSE, push_license_update), (PRODUCT, push_product_update)):
+        api.add(
+            Operation(
+                method="POST",
+                path=f"/v1/admin/{resource.plural}/{{id}}/push-update",
+                operation_id=f"push_{resource.name}_update",
+                summary="Push an update to the connected devices of "
+                + ("a license" if resource is LICENSE else "every license of a product"),
+                handler=handler,
+                tag=resource.plural,
+                auth=Token(SUPPORT_ROLES),
+                response_schema=shown
+                if resource is LICENSE
+                else {
+                    "type": "object",
+                    "properties": {"object": {"const": "update_push"}, "product_id": {"type": "string"}},
+                    "required": ["object", "product_id"],
+                    "additionalProperties": False,
+                },
+                path_patterns={"id": id_pattern(resource.id_prefix)},
+                request_schema={"type": "object", "properties": _REASON, "additionalProperties": False},
+                changes_state=True,
+                errors=(404, 422),
+                description=(
+                    "Counts the generation up (every other change in License Central does too: an update of the license or "
+                    "its policy, suspension, renewal, revocation, a device withdrawn), so devices connected to "
+                    "GET /v1/updates receive a signed update at once, and disconnected ones at their next connection."
+                ),
+            )
+        )
     for action in ("suspend", "reinstate", "revoke", "renew"):
         properties = dict(_REASON)
         if action == "renew":

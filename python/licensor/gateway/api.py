@@ -69,7 +69,8 @@ async def run(operation: Operation, services: Services, request: web.Request) ->
     if isinstance(auth, ByBody):
         call.principal = principal = await auth.authenticate(call)
     if not op.changes_state:
-        return _respond(await op.handler(call))
+        reply = await op.handler(call)
+        return reply if isinstance(reply, web.StreamResponse) else _respond(reply)  # a stream answers by itself
     assert principal is not None, "operations that change state are authenticated"
     assert not isinstance(auth, OptionalToken), "an operation that changes state names who may call it"
     idempotency = _idempotency(request, body)

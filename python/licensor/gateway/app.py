@@ -26,6 +26,8 @@ from licensor.gateway.outcomes import CheckOutcomes
 from licensor.gateway.releases import latest_release_operation
 from licensor.gateway.services import GatewayServices
 from licensor.gateway.settings import Settings
+from licensor.gateway.update_hub import UpdateHub
+from licensor.gateway.updates import updates_operation
 from licensor.model import id_pattern
 from licensor.operations import MAX_BODY_BYTES, PUBLIC, Call, Operation, Param, Reply
 from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
@@ -124,6 +126,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
     )
     api.add(check_operation(backends.verdict_codes() if backends is not None else {}))
     api.add(latest_release_operation())
+    api.add(updates_operation())
     admin.register(api)
     if backends is not None:
         for name in backends:
@@ -194,15 +197,25 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
         opened.subscribe_events(lambda rows: _publish(manager, rows))
         app[app_keys.OUTCOMES] = outcomes = CheckOutcomes(opened)
         outcomes.start()
+        app[app_keys.UPDATES] = hub = UpdateHub(opened)
+        hub.start()
         try:
             yield
         finally:
             try:
+                await hub.close()
                 await outcomes.stop()
             finally:
                 await opened.close()
 
     app.cleanup_ctx.append(resources)
+
+    async def end_update_connections(app: web.Application) -> None:
+        # Before the server waits for open requests to finish: the update streams end now, not at their timeout.
+        if app_keys.UPDATES in app:
+            await app[app_keys.UPDATES].close()
+
+    app.on_shutdown.append(end_update_connections)
     app[app_keys.SERVICES] = services = GatewayServices(app)
     backends.hand_over(services)
     api.install(app, services)

@@ -14,9 +14,11 @@ import re
 
 from aiohttp import web
 
-from licensor.errors import AuthenticationError
+from licensor.errors import AuthenticationError, TokenError
 from licensor.gateway import keys as app_keys
-from licensor.operations import Principal
+from licensor.license import Licensed
+from licensor.operations import Call, Principal
+from licensor.tokens import TokenKind, read_document
 
 _TOKEN = re.compile(r"^(tok_[0-9A-HJKMNP-TV-Z]{26})\.([A-Za-z0-9_-]{43})$")
 
@@ -50,3 +52,42 @@ async def authenticate(request: web.Request) -> Principal:
     if row["revoked_at"] is not None:
         raise AuthenticationError("the API token was revoked", code="TOKEN_REVOKED")
     return Principal(row["tenant_id"], token_id, row["role"], row["product_id"])
+
+
+# --- the license a device presents (releases, updates) -------------------------------------------------------
+_HOLDER_KINDS = (TokenKind.LICENSE_FILE, TokenKind.LEASE)
+
+
+async def license_principal(call: Call) -> Principal:
+    """Authenticate the license the request presents (kept on the request for the handler)."""
+    licensed = await asking_license(call, call.query["tenant"])
+    call.request[app_keys.ASKING_LICENSE] = licensed
+    return Principal(call.query["tenant"], licensed.id, "license", licensed.product["id"], f"license:{licensed.id}")
+
+
+async def asking_license(call: Call, tenant_id: str) -> Licensed:
+    """The license the request presents (in ``tenant_id`` only).
+
+    :raises AuthenticationError: LICENSE_REQUIRED (nothing presented), LICENSE_INVALID (an unknown key, or a token
+        the tenant did not sign for one of its licenses)."""
+    scheme, _, presented = call.request.headers.get("Authorization", "").strip().partition(" ")
+    presented = presented.strip()
+    licensed = None
+    if scheme.lower() == "license" and presented:
+        licensed = await call.services.license_by_key(tenant_id, presented)
+    elif scheme.lower() == "bearer" and presented.split(".", 1)[0] in _HOLDER_KINDS:
+        keys = await call.services.public_keys(tenant_id)
+        try:
+            document = read_document(presented, presented.split(".", 1)[0], keys)
+        except TokenError:
+            document = {}
+        if document.get("tenant") == tenant_id and isinstance(document.get("license"), str):
+            licensed = await call.services.license_by_id(tenant_id, document["license"])
+    elif not presented:
+        raise AuthenticationError(
+            "present the license: Authorization: License <license key>, or Bearer <its license file or lease token>",
+            code="LICENSE_REQUIRED",
+        )
+    if licensed is None:
+        raise AuthenticationError("no license of this tenant matches what was presented", code="LICENSE_INVALID")
+    return licensed

@@ -19,51 +19,16 @@ from licensor_client.releases import (
     version_key,
 )
 
-from licensor.errors import AuthenticationError, NotFoundError, RequestRefusedError, TokenError
-from licensor.license import CheckRequest, Licensed, license_terms_verdict
+from licensor.errors import NotFoundError, RequestRefusedError
+from licensor.gateway import keys as app_keys
+from licensor.gateway.auth import license_principal
+from licensor.license import CheckRequest, license_terms_verdict
 from licensor.model import CODE_SCHEMA, RELEASE, TIME_SCHEMA, id_pattern
-from licensor.operations import ByBody, Call, Operation, Param, Principal, Reply
-from licensor.tokens import TokenKind, read_document, sign_document
+from licensor.operations import ByBody, Call, Operation, Param, Reply
+from licensor.tokens import TokenKind, sign_document
 
 LATEST_PATH = "/v1/releases/latest"
 _PAGE = 200
-_HOLDER_KINDS = (TokenKind.LICENSE_FILE, TokenKind.LEASE)
-_LICENSED = "licensor.asking_license"  # the authenticated license, on the request (aiohttp's per-request data)
-
-
-async def license_principal(call: Call) -> Principal:
-    """Authenticate the license the request presents (kept on the request for the handler)."""
-    licensed = await _asking_license(call, call.query["tenant"])
-    call.request[_LICENSED] = licensed
-    return Principal(call.query["tenant"], licensed.id, "license", licensed.product["id"], f"license:{licensed.id}")
-
-
-async def _asking_license(call: Call, tenant_id: str) -> Licensed:
-    """The license the request presents (in ``tenant_id`` only).
-
-    :raises AuthenticationError: LICENSE_REQUIRED (nothing presented), LICENSE_INVALID (an unknown key, or a token
-        the tenant did not sign for one of its licenses)."""
-    scheme, _, presented = call.request.headers.get("Authorization", "").strip().partition(" ")
-    presented = presented.strip()
-    licensed = None
-    if scheme.lower() == "license" and presented:
-        licensed = await call.services.license_by_key(tenant_id, presented)
-    elif scheme.lower() == "bearer" and presented.split(".", 1)[0] in _HOLDER_KINDS:
-        keys = await call.services.public_keys(tenant_id)
-        try:
-            document = read_document(presented, presented.split(".", 1)[0], keys)
-        except TokenError:
-            document = {}
-        if document.get("tenant") == tenant_id and isinstance(document.get("license"), str):
-            licensed = await call.services.license_by_id(tenant_id, document["license"])
-    elif not presented:
-        raise AuthenticationError(
-            "present the license: Authorization: License <license key>, or Bearer <its license file or lease token>",
-            code="LICENSE_REQUIRED",
-        )
-    if licensed is None:
-        raise AuthenticationError("no license of this tenant matches what was presented", code="LICENSE_INVALID")
-    return licensed
 
 
 async def _releases(call: Call, tenant_id: str, product_id: str, channel: str) -> list[dict[str, Any]]:
@@ -82,7 +47,7 @@ async def latest_release(call: Call) -> Reply:
     query = call.query
     tenant_id, channel = query["tenant"], query.get("channel", "stable")
     include_prerelease = query.get("prerelease") == "true"
-    licensed: Licensed = call.request[_LICENSED]
+    licensed = call.request[app_keys.ASKING_LICENSE]
     if licensed.product["code"] != query["product"]:
         raise NotFoundError("the license is not of this product", code="PRODUCT_MISMATCH")
     now = call.services.now_us()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +79,11 @@ class Transaction(ABC):
     @abstractmethod
     async def update(self, resource: Resource, object_id: str, changes: Row) -> Row | None:
         """Apply ``changes`` (and a new ``updated_at``); the updated row, or None if there is no such object."""
+
+    @abstractmethod
+    async def advance_license_generations(self, *, policy_id: str | None = None, product_id: str | None = None) -> None:
+        """Count up the generation of every license of the policy or the product (a change they all see).
+        :meth:`update` of a license counts its own up, and of a policy those of its licenses, by itself."""
 
     @abstractmethod
     async def delete(self, resource: Resource, object_id: str) -> bool:
@@ -206,6 +211,10 @@ class Store(ABC):
 
     @abstractmethod
     async def find_product_by_code(self, tenant_id: str, code: str) -> Row | None: ...
+
+    @abstractmethod
+    async def license_generations(self, tenant_id: str, license_ids: Collection[str]) -> dict[str, int]:
+        """The generation of each of the tenant's licenses named (those that exist)."""
 
     @abstractmethod
     async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> builtins.list[Row]:

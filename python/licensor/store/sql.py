@@ -10,7 +10,7 @@ import builtins
 import hmac
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
@@ -196,6 +196,19 @@ class SqlStore(Store):
         async with self._read() as conn:
             return await conn.fetch_one("SELECT * FROM products WHERE tenant_id = ? AND code = ?", tenant_id, code)
 
+    async def license_generations(self, tenant_id: str, license_ids: Collection[str]) -> dict[str, int]:
+        ids, found = sorted(license_ids), {}
+        async with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = await conn.fetch_all(
+                    f"SELECT id, generation FROM licenses WHERE tenant_id = ? AND id IN ({', '.join('?' for _ in chunk)})",
+                    tenant_id,
+                    *chunk,
+                )
+                found.update({row["id"]: int(row["generation"]) for row in rows})
+        return found
+
     async def licenses_of_subject(self, tenant_id: str, product_id: str, subject: str) -> builtins.list[Row]:
         async with self._read() as conn:
             return await conn.fetch_all(
@@ -340,6 +353,12 @@ class SqlTransaction(Transaction):
     async def update(self, resource: Resource, object_id: str, changes: Row) -> Row | None:
         changes = {**changes, "updated_at": now_us()}
         assignments = ", ".join(f"{column} = ?" for column in changes)
+        # Every change of a license counts up its generation, and a change of a policy those of its licenses:
+        # what devices are pushed (GET /v1/updates), whoever made the change (the admin API, a backend).
+        if resource.name == "license":
+            assignments += ", generation = generation + 1"
+        elif resource.name == "policy":
+            await self.advance_license_generations(policy_id=object_id)
         await self._write(
             f"UPDATE {resource.table} SET {assignments} WHERE tenant_id = ? AND id = ?",
             *changes.values(),
@@ -348,6 +367,16 @@ class SqlTransaction(Transaction):
             announced=resource.announced,
         )
         return await self.get(resource, object_id)
+
+    async def advance_license_generations(self, *, policy_id: str | None = None, product_id: str | None = None) -> None:
+        column, value = ("policy_id", policy_id) if policy_id is not None else ("product_id", product_id)
+        assert value is not None, "name the policy or the product"
+        await self._write(
+            f"UPDATE licenses SET generation = generation + 1, updated_at = ? WHERE tenant_id = ? AND {column} = ?",
+            now_us(),
+            self.tenant_id,
+            value,
+        )
 
     async def delete(self, resource: Resource, object_id: str) -> bool:
         if await self.get(resource, object_id) is None:
