@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 from licensor.fingerprint import hash_components, product_salt
 from licensor_client.activation import DeviceKey, device_request
+from licensor_client.receipts import make_receipt
 
 from .conftest import Answer, Gateway, Tenant
 
@@ -87,12 +88,15 @@ WALK: dict[str, Step] = {
     "reinstate_license": Step("suspended_license", lambda o: {}, NOT_FOUND),
     "revoke_license": Step("license_to_revoke", lambda o: {"reason": "walk"}, NOT_FOUND),
     "renew_license": Step("license_to_renew", lambda o: {}, NOT_FOUND),
+    "push_license_update": Step("license", lambda o: {"reason": "walk"}, NOT_FOUND),
+    "push_product_update": Step("product", lambda o: {}, NOT_FOUND),
     # activations (the activation backend's)
     "answer_activation_request": Step(None, lambda o: {"request": new_device_request(o)}, TENANT_MISMATCH),
     "list_activations": Step("device_license", None, NOT_FOUND),
     "get_activation": Step("activation", None, NOT_FOUND),
     "withdraw_activation": Step("activation_to_withdraw", lambda o: {"reason": "walk"}, NOT_FOUND),
     "reinstate_activation": Step("withdrawn_activation", None, NOT_FOUND),
+    "deactivation_receipt": Step(None, lambda o: {"receipt": o["deactivation_receipt"]}, NOT_FOUND),
     # credentials and leases (the cloud backend's)
     "create_credential": Step("cloud_license", lambda o: {"label": "walk"}, NOT_FOUND),
     "list_credentials": Step("cloud_license", None, NOT_FOUND),
@@ -172,13 +176,13 @@ def admin_operations(document: dict[str, Any]) -> list[AdminOperation]:
 
 
 # --- tenant A's world ------------------------------------------------------------------------------------
-def new_device_request(o: Objects) -> str:
+def new_device_request(o: Objects, device: DeviceKey | None = None) -> str:
     """A dv1 activate request for A's activation license from a device never seen before (its own key and
     machine), made now: device requests carry their time, and a device activates once."""
     components = {name: uuid.uuid4().hex for name in ("machine_id", "board", "cpu", "disk", "mac", "hostname")}
     tenant_id, product = o["tenant"]["id"], o["device_product"]["code"]
     return device_request(
-        DeviceKey.generate(),
+        device or DeviceKey.generate(),
         "activate",
         tenant=tenant_id,
         product=product,
@@ -216,6 +220,10 @@ async def build_world(tenant: Tenant) -> Objects:
         issued = await tenant.ok("POST", "/v1/activations", 201, json={"request": new_device_request(o)}, token=None)
         o[name] = issued["activation"]
     await tenant.ok("POST", f"/v1/admin/activations/{o['withdrawn_activation']['id']}/withdraw", json={})
+    # An offline device's deactivation receipt, signed with its key.
+    offline_device = DeviceKey.generate()
+    offline = await tenant.ok("POST", "/v1/activations", 201, json={"request": new_device_request(o, offline_device)}, token=None)
+    o["deactivation_receipt"] = make_receipt(offline_device.seed, o["tenant"]["id"], offline["activation"]["id"], 1)
     # Credential files of a cloud license, and leases checked out with them through the device API (no API token).
     o["cloud_product"] = await tenant.product("render")
     o["cloud_policy"] = await tenant.policy(o["cloud_product"]["id"], name="Floating", backend="cloud", seats=10)

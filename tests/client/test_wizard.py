@@ -17,6 +17,8 @@ import pexpect
 from licensor.testing import Gateway, make_vendor
 from licensor.testing.infrastructure import free_port
 from licensor.testing.vendors import Vendor
+from licensor_client import AsyncClient
+from licensor_client.machine import Environment, MachineReading
 
 WIZARD = str(Path(sys.executable).with_name("licensor-activate"))
 
@@ -54,6 +56,10 @@ async def settings_of(gateway: Gateway, vendor: Vendor, tmp_path: Path) -> dict[
         "state_dir": str(tmp_path / "state"),
         "public_keys": keys.body,
     }
+
+
+def other_machine() -> MachineReading:
+    return MachineReading({"machine_id": "e" * 32, "board": "other-board", "disk": "other-disk"}, {}, Environment("physical"))
 
 
 def typo_of(key: str) -> str:
@@ -245,3 +251,53 @@ def test_the_exit_codes_are_documented() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "client.md").read_text()
     for code in EXIT_CODES:
         assert f"| {code} |" in page
+
+
+async def test_offline_deactivation_by_a_receipt_the_vendor_enters(licensor_gateway: Gateway, tmp_path: Path) -> None:
+    vendor = await make_vendor(licensor_gateway, "activation", product="cad")
+    wizard = Wizard(await settings_of(licensor_gateway, vendor, tmp_path), tmp_path)
+
+    def offline() -> str:
+        assert wizard.run("activate", vendor.license["key"])[0] == 0
+        status, printed = wizard.run("deactivate", "--offline", "--server", f"http://127.0.0.1:{free_port()}")
+        assert status == 0 and "LDR1-" in printed
+        status, again = wizard.json("deactivate", "--offline")
+        assert (status, again["code"]) == (0, "DEACTIVATED") and again["receipt"] in printed  # the same receipt
+        assert wizard.json("check", "draw")[1]["code"] == "DEACTIVATED"
+        entered = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "licensor.cli",
+                "admin",
+                "--url",
+                licensor_gateway.url,
+                "activations",
+                "deactivation-receipt",
+                "--receipt",
+                again["receipt"].lower(),
+            ],
+            env={**os.environ, "LICENSOR_TOKEN": vendor.tenant.admin_token},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert entered.returncode == 0, entered.stderr
+        assert json.loads(entered.stdout)["state"] == "deactivated"
+        return str(again["receipt"])
+
+    receipt = await asyncio.to_thread(offline)
+    # The seat (the license's only one) is free at once: another computer activates.
+    keys = await vendor.public_keys()
+    other = AsyncClient(
+        licensor_gateway.url, vendor.tenant.id, "cad", state_dir=tmp_path / "other", public_keys=keys, machine=other_machine
+    )
+    assert (await other.activate(vendor.license["key"])).generation == 1
+    await other.aclose()
+    events = [e for e in await vendor.events("activation.deactivated")]
+    assert len(events) == 1 and events[0]["data"]["reason"] == "offline receipt"
+    typo = receipt[:-1] + ("0" if receipt[-1] != "0" else "1")
+    refused = await vendor.tenant.call("POST", "/v1/admin/activations/deactivation-receipt", json={"receipt": typo})
+    assert (refused.status, refused.code) in ((422, "RECEIPT_INVALID"), (422, "RECEIPT_MALFORMED"))
+    twice = await vendor.tenant.call("POST", "/v1/admin/activations/deactivation-receipt", json={"receipt": receipt})
+    assert twice.status == 200 and twice.body["state"] == "deactivated"

@@ -58,6 +58,7 @@ from licensor_client.http import (
 from licensor_client.leases import CredentialFile, LeaseKeeper, LeaseToken, read_credential_file
 from licensor_client.license_keys import normalize as normalize_license_key
 from licensor_client.machine import MachineReading, read_machine
+from licensor_client.receipts import make_receipt
 from licensor_client.releases import ReleaseManifest, read_release_manifest
 from licensor_client.state import DeviceLock, StateDir
 from licensor_client.updates import LicenseUpdate, UpdateRejectedError, read_update
@@ -318,6 +319,22 @@ class _Flows:
             self.state.remove("offline")
         self.trusted.observe_signed(file.issued_at)
         return file
+
+    def offline_deactivation(self) -> str:
+        """Give the seat back without network: the license file is deleted here and a receipt signed with the
+        device's key returned (``LDR1-…``), for the vendor to post; its seat is free once they do. Asked again
+        (the receipt lost), the same receipt is given."""
+        with self.state.locked():
+            ended = self.state.read_json("ended")
+            if ended is not None and isinstance(ended.get("receipt"), str):
+                return str(ended["receipt"])
+            file = self.license_file()
+            if file is None:
+                raise LicensorError("this device holds no license file", code=NOT_ACTIVATED)
+            receipt = make_receipt(self.device_key().seed, self.tenant, file.activation_id, file.generation)
+            self.state.remove("license-file")
+            self.state.write_json("ended", {"code": DEACTIVATED, "at": self.trusted.corrected(), "receipt": receipt})
+            return receipt
 
     # --- updates pushed by the gateway -----------------------------------------------------------------------------
     @property

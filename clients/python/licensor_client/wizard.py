@@ -267,6 +267,17 @@ def cmd_check_in(client: Client, args: argparse.Namespace, term: Terminal) -> Ou
 
 
 def cmd_deactivate(client: Client, args: argparse.Namespace, term: Terminal) -> Outcome:
+    if args.offline:
+        receipt = client.offline_deactivation()
+        return Outcome(
+            "DEACTIVATED",
+            {"code": "DEACTIVATED", "receipt": receipt},
+            [
+                "✓ Deactivated here: the license file is deleted. Give the vendor this receipt (read it out, type it, or",
+                "  scan it); the seat is free once they enter it (licensor admin activations deactivation-receipt):",
+                f"  {receipt}",
+            ],
+        )
     if client.credential is not None or client.product_token is not None:
         client.state.remove("credential")
         client.state.remove("product-token")
@@ -401,7 +412,7 @@ COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace, Terminal], Outco
     "status": (cmd_status, "what is activated here, offline"),
     "check": (cmd_check, "may this computer use FEATURE now (offline for activations)"),
     "check-in": (cmd_check_in, "renew the license file (before its checkpoint)"),
-    "deactivate": (cmd_deactivate, "give the seat back now"),
+    "deactivate": (cmd_deactivate, "give the seat back now (--offline: a signed receipt for the vendor)"),
     "recover": (cmd_recover, "activate again after losing the file or key, or take a dead computer's seat"),
     "request": (cmd_request, "offline activation: write the request file for the vendor"),
     "import": (cmd_import, "offline activation: import the vendor's license file"),
@@ -453,6 +464,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "request":
             sub.add_argument("--out", required=True, help="where to write the request file")
             sub.add_argument("--new", action="store_true", help="a new request instead of the pending one")
+        if name == "deactivate":
+            sub.add_argument("--offline", action="store_true", help="without network: print a receipt for the vendor")
         if name == "import":
             sub.add_argument("file", help="the license file the vendor answered with")
         if name == "check":

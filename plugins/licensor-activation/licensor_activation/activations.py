@@ -28,6 +28,9 @@ from licensor import (
 from licensor.fingerprint import FingerprintIndex, MatchRule, match_rule
 from licensor.model import ACTIVATION, LICENSE, new_id
 from licensor.store import Row, Transaction
+from licensor_client.activation import device_public_key
+from licensor_client.codec import verify
+from licensor_client.receipts import ReceiptError, read_receipt, receipt_message
 
 from licensor_activation.device_requests import DAY_S, DeviceRequest
 from licensor_activation.presenters import ended, issued, license_file, shown
@@ -314,6 +317,33 @@ async def withdraw(settings: Settings, tx: Transaction, activation_id: str, reas
     await tx.update(LICENSE, withdrawn["license_id"], {})  # a new generation: the devices are pushed an update
     await _event(tx, "activation.withdrawn", withdrawn, actor, reason=reason or "removed by the vendor")
     return withdrawn
+
+
+async def deactivate_by_receipt(settings: Settings, tx: Transaction, receipt: str, actor: str) -> Row:
+    """End an offline device's activation at once, on the receipt it signed with its key (its file deleted)."""
+    try:
+        content = read_receipt(receipt)
+    except ReceiptError as error:
+        raise ValidationError(error.message, code=error.code) from None
+    row = await tx.get(ACTIVATION, content.activation_id, for_update=True)
+    if row is None:
+        raise NotFoundError("no such activation", code="ACTIVATION_NOT_FOUND")
+    device_key = device_public_key(row["device_key"])
+    message = receipt_message(tx.tenant_id, content.activation_id, content.generation)
+    if device_key is None or not verify(device_key, message, content.signature):
+        raise ValidationError("the receipt is not signed by this activation's device (or has a typo)", code="RECEIPT_INVALID")
+    if row["state"] == "deactivated":
+        return row  # entered twice
+    if content.generation != row["generation"]:
+        raise RequestRefusedError(
+            "RECEIPT_STALE", "the receipt names an older license file than the device's newest (a reverted snapshot?)", 409
+        )
+    if row["state"] not in ("active", "suspended"):
+        raise InvalidStateError(f"the activation is {row['state']} already", code="ACTIVATION_ENDED")
+    ended = await tx.update(ACTIVATION, row["id"], {"state": "deactivated", "ended_at": settings.clock()})
+    assert ended is not None
+    await _event(tx, "activation.deactivated", ended, actor, reason="offline receipt")
+    return ended
 
 
 async def reinstate(settings: Settings, tx: Transaction, activation_id: str, actor: str) -> Row:

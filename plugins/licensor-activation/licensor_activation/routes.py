@@ -121,6 +121,10 @@ async def withdraw(host: ActivationHost, call: Call) -> Reply:
     return Reply(200, shown(await activations.withdraw(host, _tx(call), call.path["id"], call.body.get("reason"), call.actor)))
 
 
+async def deactivation_receipt(host: ActivationHost, call: Call) -> Reply:
+    return Reply(200, shown(await activations.deactivate_by_receipt(host, _tx(call), call.body["receipt"], call.actor)))
+
+
 async def reinstate(host: ActivationHost, call: Call) -> Reply:
     return Reply(200, shown(await activations.reinstate(host, _tx(call), call.path["id"], call.actor)))
 
@@ -279,6 +283,32 @@ def operations(host: ActivationHost) -> list[Operation]:
             description=(
                 "The device's file is no longer renewed: it is told WITHDRAWN at its next check-in, and its seat comes "
                 "back when its current file lapses (checkpoint plus grace). 409 ACTIVATION_ENDED if it ended already."
+            ),
+        ),
+        Operation(
+            method="POST",
+            path="/v1/admin/activations/deactivation-receipt",
+            operation_id="deactivation_receipt",
+            summary="Enter an offline device's deactivation receipt",
+            handler=partial(deactivation_receipt, host),
+            tag="activation",
+            auth=Token(SUPPORT_ROLES),
+            response_schema=ACTIVATION_SCHEMA,
+            request_schema={
+                "type": "object",
+                "properties": {"receipt": {"type": "string", "minLength": 1, "maxLength": 400}},
+                "required": ["receipt"],
+                "additionalProperties": False,
+            },
+            changes_state=True,
+            errors=(404, 409, 422),
+            description=(
+                "receipt: what licensor-activate deactivate --offline printed on the device (LDR1-…, read out, typed or "
+                "scanned; case, spaces and dashes do not matter). Verified with the activation's device key; the "
+                "activation ends now and its seat is free (event activation.deactivated, reason offline receipt). 422 "
+                "RECEIPT_MALFORMED (a typo), RECEIPT_INVALID (not signed by that device); 404 ACTIVATION_NOT_FOUND; 409 "
+                "RECEIPT_STALE (made from an older file than the device's newest), ACTIVATION_ENDED. Entered twice: the "
+                "same answer."
             ),
         ),
         Operation(
