@@ -16,7 +16,7 @@ import orjson
 import pytest
 from licensor.testing import Gateway, GatewayFleet, make_vendor
 from licensor.testing.vendors import Vendor
-from licensor_client import AsyncClient, Client, RetryPolicy
+from licensor_client import AsyncClient, Client, RefusedError, RetryPolicy
 from licensor_client.machine import Environment, MachineReading
 from licensor_client.updates import LicenseUpdate, UpdateRejectedError
 
@@ -102,6 +102,22 @@ async def test_a_program_that_was_away_catches_up_when_it_connects(licensor_gate
     caught_up = await asyncio.wait_for(anext(updates), 10)
     assert caught_up.generation == 3 and app.license_file().expires_at == caught_up.expires_at  # type: ignore[union-attr]
     await updates.aclose()
+    await app.aclose()
+
+
+async def test_a_program_that_never_listens_gets_the_change_at_its_next_check_in(
+    licensor_gateway: Gateway, tmp_path: Path
+) -> None:
+    vendor = await make_vendor(licensor_gateway, "activation", product="cad")
+    app = await device(licensor_gateway.url, vendor, tmp_path / "state")
+    await app.activate(vendor.license["key"])
+    await renew(vendor, 2088)
+    renewed = await app.check_in()
+    assert renewed.license_generation == 2 and renewed.expires_at == 3723753600  # 2088-01-01
+    await vendor.tenant.ok("POST", f"{vendor.license_path}/revoke", json={"reason": "refund"})
+    with pytest.raises(RefusedError) as refused:
+        await app.check_in()
+    assert refused.value.code == "REVOKED" and app.check("draw").code == "REVOKED"  # the answer is kept
     await app.aclose()
 
 

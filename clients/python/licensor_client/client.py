@@ -504,8 +504,16 @@ class _Flows:
             raise LicensorError("the gateway answered an older license file than the stored one", code="STALE_LICENSE_FILE")
         self.state.write_text("license-file", token + "\n")
         self.state.remove("ended")
+        self._license_state("active")
         self.trusted.observe_signed(file.issued_at)
         return file
+
+    def _license_state(self, state: str) -> None:
+        """Record what the gateway said of the license's state (kept with the newest update's generation)."""
+        with self.state.locked():
+            held = self.state.read_json("update") or {"generation": 0}
+            if held.get("state", "active") != state:
+                self.state.write_json("update", {**held, "state": state})
 
     def _ended(self, code: str) -> None:
         self.state.remove("license-file")
@@ -529,8 +537,10 @@ class _Flows:
         if file is None:
             raise LicensorError("this device holds no license file: activate first", code=NOT_ACTIVATED)
         reply = yield from self._device_flow(op, path, activation=file.activation_id, generation=file.generation)
-        if reply.error_code == Code.WITHDRAWN:
-            self._ended(Code.WITHDRAWN.value)
+        if reply.error_code in (Code.WITHDRAWN, Code.REVOKED):
+            self._ended(reply.error_code)
+        elif reply.error_code == Code.SUSPENDED:
+            self._license_state("suspended")  # until a reinstatement: an update or a check-in that succeeds
         if not reply.ok:
             raise RefusedError(reply)
         return reply
