@@ -19,28 +19,22 @@ TENANT, ACTIVATION = "ten_01JBZ8Q3V6N2K4M7P9R1T5W8XE", "act_01JBZ8Q3V6N2K4M7P9R1
 
 def test_a_receipt_is_short_groupable_and_reads_back() -> None:
     receipt = make_receipt(DEVICE.seed, TENANT, ACTIVATION, 7)
-    assert receipt.startswith("LDR1-") and len(receipt.replace("-", "")) == 4 + 135
+    assert receipt.startswith("LDR1-") and len(receipt.replace("-", "")) == 4 + 136
     content = read_receipt(receipt.lower().replace("-", " "))
     assert (content.activation_id, content.generation) == (ACTIVATION, 7)
     assert verify(DEVICE.public_key, receipt_message(TENANT, ACTIVATION, 7), content.signature)
 
 
-def test_every_mistyped_character_is_caught() -> None:
+def test_every_mistyped_character_is_told_as_a_typo() -> None:
     receipt = make_receipt(DEVICE.seed, TENANT, ACTIVATION, 7)
-    caught = 0
     for position, char in enumerate(receipt):
-        if char == "-" or position < 4:
+        if char == "-" or position < 5:
             continue
-        typo = receipt[:position] + ("Z" if char != "Z" else "Y") + receipt[position + 1 :]
-        try:
-            content = read_receipt(typo)
-        except ReceiptError:
-            caught += 1
-            continue
-        message = receipt_message(TENANT, content.activation_id, content.generation)
-        assert not verify(DEVICE.public_key, message, content.signature), position
-        caught += 1
-    assert caught == len(receipt.replace("-", "")) - 4
+        for other in ("Z", "Y", "0"):
+            if other != char:
+                with pytest.raises(ReceiptError) as typo:
+                    read_receipt(receipt[:position] + other + receipt[position + 1 :])
+                assert "typo" in typo.value.message
     for garbage in ("", "LDR1", "LDR2-" + receipt[5:], receipt + "0"):
         with pytest.raises(ReceiptError):
             read_receipt(garbage)

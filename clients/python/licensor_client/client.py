@@ -79,7 +79,7 @@ _ADVICE = {
     Code.EXPIRED: "The license has expired: renew it with the vendor, then check in.",
     Code.NOT_YET_VALID: "The license file is newer than this computer's clock: set the date and time right.",
     Code.FEATURE_NOT_ENTITLED: "The license does not include this feature.",
-    Code.WITHDRAWN: "This computer's activation was removed or moved to another computer: activate again.",
+    Code.WITHDRAWN: "This computer's activation was removed or moved to another computer: ask the vendor, or recover it here.",
     NOT_ACTIVATED: "Activate the license on this computer first.",
     DEACTIVATED: "The license was deactivated on this computer: activate it again to use the program.",
     NO_LEASE: "No seat is held: check one out (the program's lease).",
@@ -308,6 +308,16 @@ class _Flows:
             the keys known: an offline device must have been given them);
             :class:`licensor_client.errors.LicensorError` DEVICE_MISMATCH: made for another device."""
         token = response.strip()
+        if token.startswith("{"):  # the vendor's whole answer (licensor admin activations answer-request prints it)
+            try:
+                answer = orjson.loads(token)
+            except orjson.JSONDecodeError:
+                answer = None
+            if not isinstance(answer, dict) or not isinstance(answer.get("license_file"), str):
+                raise LicensorError(
+                    "this is not a license file (lf1.…), nor an answer holding one", code="LICENSE_FILE_MALFORMED"
+                )
+            token = answer["license_file"].strip()
         if not self._keys:
             raise LicensorError("the vendor's public keys are not known: give them to the program", code=KEYS_UNKNOWN)
         file = read_license_file(token, self._keys, tenant=self.tenant, product=self.product)
@@ -416,7 +426,9 @@ class _Flows:
             attempt += 1
 
     def _updates_request(self) -> tuple[str, dict[str, str], dict[str, str]]:
-        params = {"tenant": self.tenant, "product": self.product, "after": str(self.update_generation)}
+        file = self.license_file() if self.credential is None else None
+        held = max(self.update_generation, (file.license_generation or 0) if file is not None else 0)  # what is known here
+        params = {"tenant": self.tenant, "product": self.product, "after": str(held)}
         headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self._holder_token()}"}
         return "/v1/updates", params, headers
 
@@ -427,6 +439,15 @@ class _Flows:
     def _stored_keys(self) -> dict[str, bytes]:
         stored = self.state.read_json("keys") or {}
         return published_keys({"keys": [{"kid": kid, "public_key": value} for kid, value in stored.items()]})
+
+    def _probe_flow(self) -> Flow[dict[str, Any]]:
+        """Ask the gateway now, once (no retries): whether it answers, its clock (the unsigned Date header, for a
+        diagnosis only) and how many keys the tenant publishes."""
+        once = Call("GET", "/v1/keys", params={"tenant": self.tenant})
+        reply = yield from exchange(once, self.server, RetryPolicy(attempts=1), self._rng)
+        if not reply.ok:
+            raise RefusedError(reply)
+        return {"keys": len(published_keys(reply.body)), "server_time": reply.date()}
 
     def _fetch_keys_flow(self) -> Flow[None]:
         """Fetch the tenant's published keys (unless the vendor pinned them) and keep them."""
@@ -666,6 +687,12 @@ class Client(_Flows):
         """What ``subject`` may do (cloud-lite), verified, cached until its token is due for renewal."""
         return self._driver.run(self._entitlements_flow(subject))
 
+    def probe(self) -> dict[str, Any]:
+        """Whether the gateway answers now (one request, no retries): ``{"keys": n, "server_time": t | None}``.
+
+        :raises GatewayUnavailableError, RefusedError: it does not (the code says how)."""
+        return self._driver.run(self._probe_flow())
+
     def public_keys(self) -> dict[str, bytes]:
         """The tenant's public keys: the pinned ones, or those fetched and kept (fetched now if none)."""
         if not self._keys:
@@ -724,6 +751,9 @@ class AsyncClient(_Flows):
 
     async def entitlements(self, subject: str) -> Entitlements:
         return await self._driver.run(self._entitlements_flow(subject))
+
+    async def probe(self) -> dict[str, Any]:
+        return await self._driver.run(self._probe_flow())
 
     async def public_keys(self) -> dict[str, bytes]:
         if not self._keys:

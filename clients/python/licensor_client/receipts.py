@@ -1,8 +1,9 @@
 """Offline deactivation receipts: a device without network gives its seat back by a short text signed with its key.
 
 The device signs (tenant, activation, generation of its current license file) and deletes its file; the receipt,
-135 characters of Crockford base32 in groups of five (``LDR1-XXXXX-…``), is small enough to read over the phone,
-type, or scan as a QR code. The vendor posts it (``licensor admin activations deactivation-receipt``); the
+136 characters of Crockford base32 in groups of five (``LDR1-XXXXX-…``; the last one a check character, as a
+license key's, so a mistyped character is told as a typo), is small enough to read over the phone, type, or scan
+as a QR code. The vendor posts it (``licensor admin activations deactivation-receipt``); the
 gateway verifies it with the activation's device key, so only that device could have made it, and ends the
 activation at once. A receipt names the generation: one made from an older file (a reverted snapshot) is refused.
 """
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from licensor_client import codec
 from licensor_client.errors import LicensorError
+from licensor_client.license_keys import check_character
 
 __all__ = ["ReceiptContent", "ReceiptError", "make_receipt", "read_receipt", "receipt_message"]
 
@@ -63,6 +65,7 @@ def make_receipt(seed: bytes, tenant: str, activation_id: str, generation: int) 
     payload = _ulid_bytes(activation_id) + generation.to_bytes(_GENERATION_BYTES, "big") + signature
     value = int.from_bytes(payload, "big") << (_CHARACTERS * 5 - _PAYLOAD_BYTES * 8)
     body = "".join(_ALPHABET[(value >> (5 * (_CHARACTERS - 1 - i))) & 31] for i in range(_CHARACTERS))
+    body += check_character(body)
     return "-".join([PREFIX, *(body[i : i + _GROUP] for i in range(0, len(body), _GROUP))])
 
 
@@ -75,8 +78,11 @@ def read_receipt(text: str) -> ReceiptContent:
     if not compact.startswith(PREFIX):
         raise ReceiptError("a deactivation receipt starts with LDR1")
     body = compact[len(PREFIX) :].translate(_READ_AS)
-    if len(body) != _CHARACTERS or any(c not in _VALUE for c in body):
-        raise ReceiptError(f"a deactivation receipt has {_CHARACTERS} characters after LDR1: check for a typo")
+    if len(body) != _CHARACTERS + 1 or any(c not in _VALUE for c in body):
+        raise ReceiptError(f"a deactivation receipt has {_CHARACTERS + 1} characters after LDR1: check for a typo")
+    body, check = body[:-1], body[-1]
+    if check_character(body) != check:
+        raise ReceiptError("this deactivation receipt has a typo (its check character does not match)")
     value = 0
     for char in body:
         value = value << 5 | _VALUE[char]

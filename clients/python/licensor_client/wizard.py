@@ -46,6 +46,19 @@ EXIT_CODES = {
     EXIT_CLOCK: "the computer's clock is behind a time it has seen (CLOCK_TAMPERED)",
 }
 KEY_PROMPT_TRIES = 5
+NEXT_STEP = {
+    "ALREADY_ACTIVATED": "This computer is activated already: run `licensor-activate check-in`, or, if its license file or "
+    "key was lost, `licensor-activate recover KEY`.",
+    "SEAT_LIMIT_REACHED": "Every seat of the license is in use: deactivate it on another computer, or take a dead "
+    "computer's seat with `licensor-activate recover KEY`.",
+    "RECOVERY_LIMIT_REACHED": "The license's recoveries for this period are used: ask the vendor to remove the old computer.",
+    "LICENSE_NOT_FOUND": "No license of this product has that key: check the key, or ask the vendor.",
+    "WITHDRAWN": "This computer's activation was removed or moved to another computer: ask the vendor, or "
+    "`licensor-activate recover KEY`.",
+    "FINGERPRINT_MISMATCH": "This computer changed too much since activation: `licensor-activate doctor` shows what changed; "
+    "`licensor-activate recover KEY` moves the license to it.",
+    "NOT_ACTIVATED": "Activate first: `licensor-activate activate`.",
+}
 
 
 class UsageError(Exception):
@@ -157,6 +170,9 @@ class Terminal:
             raise UsageError("give the license key (there is no terminal to ask on)")
         for _ in range(KEY_PROMPT_TRIES):
             typed = self.ask("License key (XXXX-XXXX-XXXX-XXXX-XXXX-XXXX-XXXX): ")
+            if not typed.strip():
+                self.err.write("  Please type the license key (it is in your order confirmation).\n")
+                continue
             try:
                 key = normalize(typed)
             except LicenseKeyError as typo:
@@ -187,7 +203,8 @@ def _check_outcome(result: CheckResult, features: Sequence[str]) -> Outcome:
     if result.valid:
         lines = [f"✓ {asked}: allowed on this computer (valid until {_when(result.expires_at)})."]
         if result.lapses_at is not None:
-            lines.append(f"  Works offline until {_when(result.lapses_at)}; check in before {_when(result.checkpoint_at)}.")
+            offline_until = result.lapses_at if result.expires_at is None else min(result.lapses_at, result.expires_at)
+            lines.append(f"  Works offline until {_when(offline_until)}; check in before {_when(result.checkpoint_at)}.")
         if result.check_in_due:
             lines.append("  A check-in is due: run `licensor-activate check-in` while online.")
         return Outcome(result.code, document, lines)
@@ -195,12 +212,14 @@ def _check_outcome(result: CheckResult, features: Sequence[str]) -> Outcome:
     return Outcome(result.code, document, [f"✗ {asked}: {result.code}.", f"  {result.advice}"], exit_code)
 
 
-def _file_lines(verb: str, file: Any) -> list[str]:
+def _file_lines(verb: str, file: Any, key: str | None = None) -> list[str]:
     features = ", ".join(sorted(file.features)) or "none"
+    named = f"the license with key …{key[-4:]}" if key else f"license {file.license_id}"
+    offline_until = file.lapses_at if file.expires_at is None else min(file.lapses_at, file.expires_at)
     return [
-        f"✓ {verb}: license …{file.license_id[-6:]} on this computer (activation {file.activation_id}).",
+        f"✓ {verb}: {named} on this computer (activation {file.activation_id}).",
         f"  Features: {features}. Valid until {_when(file.expires_at)}.",
-        f"  Next: the program works offline until {_when(file.lapses_at)}; check in before {_when(file.checkpoint_at)}.",
+        f"  Next: the program works offline until {_when(offline_until)}; check in before {_when(file.checkpoint_at)}.",
     ]
 
 
@@ -222,14 +241,14 @@ def cmd_activate(client: Client, args: argparse.Namespace, term: Terminal) -> Ou
     key = term.license_key(args.key)
     with term.progress(f"Activating with the license server at {client.server}"):
         file = client.activate(key)
-    return Outcome("ACTIVATED", {"code": "ACTIVATED", **_file_document(file)}, _file_lines("Activated", file))
+    return Outcome("ACTIVATED", {"code": "ACTIVATED", **_file_document(file)}, _file_lines("Activated", file, key))
 
 
 def cmd_recover(client: Client, args: argparse.Namespace, term: Terminal) -> Outcome:
     key = term.license_key(args.key)
     with term.progress(f"Recovering the activation at {client.server}"):
         file = client.recover(key, args.withdraw)
-    return Outcome("RECOVERED", {"code": "RECOVERED", **_file_document(file)}, _file_lines("Recovered", file))
+    return Outcome("RECOVERED", {"code": "RECOVERED", **_file_document(file)}, _file_lines("Recovered", file, key))
 
 
 def cmd_check(client: Client, args: argparse.Namespace, term: Terminal) -> Outcome:
@@ -367,13 +386,11 @@ def cmd_doctor(client: Client, args: argparse.Namespace, term: Terminal) -> Outc
             detail += f"; changed or missing: {', '.join(changed)}"
         finding("fingerprint", score >= file.rule.threshold, detail)
     clock = client.trusted.read()
-    skew = client.trusted.corrected() - clock.device_now
-    finding(
-        "clock",
-        clock.grade is ClockGrade.OK,
-        f"{clock.grade.value}; {clock.behind_s / 3600:.1f} h behind the latest trusted time; "
-        f"the gateway's signed time differs from this clock by {skew:+.0f} s",
-    )
+    learned = client.trusted.corrected() - clock.device_now
+    clock_detail = f"{clock.grade.value}; {clock.behind_s / 3600:.1f} h behind the latest trusted time"
+    if abs(learned) >= 1:
+        clock_detail += f"; corrected by {learned:+.0f} s learned from the gateway's signed time"
+    finding("clock", clock.grade is ClockGrade.OK, clock_detail)
     proxies = {
         name: os.environ[name]
         for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -382,14 +399,17 @@ def cmd_doctor(client: Client, args: argparse.Namespace, term: Terminal) -> Outc
     finding("proxy", True, ", ".join(f"{k}={_without_password(v)}" for k, v in proxies.items()) or "none set")
     try:
         with term.progress(f"Reaching {client.server}"):
-            keys = client.public_keys()
-        finding("connectivity", True, f"the gateway answers ({len(keys)} public key(s) of the tenant)")
+            probed = client.probe()
+        finding("connectivity", True, f"the gateway at {client.server} answers ({probed['keys']} public key(s) of the tenant)")
+        if probed["server_time"] is not None:
+            skew = clock.device_now - probed["server_time"]
+            finding("clock skew", abs(skew) < 300, f"this clock is {skew:+.0f} s from the gateway's (its Date header)")
     except (GatewayUnavailableError, RefusedError) as error:
         finding("connectivity", False, f"{error.code}: {error.message}")
     result = client.check()
     if result.code in ("SEAT_LIMIT_REACHED", "WITHDRAWN", "LEASE_TAKEN_OVER"):
         finding("seat", False, "the seat is held by another computer: deactivate it there, or recover here")
-    finding("check", result.valid, f"{result.code} {result.advice}".strip())
+    finding("check", result.valid, f"{result.code}: {result.advice}" if result.advice else result.code)
     ok = all(f["ok"] for f in findings)
     lines = [f"{'✓' if f['ok'] else '✗'} {f['area']}: {f['detail']}" for f in findings]
     return Outcome(
@@ -543,9 +563,11 @@ def main(argv: Sequence[str] | None = None, *, environ: dict[str, str] | None = 
         code = getattr(error, "code", "INVALID_SETTING")
         outcome = Outcome(code, {"code": code, "message": str(error)}, [f"✗ {error}"], EXIT_USAGE)
     except (RefusedError, TokenError, LicensorError) as error:
-        outcome = Outcome(
-            error.code, {"code": error.code, "message": error.message}, [f"✗ {error.code}: {error.message}"], EXIT_REFUSED
-        )
+        lines = [f"✗ {error.code}: {error.message}"]
+        if error.code in NEXT_STEP:
+            lines.append(f"  {NEXT_STEP[error.code]}")
+        document = {"code": error.code, "message": error.message, "next_step": NEXT_STEP.get(error.code)}
+        outcome = Outcome(error.code, document, lines, EXIT_REFUSED)
     except KeyboardInterrupt:
         return 130
     finally:

@@ -62,8 +62,12 @@ async def latest_release(call: Call) -> Reply:
     for release in sorted(
         await _releases(call, tenant_id, licensed.product["id"], channel), key=lambda r: version_key(r["version"]), reverse=True
     ):
-        if release["yanked"] or (is_prerelease(release["version"]) and not include_prerelease):
-            continue  # never offered: not the newest either
+        if (
+            release["yanked"]
+            or (is_prerelease(release["version"]) and not include_prerelease)
+            or release["_released_at"] > now // 1_000_000
+        ):
+            continue  # never offered (or not yet: published later): not the newest either
         code = release_entitlement(
             version=release["version"],
             released_at=release["_released_at"],

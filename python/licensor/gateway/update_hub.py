@@ -19,10 +19,11 @@ SignUpdate = Callable[[str, str], Awaitable[tuple[int, str] | None]]
 class Subscriber:
     """One connection waiting for updates of one license."""
 
-    __slots__ = ("generation", "license_id", "tenant_id", "woken")
+    __slots__ = ("current", "generation", "license_id", "tenant_id", "woken")
 
     def __init__(self, tenant_id: str, license_id: str, generation: int) -> None:
         self.tenant_id, self.license_id, self.generation = tenant_id, license_id, generation
+        self.current = 0  # the license's generation when last looked at
         self.woken = asyncio.Event()
 
 
@@ -121,6 +122,7 @@ class UpdateHub:
             if signed is None:
                 return None
             self._signed[key] = signed
+        subscriber.current = signed[0]
         if signed[0] <= subscriber.generation:
             return None
         subscriber.generation = signed[0]

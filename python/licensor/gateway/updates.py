@@ -113,7 +113,7 @@ async def _long_poll(call: Call, hub: UpdateHub, subscriber: Subscriber, wait_s:
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscriber.woken.wait(), remaining)
-    body: dict[str, Any] = {"object": "update", "generation": subscriber.generation, "update": None}
+    body: dict[str, Any] = {"object": "update", "generation": subscriber.current, "update": None}
     if newer is not None:
         body["update"] = newer[1]
     return Reply(200, body)
