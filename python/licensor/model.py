@@ -183,7 +183,7 @@ class Resource:
         return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
@@ -192,12 +192,12 @@ NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 200}
 
 
 def _ref(
-    name: str, prefix: str, *, required: bool = True, mutable: bool = False, nullable: bool = False, writable: bool = True
+    name: str, prefix: str, *, required: bool = True, mutable: bool = False, may_be_null: bool = False, writable: bool = True
 ) -> Field:
     schema: dict[str, Any] = {"type": "string", "pattern": id_pattern(prefix)}
     return Field(
         f"{name}_id",
-        _nullable(schema) if nullable else schema,
+        nullable(schema) if may_be_null else schema,
         kind="ref",
         required=required,
         mutable=mutable,
@@ -214,7 +214,7 @@ PRODUCT = Resource(
     (
         Field("code", CODE_SCHEMA, required=True, mutable=False, filterable=True),
         Field("name", NAME_SCHEMA, required=True),
-        Field("description", _nullable({"type": "string", "maxLength": 2000})),
+        Field("description", nullable({"type": "string", "maxLength": 2000})),
     ),
     unique=(("code",),),
     referenced_by=(
@@ -235,7 +235,7 @@ FEATURE = Resource(
         Field("code", CODE_SCHEMA, required=True, mutable=False, filterable=True),
         Field("name", NAME_SCHEMA, required=True),
         Field("metered", {"type": "boolean"}, kind="bool", default=False),
-        Field("unit", _nullable({"type": "string", "minLength": 1, "maxLength": 32})),
+        Field("unit", nullable({"type": "string", "minLength": 1, "maxLength": 32})),
     ),
     unique=(("product_id", "code"),),
     description="A feature of a product that policies and licenses entitle.",
@@ -305,7 +305,7 @@ POLICY = Resource(
         Field("backend", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, required=True, mutable=False, filterable=True),
         Field("seats", {"type": "integer", "minimum": 1, "maximum": 1_000_000}, kind="int", default=1),
         Field("duration", DURATION_SCHEMA, kind="json", default=lambda: {"kind": "perpetual"}),
-        Field("maintenance_days", _nullable({"type": "integer", "minimum": 0, "maximum": 36500}), kind="int"),
+        Field("maintenance_days", nullable({"type": "integer", "minimum": 0, "maximum": 36500}), kind="int"),
         Field(
             "features",
             {
@@ -315,7 +315,7 @@ POLICY = Resource(
                     "type": "object",
                     "properties": {
                         "code": CODE_SCHEMA,
-                        "quantity": _nullable({"type": "integer", "minimum": 1, "maximum": 1_000_000_000}),
+                        "quantity": nullable({"type": "integer", "minimum": 1, "maximum": 1_000_000_000}),
                     },
                     "required": ["code"],
                     "additionalProperties": False,
@@ -337,7 +337,7 @@ CUSTOMER = Resource(
     (
         Field("email", {"type": "string", "pattern": r"^[^@\s]{1,64}@[^@\s]{1,189}$"}, required=True, filterable=True),
         Field("name", NAME_SCHEMA, required=True),
-        Field("external_ref", _nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
+        Field("external_ref", nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
     ),
     unique=(("email",),),
     referenced_by=(("licenses", "customer_id"),),
@@ -356,15 +356,15 @@ LICENSE = Resource(
     (
         _ref("product", "prd", required=False, writable=False),
         _ref("policy", "pol", mutable=False),
-        _ref("customer", "cus", required=False, mutable=True, nullable=True),
+        _ref("customer", "cus", required=False, mutable=True, may_be_null=True),
         Field("state", {"enum": list(LICENSE_STATES)}, filterable=True, writable=False),
         Field("key_hint", {"type": "string"}, writable=False),
         Field("starts_at", TIME_SCHEMA, kind="time", mutable=False),
-        Field("expires_at", _nullable(TIME_SCHEMA), kind="time"),
-        Field("maintenance_until", _nullable(TIME_SCHEMA), kind="time"),
+        Field("expires_at", nullable(TIME_SCHEMA), kind="time"),
+        Field("maintenance_until", nullable(TIME_SCHEMA), kind="time"),
         Field("overrides", {"type": "object", "maxProperties": 64}, kind="json", default=dict),
-        Field("order_ref", _nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
-        Field("subject", _nullable(SUBJECT_SCHEMA), filterable=True),
+        Field("order_ref", nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
+        Field("subject", nullable(SUBJECT_SCHEMA), filterable=True),
         Field("generation", {"type": "integer", "minimum": 1}, kind="int", writable=False),
     ),
     deletable=False,
@@ -382,17 +382,17 @@ ACTIVATION = Resource(
         _ref("license", "lic"),
         Field("state", {"enum": list(ACTIVATION_STATES)}, filterable=True, writable=False),
         Field("device_key", {"type": "string"}, writable=False),
-        Field("device_name", _nullable({"type": "string", "maxLength": 200})),
+        Field("device_name", nullable({"type": "string", "maxLength": 200})),
         Field("fingerprint", {"type": "object"}, kind="json", writable=False),
         Field("generation", {"type": "integer"}, kind="int", writable=False),
         Field("mode", {"enum": ["online", "offline"]}, writable=False),
         Field("checkpoint_at", TIME_SCHEMA, kind="time", writable=False),
         Field("lapses_at", TIME_SCHEMA, kind="time", writable=False),
-        Field("last_checkin_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
-        Field("last_request_digest", _nullable({"type": "string"}), writable=False),
-        Field("recovery_of", _nullable({"type": "string", "pattern": id_pattern("act")}), writable=False),
-        Field("flagged", _nullable({"enum": ["clone", "rollback"]}), writable=False),
-        Field("ended_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("last_checkin_at", nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("last_request_digest", nullable({"type": "string"}), writable=False),
+        Field("recovery_of", nullable({"type": "string", "pattern": id_pattern("act")}), writable=False),
+        Field("flagged", nullable({"enum": ["clone", "rollback"]}), writable=False),
+        Field("ended_at", nullable(TIME_SCHEMA), kind="time", writable=False),
     ),
     deletable=False,
     description="A device bound to a license (the activation backend): written by that backend, not by the admin API.",
@@ -409,11 +409,11 @@ CREDENTIAL = Resource(
     "crd",
     (
         _ref("license", "lic"),
-        Field("label", _nullable({"type": "string", "minLength": 1, "maxLength": 200})),
+        Field("label", nullable({"type": "string", "minLength": 1, "maxLength": 200})),
         Field("state", {"enum": list(CREDENTIAL_STATES)}, filterable=True, writable=False),
         Field("secret_hash", {"type": "string"}, writable=False, shown=False),
-        Field("reissue_of", _nullable({"type": "string", "pattern": id_pattern("crd")}), writable=False),
-        Field("revoked_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("reissue_of", nullable({"type": "string", "pattern": id_pattern("crd")}), writable=False),
+        Field("revoked_at", nullable(TIME_SCHEMA), kind="time", writable=False),
     ),
     deletable=False,
     description="A credential file's identity (the cloud backend): its secret is stored only as a hash.",
@@ -430,15 +430,15 @@ LEASE = Resource(
         _ref("license", "lic"),
         _ref("credential", "crd"),
         Field("device_id", {"type": "string"}, filterable=True, writable=False),
-        Field("device_name", _nullable({"type": "string", "maxLength": 200})),
+        Field("device_name", nullable({"type": "string", "maxLength": 200})),
         Field("features", {"type": "array"}, kind="json", writable=False),
         Field("state", {"enum": list(LEASE_STATES)}, filterable=True, writable=False),
         Field("secret_hash", {"type": "string"}, writable=False, shown=False),
         Field("expires_at", TIME_SCHEMA, kind="time", writable=False),
-        Field("renewed_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("renewed_at", nullable(TIME_SCHEMA), kind="time", writable=False),
         Field("renewals", {"type": "integer"}, kind="int", writable=False),
-        Field("ended_at", _nullable(TIME_SCHEMA), kind="time", writable=False),
-        Field("taken_over_by", _nullable({"type": "string", "pattern": id_pattern("lse")}), writable=False),
+        Field("ended_at", nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("taken_over_by", nullable({"type": "string", "pattern": id_pattern("lse")}), writable=False),
     ),
     deletable=False,
     description="A seat held by a device for a while (the cloud backend): renewed by heartbeats, counted on the server.",

@@ -241,3 +241,21 @@ async def test_a_cloud_device_asks_with_its_lease(licensor_gateway: Gateway, tmp
         offer = await app.latest_release()
     assert offer.manifest is not None and offer.manifest.version == "5.0.0"
     await app.aclose()
+
+
+async def test_a_lapsed_license_file_no_longer_presents_the_license(licensor_gateway: Gateway, tmp_path: Path) -> None:
+    vendor = await make_vendor(licensor_gateway, "activation", product="cad")
+    await release(vendor, "1.0.0", time.time() - DAY)
+    keys = await vendor.public_keys()
+    app = AsyncClient(
+        licensor_gateway.url, vendor.tenant.id, "cad", state_dir=tmp_path, public_keys=keys, machine=machine, retry=FAST
+    )
+    file = await app.activate(vendor.license["key"])
+    params = {"tenant": vendor.tenant.id, "product": "cad"}
+    headers = {"Authorization": f"Bearer {file.token}"}
+    assert (await licensor_gateway.call("GET", "/v1/releases/latest", params=params, headers=headers)).status == 200
+    clock = licensor_gateway.freeze_clock()
+    clock.advance(file.lapses_at - time.time() + 1)  # the file has lapsed: it presents nothing now
+    lapsed = await licensor_gateway.call("GET", "/v1/releases/latest", params=params, headers=headers)
+    assert (lapsed.status, lapsed.code) == (401, "LICENSE_INVALID")
+    await app.aclose()

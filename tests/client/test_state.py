@@ -132,7 +132,7 @@ class Device:
 )
 def test_a_clock_behind_the_mark_is_graded(tmp_path: Path, back_s: float, grade: ClockGrade) -> None:
     device = Device()
-    clock = TrustedClock(StateDir(tmp_path), device)
+    clock = TrustedClock(StateDir(tmp_path), device, monotonic=lambda: 0.0)
     clock.read()
     mark = device.now
     device.now -= back_s
@@ -172,3 +172,29 @@ def test_a_far_wrong_clock_is_not_corrected_by_a_signed_time(tmp_path: Path) -> 
     assert clock.read().grade is ClockGrade.REFUSED
     device.now = real + 6  # set right
     assert clock.read().grade is ClockGrade.OK
+
+
+def test_small_setbacks_add_nothing_up(tmp_path: Path) -> None:
+    """Turning the clock back 50 minutes every 50 minutes (each within the tolerance) does not stop time: the
+    monotonic clock carries the mark forward within a boot, so the second setback is already an hour behind."""
+    device, elapsed = Device(), [0.0]
+    clock = TrustedClock(StateDir(tmp_path), device, monotonic=lambda: elapsed[0])
+    start = clock.read().now
+    grades = []
+    for _ in range(3):
+        elapsed[0] += 3000  # 50 minutes pass ...
+        grades.append(clock.read().grade)  # (the device's clock ran with them: read at +50 min, then set back)
+        reading = clock.read()
+        assert reading.now >= start + elapsed[0] - 60  # ... and count, whatever the wall clock says
+    assert grades[0] is ClockGrade.OK and ClockGrade.CHECK_IN_REQUIRED in grades[1:]
+
+
+def test_an_old_signed_time_only_ever_raises_the_mark(tmp_path: Path) -> None:
+    device = Device()
+    clock = TrustedClock(StateDir(tmp_path), device, monotonic=lambda: 0.0)
+    clock.observe_signed(device.now)
+    clock.observe_signed(device.now - 10 * 3600, fresh=False)  # a replayed file or update: nothing moves back
+    device.now -= 10 * 3600
+    assert clock.read().grade is ClockGrade.CHECK_IN_REQUIRED
+    clock.observe_signed(device.now + 20 * 3600, fresh=False)
+    assert clock.read().now >= device.now + 20 * 3600

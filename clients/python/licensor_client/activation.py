@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from licensor_client import codec
-from licensor_client._fields import integer, json_object, quantity, text, text_map
+from licensor_client._fields import expect_claims, integer, json_object, quantity, text, text_map
 from licensor_client.codes import Code
 from licensor_client.errors import TokenError
 from licensor_client.fingerprint import MatchRule
@@ -155,9 +155,7 @@ def read_license_file(token: str, public_keys: Mapping[str, bytes], *, tenant: s
     """
     token = token.strip()  # the file's text, with or without its final newline
     document = read_document(token, LICENSE_FILE_KIND, public_keys)
-    for name, expected, code in (("tenant", tenant, "TENANT_MISMATCH"), ("product", product, "PRODUCT_MISMATCH")):
-        if document.get(name) != expected:
-            raise LicenseFileRejectedError(f"the license file was issued for another {name}", code=code)
+    expect_claims(document, LicenseFileRejectedError, "license file", tenant=tenant, product=product)
     try:
         features = {text(item["feature"]): quantity(item["quantity"]) for item in document["features"]}
         parsed = LicenseFile(

@@ -324,27 +324,34 @@ class _Flows:
         if file.device_key != self.device_key().key_id:
             raise LicensorError("this license file was made for another device", code="DEVICE_MISMATCH")
         with self.state.locked():
+            held = self.license_file()
+            if held is not None and (held.issued_at, held.generation) > (file.issued_at, file.generation):
+                raise LicensorError("this license file is older than the one this device holds", code="STALE_LICENSE_FILE")
             self.state.write_text("license-file", token + "\n")
             self.state.remove("ended")
             self.state.remove("offline")
-        self.trusted.observe_signed(file.issued_at)
+        self.trusted.observe_signed(file.issued_at, fresh=False)  # a file brought by hand may be old
         return file
 
     def offline_deactivation(self) -> str:
         """Give the seat back without network: the license file is deleted here and a receipt signed with the
         device's key returned (``LDR1-…``), for the vendor to post; its seat is free once they do. Asked again
         (the receipt lost), the same receipt is given."""
-        with self.state.locked():
-            ended = self.state.read_json("ended")
-            if ended is not None and isinstance(ended.get("receipt"), str):
-                return str(ended["receipt"])
-            file = self.license_file()
-            if file is None:
-                raise LicensorError("this device holds no license file", code=NOT_ACTIVATED)
-            receipt = make_receipt(self.device_key().seed, self.tenant, file.activation_id, file.generation)
-            self.state.remove("license-file")
-            self.state.write_json("ended", {"code": DEACTIVATED, "at": self.trusted.corrected(), "receipt": receipt})
-            return receipt
+        self.device_lock.acquire()  # no check-in of another thread or process renews the file meanwhile
+        try:
+            with self.state.locked():
+                ended = self.state.read_json("ended")
+                if ended is not None and isinstance(ended.get("receipt"), str):
+                    return str(ended["receipt"])
+                file = self.license_file()
+                if file is None:
+                    raise LicensorError("this device holds no license file", code=NOT_ACTIVATED)
+                receipt = make_receipt(self.device_key().seed, self.tenant, file.activation_id, file.generation)
+                self.state.remove("license-file")
+                self.state.write_json("ended", {"code": DEACTIVATED, "at": self.trusted.corrected(), "receipt": receipt})
+                return receipt
+        finally:
+            self.device_lock.release()
 
     # --- updates pushed by the gateway -----------------------------------------------------------------------------
     @property
@@ -363,7 +370,7 @@ class _Flows:
                 token, self._keys, tenant=self.tenant, product=self.product, license_id=license_id, after=self.update_generation
             )
             self.state.write_json("update", {"generation": update.generation, "state": update.state, "token": update.token})
-        self.trusted.observe_signed(update.issued_at)
+        self.trusted.observe_signed(update.issued_at, fresh=False)  # signed once per change, maybe a while ago
         return update
 
     def _license_id(self) -> str | None:
@@ -381,14 +388,24 @@ class _Flows:
             raise LicensorError("activate the license (or hold a lease) first", code=NOT_ACTIVATED)
         return presented.strip()
 
-    def _took_update(self, data: str) -> LicenseUpdate | None:
-        """An event's update applied, or None for one this device holds already (a race of two connections)."""
+    async def _took_update(self, data: str, http: httpx.AsyncClient) -> LicenseUpdate | None:
+        """An event's update applied, or None for one this device holds already (a race of two connections). An
+        update signed by a key not known yet (the tenant rotated its key) has the tenant's keys fetched first,
+        unless the vendor pinned them."""
         try:
             return self.apply_update(data)
         except UpdateRejectedError as stale:
             if stale.code != "UPDATE_STALE":
                 raise
             return None
+        except UnknownKeyError:
+            if self._pinned:
+                raise
+        answer = await http.get("/v1/keys", params={"tenant": self.tenant})
+        if answer.status_code == 200:
+            self._keys.update(published_keys(answer.json()))
+            self.state.write_json("keys", {kid: b64url(raw) for kid, raw in self._keys.items()})
+        return self.apply_update(data)
 
     def _needs_file(self, update: LicenseUpdate) -> bool:
         """Whether an activation's license file must be renewed to carry ``update`` (a file that reflects an older
@@ -413,7 +430,7 @@ class _Flows:
                     attempt, parser = 0, EventStreamParser()
                     async for line in response.aiter_lines():
                         data = parser.feed(line)
-                        update = None if data is None else self._took_update(data)
+                        update = None if data is None else await self._took_update(data, http)
                         if update is None:
                             continue
                         if check_in is not None and self._needs_file(update):
@@ -525,7 +542,8 @@ class _Flows:
             raise LicensorError("the gateway answered an older license file than the stored one", code="STALE_LICENSE_FILE")
         self.state.write_text("license-file", token + "\n")
         self.state.remove("ended")
-        self._license_state("active")
+        if (file.license_generation or 0) >= self.update_generation:  # not an answer older than a pushed suspension
+            self._license_state("active")
         self.trusted.observe_signed(file.issued_at)
         return file
 
@@ -607,7 +625,7 @@ class _Flows:
         if not reply.ok:
             raise RefusedError(reply)
         manifest_token = reply.body.get("manifest")
-        license_id = reply.body.get("license_id")
+        license_id = self._license_id()  # the license this device holds, not what the answer says it is
         manifest = None
         if isinstance(manifest_token, str):
             manifest = yield from self._verified(
@@ -615,7 +633,7 @@ class _Flows:
                     manifest_token, self._keys, tenant=self.tenant, product=self.product, license_id=str(license_id)
                 )
             )
-            self.trusted.observe_signed(manifest.issued_at)
+            self.trusted.observe_signed(manifest.issued_at, fresh=False)
         newest = reply.body.get("newest")
         return ReleaseOffer(manifest, newest if isinstance(newest, dict) else None)
 

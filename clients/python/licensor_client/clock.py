@@ -82,21 +82,46 @@ class ClockReading:
 class TrustedClock:
     """The mark, the offset learned from the gateway, and the tamper episodes, kept in the state's ``clock`` file."""
 
-    def __init__(self, state: StateDir, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, state: StateDir, clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.state = state
         self.clock = clock
+        self.monotonic = monotonic
+        self.boot = _boot_id()
 
     def _load(self) -> dict[str, Any]:
         document = self.state.read_json("clock") or {}
         mark, offset, episodes = document.get("mark", 0.0), document.get("offset", 0.0), document.get("episodes", [])
         if not (_number(mark) and _number(offset) and isinstance(episodes, list) and all(_number(e) for e in episodes)):
             mark, offset, episodes = 0.0, 0.0, []  # garbled: start over (the mark only ever protects the vendor)
+        anchor = document.get("anchor")
+        if not (
+            isinstance(anchor, list)
+            and len(anchor) == 3
+            and _number(anchor[0])
+            and _number(anchor[1])
+            and isinstance(anchor[2], str)
+        ):
+            anchor = None
         return {
             "mark": float(mark),
             "offset": float(offset),
             "episodes": [float(e) for e in episodes],
             "tampered": bool(document.get("tampered")),
+            "anchor": anchor,
         }
+
+    def _floor(self, document: dict[str, Any]) -> float:
+        """The mark carried forward by the monotonic clock since it was written, within this boot: time that has
+        passed for certain, however the wall clock is set meanwhile (so small setbacks add nothing up)."""
+        anchor, mark = document["anchor"], float(document["mark"])
+        if anchor is None or self.boot is None or anchor[2] != self.boot:
+            return mark
+        return max(mark, float(anchor[0]) + max(0.0, self.monotonic() - float(anchor[1])))
+
+    def _anchor(self, document: dict[str, Any]) -> None:
+        document["anchor"] = [document["mark"], self.monotonic(), self.boot] if self.boot is not None else None
 
     def corrected(self) -> float:
         """The device's clock plus the offset learned from the gateway: the time to sign device requests with."""
@@ -110,12 +135,14 @@ class TrustedClock:
             document = dict(saved)
             device_now = self.clock()
             corrected = device_now + document["offset"]
-            behind = document["mark"] - corrected
+            trusted = max(corrected, self._floor(document))
+            behind = trusted - corrected
             if behind <= TOLERANCE_S:
                 grade = ClockGrade.OK
                 document["tampered"] = False
-                if corrected - document["mark"] >= _MARK_WRITE_STEP_S:
-                    document["mark"] = corrected
+                if trusted - document["mark"] >= _MARK_WRITE_STEP_S:
+                    document["mark"] = trusted
+                    self._anchor(document)
             else:
                 if not document["tampered"]:
                     document["tampered"] = True
@@ -124,19 +151,28 @@ class TrustedClock:
                 grade = ClockGrade.REFUSED if behind > FAR_S or repeated else ClockGrade.CHECK_IN_REQUIRED
             if document != saved:
                 self.state.write_json("clock", document)
-            return ClockReading(max(corrected, document["mark"]), device_now, max(0.0, behind), grade)
+            return ClockReading(max(trusted, document["mark"]), device_now, max(0.0, behind), grade)
 
-    def observe_signed(self, server_time: float) -> None:
-        """Take a time the gateway signed just now, in answer to this device (a renewed license file's or a
-        lease's issue time). It is the best time there is: the mark rises to it, or comes down to it when the
-        device's clock had run ahead and raised the mark past it. The client adopts the offset between the two
-        clocks, which ends a tamper episode, unless the device's clock is far off, or was turned back repeatedly
-        and is still off: then only setting the clock right helps."""
+    def observe_signed(self, server_time: float, *, fresh: bool = True) -> None:
+        """Take a time the gateway signed. The mark rises to it. When ``fresh`` (the answer to a request this device
+        just made: a renewed license file of a new generation, a lease just granted) it is the best time there is:
+        the mark also comes down to it when the device's clock had run ahead and raised the mark past it, and the
+        client adopts the offset between the two clocks, which ends a tamper episode, unless the device's clock is
+        far off, or was turned back repeatedly and is still off: then only setting the clock right helps. A time
+        that may be old (a file imported by hand, a pushed update) only ever raises the mark: replaying one
+        buys nothing."""
         with self.state.locked():
             document = self._load()
-            offset = server_time - self.clock()
             mark = document["mark"]
+            if not fresh:
+                if server_time > mark:
+                    document["mark"] = server_time
+                    self._anchor(document)
+                    self.state.write_json("clock", document)
+                return
+            offset = server_time - self.clock()
             document["mark"] = server_time if mark > server_time + TOLERANCE_S else max(mark, server_time)
+            self._anchor(document)
             repeated = len(self._recent(document["episodes"], document["mark"])) >= REPEATED
             if abs(offset) <= FAR_S and not (repeated and abs(offset) > TOLERANCE_S):
                 document["offset"] = offset
@@ -146,6 +182,15 @@ class TrustedClock:
     @staticmethod
     def _recent(episodes: list[float], mark: float) -> list[float]:
         return [e for e in episodes if mark - e <= REPEAT_WINDOW_S]
+
+
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux), so a monotonic reading is compared with one of the same boot only."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as source:
+            return source.read().strip() or None
+    except OSError:
+        return None
 
 
 def _number(value: Any) -> bool:

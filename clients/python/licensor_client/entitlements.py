@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from licensor_client._fields import expect_claims
 from licensor_client.errors import TokenError
 from licensor_client.tokens import TokenKind, read_document
 
@@ -85,13 +86,7 @@ def verify_entitlement_token(
         SUBJECT_MISMATCH, ENTITLEMENT_EXPIRED, ENTITLEMENT_MALFORMED) for a genuine token that does not answer.
     """
     document = read_document(token, ENTITLEMENT_KIND, public_keys)
-    for name, expected, code in (
-        ("tenant", tenant, "TENANT_MISMATCH"),
-        ("product", product, "PRODUCT_MISMATCH"),
-        ("subject", subject, "SUBJECT_MISMATCH"),
-    ):
-        if document.get(name) != expected:
-            raise EntitlementRejectedError(f"the token was issued for another {name}", code=code)
+    expect_claims(document, EntitlementRejectedError, "token", tenant=tenant, product=product, subject=subject)
     issued_at, expires_at = document.get("iat"), document.get("exp")
     features = document.get("features")
     if not (

@@ -6,11 +6,12 @@ import base64
 import re
 from typing import Any
 
-__all__ = ["KEY_ID", "PRODUCT_CODE_PATTERN", "b64url", "id_pattern", "public_key_of", "published_keys"]
+__all__ = ["B64URL_32_BYTES", "KEY_ID", "PRODUCT_CODE_PATTERN", "b64url", "id_pattern", "public_key_of", "published_keys"]
 
 KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """A signing key's id, as tokens name it."""
-_B64URL_32_BYTES = re.compile(r"[A-Za-z0-9_-]{43}")
+B64URL_32_BYTES = re.compile(r"[A-Za-z0-9_-]{43}")
+"""32 bytes in unpadded base64url: a public key, a secret."""
 
 PRODUCT_CODE_PATTERN = "^[a-z0-9][a-z0-9._-]{0,63}$"
 """A product's (or feature's) code, as a JSON-schema pattern."""
@@ -28,7 +29,7 @@ def b64url(raw: bytes) -> str:
 
 def public_key_of(encoded: Any) -> bytes | None:
     """The 32-byte Ed25519 key that ``encoded`` is the canonical unpadded base64url of, or None."""
-    if not isinstance(encoded, str) or not _B64URL_32_BYTES.fullmatch(encoded):
+    if not isinstance(encoded, str) or not B64URL_32_BYTES.fullmatch(encoded):
         return None
     raw = base64.urlsafe_b64decode(encoded + "=")
     return raw if b64url(raw) == encoded else None

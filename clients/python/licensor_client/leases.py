@@ -30,11 +30,11 @@ from typing import Any, NamedTuple
 import httpx
 import orjson
 
-from licensor_client._fields import integer, json_object, quantity, text
+from licensor_client._fields import expect_claims, integer, json_object, quantity, text
 from licensor_client.codes import Code
 from licensor_client.errors import LicensorError, TokenError, UnknownKeyError
-from licensor_client.formats import KEY_ID, PRODUCT_CODE_PATTERN, id_pattern, public_key_of, published_keys
-from licensor_client.http import GatewayUnavailableError, retry_after
+from licensor_client.formats import B64URL_32_BYTES, KEY_ID, PRODUCT_CODE_PATTERN, id_pattern, public_key_of, published_keys
+from licensor_client.http import GatewayUnavailableError, RetryPolicy, retry_after
 from licensor_client.tokens import TokenKind, read_document
 
 __all__ = [
@@ -81,7 +81,6 @@ LEASE_ENDED_CODES = frozenset(
 license suspended, say) the lease is still held on the gateway, so leaving releases it."""
 
 _CREDENTIAL = re.compile(r"crd_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}")
-_B64URL_32_BYTES = re.compile(r"[A-Za-z0-9_-]{43}")
 _DEVICE_ID = re.compile(r"[!-~]{1,200}")  # printable ASCII without the space
 _TENANT_ID = re.compile(id_pattern("ten"))
 _LICENSE_ID = re.compile(id_pattern("lic"))
@@ -234,9 +233,7 @@ def read_lease_token(token: str, public_keys: Mapping[str, bytes], *, tenant: st
     """
     token = token.strip()
     document = read_document(token, LEASE_TOKEN_KIND, public_keys)
-    for name, expected, code in (("tenant", tenant, "TENANT_MISMATCH"), ("product", product, "PRODUCT_MISMATCH")):
-        if document.get(name) != expected:
-            raise LeaseTokenRejectedError(f"the lease token was issued for another {name}", code=code)
+    expect_claims(document, LeaseTokenRejectedError, "lease token", tenant=tenant, product=product)
     try:
         features = document["features"]
         if not isinstance(features, list):
@@ -368,6 +365,7 @@ class LeaseKeeper:
         self.device_name = device_name
         self.on_lost = on_lost
         self.on_lease = on_lease
+        self._retry = RetryPolicy(base_s=retry_delay_s, cap_s=32 * retry_delay_s, max_wait_s=max(60.0, 32 * retry_delay_s))
         self._rng = random.Random()
         self.clock = clock
         self.retry_delay_s = retry_delay_s
@@ -594,7 +592,7 @@ class LeaseKeeper:
 
     def _take_secret(self, answer: _Answer) -> None:
         secret = answer.body.get("lease_secret")
-        if isinstance(secret, str) and _B64URL_32_BYTES.fullmatch(secret):
+        if isinstance(secret, str) and B64URL_32_BYTES.fullmatch(secret):
             self._lease_secret = secret
 
     async def _take(self, answer: _Answer, *, expected_lease: str | None) -> None:
@@ -612,7 +610,7 @@ class LeaseKeeper:
         if not (
             isinstance(lease_id, str)
             and isinstance(secret, str)
-            and _B64URL_32_BYTES.fullmatch(secret)
+            and B64URL_32_BYTES.fullmatch(secret)
             and isinstance(interval, int)
             and not isinstance(interval, bool)
             and interval >= 1
@@ -644,14 +642,16 @@ class LeaseKeeper:
         self._lease, self._interval = token, float(interval)
         self._expires_local = self.clock() + (token.expires_at - token.issued_at)
         if self.on_lease is not None:
-            self.on_lease(token)
+            try:
+                self.on_lease(token)
+            except Exception:  # the application's callback: its failure must not lose (or leak) the lease
+                logger.exception("on_lease of lease %s raised", self._lease_id)
 
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
-        """The wait before resending: ``retry_delay_s`` doubling with each attempt (at most 32 times it), with
-        equal jitter (devices that lost the gateway at once do not come back at once), or the gateway's
-        ``Retry-After`` when longer. The callers bound it by the lease's expiry or the release's deadline."""
-        ceiling = self.retry_delay_s * 2 ** min(attempt, 5)
-        return max(retry_after_s or 0.0, self._rng.uniform(ceiling / 2, ceiling))
+        """The wait before resending: the client's backoff (:class:`licensor_client.http.RetryPolicy`) from
+        ``retry_delay_s`` up to 32 times it, or the gateway's ``Retry-After`` when longer. The callers bound it by
+        the lease's expiry or the release's deadline."""
+        return self._retry.wait(attempt, retry_after_s, self._rng)
 
     async def _verified(self, token: str) -> LeaseVerdict:
         """The verdict on a lease token just answered, judged at its own issue time (this device's clock may be

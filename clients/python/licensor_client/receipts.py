@@ -14,14 +14,11 @@ from dataclasses import dataclass
 
 from licensor_client import codec
 from licensor_client.errors import LicensorError
-from licensor_client.license_keys import check_character
+from licensor_client.license_keys import ALPHABET, READ_AS, VALUES, check_character
 
 __all__ = ["ReceiptContent", "ReceiptError", "make_receipt", "read_receipt", "receipt_message"]
 
 PREFIX = "LDR1"
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32, as license keys and ids
-_VALUE = {char: value for value, char in enumerate(_ALPHABET)}
-_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 _ID_BYTES, _GENERATION_BYTES, _SIGNATURE_BYTES = 16, 4, 64
 _PAYLOAD_BYTES = _ID_BYTES + _GENERATION_BYTES + _SIGNATURE_BYTES
 _CHARACTERS = (_PAYLOAD_BYTES * 8 + 4) // 5
@@ -49,14 +46,14 @@ def receipt_message(tenant: str, activation_id: str, generation: int) -> bytes:
 
 def _ulid_bytes(activation_id: str) -> bytes:
     prefix, _, ulid = activation_id.partition("_")
-    if prefix != "act" or len(ulid) != 26 or any(c not in _VALUE for c in ulid):
+    if prefix != "act" or len(ulid) != 26 or any(c not in VALUES for c in ulid):
         raise ReceiptError("not an activation id")
-    return int("".join(f"{_VALUE[c]:05b}" for c in ulid), 2).to_bytes(_ID_BYTES, "big")
+    return int("".join(f"{VALUES[c]:05b}" for c in ulid), 2).to_bytes(_ID_BYTES, "big")
 
 
 def _activation_id(raw: bytes) -> str:
     value = int.from_bytes(raw, "big")
-    return "act_" + "".join(_ALPHABET[(value >> (5 * (25 - i))) & 31] for i in range(26))
+    return "act_" + "".join(ALPHABET[(value >> (5 * (25 - i))) & 31] for i in range(26))
 
 
 def make_receipt(seed: bytes, tenant: str, activation_id: str, generation: int) -> str:
@@ -64,7 +61,7 @@ def make_receipt(seed: bytes, tenant: str, activation_id: str, generation: int) 
     signature = codec.sign(seed, receipt_message(tenant, activation_id, generation))
     payload = _ulid_bytes(activation_id) + generation.to_bytes(_GENERATION_BYTES, "big") + signature
     value = int.from_bytes(payload, "big") << (_CHARACTERS * 5 - _PAYLOAD_BYTES * 8)
-    body = "".join(_ALPHABET[(value >> (5 * (_CHARACTERS - 1 - i))) & 31] for i in range(_CHARACTERS))
+    body = "".join(ALPHABET[(value >> (5 * (_CHARACTERS - 1 - i))) & 31] for i in range(_CHARACTERS))
     body += check_character(body)
     return "-".join([PREFIX, *(body[i : i + _GROUP] for i in range(0, len(body), _GROUP))])
 
@@ -77,15 +74,15 @@ def read_receipt(text: str) -> ReceiptContent:
     compact = "".join(text.split()).replace("-", "").upper()
     if not compact.startswith(PREFIX):
         raise ReceiptError("a deactivation receipt starts with LDR1")
-    body = compact[len(PREFIX) :].translate(_READ_AS)
-    if len(body) != _CHARACTERS + 1 or any(c not in _VALUE for c in body):
+    body = compact[len(PREFIX) :].translate(READ_AS)
+    if len(body) != _CHARACTERS + 1 or any(c not in VALUES for c in body):
         raise ReceiptError(f"a deactivation receipt has {_CHARACTERS + 1} characters after LDR1: check for a typo")
     body, check = body[:-1], body[-1]
     if check_character(body) != check:
         raise ReceiptError("this deactivation receipt has a typo (its check character does not match)")
     value = 0
     for char in body:
-        value = value << 5 | _VALUE[char]
+        value = value << 5 | VALUES[char]
     padding = _CHARACTERS * 5 - _PAYLOAD_BYTES * 8
     if value & ((1 << padding) - 1):
         raise ReceiptError("this deactivation receipt has a typo")

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from licensor_client._fields import integer, text
+from licensor_client._fields import expect_claims, integer, text
 from licensor_client.errors import LicensorError, TokenError
 from licensor_client.tokens import TokenKind, read_document
 
@@ -155,11 +155,7 @@ def read_release_manifest(
         MANIFEST_MALFORMED)."""
     token = token.strip()
     document = read_document(token, MANIFEST_KIND, public_keys)
-    for name, expected, code in (("tenant", tenant, "TENANT_MISMATCH"), ("product", product, "PRODUCT_MISMATCH")):
-        if document.get(name) != expected:
-            raise ManifestRejectedError(f"the manifest was issued for another {name}", code=code)
-    if license_id is not None and document.get("license") != license_id:
-        raise ManifestRejectedError("the manifest was issued for another license", code="LICENSE_MISMATCH")
+    expect_claims(document, ManifestRejectedError, "manifest", tenant=tenant, product=product, license=license_id)
     try:
         artifacts = tuple(
             Artifact(text(a["name"]), text(a["url"]), integer(a["size"]), text(a["sha256"])) for a in document["artifacts"]

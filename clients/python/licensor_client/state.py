@@ -116,8 +116,10 @@ class StateDir:
             raise StateError(f"the state directory {self.path} cannot be made: {error.strerror}") from None
         if not stat.S_ISDIR(mode):
             raise StateError(f"{self.path} is not a directory")
+        if self.path.stat().st_uid != os.getuid():
+            raise StateError(f"{self.path} belongs to another user: the program's state must be its own")
         if stat.S_IMODE(mode) & 0o077:
-            # Made by someone else, or loosened since: the device key must not be readable by other users.
+            # Loosened since it was made: the device key must not be readable by other users.
             os.chmod(self.path, 0o700)
         self._depth = 0
         self._thread_lock = threading.RLock()

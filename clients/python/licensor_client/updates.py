@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from licensor_client._fields import integer, json_object, quantity, text
+from licensor_client._fields import expect_claims, integer, json_object, quantity, text
 from licensor_client.errors import TokenError
 from licensor_client.tokens import TokenKind, read_document
 
@@ -89,11 +89,7 @@ def read_update(
     :raises licensor_client.errors.TokenError: malformed, another kind, an unknown key, a bad signature;
         :class:`UpdateRejectedError` for a genuine update of something else, malformed, or stale."""
     document = read_document(token.strip(), UPDATE_KIND, public_keys)
-    for name, expected, code in (("tenant", tenant, "TENANT_MISMATCH"), ("product", product, "PRODUCT_MISMATCH")):
-        if document.get(name) != expected:
-            raise UpdateRejectedError(f"the update was issued for another {name}", code=code)
-    if license_id is not None and document.get("license") != license_id:
-        raise UpdateRejectedError("the update was issued for another license", code="LICENSE_MISMATCH")
+    expect_claims(document, UpdateRejectedError, "update", tenant=tenant, product=product, license=license_id)
     try:
         update = LicenseUpdate(
             tenant,

@@ -313,7 +313,10 @@ def cmd_deactivate(client: Client, args: argparse.Namespace, term: Terminal) -> 
 def cmd_request(client: Client, args: argparse.Namespace, term: Terminal) -> Outcome:
     key = term.license_key(args.key)
     request = client.offline_request(key, new=args.new)
-    Path(args.out).write_text(request + "\n")
+    # The request holds the license key: readable by this user only.
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(request + "\n")
     return Outcome(
         "REQUESTED",
         {"code": "REQUESTED", "request_file": args.out},
@@ -559,6 +562,14 @@ def main(argv: Sequence[str] | None = None, *, environ: dict[str, str] | None = 
         outcome = Outcome(error.code, {"code": error.code, "message": error.message}, lines, EXIT_UNREACHABLE)
     except StateError as error:
         outcome = Outcome(error.code, {"code": error.code, "message": error.message}, [f"✗ {error.message}"], EXIT_STATE)
+    except OSError as error:  # a file named on the command line that cannot be read or written
+        where = f" ({error.filename})" if error.filename else ""
+        outcome = Outcome(
+            "FILE_UNUSABLE",
+            {"code": "FILE_UNUSABLE", "message": f"{error.strerror}{where}"},
+            [f"✗ {error.strerror}{where}"],
+            EXIT_USAGE,
+        )
     except (CredentialFileError, ValueError) as error:  # a credential file or setting that is not one
         code = getattr(error, "code", "INVALID_SETTING")
         outcome = Outcome(code, {"code": code, "message": str(error)}, [f"✗ {error}"], EXIT_USAGE)

@@ -14,7 +14,7 @@ import re
 
 from aiohttp import web
 
-from licensor.errors import AuthenticationError, TokenError
+from licensor.errors import AuthenticationError, NotFoundError, TokenError
 from licensor.gateway import keys as app_keys
 from licensor.license import Licensed
 from licensor.operations import Call, Principal
@@ -59,8 +59,13 @@ _HOLDER_KINDS = (TokenKind.LICENSE_FILE, TokenKind.LEASE)
 
 
 async def license_principal(call: Call) -> Principal:
-    """Authenticate the license the request presents (kept on the request for the handler)."""
+    """Authenticate the license the request presents (kept on the request for the handler), of the product the
+    query names.
+
+    :raises NotFoundError: PRODUCT_MISMATCH, a license of another product."""
     licensed = await asking_license(call, call.query["tenant"])
+    if licensed.product["code"] != call.query["product"]:
+        raise NotFoundError("the license is not of this product", code="PRODUCT_MISMATCH")
     call.request[app_keys.ASKING_LICENSE] = licensed
     return Principal(call.query["tenant"], licensed.id, "license", licensed.product["id"], f"license:{licensed.id}")
 
@@ -69,7 +74,8 @@ async def asking_license(call: Call, tenant_id: str) -> Licensed:
     """The license the request presents (in ``tenant_id`` only).
 
     :raises AuthenticationError: LICENSE_REQUIRED (nothing presented), LICENSE_INVALID (an unknown key, or a token
-        the tenant did not sign for one of its licenses)."""
+        the tenant did not sign for one of its licenses, or one past its validity: a lease token after its expiry, a
+        license file after it lapsed)."""
     scheme, _, presented = call.request.headers.get("Authorization", "").strip().partition(" ")
     presented = presented.strip()
     licensed = None
@@ -81,7 +87,9 @@ async def asking_license(call: Call, tenant_id: str) -> Licensed:
             document = read_document(presented, presented.split(".", 1)[0], keys)
         except TokenError:
             document = {}
-        if document.get("tenant") == tenant_id and isinstance(document.get("license"), str):
+        valid_until = document.get("lapses_at" if presented.startswith(TokenKind.LICENSE_FILE) else "exp")
+        current = isinstance(valid_until, int) and call.services.now_us() // 1_000_000 < valid_until
+        if current and document.get("tenant") == tenant_id and isinstance(document.get("license"), str):
             licensed = await call.services.license_by_id(tenant_id, document["license"])
     elif not presented:
         raise AuthenticationError(

