@@ -179,34 +179,30 @@ async def test_a_lost_answer_is_retried_with_the_same_request(licensor_gateway: 
     app = device("async", licensor_gateway, vendor, tmp_path / "state", keys, machine=machine())
     await app.activate(vendor.license["key"])
     await app.aclose()
-    # Every answer of a check-in is lost: the program gives up, and keeps the request ...
     device_clock = Clock()
-    lossy = device(
-        "async",
-        licensor_gateway,
-        vendor,
-        tmp_path / "state",
-        keys,
-        machine=machine(),
-        clock=device_clock,
-        transport=LosesAnswers("/v1/activations/checkin", 5),
-    )
+
+    def lossy_device(lose: int) -> Client | AsyncClient:
+        transport = LosesAnswers("/v1/activations/checkin", lose)
+        return device(
+            "async",
+            licensor_gateway,
+            vendor,
+            tmp_path / "state",
+            keys,
+            machine=machine(),
+            clock=device_clock,
+            transport=transport,
+        )
+
+    # Every answer of a check-in is lost: the program gives up, and keeps the request ...
+    lossy = lossy_device(5)
     with pytest.raises(GatewayUnavailableError):
         await lossy.check_in()
     await lossy.aclose()
     assert (tmp_path / "state" / "pending").exists()
     # ... which the next start, seconds later, sends again byte for byte: generation 2, not a rollback of generation 1.
     device_clock.offset = 10.0
-    lossy = device(
-        "async",
-        licensor_gateway,
-        vendor,
-        tmp_path / "state",
-        keys,
-        machine=machine(),
-        clock=device_clock,
-        transport=LosesAnswers("/v1/activations/checkin", 1),
-    )
+    lossy = lossy_device(1)
     assert (await lossy.check_in()).generation == 2
     assert not (tmp_path / "state" / "pending").exists()
     assert (await lossy.check_in()).generation == 3

@@ -102,6 +102,7 @@ def _columns(plural: str) -> dict[str, Any]:
             "overrides": canonical_json({}),
             "order_ref": None,
             "subject": None,
+            "generation": 1,
         },
     }
     return defaults[plural]()
@@ -897,3 +898,18 @@ async def test_a_sqlite_store_and_another_process_write_one_file_concurrently(tm
             child.kill()
         await finished
         await store.close()
+
+
+async def test_a_license_generation_counts_its_changes_and_its_policys(store: Store, tenant: str, other_tenant: str) -> None:
+    async with store.transaction(tenant) as tx:
+        first = await create(tx, "licenses")
+        sibling = await create(tx, "licenses", policy_id=first["policy_id"], product_id=first["product_id"])
+        elsewhere = await create(tx, "licenses")
+    ids = [first["id"], sibling["id"], elsewhere["id"]]
+    assert await store.license_generations(tenant, ids) == dict.fromkeys(ids, 1)
+    async with store.transaction(tenant) as tx:
+        await tx.update(LICENSES, first["id"], {"order_ref": "PO-9"})  # the license itself
+        await tx.update(RESOURCES["policies"], first["policy_id"], {"seats": 4})  # its policy: both its licenses
+        await tx.advance_license_generations(product_id=elsewhere["product_id"])  # a push to another product
+    assert await store.license_generations(tenant, ids) == {first["id"]: 3, sibling["id"]: 2, elsewhere["id"]: 2}
+    assert await store.license_generations(other_tenant, ids) == {}  # another tenant sees none of them
