@@ -371,3 +371,53 @@ async def test_a_saas_backend_reads_entitlements_through_the_same_client(
     assert refused.value.http_status == 401
     for made in (saas, wrong):
         await closed(made)
+
+
+# --- proxies from the environment ---------------------------------------------------------------------------------
+
+
+async def test_the_client_goes_through_the_proxy_the_environment_names(
+    licensor_gateway: Gateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forward proxy on 127.0.0.1 (it relays each absolute-form request and counts it): HTTP_PROXY sends the
+    client's requests through it, NO_PROXY keeps them off it."""
+    from aiohttp import ClientSession, web
+
+    relayed: list[str] = []
+
+    async def relay(request: web.Request) -> web.Response:
+        relayed.append(f"{request.method} {request.url.path}")
+        forwarded = {
+            k: v for k, v in request.headers.items() if k.lower() in ("content-type", "idempotency-key", "authorization")
+        }
+        async with (
+            ClientSession() as session,
+            session.request(request.method, str(request.url), data=await request.read(), headers=forwarded) as answer,
+        ):
+            headers = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "date", "retry-after")}
+            return web.Response(status=answer.status, body=await answer.read(), headers=headers)
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/{tail:.*}", relay)
+    runner = web.AppRunner(proxy)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        vendor = await activation_vendor(licensor_gateway)
+        keys = await vendor.public_keys()
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        through = device("async", licensor_gateway, vendor, tmp_path / "a", keys, machine=machine())
+        await call(through, "activate", vendor.license["key"])
+        await call(through, "check_in")
+        await closed(through)
+        assert relayed == ["POST /v1/activations", "POST /v1/activations/checkin"]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = device("async", licensor_gateway, vendor, tmp_path / "a", keys, machine=machine())
+        await call(direct, "check_in")
+        await closed(direct)
+        assert len(relayed) == 2  # NO_PROXY: straight to the gateway
+    finally:
+        await runner.cleanup()
