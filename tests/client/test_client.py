@@ -72,6 +72,19 @@ def flavour(request: pytest.FixtureRequest) -> Flavour:
     return str(request.param)
 
 
+async def saas_vendor(gateway: Gateway) -> tuple[Vendor, str]:
+    """A cloud-lite product (reports granted, exports not) with a license of subject acme, and its product token."""
+    vendor = await make_vendor(
+        gateway,
+        "cloud-lite",
+        product="saas",
+        catalog=("reports", "exports"),
+        features=[{"code": "reports"}],
+        license={"subject": "acme"},
+    )
+    return vendor, await vendor.tenant.token("product", vendor.product["id"])
+
+
 async def activation_vendor(gateway: Gateway, seats: int = 1, **license: Any) -> Vendor:
     return await make_vendor(gateway, "activation", product="cad", seats=seats, license=license)
 
@@ -349,15 +362,7 @@ async def test_a_cloud_seat_through_the_same_client(licensor_gateway: Gateway, f
 async def test_a_saas_backend_reads_entitlements_through_the_same_client(
     licensor_gateway: Gateway, flavour: Flavour, tmp_path: Path
 ) -> None:
-    vendor = await make_vendor(
-        licensor_gateway,
-        "cloud-lite",
-        product="saas",
-        catalog=("reports", "exports"),
-        features=[{"code": "reports"}],
-        license={"subject": "acme"},
-    )
-    token = await vendor.tenant.token("product", vendor.product["id"])
+    vendor, token = await saas_vendor(licensor_gateway)
     saas = client(flavour, licensor_gateway.url, vendor.tenant.id, "saas", state_dir=tmp_path / "saas", product_token=token)
     granted = await call(saas, "entitlements", "acme")
     assert granted.allows("reports") and not granted.allows("exports")

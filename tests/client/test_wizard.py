@@ -20,6 +20,8 @@ from licensor.testing.vendors import Vendor
 from licensor_client import AsyncClient
 from licensor_client.machine import Environment, MachineReading
 
+from .test_client import saas_vendor
+
 WIZARD = str(Path(sys.executable).with_name("licensor-activate"))
 
 
@@ -222,15 +224,7 @@ async def test_a_cloud_credential_file_through_the_wizard(licensor_gateway: Gate
 
 
 async def test_a_saas_product_token_through_the_wizard(licensor_gateway: Gateway, tmp_path: Path) -> None:
-    vendor = await make_vendor(
-        licensor_gateway,
-        "cloud-lite",
-        product="saas",
-        catalog=("reports", "exports"),
-        features=[{"code": "reports"}],
-        license={"subject": "acme"},
-    )
-    token = await vendor.tenant.token("product", vendor.product["id"])
+    vendor, token = await saas_vendor(licensor_gateway)
     wizard = Wizard(await settings_of(licensor_gateway, vendor, tmp_path), tmp_path)
 
     def dialog() -> None:

@@ -17,7 +17,8 @@ from aiohttp import web
 from licensor.errors import AuthenticationError, NotFoundError, TokenError
 from licensor.gateway import keys as app_keys
 from licensor.license import Licensed
-from licensor.operations import Call, Principal
+from licensor.model import CODE_SCHEMA, id_pattern
+from licensor.operations import ByBody, Call, Param, Principal
 from licensor.tokens import TokenKind, read_document
 
 _TOKEN = re.compile(r"^(tok_[0-9A-HJKMNP-TV-Z]{26})\.([A-Za-z0-9_-]{43})$")
@@ -99,3 +100,12 @@ async def asking_license(call: Call, tenant_id: str) -> Licensed:
     if licensed is None:
         raise AuthenticationError("no license of this tenant matches what was presented", code="LICENSE_INVALID")
     return licensed
+
+
+LICENSE_HOLDER = ByBody(license_principal, carried_in="header")
+"""The auth of the routes a device calls with what it holds (releases, updates): its license key, license file or
+lease token in the Authorization header, for the tenant and product of :data:`LICENSE_HOLDER_QUERY`."""
+LICENSE_HOLDER_QUERY = (
+    Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The vendor's tenant id.", required=True),
+    Param("product", CODE_SCHEMA, "The product's code.", required=True),
+)

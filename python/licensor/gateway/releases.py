@@ -21,10 +21,10 @@ from licensor_client.releases import (
 
 from licensor.errors import RequestRefusedError
 from licensor.gateway import keys as app_keys
-from licensor.gateway.auth import license_principal
+from licensor.gateway.auth import LICENSE_HOLDER, LICENSE_HOLDER_QUERY
 from licensor.license import CheckRequest, license_terms_verdict
-from licensor.model import CODE_SCHEMA, RELEASE, TIME_SCHEMA, id_pattern, nullable
-from licensor.operations import ByBody, Call, Operation, Param, Reply
+from licensor.model import RELEASE, TIME_SCHEMA, id_pattern, nullable
+from licensor.operations import Call, Operation, Param, Reply
 from licensor.tokens import TokenKind, sign_document
 
 LATEST_PATH = "/v1/releases/latest"
@@ -111,7 +111,7 @@ def latest_release_operation() -> Operation:
         summary="The newest release the asking license may install, with a signed manifest",
         handler=latest_release,
         tag="releases",
-        auth=ByBody(license_principal, carried_in="header"),
+        auth=LICENSE_HOLDER,
         response_schema={
             "type": "object",
             "properties": {
@@ -134,8 +134,7 @@ def latest_release_operation() -> Operation:
             "additionalProperties": False,
         },
         query=(
-            Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The vendor's tenant id.", required=True),
-            Param("product", CODE_SCHEMA, "The product's code.", required=True),
+            *LICENSE_HOLDER_QUERY,
             Param("channel", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, "The release channel (default stable)."),
             Param("prerelease", {"enum": ["true", "false"]}, "Offer pre-release versions (1.2.0-beta.1) too (default false)."),
         ),

@@ -22,11 +22,10 @@ from aiohttp import web
 from licensor_client.updates import UPDATE_KIND, update_document
 
 from licensor.gateway import keys as app_keys
-from licensor.gateway.auth import license_principal
+from licensor.gateway.auth import LICENSE_HOLDER, LICENSE_HOLDER_QUERY
 from licensor.gateway.update_hub import Subscriber, UpdateHub
 from licensor.license import Licensed
-from licensor.model import CODE_SCHEMA, id_pattern
-from licensor.operations import ByBody, Call, Operation, Param, Reply
+from licensor.operations import Call, Operation, Param, Reply
 from licensor.tokens import sign_document
 
 log = logging.getLogger("licensor.gateway")
@@ -128,7 +127,7 @@ def updates_operation() -> Operation:
         summary="A license's updates, pushed while the connection stays open",
         handler=updates,  # type: ignore[arg-type]  # a stream is answered by the handler itself
         tag="updates",
-        auth=ByBody(license_principal, carried_in="header"),
+        auth=LICENSE_HOLDER,
         response_schema={
             "type": "object",
             "properties": {
@@ -140,8 +139,7 @@ def updates_operation() -> Operation:
             "additionalProperties": False,
         },
         query=(
-            Param("tenant", {"type": "string", "pattern": id_pattern("ten")}, "The vendor's tenant id.", required=True),
-            Param("product", CODE_SCHEMA, "The product's code.", required=True),
+            *LICENSE_HOLDER_QUERY,
             Param(
                 "after", {"type": "string", "pattern": "^[0-9]{1,15}$"}, "The license generation the device holds (default 0)."
             ),
