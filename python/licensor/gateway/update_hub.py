@@ -41,10 +41,6 @@ class UpdateHub:
         self.closed = False
         store.subscribe(self._changed)
 
-    @property
-    def connections(self) -> int:
-        return sum(len(subscribers) for licenses in self._tenants.values() for subscribers in licenses.values())
-
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="licensor update hub")
 
