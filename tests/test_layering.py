@@ -22,6 +22,8 @@ PUBLIC_MODULES = (
     "licensor.tokens",
     "licensor.schema",
     "licensor.batching",
+    "licensor.orders",
+    "licensor.mail",
 )
 """What a plugin may import of licensor (docs/plugins.md): the package's re-exports and these modules (the client
 distribution, ``licensor_client``, is a package of its own that any plugin may use)."""
@@ -113,11 +115,21 @@ def test_the_plugins_are_found() -> None:
     assert [p.name for p in PLUGIN_PACKAGES] == ["licensor_activation", "licensor_cloud", "licensor_cloud_lite"]
 
 
-@pytest.mark.parametrize("package_dir", PLUGIN_PACKAGES, ids=lambda p: p.name)
-def test_a_plugin_imports_only_licensors_public_api(package_dir: Path) -> None:
+BUILT_IN_PLUGINS = {"licensor.commerce.shops": CORE / "commerce" / "shops.py"}
+"""Plugins that ship inside licensor (the built-in order sources), held to the same rule as the distributions."""
+
+
+def _plugin_modules(plugin: Path | str) -> dict[str, Path]:
+    if isinstance(plugin, str):
+        return {plugin: BUILT_IN_PLUGINS[plugin]}
+    return _modules(plugin, plugin.name)
+
+
+@pytest.mark.parametrize("plugin", [*PLUGIN_PACKAGES, *BUILT_IN_PLUGINS], ids=lambda p: p if isinstance(p, str) else p.name)
+def test_a_plugin_imports_only_licensors_public_api(plugin: Path | str) -> None:
     core_modules = set(_modules(CORE, "licensor"))
     offending = []
-    for module, path in _modules(package_dir, package_dir.name).items():
+    for module, path in _plugin_modules(plugin).items():
         for name, line in _imports(path, module):
             if name.split(".")[0] != "licensor":
                 continue

@@ -14,7 +14,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from licensor.backend import Backend
+    from licensor.mail import MailSender
     from licensor.operations import Operation
+    from licensor.orders import OrderSource
 
 PROJECT = "licensor"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -43,6 +45,28 @@ def licensor_register_routes(register: Callable[[Operation], None]) -> None:
         ``licensor admin`` command; a second operation with a method and path, or an operation id, already
         registered raises ValueError at start-up.
     :returns: nothing; results are ignored.
+    """
+
+
+@hookspec
+def licensor_register_order_sources(register: Callable[[OrderSource], None]) -> None:
+    """Add shops' webhook formats for the order intake (``POST /v1/orders/{source}``).
+
+    :param register: call it once per :class:`licensor.orders.OrderSource` instance; a second source with a
+        kind already registered (the built-in ``stripe``, ``paddle``, ``shopify``, ``fastspring`` and
+        ``standard-webhooks`` included) raises ValueError at start-up.
+    :returns: nothing; results are ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def licensor_mail_sender() -> MailSender | None:
+    """How the gateway sends mail to end users (a license key bought in a shop, a portal sign-in link).
+
+    firstresult: the first plugin returning a sender decides.
+
+    :returns: a :class:`licensor.mail.MailSender`, or None to leave the default: messages written as files to
+        ``{data_dir}/mail`` (or only logged, ``LICENSOR_MAIL=log``).
     """
 
 

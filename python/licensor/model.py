@@ -128,10 +128,17 @@ class Resource:
     # License Central objects are cached by the gateway: their writes are announced so every cache drops them.
     # A backend's own state (activations, leases) is read from the store each time and is not announced.
     announced: bool = True
+    # False: the admin API only reads it (the server writes it: received order events).
+    api_writable: bool = True
 
     @property
     def table(self) -> str:
         return self.plural
+
+    @property
+    def segment(self) -> str:
+        """The resource's path segment under ``/v1/admin/`` (``order-sources`` for the table ``order_sources``)."""
+        return self.plural.replace("_", "-")
 
     def field(self, name: str) -> Field:
         for candidate in self.fields:
@@ -192,8 +199,16 @@ NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 200}
 
 
 def _ref(
-    name: str, prefix: str, *, required: bool = True, mutable: bool = False, may_be_null: bool = False, writable: bool = True
+    name: str,
+    prefix: str,
+    *,
+    required: bool = True,
+    mutable: bool = False,
+    may_be_null: bool = False,
+    writable: bool = True,
+    to: str | None = None,
 ) -> Field:
+    """The field ``{name}_id`` naming an object of the resource ``to`` (default: ``name``) of the same tenant."""
     schema: dict[str, Any] = {"type": "string", "pattern": id_pattern(prefix)}
     return Field(
         f"{name}_id",
@@ -202,7 +217,7 @@ def _ref(
         required=required,
         mutable=mutable,
         filterable=True,
-        references=name,
+        references=to or name,
         writable=writable,
     )
 
@@ -326,7 +341,7 @@ POLICY = Resource(
         ),
         Field("options", {"type": "object", "maxProperties": 64}, kind="json", default=dict),
     ),
-    referenced_by=(("licenses", "policy_id"),),
+    referenced_by=(("licenses", "policy_id"), ("order_mappings", "policy_id")),
     description="License Central's template: backend, seats, duration, maintenance and features of licenses.",
 )
 
@@ -366,6 +381,8 @@ LICENSE = Resource(
         Field("order_ref", nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
         Field("subject", nullable(SUBJECT_SCHEMA), filterable=True),
         Field("generation", {"type": "integer", "minimum": 1}, kind="int", writable=False),
+        # The shop's time of the newest order event applied per aspect (licensor.commerce): never shown.
+        Field("order_marks", {"type": "object"}, kind="json", writable=False, shown=False),
     ),
     deletable=False,
     description="A license of a product under a policy, optionally held by a customer. Its key is shown once.",
@@ -447,7 +464,93 @@ LEASE = Resource(
 """Credentials and leases, like activations, are written by their backend through the store interface and served
 by its own routes, not by the admin API's generic resource routes."""
 
-RESOURCES: dict[str, Resource] = {r.plural: r for r in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE)}
+ORDER_EFFECTS = ("payment_failed", "cancellation", "refund", "dispute")
+"""The order events whose effect on a license the vendor chooses per order source (revoke, suspend or none)."""
+
+ORDER_SOURCE = Resource(
+    "order_source",
+    "order_sources",
+    "osr",
+    (
+        Field("kind", {"type": "string", "pattern": "^[a-z][a-z0-9-]{0,31}$"}, required=True, mutable=False, filterable=True),
+        Field("name", NAME_SCHEMA, required=True),
+        # Sealed with the master key before it is stored (licensor.commerce.admin); write-only.
+        Field(
+            "secrets",
+            {"type": "array", "items": {"type": "string", "pattern": "^[\\x21-\\x7e]{8,500}$"}, "minItems": 1, "maxItems": 3},
+            required=True,
+            shown=False,
+        ),
+        Field(
+            "effects",
+            {
+                "type": "object",
+                "properties": {name: {"enum": ["revoke", "suspend", "none"]} for name in ORDER_EFFECTS},
+                "additionalProperties": False,
+            },
+            kind="json",
+            default=dict,
+        ),
+    ),
+    referenced_by=(("order_mappings", "source_id"), ("order_events", "source_id")),
+    description=(
+        "A shop that sends orders to POST /v1/orders/{id}: its kind (stripe, paddle, shopify, fastspring, "
+        "standard-webhooks or a plugin's), its signing secrets (write-only; up to three while one is rotated) and the "
+        "effect of payment failures, cancellations, refunds and disputes (revoke, suspend or none)."
+    ),
+)
+
+ORDER_MAPPING = Resource(
+    "order_mapping",
+    "order_mappings",
+    "omp",
+    (
+        _ref("source", "osr", to="order_source"),
+        Field("item", {"type": "string", "pattern": "^[\\x21-\\x7e]{1,200}$"}, required=True, mutable=False, filterable=True),
+        _ref("policy", "pol", mutable=True),
+    ),
+    unique=(("source_id", "item"),),
+    description="Which policy a shop's item (a SKU, a price id, a product code) is licensed under.",
+)
+
+ORDER_EVENT = Resource(
+    "order_event",
+    "order_events",
+    "oev",
+    (
+        _ref("source", "osr", to="order_source", writable=False),
+        Field("business_key", {"type": "string"}, writable=False),
+        Field("type", {"type": "string"}, writable=False, filterable=True),
+        Field("provider_event_id", {"type": "string"}, writable=False, filterable=True),
+        Field("provider_type", {"type": "string"}, writable=False),
+        Field("outcome", {"type": "string"}, writable=False, filterable=True),
+        Field("detail", nullable({"type": "string"}), writable=False),
+        Field("license_ids", {"type": "array", "items": {"type": "string"}}, kind="json", writable=False),
+        Field("occurred_at", TIME_SCHEMA, kind="time", writable=False),
+    ),
+    deletable=False,
+    api_writable=False,
+    description="A business event received from an order source, once however often it was delivered, and its outcome.",
+    announced=False,
+)
+
+ORDER_LINK = Resource(
+    "order_link",
+    "order_links",
+    "olk",
+    (
+        _ref("source", "osr", to="order_source"),
+        Field("reference", {"type": "string"}),
+        Field("license_id", {"type": "string"}),  # "" for an order that licensed nothing
+    ),
+    description="A shop's id (order, subscription, invoice, payment) naming a license.",
+    announced=False,
+)
+
+RESOURCES: dict[str, Resource] = {
+    r.plural: r for r in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE, ORDER_SOURCE, ORDER_MAPPING, ORDER_EVENT)
+}
+"""The resources of the admin API (order links are commerce's own bookkeeping, not served)."""
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES.values()}
 
 ROLES = ("admin", "developer", "support", "read-only", "product")

@@ -173,6 +173,9 @@ class Operation:
     max_body_bytes: int = DEFAULT_BODY_BYTES  # a larger body is refused (413) before it is parsed
     secret_input: SecretInput | None = None
     secret_output: SecretOutput | None = None
+    # The body is handed over unparsed (Call.raw_body): a signed webhook, whose signature covers the exact bytes,
+    # is checked before anything reads it. request_schema then only documents it.
+    raw_body: bool = False
 
     def __post_init__(self) -> None:
         """:raises ValueError: a body limit over :data:`MAX_BODY_BYTES`."""

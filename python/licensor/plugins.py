@@ -20,6 +20,7 @@ from licensor.verdict import Code
 
 if TYPE_CHECKING:
     from licensor.operations import Services
+    from licensor.orders import OrderSource
 
 ENTRY_POINT_GROUP = "licensor.backends"
 
@@ -35,7 +36,9 @@ def plugin_manager(plugins: Iterable[object] = (), *, load_entry_points: bool | 
         load_entry_points = os.environ.get("LICENSOR_DISABLE_PLUGIN_AUTOLOAD") != "1"
     if load_entry_points:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    for plugin in plugins:
+    from licensor.commerce import shops  # the built-in order sources: a plugin like any other, always there
+
+    for plugin in (shops, *plugins):
         if not manager.is_registered(plugin):
             manager.register(plugin)
     manager.check_pending()
@@ -88,3 +91,21 @@ def collect_backends(manager: pluggy.PluginManager) -> BackendRegistry:
     registry = BackendRegistry()
     manager.hook.licensor_register_backends(register=registry.register)
     return registry
+
+
+def collect_order_sources(manager: pluggy.PluginManager) -> dict[str, OrderSource]:
+    """Every order source the manager's plugins register, by kind.
+
+    :raises ValueError: a malformed kind, or two sources of one kind."""
+    sources: dict[str, OrderSource] = {}
+
+    def register(source: OrderSource) -> None:
+        kind = getattr(source, "kind", None)
+        if not isinstance(kind, str) or not BACKEND_NAME.fullmatch(kind):
+            raise ValueError(f"order source kind {kind!r} must be 1-32 characters of a-z, 0-9 and -, starting with a letter")
+        if kind in sources:
+            raise ValueError(f"two order sources are of kind {kind!r}")
+        sources[kind] = source
+
+    manager.hook.licensor_register_order_sources(register=register)
+    return sources

@@ -25,6 +25,8 @@ from licensor.fingerprint import hash_components, product_salt
 from licensor_client.activation import DeviceKey, device_request
 from licensor_client.receipts import make_receipt
 
+from tests.commerce.shops import StripeShop
+
 from .conftest import Answer, Gateway, Tenant
 
 # What tenant B's admin token gets when it sends the request built for tenant A.
@@ -110,6 +112,23 @@ WALK: dict[str, Step] = {
     "lease_usage": Step("cloud_license", None, NOT_FOUND),
     # the example backend's (tests/example_backend.py)
     "get_example_terms": Step("license", None, NOT_FOUND),
+    # order intake
+    "create_order_source": Step(
+        None, lambda o: {"kind": "stripe", "name": "Walk", "secrets": ["whsec_walk_0123456789"]}, CREATED
+    ),
+    "list_order_sources": Step(None, None, OWN),
+    "get_order_source": Step("order_source", None, NOT_FOUND),
+    "update_order_source": Step("order_source", lambda o: {"name": "Renamed", "effects": {"refund": "suspend"}}, NOT_FOUND),
+    "delete_order_source": Step("spare_order_source", None, NOT_FOUND),
+    "create_order_mapping": Step(
+        None, lambda o: {"source_id": o["order_source"]["id"], "item": "walk", "policy_id": o["policy"]["id"]}, REFERENCE
+    ),
+    "list_order_mappings": Step(None, None, OWN),
+    "get_order_mapping": Step("order_mapping", None, NOT_FOUND),
+    "update_order_mapping": Step("order_mapping", lambda o: {"policy_id": o["policy"]["id"]}, NOT_FOUND),
+    "delete_order_mapping": Step("spare_order_mapping", None, NOT_FOUND),
+    "list_order_events": Step(None, None, OWN),
+    "get_order_event": Step("order_event", None, NOT_FOUND),
     # tokens
     "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
     "list_tokens": Step(None, None, OWN),
@@ -124,7 +143,13 @@ WALK: dict[str, Step] = {
 }
 
 # Query filters that name an object, and the object of A's they are given in B's lists.
-FILTER_TARGETS = {"product_id": "product", "policy_id": "policy", "customer_id": "customer", "subject_id": "license"}
+FILTER_TARGETS = {
+    "product_id": "product",
+    "policy_id": "policy",
+    "customer_id": "customer",
+    "subject_id": "license",
+    "source_id": "order_source",
+}
 
 
 @dataclass(frozen=True)
@@ -243,6 +268,19 @@ async def build_world(tenant: Tenant) -> Objects:
             granted = await tenant.ok("POST", "/v1/leases", 201, json=body, token=None)
             o[lease] = granted["lease"]
             o["device_secrets"].append(granted["lease_secret"])
+    # An order source with a mapping, and an order received from it (signed the way Stripe signs).
+    shop = StripeShop()
+    for name in ("order_source", "spare_order_source"):
+        o[name] = await tenant.ok(
+            "POST", "/v1/admin/order-sources", 201, json={"kind": "stripe", "name": name, "secrets": [shop.secret]}
+        )
+    for name, item in (("order_mapping", "pro"), ("spare_order_mapping", "spare")):
+        body = {"source_id": o["order_source"]["id"], "item": item, "policy_id": o["policy"]["id"]}
+        o[name] = await tenant.ok("POST", "/v1/admin/order-mappings", 201, json=body)
+    order = shop.purchase(uuid.uuid4().hex, "pro", "buyer@example.com")
+    received = await tenant.gateway.call("POST", f"/v1/orders/{o['order_source']['id']}", data=order.body, headers=order.headers)
+    assert received.status == 200, received.text
+    o["order_event"] = received.body["events"][0]
     for name, role in (("developer_token", "developer"), ("spare_token", "support")):
         token = await tenant.token(role)
         o[name] = {"id": token.split(".")[0], "token": token}
@@ -253,6 +291,8 @@ async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
     """Everything tenant A's admin can see."""
     seen: dict[str, Any] = {}
     for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
+        seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
+    for plural in ("order-sources", "order-mappings", "order-events"):
         seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
     seen["activations"] = await tenant.list_all(f"/v1/admin/licenses/{objects['device_license']['id']}/activations")
     seen["credentials"] = await tenant.list_all(f"/v1/admin/licenses/{objects['cloud_license']['id']}/credentials")
@@ -361,12 +401,12 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
                         "GET", op.path, token=b.admin_token, params={param["name"]: objects[FILTER_TARGETS[param["name"]]]["id"]}
                     )
                     assert (filtered.status, filtered.body["data"]) == (200, []), f"{op.operation_id}?{param['name']}"
-    assert {name for name, _ in b_created} == {"create_product", "create_customer", "create_token"}
+    assert {name for name, _ in b_created} == {"create_product", "create_customer", "create_token", "create_order_source"}
     for name, created in b_created:
         if name == "create_token":  # the new token is B's
             assert (await gateway.call("GET", "/v1/admin/tenant", token=created["token"])).body["id"] == b.id
         else:
-            plural = {"create_product": "products", "create_customer": "customers"}[name]
+            plural = {"create_product": "products", "create_customer": "customers", "create_order_source": "order-sources"}[name]
             assert (await b.ok("GET", f"/v1/admin/{plural}/{created['id']}")) == created
             assert (await a.call("GET", f"/v1/admin/{plural}/{created['id']}")).status == 404
     assert {p["id"] for p in await b.list_all("/v1/admin/products")} == {b_product["id"], dict(b_created)["create_product"]["id"]}

@@ -102,8 +102,9 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
     # Device requests are authenticated by their body: the activation backend's by the device's signature, the
     # cloud backend's by the credential (the credential file's id and secret).
     # Releases and updates: the license in the Authorization header (a license key, or its signed file or lease).
+    # Orders: the shop's signature header over the raw body.
     by_header = {op["operationId"] for _, _, op in operations(document) if op.get("x-authenticated-by") == "header"}
-    assert by_header == {"latest_release", "license_updates"}
+    assert by_header == {"latest_release", "license_updates", "receive_order"}
     signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
     assert signed == {
         "activate",

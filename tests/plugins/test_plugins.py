@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from licensor import PUBLIC, Call, Operation, Param, Reply, hookspecs
 from licensor.backend import Backend, CheckRequest, license_terms_verdict
 from licensor.errors import ValidationError
+from licensor.mail import Mail, MailSender
 from licensor.model import canonical_json
-from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
+from licensor.orders import OrderEvent, OrderSource
+from licensor.plugins import BackendRegistry, collect_backends, collect_order_sources, plugin_manager
 from licensor.testing import Gateway
 from licensor.verdict import Code, Verdict
 
@@ -72,6 +74,54 @@ def test_hook_licensor_event() -> None:
     manager = plugin_manager([Observer()], load_entry_points=False)
     manager.hook.licensor_event(event={"type": "license.created"})
     assert seen == [{"type": "license.created"}]
+
+
+def test_hook_licensor_register_order_sources() -> None:
+    class Plain(OrderSource):
+        kind = "plain"
+
+        def verify(self, headers: Any, body: bytes, secrets: Any, now: float) -> None: ...
+
+        def events(self, headers: Any, body: bytes) -> list[OrderEvent]:
+            return []
+
+    class PlainPlugin:
+        @hookspecs.hookimpl
+        def licensor_register_order_sources(self, register: Any) -> None:
+            register(Plain())
+
+    sources = collect_order_sources(plugin_manager([PlainPlugin()], load_entry_points=False))
+    assert sorted(sources) == ["fastspring", "paddle", "plain", "shopify", "standard-webhooks", "stripe"]
+    assert isinstance(sources["plain"], Plain)
+
+    class Twice:
+        @hookspecs.hookimpl
+        def licensor_register_order_sources(self, register: Any) -> None:
+            register(Plain())
+
+    with pytest.raises(ValueError, match="two order sources are of kind 'plain'"):
+        collect_order_sources(plugin_manager([PlainPlugin(), Twice()], load_entry_points=False))
+    Plain.kind = "Not A Kind"
+    with pytest.raises(ValueError, match="order source kind"):
+        collect_order_sources(plugin_manager([Twice()], load_entry_points=False))
+
+
+async def test_hook_licensor_mail_sender(tmp_path: Any) -> None:
+    sent: list[Mail] = []
+
+    class Recorder(MailSender):
+        async def send(self, mail: Mail) -> None:
+            sent.append(mail)
+
+    class MailPlugin:
+        @hookspecs.hookimpl
+        def licensor_mail_sender(self) -> MailSender:
+            return Recorder()
+
+    sender = plugin_manager([MailPlugin()], load_entry_points=False).hook.licensor_mail_sender()
+    await sender.send(Mail("ada@example.com", "Hello", "text"))
+    assert sent == [Mail("ada@example.com", "Hello", "text")]
+    assert plugin_manager([], load_entry_points=False).hook.licensor_mail_sender() is None  # the default then
 
 
 def test_a_misspelt_hook_implementation_fails_at_start_up() -> None:

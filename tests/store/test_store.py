@@ -103,6 +103,19 @@ def _columns(plural: str) -> dict[str, Any]:
             "order_ref": None,
             "subject": None,
             "generation": 1,
+            "order_marks": canonical_json({}),
+        },
+        "order_sources": lambda: {"kind": "stripe", "name": "A shop", "secrets": "sealed", "effects": canonical_json({})},
+        "order_mappings": lambda: {"item": unique("sku")},
+        "order_events": lambda: {
+            "business_key": unique("purchase"),
+            "type": "purchase",
+            "provider_event_id": unique("evt"),
+            "provider_type": "checkout.session.completed",
+            "outcome": "applied",
+            "detail": None,
+            "license_ids": canonical_json([]),
+            "occurred_at": now_us(),
         },
     }
     return defaults[plural]()
@@ -113,6 +126,10 @@ async def create(tx: Any, plural: str, **overrides: Any) -> Row:
     resource = RESOURCES[plural]
     if plural in ("features", "releases", "policies") and "product_id" not in overrides:
         overrides["product_id"] = (await create(tx, "products"))["id"]
+    if plural in ("order_mappings", "order_events") and "source_id" not in overrides:
+        overrides["source_id"] = (await create(tx, "order_sources"))["id"]
+    if plural == "order_mappings" and "policy_id" not in overrides:
+        overrides["policy_id"] = (await create(tx, "policies"))["id"]
     if plural == "licenses":
         if "policy_id" not in overrides:
             policy = await create(tx, "policies", **{k: v for k, v in overrides.items() if k == "product_id"})

@@ -14,6 +14,7 @@ from licensor.backend import Backend
 from licensor.central import license_keys
 from licensor.central.events import EVENT_SCHEMA, VERIFICATION_SCHEMA, event_json, verify_chain
 from licensor.central.keyset import KEY_SCHEMA, add_signing_key, public_key_json
+from licensor.central.secrets import Secrets
 from licensor.errors import ConflictError, InvalidStateError, MalformedRequestError, NotFoundError, ValidationError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import Api
@@ -23,6 +24,9 @@ from licensor.model import (
     CUSTOMER,
     FEATURE,
     LICENSE,
+    ORDER_EVENT,
+    ORDER_MAPPING,
+    ORDER_SOURCE,
     POLICY,
     PRODUCT,
     RELEASE,
@@ -54,6 +58,7 @@ from licensor.operations import (
     list_reply,
     list_schema,
 )
+from licensor.plugins import BackendRegistry
 from licensor.store import Row, Transaction
 
 DAY_US = 86_400 * 1_000_000
@@ -65,6 +70,9 @@ WRITE_ROLES = {
     POLICY.plural: CATALOG_ROLES,
     CUSTOMER.plural: SUPPORT_ROLES,
     LICENSE.plural: SUPPORT_ROLES,
+    ORDER_SOURCE.plural: ADMIN_ROLES,  # it holds the shop's signing secrets
+    ORDER_MAPPING.plural: CATALOG_ROLES,
+    ORDER_EVENT.plural: frozenset(),  # written by the order intake only
 }
 
 
@@ -154,6 +162,18 @@ async def _check_domain_rules(call: Call, resource: Resource, values: Row, curre
             raise ValidationError("features: each code may appear once", code="INVALID_FIELD")
         if "features" in values:
             await _check_feature_codes(tx, merged["product_id"], codes)
+    if resource is ORDER_SOURCE:
+        sources = call.request.app[app_keys.ORDER_SOURCES]
+        if merged["kind"] not in sources:
+            installed = ", ".join(sorted(sources))
+            raise ValidationError(
+                f"kind: this gateway takes no orders from {merged['kind']!r} (installed: {installed})",
+                code="UNKNOWN_ORDER_SOURCE_KIND",
+            )
+        if "secrets" in values:  # sealed: the shop's secrets are used again to verify, so they cannot be hashed
+            values["secrets"] = call.request.app[app_keys.SECRETS].seal_integration_secrets(
+                call.tenant_id, "order_source", values["secrets"]
+            )
     if resource is LICENSE and merged.get("expires_at") is not None and merged["expires_at"] <= merged["starts_at"]:
         raise ValidationError("expires_at must be after starts_at", code="INVALID_FIELD")
     if resource is RELEASE and "required_features" in values:
@@ -286,19 +306,21 @@ def _filter_params(resource: Resource) -> tuple[Param, ...]:
 
 
 def _add_resource_operations(api: Api, resource: Resource) -> None:
-    base = f"/v1/admin/{resource.plural}"
+    base = f"/v1/admin/{resource.segment}"
     item = f"{base}/{{id}}"
     pattern = {"id": id_pattern(resource.id_prefix)}
-    title = resource.name.capitalize()
+    title = resource.name.replace("_", " ").capitalize()
+    noun = resource.name.replace("_", " ")
+    a_noun = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
     shown = resource.response_schema()
     write_roles = WRITE_ROLES[resource.plural]
-    if resource is not LICENSE:
+    if resource is not LICENSE and resource.api_writable:
         api.add(
             Operation(
                 method="POST",
                 path=base,
                 operation_id=f"create_{resource.name}",
-                summary=f"Create a {resource.name}",
+                summary=f"Create {a_noun}",
                 handler=_create(resource),
                 tag=resource.plural,
                 auth=Token(write_roles),
@@ -315,7 +337,7 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
             method="GET",
             path=base,
             operation_id=f"list_{resource.plural}",
-            summary=f"List {resource.plural}",
+            summary=f"List {resource.plural.replace('_', ' ')}",
             handler=_list(resource),
             tag=resource.plural,
             auth=Token(READ_ROLES),
@@ -328,7 +350,7 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
             method="GET",
             path=item,
             operation_id=f"get_{resource.name}",
-            summary=f"Get a {resource.name}",
+            summary=f"Get {a_noun}",
             handler=_read(resource),
             tag=resource.plural,
             auth=Token(READ_ROLES),
@@ -337,12 +359,14 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
             errors=(404,),
         )
     )
+    if not resource.api_writable:
+        return
     api.add(
         Operation(
             method="PATCH",
             path=item,
             operation_id=f"update_{resource.name}",
-            summary=f"Update a {resource.name}",
+            summary=f"Update {a_noun}",
             handler=_update(resource),
             tag=resource.plural,
             auth=Token(write_roles),
@@ -359,7 +383,7 @@ def _add_resource_operations(api: Api, resource: Resource) -> None:
                 method="DELETE",
                 path=item,
                 operation_id=f"delete_{resource.name}",
-                summary=f"Delete a {resource.name}",
+                summary=f"Delete {a_noun}",
                 handler=_delete(resource),
                 tag=resource.plural,
                 auth=Token(write_roles),
@@ -401,6 +425,59 @@ def _policy_days(policy: Row) -> int | None:
     return duration.get("days")
 
 
+def policy_terms(policy: Row, starts_at: int) -> tuple[int | None, int | None]:
+    """(expires_at, maintenance_until) of a license of ``policy`` starting at ``starts_at``."""
+    days = _policy_days(policy)
+    expires_at = checked_time(starts_at + days * DAY_US, "expires_at") if days else None
+    maintenance_until = None
+    if policy["maintenance_days"] is not None:
+        maintenance_until = checked_time(starts_at + policy["maintenance_days"] * DAY_US, "maintenance_until")
+    return expires_at, maintenance_until
+
+
+async def issue_license(
+    tx: Transaction,
+    secrets: Secrets,
+    policy: Row,
+    *,
+    starts_at: int,
+    expires_at: int | None,
+    maintenance_until: int | None,
+    customer_id: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    order_ref: str | None = None,
+    subject: str | None = None,
+    order_marks: dict[str, Any] | None = None,
+) -> tuple[Row, str]:
+    """Insert a new license of ``policy`` and return its row and its key (which is stored only as a hash)."""
+    key = license_keys.generate()
+    normalized = license_keys.normalize(key)
+    now = now_us()
+    row = await tx.insert(
+        LICENSE,
+        {
+            "id": new_id("lic"),
+            "product_id": policy["product_id"],
+            "policy_id": policy["id"],
+            "customer_id": customer_id,
+            "key_hash": secrets.license_key_hash(tx.tenant_id, normalized),
+            "key_hint": license_keys.hint(normalized),
+            "state": "active",
+            "starts_at": starts_at,
+            "expires_at": expires_at,
+            "maintenance_until": maintenance_until,
+            "overrides": LICENSE.field("overrides").api_to_column(overrides or {}),
+            "order_ref": order_ref,
+            "subject": subject,
+            "generation": 1,
+            "order_marks": LICENSE.field("order_marks").api_to_column(order_marks or {}),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    return row, key
+
+
 async def create_license(call: Call) -> Reply:
     """Create a license from a policy; its key is in this answer only."""
     assert call.tx is not None
@@ -411,40 +488,24 @@ async def create_license(call: Call) -> Reply:
     if body.get("customer_id") is not None and await call.tx.get(CUSTOMER, body["customer_id"]) is None:
         raise ValidationError("customer_id: no such customer", code="REFERENCE_NOT_FOUND")
     starts_at = parse_time(body["starts_at"], "starts_at") if "starts_at" in body else now_us()
-    days = _policy_days(policy)
-    expires_at = checked_time(starts_at + days * DAY_US, "expires_at") if days else None
+    expires_at, maintenance_until = policy_terms(policy, starts_at)
     if "expires_at" in body:
         expires_at = parse_time(body["expires_at"], "expires_at") if body["expires_at"] is not None else None
-    maintenance_until = None
-    if policy["maintenance_days"] is not None:
-        maintenance_until = checked_time(starts_at + policy["maintenance_days"] * DAY_US, "maintenance_until")
     if "maintenance_until" in body:
         maintenance_until = parse_time(body["maintenance_until"], "maintenance_until") if body["maintenance_until"] else None
     if expires_at is not None and expires_at <= starts_at:
         raise ValidationError("expires_at must be after starts_at", code="INVALID_FIELD")
-    key = license_keys.generate()
-    normalized = license_keys.normalize(key)
-    now = now_us()
-    row = await call.tx.insert(
-        LICENSE,
-        {
-            "id": new_id("lic"),
-            "product_id": policy["product_id"],
-            "policy_id": policy["id"],
-            "customer_id": body.get("customer_id"),
-            "key_hash": call.request.app[app_keys.SECRETS].license_key_hash(call.tenant_id, normalized),
-            "key_hint": license_keys.hint(normalized),
-            "state": "active",
-            "starts_at": starts_at,
-            "expires_at": expires_at,
-            "maintenance_until": maintenance_until,
-            "overrides": LICENSE.field("overrides").api_to_column(body.get("overrides", {})),
-            "order_ref": body.get("order_ref"),
-            "subject": body.get("subject"),
-            "generation": 1,
-            "created_at": now,
-            "updated_at": now,
-        },
+    row, key = await issue_license(
+        call.tx,
+        call.request.app[app_keys.SECRETS],
+        policy,
+        starts_at=starts_at,
+        expires_at=expires_at,
+        maintenance_until=maintenance_until,
+        customer_id=body.get("customer_id"),
+        overrides=body.get("overrides", {}),
+        order_ref=body.get("order_ref"),
+        subject=body.get("subject"),
     )
     shown = LICENSE.to_api(row)
     await _record(call, "license.created", LICENSE, shown)
@@ -458,16 +519,36 @@ _TRANSITIONS = {
 }
 
 
+async def change_license(tx: Transaction, backends: BackendRegistry, current: Row, change: str, changes: Row) -> Row:
+    """Write ``changes`` to the license and let its backend react (``change``: suspended, reinstated, revoked,
+    renewed); the updated row."""
+    row = await tx.update(LICENSE, current["id"], changes)
+    assert row is not None
+    policy = await tx.get(POLICY, current["policy_id"])
+    assert policy is not None
+    backend = backends.get(policy["backend"])
+    if backend is not None:  # an uninstalled backend has nothing to react with
+        await backend.on_license_changed(tx, row, change)
+    return row
+
+
+def state_change(current: Row, action: str) -> Row:
+    """The change of state ``action`` (suspend, reinstate, revoke) makes to the license.
+
+    :raises InvalidStateError: the license is in a state the action does not apply to."""
+    allowed, target = _TRANSITIONS[action]
+    if current["state"] not in allowed:
+        raise InvalidStateError(f"a {current['state']} license cannot be {target}")
+    return {"state": target}
+
+
 def _license_action(action: str) -> Handler:
     async def act(call: Call) -> Reply:
         assert call.tx is not None
         current = await _get_or_404(call.tx, LICENSE, call.path["id"])
         changes: Row = {}
         if action in _TRANSITIONS:
-            allowed, target = _TRANSITIONS[action]
-            if current["state"] not in allowed:
-                raise InvalidStateError(f"a {current['state']} license cannot be {target}")
-            changes["state"] = target
+            changes = state_change(current, action)
         else:  # renew
             if current["state"] == "revoked":
                 raise InvalidStateError("a revoked license cannot be renewed")
@@ -485,13 +566,7 @@ def _license_action(action: str) -> Handler:
             if policy["maintenance_days"] is not None:
                 base = max(now_us(), current["maintenance_until"] or 0)
                 changes["maintenance_until"] = checked_time(base + policy["maintenance_days"] * DAY_US, "maintenance_until")
-        row = await call.tx.update(LICENSE, current["id"], changes)
-        assert row is not None
-        policy = await call.tx.get(POLICY, current["policy_id"])
-        assert policy is not None
-        backend = call.request.app[app_keys.BACKENDS].get(policy["backend"])
-        if backend is not None:  # an uninstalled backend has nothing to react with
-            await backend.on_license_changed(call.tx, row, _PAST[action])
+        row = await change_license(call.tx, call.request.app[app_keys.BACKENDS], current, _PAST[action], changes)
         shown = LICENSE.to_api(row)
         reason = call.body.get("reason")
         await call.tx.append_event(
@@ -833,7 +908,7 @@ async def get_tenant(call: Call) -> Reply:
 
 def register(api: Api) -> None:
     """Declare every admin operation on ``api``."""
-    for resource in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE):
+    for resource in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE, ORDER_SOURCE, ORDER_MAPPING, ORDER_EVENT):
         _add_resource_operations(api, resource)
     _add_license_operations(api)
     _add_token_operations(api)

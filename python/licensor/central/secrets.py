@@ -60,9 +60,11 @@ class Secrets:
         self._seal_key: bytes
         self._license_key_hash_key: bytes
         self._answer_key: bytes
+        self._integration_key: bytes
         object.__setattr__(self, "_seal_key", _derive(self.master_key, b"seal signing seeds v1"))
         object.__setattr__(self, "_license_key_hash_key", _derive(self.master_key, b"license key hash v1"))
         object.__setattr__(self, "_answer_key", _derive(self.master_key, b"seal idempotent answers v1"))
+        object.__setattr__(self, "_integration_key", _derive(self.master_key, b"seal integration secrets v1"))
 
     def seal_seed(self, tenant_id: str, kid: str, seed: bytes) -> bytes:
         nonce = os.urandom(12)
@@ -81,6 +83,19 @@ class Secrets:
     def open_answer(self, tenant_id: str, idempotency_key: str, sealed: str) -> str:
         raw = base64.urlsafe_b64decode(sealed)
         return AESGCM(self._answer_key).decrypt(raw[:12], raw[12:], f"{tenant_id}\x00{idempotency_key}".encode()).decode()
+
+    def seal_integration_secrets(self, tenant_id: str, purpose: str, secrets: list[str]) -> str:
+        """Secrets shared with another system that licensor must use again (a shop's webhook signing secrets, a
+        webhook endpoint's HMAC secret), sealed as text: they cannot be stored as a hash."""
+        nonce = os.urandom(12)
+        plain = "\n".join(secrets).encode()
+        sealed = AESGCM(self._integration_key).encrypt(nonce, plain, f"{tenant_id}\x00{purpose}".encode())
+        return base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open_integration_secrets(self, tenant_id: str, purpose: str, sealed: str) -> list[str]:
+        raw = base64.urlsafe_b64decode(sealed)
+        plain = AESGCM(self._integration_key).decrypt(raw[:12], raw[12:], f"{tenant_id}\x00{purpose}".encode())
+        return plain.decode().split("\n")
 
     def license_key_hash(self, tenant_id: str, normalized_key: str) -> bytes:
         """The keyed hash a license key is stored and looked up by (never the key itself)."""

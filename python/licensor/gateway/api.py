@@ -117,6 +117,8 @@ def _parse_query(op: Operation, request: web.Request) -> dict[str, Any]:
 
 async def _parse_body(op: Operation, request: web.Request) -> tuple[dict[str, Any], bytes]:
     """The validated body and the bytes it was read from."""
+    if op.raw_body:
+        return {}, await _read(request, op.max_body_bytes)
     if op.body_schema is None:
         if request.can_read_body and (await _read(request, op.max_body_bytes)).strip():
             raise MalformedRequestError("this operation takes no body", code="UNEXPECTED_BODY")

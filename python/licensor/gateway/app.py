@@ -13,6 +13,7 @@ from licensor.central import admin
 from licensor.central.events import event_json
 from licensor.central.keyset import KEY_SCHEMA, public_key_json
 from licensor.central.secrets import Secrets, load_master_key
+from licensor.commerce.intake import order_operation
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
 from licensor.gateway import protocol
@@ -28,9 +29,10 @@ from licensor.gateway.services import GatewayServices
 from licensor.gateway.settings import Settings
 from licensor.gateway.update_hub import UpdateHub
 from licensor.gateway.updates import updates_operation
+from licensor.mail import FileMailSender, LogMailSender
 from licensor.model import id_pattern
 from licensor.operations import MAX_BODY_BYTES, PUBLIC, Call, Operation, Param, Reply
-from licensor.plugins import BackendRegistry, collect_backends, plugin_manager
+from licensor.plugins import BackendRegistry, collect_backends, collect_order_sources, plugin_manager
 from licensor.store import Row, Store, open_store
 
 log = logging.getLogger("licensor.gateway")
@@ -127,6 +129,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
     api.add(check_operation(backends.verdict_codes() if backends is not None else {}))
     api.add(latest_release_operation())
     api.add(updates_operation())
+    api.add(order_operation())
     admin.register(api)
     if backends is not None:
         for name in backends:
@@ -169,6 +172,15 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     manager = plugin_manager(plugins)
     app[app_keys.PLUGINS] = manager
     app[app_keys.BACKENDS] = backends = collect_backends(manager)
+    app[app_keys.ORDER_SOURCES] = collect_order_sources(manager)
+    mail = manager.hook.licensor_mail_sender()
+    if mail is None:
+        mail = (
+            LogMailSender()
+            if os.environ.get("LICENSOR_MAIL") == "log"
+            else FileMailSender(os.path.join(settings.data_dir, "mail"))
+        )
+    app[app_keys.MAIL] = mail
     api = build_api(backends, manager)
     document = build_document(api, settings.public_url)
     document["paths"]["/docs"] = {

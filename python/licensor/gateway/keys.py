@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from licensor.gateway.settings import Settings
     from licensor.gateway.update_hub import UpdateHub
     from licensor.license import Licensed
+    from licensor.mail import MailSender
     from licensor.operations import Services
+    from licensor.orders import OrderSource
     from licensor.plugins import BackendRegistry
     from licensor.store import Store
 
@@ -32,6 +34,8 @@ SERVICES: web.AppKey[Services] = web.AppKey("services")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 DOCS_HTML: web.AppKey[str] = web.AppKey("docs_html")
 UPDATES: web.AppKey[UpdateHub] = web.AppKey("updates")
+ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
+MAIL: web.AppKey[MailSender] = web.AppKey("mail")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)
 ASKING_LICENSE: web.RequestKey[Licensed] = web.RequestKey("asking_license")  # the license the request presented

@@ -77,6 +77,11 @@ class Transaction(ABC):
         """Insert a row (``id``, ``created_at`` and ``updated_at`` included) and return it."""
 
     @abstractmethod
+    async def insert_new(self, resource: Resource, row: Row) -> Row | None:
+        """Insert a row unless one with the same unique columns exists; the row, or None when one existed (a
+        concurrent transaction inserting the same is waited for). Claims what must happen once (an order event)."""
+
+    @abstractmethod
     async def update(self, resource: Resource, object_id: str, changes: Row) -> Row | None:
         """Apply ``changes`` (and a new ``updated_at``); the updated row, or None if there is no such object."""
 
@@ -245,6 +250,12 @@ class Store(ABC):
 
     @abstractmethod
     async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page: ...
+
+    # --- order sources ----------------------------------------------------------------------------------
+    @abstractmethod
+    async def get_order_source(self, source_id: str) -> Row | None:
+        """An order source by its id, whatever its tenant: the order intake learns the tenant from it (the shop's
+        signature then proves the request)."""
 
     # --- events -----------------------------------------------------------------------------------------
     @abstractmethod

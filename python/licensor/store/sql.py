@@ -265,6 +265,10 @@ class SqlStore(Store):
     async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page:
         return await self._page("api_tokens", "id", {"tenant_id": tenant_id}, after, limit)
 
+    async def get_order_source(self, source_id: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one("SELECT * FROM order_sources WHERE id = ?", source_id)
+
     # --- events -----------------------------------------------------------------------------------------
     async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page:
         where = {"tenant_id": tenant_id}
@@ -349,6 +353,17 @@ class SqlTransaction(Transaction):
             announced=resource.announced,
         )
         return full
+
+    async def insert_new(self, resource: Resource, row: Row) -> Row | None:
+        full = {"tenant_id": self.tenant_id, **row}
+        self.changed = self.changed or resource.announced
+        # ON CONFLICT DO NOTHING waits for a concurrent insert of the same key and then does nothing if it committed.
+        inserted = await self.conn.fetch_one(
+            f"INSERT INTO {resource.table} ({', '.join(full)}) VALUES ({', '.join('?' for _ in full)})"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            *full.values(),
+        )
+        return full if inserted is not None else None
 
     async def update(self, resource: Resource, object_id: str, changes: Row) -> Row | None:
         changes = {**changes, "updated_at": now_us()}
