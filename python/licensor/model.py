@@ -547,8 +547,96 @@ ORDER_LINK = Resource(
     announced=False,
 )
 
+EVENT_TYPE_PATTERN = "^(\\*|[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*(\\.\\*)?)$"
+"""An event type a webhook endpoint subscribes to: exact (``license.created``), every type under a prefix
+(``license.*``), or ``*``."""
+
+WEBHOOK_ENDPOINT = Resource(
+    "webhook_endpoint",
+    "webhook_endpoints",
+    "whe",
+    (
+        Field("url", {"type": "string", "pattern": "^https?://[^\\s/?#@]{1,253}(/[^\\s#]{0,2000})?$"}, required=True),
+        Field("description", nullable({"type": "string", "maxLength": 500})),
+        Field(
+            "event_types",
+            {"type": "array", "items": {"type": "string", "pattern": EVENT_TYPE_PATTERN}, "minItems": 1, "maxItems": 64},
+            kind="json",
+            default=lambda: ["*"],
+        ),
+        # The optional HMAC secret (Standard Webhooks' v1, whsec_<base64>): sealed before it is stored; write-only.
+        Field("secret", nullable({"type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]{16,200}$"}), shown=False),
+        Field("state", {"enum": ["enabled", "disabled"]}, default="enabled", filterable=True),
+        Field("disabled_reason", nullable({"type": "string"}), writable=False),
+        Field("failing_since", nullable(TIME_SCHEMA), kind="time", writable=False),
+        Field("cursor_seq", {"type": "integer"}, kind="int", writable=False, shown=False),
+    ),
+    referenced_by=(("webhook_deliveries", "endpoint_id"),),
+    description=(
+        "A vendor's endpoint that receives the events of the types it subscribes to (exact, `prefix.*` or `*`), signed "
+        "in the Standard Webhooks format with the tenant's Ed25519 key (v1a) and, given a secret, HMAC (v1). An endpoint "
+        "failing for 5 days is disabled; set its state to enabled again to resume."
+    ),
+    announced=False,
+)
+
+WEBHOOK_DELIVERY = Resource(
+    "webhook_delivery",
+    "webhook_deliveries",
+    "msg",
+    (
+        _ref("endpoint", "whe", to="webhook_endpoint", writable=False),
+        Field("event_id", {"type": "string"}, writable=False),
+        Field("event_seq", {"type": "integer"}, kind="int", writable=False),
+        Field("event_type", {"type": "string"}, writable=False, filterable=True),
+        Field("payload", {"type": "object"}, kind="json", writable=False),
+        Field("state", {"enum": ["pending", "delivered", "failed"]}, writable=False, filterable=True),
+        Field("attempts", {"type": "integer"}, kind="int", writable=False),
+        Field("next_attempt_at", TIME_SCHEMA, kind="time", writable=False),
+        Field("claimed_until", nullable(TIME_SCHEMA), kind="time", writable=False, shown=False),
+        Field("last_status", nullable({"type": "integer"}), kind="int", writable=False),
+        Field("last_error", nullable({"type": "string"}), writable=False),
+        Field("delivered_at", nullable(TIME_SCHEMA), kind="time", writable=False),
+    ),
+    deletable=False,
+    api_writable=False,
+    description="An event owed to a webhook endpoint (its id is the webhook-id header), retried until delivered or 3 days old.",
+    announced=False,
+)
+
+WEBHOOK_ATTEMPT = Resource(
+    "webhook_attempt",
+    "webhook_attempts",
+    "wha",
+    (
+        _ref("delivery", "msg", to="webhook_delivery", writable=False),
+        Field("attempt", {"type": "integer"}, kind="int", writable=False),
+        Field("status", nullable({"type": "integer"}), kind="int", writable=False),
+        Field("error", nullable({"type": "string"}), writable=False),
+        Field("duration_ms", {"type": "integer"}, kind="int", writable=False),
+    ),
+    deletable=False,
+    api_writable=False,
+    description="One attempt to deliver a webhook: the HTTP status, or the error when no answer came.",
+    announced=False,
+)
+
 RESOURCES: dict[str, Resource] = {
-    r.plural: r for r in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE, ORDER_SOURCE, ORDER_MAPPING, ORDER_EVENT)
+    r.plural: r
+    for r in (
+        PRODUCT,
+        FEATURE,
+        RELEASE,
+        POLICY,
+        CUSTOMER,
+        LICENSE,
+        ORDER_SOURCE,
+        ORDER_MAPPING,
+        ORDER_EVENT,
+        WEBHOOK_ENDPOINT,
+        WEBHOOK_DELIVERY,
+        WEBHOOK_ATTEMPT,
+    )
 }
 """The resources of the admin API (order links are commerce's own bookkeeping, not served)."""
 BY_NAME: dict[str, Resource] = {r.name: r for r in RESOURCES.values()}

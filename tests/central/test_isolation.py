@@ -14,6 +14,8 @@ A route missing from ``WALK`` fails the walk: add it to the table, with what ten
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +24,20 @@ from typing import Any
 import jsonschema
 import pytest
 from licensor.fingerprint import hash_components, product_salt
+from licensor.testing.infrastructure import free_port
 from licensor_client.activation import DeviceKey, device_request
 from licensor_client.receipts import make_receipt
 
 from tests.commerce.shops import StripeShop
 
 from .conftest import Answer, Gateway, Tenant
+
+
+@pytest.fixture(autouse=True)
+def _local_webhook_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tenant A's webhook endpoint points at 127.0.0.1 (nothing else may be reached from here)."""
+    monkeypatch.setenv("LICENSOR_WEBHOOK_ALLOW_PRIVATE", "1")
+
 
 # What tenant B's admin token gets when it sends the request built for tenant A.
 NOT_FOUND = "404: the object is A's"
@@ -129,6 +139,17 @@ WALK: dict[str, Step] = {
     "delete_order_mapping": Step("spare_order_mapping", None, NOT_FOUND),
     "list_order_events": Step(None, None, OWN),
     "get_order_event": Step("order_event", None, NOT_FOUND),
+    # webhooks out (disabled endpoints: nothing is sent from this test)
+    "create_webhook_endpoint": Step(None, lambda o: {"url": "https://hooks.example.com/b", "state": "disabled"}, CREATED),
+    "list_webhook_endpoints": Step(None, None, OWN),
+    "get_webhook_endpoint": Step("webhook_endpoint", None, NOT_FOUND),
+    "update_webhook_endpoint": Step("webhook_endpoint", lambda o: {"description": "Renamed"}, NOT_FOUND),
+    "delete_webhook_endpoint": Step("spare_webhook_endpoint", None, NOT_FOUND),
+    "list_webhook_deliveries": Step(None, None, OWN),
+    "get_webhook_delivery": Step("webhook_delivery", None, NOT_FOUND),
+    "retry_webhook_delivery": Step("webhook_delivery", lambda o: {}, NOT_FOUND),
+    "list_webhook_attempts": Step(None, None, OWN),
+    "get_webhook_attempt": Step("webhook_attempt", None, NOT_FOUND),
     # tokens
     "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
     "list_tokens": Step(None, None, OWN),
@@ -149,6 +170,8 @@ FILTER_TARGETS = {
     "customer_id": "customer",
     "subject_id": "license",
     "source_id": "order_source",
+    "endpoint_id": "webhook_endpoint",
+    "delivery_id": "webhook_delivery",
 }
 
 
@@ -281,10 +304,32 @@ async def build_world(tenant: Tenant) -> Objects:
     received = await tenant.gateway.call("POST", f"/v1/orders/{o['order_source']['id']}", data=order.body, headers=order.headers)
     assert received.status == 200, received.text
     o["order_event"] = received.body["events"][0]
+    # A webhook endpoint with a delivery and an attempt (failed, to a closed port; then disabled, so nothing more
+    # is sent while the walk runs).
+    port = free_port()
+    for name in ("webhook_endpoint", "spare_webhook_endpoint"):
+        body = {"url": f"http://127.0.0.1:{port}/hooks", "event_types": ["customer.*"]}
+        o[name] = await tenant.ok("POST", "/v1/admin/webhook-endpoints", 201, json=body)
+    await tenant.ok("PATCH", f"/v1/admin/webhook-endpoints/{o['spare_webhook_endpoint']['id']}", json={"state": "disabled"})
+    await tenant.customer("webhook@example.com")
+    o["webhook_attempt"] = await eventually(tenant, "/v1/admin/webhook-attempts")
+    o["webhook_delivery"] = await tenant.ok("GET", f"/v1/admin/webhook-deliveries/{o['webhook_attempt']['delivery_id']}")
+    await tenant.ok("PATCH", f"/v1/admin/webhook-endpoints/{o['webhook_endpoint']['id']}", json={"state": "disabled"})
     for name, role in (("developer_token", "developer"), ("spare_token", "support")):
         token = await tenant.token(role)
         o[name] = {"id": token.split(".")[0], "token": token}
     return o
+
+
+async def eventually(tenant: Tenant, path: str, timeout_s: float = 20.0) -> dict[str, Any]:
+    """The first item of a list that the gateway fills in the background."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        items = await tenant.list_all(path)
+        if items:
+            return items[0]
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{path} stayed empty")
 
 
 async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
@@ -292,7 +337,14 @@ async def snapshot(tenant: Tenant, objects: Objects) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for plural in ("products", "features", "releases", "policies", "customers", "licenses", "tokens", "events"):
         seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
-    for plural in ("order-sources", "order-mappings", "order-events"):
+    for plural in (
+        "order-sources",
+        "order-mappings",
+        "order-events",
+        "webhook-endpoints",
+        "webhook-deliveries",
+        "webhook-attempts",
+    ):
         seen[plural] = await tenant.list_all(f"/v1/admin/{plural}")
     seen["activations"] = await tenant.list_all(f"/v1/admin/licenses/{objects['device_license']['id']}/activations")
     seen["credentials"] = await tenant.list_all(f"/v1/admin/licenses/{objects['cloud_license']['id']}/credentials")
@@ -401,12 +453,23 @@ async def test_no_token_reaches_another_tenants_data_or_does_more_than_its_role(
                         "GET", op.path, token=b.admin_token, params={param["name"]: objects[FILTER_TARGETS[param["name"]]]["id"]}
                     )
                     assert (filtered.status, filtered.body["data"]) == (200, []), f"{op.operation_id}?{param['name']}"
-    assert {name for name, _ in b_created} == {"create_product", "create_customer", "create_token", "create_order_source"}
+    assert {name for name, _ in b_created} == {
+        "create_product",
+        "create_customer",
+        "create_token",
+        "create_order_source",
+        "create_webhook_endpoint",
+    }
     for name, created in b_created:
         if name == "create_token":  # the new token is B's
             assert (await gateway.call("GET", "/v1/admin/tenant", token=created["token"])).body["id"] == b.id
         else:
-            plural = {"create_product": "products", "create_customer": "customers", "create_order_source": "order-sources"}[name]
+            plural = {
+                "create_product": "products",
+                "create_customer": "customers",
+                "create_order_source": "order-sources",
+                "create_webhook_endpoint": "webhook-endpoints",
+            }[name]
             assert (await b.ok("GET", f"/v1/admin/{plural}/{created['id']}")) == created
             assert (await a.call("GET", f"/v1/admin/{plural}/{created['id']}")).status == 404
     assert {p["id"] for p in await b.list_all("/v1/admin/products")} == {b_product["id"], dict(b_created)["create_product"]["id"]}

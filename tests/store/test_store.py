@@ -107,6 +107,30 @@ def _columns(plural: str) -> dict[str, Any]:
         },
         "order_sources": lambda: {"kind": "stripe", "name": "A shop", "secrets": "sealed", "effects": canonical_json({})},
         "order_mappings": lambda: {"item": unique("sku")},
+        "webhook_endpoints": lambda: {
+            "url": "https://hooks.example.com/licensor",
+            "description": None,
+            "event_types": canonical_json(["*"]),
+            "secret": None,
+            "state": "enabled",
+            "disabled_reason": None,
+            "failing_since": None,
+            "cursor_seq": 0,
+        },
+        "webhook_deliveries": lambda: {
+            "event_id": unique("evt"),
+            "event_seq": int(uuid.uuid4().int % 1_000_000),
+            "event_type": "license.created",
+            "payload": canonical_json({}),
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now_us(),
+            "claimed_until": None,
+            "last_status": None,
+            "last_error": None,
+            "delivered_at": None,
+        },
+        "webhook_attempts": lambda: {"attempt": 1, "status": 500, "error": "HTTP 500", "duration_ms": 3},
         "order_events": lambda: {
             "business_key": unique("purchase"),
             "type": "purchase",
@@ -128,6 +152,10 @@ async def create(tx: Any, plural: str, **overrides: Any) -> Row:
         overrides["product_id"] = (await create(tx, "products"))["id"]
     if plural in ("order_mappings", "order_events") and "source_id" not in overrides:
         overrides["source_id"] = (await create(tx, "order_sources"))["id"]
+    if plural == "webhook_deliveries" and "endpoint_id" not in overrides:
+        overrides["endpoint_id"] = (await create(tx, "webhook_endpoints"))["id"]
+    if plural == "webhook_attempts" and "delivery_id" not in overrides:
+        overrides["delivery_id"] = (await create(tx, "webhook_deliveries"))["id"]
     if plural == "order_mappings" and "policy_id" not in overrides:
         overrides["policy_id"] = (await create(tx, "policies"))["id"]
     if plural == "licenses":

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from licensor.backend import Backend
-from licensor.central import license_keys
+from licensor.central import license_keys, webhooks
 from licensor.central.events import EVENT_SCHEMA, VERIFICATION_SCHEMA, event_json, verify_chain
 from licensor.central.keyset import KEY_SCHEMA, add_signing_key, public_key_json
 from licensor.central.secrets import Secrets
@@ -30,9 +30,13 @@ from licensor.model import (
     POLICY,
     PRODUCT,
     RELEASE,
+    RESOURCES,
     ROLES,
     SUBJECT_SCHEMA,
     TIME_SCHEMA,
+    WEBHOOK_ATTEMPT,
+    WEBHOOK_DELIVERY,
+    WEBHOOK_ENDPOINT,
     Resource,
     checked_time,
     format_time,
@@ -73,6 +77,9 @@ WRITE_ROLES = {
     ORDER_SOURCE.plural: ADMIN_ROLES,  # it holds the shop's signing secrets
     ORDER_MAPPING.plural: CATALOG_ROLES,
     ORDER_EVENT.plural: frozenset(),  # written by the order intake only
+    WEBHOOK_ENDPOINT.plural: ADMIN_ROLES,  # where the tenant's events go
+    WEBHOOK_DELIVERY.plural: frozenset(),  # written by the webhook sender only
+    WEBHOOK_ATTEMPT.plural: frozenset(),
 }
 
 
@@ -174,6 +181,18 @@ async def _check_domain_rules(call: Call, resource: Resource, values: Row, curre
             values["secrets"] = call.request.app[app_keys.SECRETS].seal_integration_secrets(
                 call.tenant_id, "order_source", values["secrets"]
             )
+    if resource is WEBHOOK_ENDPOINT:
+        if "url" in values:
+            await webhooks.check_target(values["url"], call.request.app[app_keys.SETTINGS].webhook_allow_private)
+        if values.get("secret") is not None:
+            values["secret"] = call.request.app[app_keys.SECRETS].seal_integration_secrets(
+                call.tenant_id, "webhook_endpoint", [values["secret"]]
+            )
+        if current is None:  # a new endpoint receives what happens from now on, not the log's past
+            head = await call.store.event_chain_head(call.tenant_id)
+            values["cursor_seq"] = int(head["last_seq"]) if head else 0
+        elif values.get("state") == "enabled":  # enabled again by the vendor: the failures start over
+            values.update(disabled_reason=None, failing_since=None)
     if resource is LICENSE and merged.get("expires_at") is not None and merged["expires_at"] <= merged["starts_at"]:
         raise ValidationError("expires_at must be after starts_at", code="INVALID_FIELD")
     if resource is RELEASE and "required_features" in values:
@@ -221,6 +240,9 @@ def _create(resource: Resource) -> Handler:
         await _check_references(call.tx, resource, values)
         await _check_unique(call.tx, resource, values, None)
         await _check_domain_rules(call, resource, values, None)
+        for f in resource.fields:  # what the server sets later starts empty (the domain rules set what it must)
+            if not f.writable:
+                values.setdefault(f.name, None)
         now = now_us()
         with _constraint_errors(resource):
             row = await call.tx.insert(
@@ -906,10 +928,45 @@ async def get_tenant(call: Call) -> Reply:
     return Reply(200, {"id": row["id"], "object": "tenant", "name": row["name"], "created_at": format_time(row["created_at"])})
 
 
+async def retry_webhook_delivery(call: Call) -> Reply:
+    """Attempt a delivery again now (a failed one included), with its attempts kept."""
+    assert call.tx is not None
+    current = await _get_or_404(call.tx, WEBHOOK_DELIVERY, call.path["id"])
+    if current["state"] == "delivered":
+        raise InvalidStateError("the delivery arrived already")
+    changes = {"state": "pending", "next_attempt_at": call.services.now_us(), "claimed_until": None}
+    row = await call.tx.update(WEBHOOK_DELIVERY, current["id"], changes)
+    assert row is not None
+    shown = WEBHOOK_DELIVERY.to_api(row)
+    await call.tx.append_event("webhook_delivery.retried", "webhook_delivery", row["id"], call.actor, {"id": row["id"]})
+    return Reply(200, shown)
+
+
+def _add_webhook_operations(api: Api) -> None:
+    api.add(
+        Operation(
+            method="POST",
+            path="/v1/admin/webhook-deliveries/{id}/retry",
+            operation_id="retry_webhook_delivery",
+            summary="Retry a webhook delivery",
+            handler=retry_webhook_delivery,
+            tag=WEBHOOK_DELIVERY.plural,
+            auth=Token(ADMIN_ROLES),
+            response_schema=WEBHOOK_DELIVERY.response_schema(),
+            request_schema={"type": "object", "properties": {}, "additionalProperties": False},
+            path_patterns={"id": id_pattern("msg")},
+            changes_state=True,
+            errors=(404, 409),
+            description="A pending or failed delivery is attempted again now; one that arrived answers 409 INVALID_STATE.",
+        )
+    )
+
+
 def register(api: Api) -> None:
     """Declare every admin operation on ``api``."""
-    for resource in (PRODUCT, FEATURE, RELEASE, POLICY, CUSTOMER, LICENSE, ORDER_SOURCE, ORDER_MAPPING, ORDER_EVENT):
+    for resource in RESOURCES.values():
         _add_resource_operations(api, resource)
+    _add_webhook_operations(api)
     _add_license_operations(api)
     _add_token_operations(api)
     api.add(

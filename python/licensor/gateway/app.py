@@ -13,6 +13,7 @@ from licensor.central import admin
 from licensor.central.events import event_json
 from licensor.central.keyset import KEY_SCHEMA, public_key_json
 from licensor.central.secrets import Secrets, load_master_key
+from licensor.central.webhooks import WebhookSender
 from licensor.commerce.intake import order_operation
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
@@ -211,10 +212,19 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
         outcomes.start()
         app[app_keys.UPDATES] = hub = UpdateHub(opened)
         hub.start()
+        app[app_keys.WEBHOOKS] = webhooks = WebhookSender(
+            opened,
+            app[app_keys.SERVICES],
+            app[app_keys.SECRETS],
+            allow_private=settings.webhook_allow_private,
+            retry_base_s=settings.webhook_retry_base_s,
+        )
+        webhooks.start()
         try:
             yield
         finally:
             try:
+                await webhooks.close()
                 await hub.close()
                 await outcomes.stop()
             finally:

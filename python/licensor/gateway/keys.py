@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     import pluggy
 
     from licensor.central.secrets import Secrets
+    from licensor.central.webhooks import WebhookSender
     from licensor.gateway.answers import RememberedAnswers
     from licensor.gateway.cache import LicenseCache
     from licensor.gateway.outcomes import CheckOutcomes
@@ -36,6 +37,7 @@ DOCS_HTML: web.AppKey[str] = web.AppKey("docs_html")
 UPDATES: web.AppKey[UpdateHub] = web.AppKey("updates")
 ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
 MAIL: web.AppKey[MailSender] = web.AppKey("mail")
+WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)
 ASKING_LICENSE: web.RequestKey[Licensed] = web.RequestKey("asking_license")  # the license the request presented

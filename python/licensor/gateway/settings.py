@@ -20,6 +20,10 @@ class Settings:
     port: int = 8080
     public_url: str | None = None  # how clients reach this gateway; default http://{host}:{port}
     master_key: bytes | None = field(default=None, repr=False)
+    # Webhooks out: the operator may allow endpoints in private ranges (LICENSOR_WEBHOOK_ALLOW_PRIVATE=1), and set
+    # the first retry's delay (LICENSOR_WEBHOOK_RETRY_BASE_S, doubled per attempt up to 6 h).
+    webhook_allow_private: bool = field(default_factory=lambda: os.environ.get("LICENSOR_WEBHOOK_ALLOW_PRIVATE") == "1")
+    webhook_retry_base_s: float = field(default_factory=lambda: float(os.environ.get("LICENSOR_WEBHOOK_RETRY_BASE_S", "5")))
 
     @property
     def store_url(self) -> str:

@@ -99,6 +99,10 @@ class Transaction(ABC):
         """Append an event to the tenant's hash chain, in this transaction."""
 
     @abstractmethod
+    async def events_after(self, after_seq: int, limit: int) -> list[Row]:
+        """The tenant's events after ``after_seq`` in chain order, at most ``limit`` (the webhook outbox's source)."""
+
+    @abstractmethod
     async def add_usage(
         self, license_id: str, subject: str, feature: str, period: str, units: int, quota: int | None
     ) -> int | None:
@@ -250,6 +254,17 @@ class Store(ABC):
 
     @abstractmethod
     async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page: ...
+
+    # --- webhooks (the background sender's; across tenants) -------------------------------------------------
+    @abstractmethod
+    async def enabled_webhook_endpoints(self) -> builtins.list[Row]:
+        """Every enabled webhook endpoint of every tenant (what the sender fills deliveries for)."""
+
+    @abstractmethod
+    async def claim_webhook_deliveries(self, now: int, claimed_until: int, limit: int) -> builtins.list[Row]:
+        """Claim up to ``limit`` pending deliveries of enabled endpoints that are due at ``now`` and not claimed
+        by another worker, until ``claimed_until``; the claimed rows. A claim that ran out (its worker died) is
+        taken over, so every delivery is attempted by one worker at a time."""
 
     # --- order sources ----------------------------------------------------------------------------------
     @abstractmethod

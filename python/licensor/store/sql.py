@@ -265,6 +265,26 @@ class SqlStore(Store):
     async def list_tokens(self, tenant_id: str, after: str | None, limit: int) -> Page:
         return await self._page("api_tokens", "id", {"tenant_id": tenant_id}, after, limit)
 
+    async def enabled_webhook_endpoints(self) -> builtins.list[Row]:
+        async with self._read() as conn:
+            return await conn.fetch_all("SELECT * FROM webhook_endpoints WHERE state = 'enabled' ORDER BY tenant_id, id")
+
+    async def claim_webhook_deliveries(self, now: int, claimed_until: int, limit: int) -> builtins.list[Row]:
+        free = "state = 'pending' AND (claimed_until IS NULL OR claimed_until < ?)"
+        # PostgreSQL re-checks the outer condition on rows another worker claimed meanwhile: each row goes to one.
+        async with self._write(None) as conn:
+            return await conn.fetch_all(
+                f"UPDATE webhook_deliveries SET claimed_until = ? WHERE id IN (SELECT d.id FROM webhook_deliveries d"
+                f" JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id WHERE d.{free}"
+                " AND d.next_attempt_at <= ? AND e.state = 'enabled' ORDER BY d.next_attempt_at LIMIT ?)"
+                f" AND {free} RETURNING *",
+                claimed_until,
+                now,
+                now,
+                limit,
+                now,
+            )
+
     async def get_order_source(self, source_id: str) -> Row | None:
         async with self._read() as conn:
             return await conn.fetch_one("SELECT * FROM order_sources WHERE id = ?", source_id)
@@ -433,6 +453,11 @@ class SqlTransaction(Transaction):
         )
         await self.conn.execute("UPDATE event_chain SET last_hash = ? WHERE tenant_id = ?", event["hash"], self.tenant_id)
         return event
+
+    async def events_after(self, after_seq: int, limit: int) -> list[Row]:
+        return await self.conn.fetch_all(
+            "SELECT * FROM events WHERE tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?", self.tenant_id, after_seq, limit
+        )
 
     async def add_usage(
         self, license_id: str, subject: str, feature: str, period: str, units: int, quota: int | None

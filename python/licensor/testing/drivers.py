@@ -247,13 +247,26 @@ async def running_gateway(
 
 
 @contextmanager
-def gateway_process(store_url: str, data_dir: str, master_key: bytes) -> Iterator[str]:
-    """Another gateway process (``licensor serve``) on ``store_url`` sharing ``master_key``, on a free port of
-    127.0.0.1: its base URL (see :func:`wait_ready`). Its output goes to ``data_dir/gateway.log``; it is
-    stopped (SIGTERM, then SIGKILL) when the block ends."""
-    port = free_port()
-    env = {**os.environ, "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("=")}
-    with open(os.path.join(data_dir, "gateway.log"), "wb") as log:
+def gateway_process(
+    store_url: str,
+    data_dir: str,
+    master_key: bytes,
+    *,
+    workers: int = 1,
+    environment: dict[str, str] | None = None,
+    port: int | None = None,
+) -> Iterator[str]:
+    """Another gateway process (``licensor serve``, with ``workers`` worker processes) on ``store_url`` sharing
+    ``master_key``, on ``port`` (default: a free one) of 127.0.0.1, with ``environment`` added to this process's:
+    its base URL (see :func:`wait_ready`). Its output goes to ``data_dir/gateway.log``; it is stopped (SIGTERM,
+    then SIGKILL) when the block ends."""
+    port = port or free_port()
+    env = {
+        **os.environ,
+        **(environment or {}),
+        "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("="),
+    }
+    with open(os.path.join(data_dir, "gateway.log"), "ab") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -266,6 +279,8 @@ def gateway_process(store_url: str, data_dir: str, master_key: bytes) -> Iterato
                 data_dir,
                 "--port",
                 str(port),
+                "--workers",
+                str(workers),
             ],
             env=env,
             stdout=log,
