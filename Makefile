@@ -136,7 +136,7 @@ coverage-proof: build postgres-server
 
 # The cloud backend's soak at full length (a minute of devices coming and going on both stores).
 soak: build postgres-server
-	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
+	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
 
 stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
@@ -147,10 +147,10 @@ stubtest: build
 # steered towards what each operation accepts), on both stores, printing what each operation answered.
 FUZZ_EXAMPLES ?= 1000
 fuzz: build postgres-server
-	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql LICENSOR_FUZZ_TARGETED=1 $(PYTEST) tests/fuzz -s
+	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql LICENSOR_FUZZ_TARGETED=1 $(PYTEST) --timeout=0 tests/fuzz -s
 
 bench: build
-	$(PYTEST) benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q
+	$(PYTEST) --timeout=0 benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q
 	$(VPY) benches/ratios.py .bench/latest.json
 
 # The gateway on $(HOST):$(PORT) with the embedded SQLite store in $(DATA_DIR)/; on first start it creates the tenant

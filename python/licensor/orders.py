@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from licensor.commerce.signatures import (
     TOLERANCE_S,
     WebhookSignatureError,
+    standard_webhooks_key,
     verify_fastspring,
     verify_paddle,
     verify_shopify,
@@ -33,6 +34,7 @@ __all__ = [
     "OrderPayloadError",
     "OrderSource",
     "WebhookSignatureError",
+    "standard_webhooks_key",
     "verify_fastspring",
     "verify_paddle",
     "verify_shopify",
@@ -64,10 +66,13 @@ class OrderEventType(enum.StrEnum):
 
 @dataclass(frozen=True)
 class OrderItem:
-    """A line of an order: the shop's id of what was bought (a SKU, price id or product code) and how many."""
+    """A line of an order: the shop's id of what was bought (a SKU, price id or product code), how many, and the
+    shop's ids that name this line's licenses alone (its own subscription, its order line), so that a later
+    event about one line (a renewal of its subscription, a refund of that line) reaches only its licenses."""
 
     item: str
     quantity: int = 1
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class OrderEvent:
     :param occurred_at: when the shop says it happened (µs since the epoch): an event older than the newest one
         applied to the same aspect of a license (its term, state or plan) is recorded and ignored.
     :param references: the shop's ids that name the licenses concerned (order, subscription, invoice, payment);
-        a purchase links all of them to the licenses it creates.
+        a purchase links all of them to every license it creates (and each item's own references to its licenses).
     """
 
     type: OrderEventType
@@ -119,6 +124,11 @@ class OrderSource(ABC):
         :param now: the gateway's clock in seconds, for the tolerance of a signed time.
         :raises WebhookSignatureError: SIGNATURE_MISSING, SIGNATURE_MALFORMED, SIGNATURE_EXPIRED or SIGNATURE_MISMATCH.
         """
+
+    def check_secret(self, secret: str) -> None:  # noqa: B027 - most kinds take any secret
+        """Refuse a signing secret this kind cannot use, when the vendor configures it.
+
+        :raises ValueError: with what is wrong (never the secret itself)."""
 
     @abstractmethod
     def events(self, headers: Mapping[str, str], body: bytes) -> list[OrderEvent]:

@@ -263,7 +263,7 @@ class ShopifyShop(Shop):
             "financial_status": "paid",
             "source_name": "web",
             "customer": {"email": email, "first_name": "Ada", "last_name": "Lovelace"},
-            "line_items": [{"sku": item, "variant_id": 1, "quantity": quantity}],
+            "line_items": [{"id": int(order) * 10, "sku": item, "variant_id": 1, "quantity": quantity}],
         }
         return self._topic("orders/paid", document, event_id, at)
 
@@ -278,7 +278,7 @@ class ShopifyShop(Shop):
             "id": 7,
             "ready": True,
             "subscription_contract_id": int(order) + 1,
-            "order_id": int(order) + int(period_start) % 1000,
+            "order_id": int(order) + int(period_start // 86_400),
         }
         return self._topic("subscription_billing_attempts/success", attempt, event_id, at)
 
@@ -294,7 +294,8 @@ class ShopifyShop(Shop):
         return self._topic("orders/cancelled", {"id": int(order)}, event_id, at)
 
     def refund(self, order: str, *, event_id: str | None = None, at: float | None = None) -> Delivery:
-        return self._topic("refunds/create", {"id": 99, "order_id": int(order)}, event_id, at)
+        refund = {"id": 99, "order_id": int(order), "refund_line_items": [{"line_item_id": int(order) * 10, "quantity": 1}]}
+        return self._topic("refunds/create", refund, event_id, at)
 
     def unknown(self, *, event_id: str | None = None, at: float | None = None) -> Delivery:
         return self._topic("products/update", {"id": 5}, event_id, at)
@@ -352,7 +353,7 @@ class FastSpringShop(Shop):
         return self.batch(self.event("subscription.charge.failed", {"subscription": f"sub_{order}"}, event_id, at))
 
     def cancellation_event(self, order: str, *, event_id: str | None = None, at: float | None = None) -> dict[str, Any]:
-        return self.event("subscription.canceled", {"id": f"sub_{order}", "subscription": f"sub_{order}"}, event_id, at)
+        return self.event("subscription.deactivated", {"id": f"sub_{order}", "subscription": f"sub_{order}"}, event_id, at)
 
     def cancellation(self, order: str, *, event_id: str | None = None, at: float | None = None) -> Delivery:
         return self.batch(self.cancellation_event(order, event_id=event_id, at=at))

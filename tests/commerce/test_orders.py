@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from licensor import hookimpl
 from licensor.gateway import keys
@@ -24,7 +25,7 @@ from licensor.testing import Gateway, GatewayFleet, Tenant
 from licensor_client.formats import published_keys
 from licensor_client.updates import read_update
 
-from .shops import DAY_S, SHOPS, Delivery, FastSpringShop, Shop, ShopifyShop, StripeShop, new_event_id
+from .shops import DAY_S, SHOPS, Delivery, FastSpringShop, PaddleShop, Shop, ShopifyShop, StripeShop, new_event_id
 
 KINDS = sorted(SHOPS)
 
@@ -403,6 +404,127 @@ async def test_unmapped_items_license_nothing_and_their_later_events_are_not_wai
     status, body = await post(licensor_gateway, None, made["source"]["id"], renewal)
     assert status == 200 and body["events"][0]["outcome"] == "ignored"  # not 409: nothing will ever be licensed
     assert await licenses(tenant) == []
+
+
+# --- what the review of real payloads found --------------------------------------------------------------
+async def test_a_stripe_session_without_line_items_leaves_the_purchase_to_the_first_invoice(licensor_gateway: Gateway) -> None:
+    shop = StripeShop()
+    tenant = await licensor_gateway.tenant()
+    source_id = (await setup(tenant, shop))["source"]["id"]
+    order = order_number()
+    session = shop.purchase(order, "pro", "ada@example.com")
+    bare = orjson.loads(session.body)
+    del bare["data"]["object"]["line_items"]  # as Stripe sends it: line items only when expanded
+    early = await licensor_gateway.call(
+        "POST", f"/v1/orders/{source_id}", data=orjson.dumps(bare), headers=shop.sign(orjson.dumps(bare))
+    )
+    assert (early.status, early.code) == (409, "ORDER_NOT_YET_KNOWN")  # its invoice has not come yet
+    assert (await post(licensor_gateway, None, source_id, shop.first_invoice(order, "pro", "ada@example.com")))[0] == 200
+    again = await licensor_gateway.call(
+        "POST", f"/v1/orders/{source_id}", data=orjson.dumps(bare), headers=shop.sign(orjson.dumps(bare))
+    )
+    assert again.status == 200 and again.body["events"][0]["type"] == "link"
+    assert len(await licenses(tenant)) == 1
+
+
+async def test_payment_and_dispute_order_holes_are_closed(licensor_gateway: Gateway) -> None:
+    shop = StripeShop()
+    tenant = await licensor_gateway.tenant()
+    source_id = (await setup(tenant, shop))["source"]["id"]
+    order, now = order_number(), time.time()
+    license = await bought(licensor_gateway, tenant, shop, source_id, order, at=now - 100)
+
+    async def state() -> str:
+        return str((await tenant.ok("GET", f"/v1/admin/licenses/{license['id']}"))["state"])
+
+    # A failed payment older than the payment that followed it (delivered late) changes nothing.
+    await post(licensor_gateway, None, source_id, shop.renewal(order, now - 50, now + 30 * DAY_S, at=now - 50))
+    status, body = await post(licensor_gateway, None, source_id, shop.payment_failed(order, at=now - 60))
+    assert status == 200 and "stale" in body["events"][0]["detail"] and await state() == "active"
+    # A dispute after a failed payment: the next payment does not lift the dispute's suspension.
+    await post(licensor_gateway, None, source_id, shop.payment_failed(order, at=now - 40))
+    assert await state() == "suspended"
+    dispute = shop._event(
+        "charge.dispute.created", {"id": "dp_1", "payment_intent": f"pi_{order}_{int(now - 50)}"}, None, now - 30
+    )
+    assert (await post(licensor_gateway, None, source_id, dispute))[0] == 200
+    await post(licensor_gateway, None, source_id, shop.renewal(order, now - 20, now + 60 * DAY_S, at=now - 20))
+    assert await state() == "suspended"
+
+
+async def test_shopify_renewals_out_of_order_both_count_and_renewal_orders_buy_nothing(licensor_gateway: Gateway) -> None:
+    shop = ShopifyShop()
+    tenant = await licensor_gateway.tenant()
+    source_id = (await setup(tenant, shop))["source"]["id"]
+    order, now = order_number(), time.time()
+    license = await bought(licensor_gateway, tenant, shop, source_id, order, at=now - 100)
+    later = shop.renewal(order, now + 60 * DAY_S, 0, at=now - 10)
+    earlier = shop.renewal(order, now + 30 * DAY_S, 0, at=now - 20)
+    for delivery in (later, earlier):
+        assert (await post(licensor_gateway, None, source_id, delivery))[0] == 200
+    renewed = await tenant.ok("GET", f"/v1/admin/licenses/{license['id']}")
+    assert abs(_seconds(renewed["expires_at"]) - (_seconds(license["expires_at"]) + 60 * DAY_S)) < 2  # two periods
+    renewal_order = orjson.loads(shop.purchase(order_number(1), "pro", "ada@example.com").body)
+    renewal_order["source_name"] = "subscription_contract_checkout_one"
+    stamp = {"X-Shopify-Triggered-At": "2026-12-06T05:00:00Z"}
+    delivery = shop.deliver(renewal_order, headers={"X-Shopify-Topic": "orders/paid", "X-Shopify-Webhook-Id": "w-1", **stamp})
+    status, body = await post(licensor_gateway, None, source_id, delivery)
+    assert status == 200 and body["events"][0]["outcome"] == "ignored" and len(await licenses(tenant)) == 1
+    # A refund of another line (shipping, a T-shirt) leaves the license; no line at all refunds nothing.
+    other_line = shop.deliver(
+        {"id": 7, "order_id": int(order), "refund_line_items": [{"line_item_id": 1}]},
+        headers={"X-Shopify-Topic": "refunds/create", "X-Shopify-Webhook-Id": "w-2", **stamp},
+    )
+    assert (await post(licensor_gateway, None, source_id, other_line))[0] == 200
+    assert (await tenant.ok("GET", f"/v1/admin/licenses/{license['id']}"))["state"] == "active"
+
+
+async def test_events_of_orders_never_received_are_ignored_not_retried(licensor_gateway: Gateway) -> None:
+    shop = StripeShop()
+    tenant = await licensor_gateway.tenant()
+    source_id = (await setup(tenant, shop))["source"]["id"]
+    for delivery in (shop.payment_failed("never"), shop.cancellation("never"), shop.refund("never")):
+        status, body = await post(licensor_gateway, None, source_id, delivery)
+        assert status == 200 and body["events"][0]["outcome"] == "ignored", (status, body)
+    old_renewal = shop.renewal("never", time.time() - 10 * DAY_S, time.time() + 20 * DAY_S, at=time.time() - 4 * DAY_S)
+    resent_now = shop.deliver(orjson.loads(old_renewal.body))  # created 4 days ago, delivered (signed) now
+    assert (await post(licensor_gateway, None, source_id, resent_now))[0] == 200  # too old to wait for its purchase
+
+
+async def test_hostile_signature_headers_and_secrets_are_refused_not_500(licensor_gateway: Gateway) -> None:
+    tenant = await licensor_gateway.tenant()
+    stripe_source = (await setup(tenant, StripeShop()))["source"]["id"]
+    for header in ("t=\u00b2,v1=00", "t=12a,v1=00", "t=,v1=", "garbage", "t=1,t=2,v1=00"):
+        value = header.encode().decode("unicode_escape")
+        answer = await licensor_gateway.call(
+            "POST", f"/v1/orders/{stripe_source}", data=b"{}", headers={"Stripe-Signature": value}
+        )
+        assert (answer.status, answer.code) == (401, "SIGNATURE_MALFORMED"), header
+    body = {"kind": "standard-webhooks", "name": "s", "secrets": ["whsec_!!!notbase64!!!"]}
+    refused = await tenant.call("POST", "/v1/admin/order-sources", json=body)
+    assert (refused.status, refused.code) == (422, "INVALID_FIELD") and "whsec_!!!" not in refused.text
+    shop = StripeShop()
+    odd = orjson.loads(shop.purchase(order_number(), "pro", "ada@example.com").body)
+    odd["data"]["object"]["metadata"] = "x"
+    odd["data"]["object"]["customer_details"] = ["not", "an", "object"]
+    odd["data"]["object"]["line_items"] = {"data": [{"price": {"id": "T-Shirt Größe M"}, "quantity": 10**9}]}
+    status, body = await post(licensor_gateway, None, stripe_source, shop.deliver(odd))
+    assert status == 200 and "T-Shirt Größe M" in body["events"][0]["detail"]  # unmapped, not refused
+    far = shop.renewal(order_number(1), time.time(), 400_000_000_000)  # a period ending after the year 9999
+    answer = await licensor_gateway.call("POST", f"/v1/orders/{stripe_source}", data=far.body, headers=far.headers)
+    assert (answer.status, answer.code) == (400, "ORDER_PAYLOAD_MALFORMED")
+
+
+async def test_one_new_customer_ordering_four_times_at_once_is_one_customer(licensor_fleet: GatewayFleet) -> None:
+    shop = PaddleShop()
+    tenant = await licensor_fleet.gateway.tenant()
+    source_id = (await setup(tenant, shop))["source"]["id"]
+    deliveries = [purchase_of(shop, order_number(n), "new@example.com") for n in range(4)]
+    answers = await asyncio.gather(
+        *(post(licensor_fleet.url(n), licensor_fleet.session, source_id, d) for n, d in enumerate(deliveries))
+    )
+    assert [status for status, _ in answers] == [200] * 4, answers
+    assert len(await licenses(tenant)) == 4 and len(await tenant.list_all("/v1/admin/customers")) == 1
 
 
 # --- the hook ------------------------------------------------------------------------------------------

@@ -177,6 +177,11 @@ async def _check_domain_rules(call: Call, resource: Resource, values: Row, curre
                 f"kind: this gateway takes no orders from {merged['kind']!r} (installed: {installed})",
                 code="UNKNOWN_ORDER_SOURCE_KIND",
             )
+        for secret in values.get("secrets") or ():
+            try:
+                sources[merged["kind"]].check_secret(secret)
+            except ValueError as error:
+                raise ValidationError(f"secrets: {error}", code="INVALID_FIELD") from None
         if "secrets" in values:  # sealed: the shop's secrets are used again to verify, so they cannot be hashed
             values["secrets"] = call.request.app[app_keys.SECRETS].seal_integration_secrets(
                 call.tenant_id, "order_source", values["secrets"]

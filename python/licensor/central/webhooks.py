@@ -65,6 +65,7 @@ POLL_S = 1.0
 MIN_PASS_S = 0.2
 """A busy gateway (events committed all the time) still runs at most one pass per this interval."""
 ANSWER_READ_BYTES = 4096
+CLOSE_TIMEOUT_S = 5.0
 
 
 # --- where a webhook may go ----------------------------------------------------------------------------
@@ -196,9 +197,11 @@ class WebhookSender:
         if self._task is not None:
             self._task.cancel()
             try:
-                await self._task
+                await asyncio.wait_for(self._task, CLOSE_TIMEOUT_S)
             except asyncio.CancelledError:
                 pass
+            except TimeoutError:  # shutting down must not wait on a stuck attempt
+                log.warning("webhooks: the sender did not stop within %g s", CLOSE_TIMEOUT_S)
         if self._session is not None:
             await self._session.close()
 

@@ -10,8 +10,10 @@ is recorded and ignored. Every delivery leaves events in the log, a refused sign
 
 from __future__ import annotations
 
+import logging
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -20,7 +22,7 @@ from aiohttp import web
 from licensor.central.admin import change_license, issue_license, policy_terms, state_change
 from licensor.errors import ConflictError, LicensorError, NotFoundError, StoreUnavailableError
 from licensor.gateway import keys as app_keys
-from licensor.mail import Mail
+from licensor.mail import FileMailSender, Mail
 from licensor.model import (
     CUSTOMER,
     LICENSE,
@@ -39,7 +41,12 @@ from licensor.operations import ByBody, Call, Operation, Principal, Reply
 from licensor.orders import OrderEvent, OrderEventType, OrderPayloadError, WebhookSignatureError
 from licensor.store import Row, Transaction
 
+log = logging.getLogger("licensor.commerce")
 T = OrderEventType
+DEFER_FOR_US = 3 * 86_400_000_000
+"""A renewal or link naming no order seen yet is answered 409 (to be delivered again) while it is younger than
+this; afterwards, and for every other type at once, it is recorded and ignored (a shop must not retry for days
+an event of an order that never became a license)."""
 DEFAULT_EFFECTS = {"payment_failed": "suspend", "cancellation": "revoke", "refund": "revoke", "dispute": "suspend"}
 """What payment failures, cancellations, refunds and disputes do unless the order source says otherwise."""
 MAX_LICENSES_PER_PURCHASE = 100
@@ -86,7 +93,13 @@ async def authenticate_source(call: Call) -> Principal:
     actor = f"order_source:{source_id}"
     secrets = app[app_keys.SECRETS].open_integration_secrets(row["tenant_id"], "order_source", row["secrets"])
     try:
-        kind.verify(call.request.headers, call.raw_body, secrets, call.services.now_us() / 1_000_000)
+        try:
+            kind.verify(call.request.headers, call.raw_body, secrets, call.services.now_us() / 1_000_000)
+        except WebhookSignatureError:
+            raise
+        except Exception:  # a source's check that trips over a header: a malformed signature, not a 500
+            log.warning("order source %s: its signature check failed on a delivery", row["kind"], exc_info=True)
+            raise WebhookSignatureError("the signature headers cannot be read", code="SIGNATURE_MALFORMED") from None
     except WebhookSignatureError as error:
         await _record_refusal(call, row, actor, error)
         raise
@@ -94,10 +107,10 @@ async def authenticate_source(call: Call) -> Principal:
     return Principal(row["tenant_id"], "", "order_source", None, actor=actor)
 
 
-async def _record_refusal(call: Call, source: Row, actor: str, error: LicensorError) -> None:
+async def _record_refusal(call: Call, source: Row, actor: str, error: LicensorError, kind: str = "order.refused") -> None:
     data = {"code": error.code, "message": error.message, "body_bytes": len(call.raw_body)}
     async with call.store.transaction(source["tenant_id"]) as tx:
-        await tx.append_event("order.refused", "order_source", source["id"], actor, data)
+        await tx.append_event(kind, "order_source", source["id"], actor, data)
 
 
 # --- the route -----------------------------------------------------------------------------------------
@@ -106,19 +119,43 @@ async def receive_order(call: Call) -> Reply:
     source = call.context["order_source"]
     kind = call.request.app[app_keys.ORDER_SOURCES][source["kind"]]
     try:
-        events = kind.events(call.request.headers, call.raw_body)
+        try:
+            events = kind.events(call.request.headers, call.raw_body)
+        except OrderPayloadError:
+            raise
+        except Exception:  # a source's reader that trips over a payload: unreadable, not a 500
+            log.warning("order source %s: its reader failed on a delivery", source["kind"], exc_info=True)
+            raise OrderPayloadError("the delivery could not be read as this source's format") from None
     except OrderPayloadError as error:
         await _record_refusal(call, source, call.actor, error)
         raise
-    receipts = []
-    for event in events:
+    receipts, deferred = [], None
+    for event in events:  # each in its own transaction: one deferred event does not hold the others of a batch
+        effects = None
         try:
             async with call.store.transaction(call.tenant_id) as tx:
-                receipts.append(await OrderEffects(call, tx, source, event).apply())
+                effects = OrderEffects(call, tx, source, event)
+                receipts.append(await effects.apply())
         except OrderNotYetKnownError as error:
-            await _record_refusal(call, source, call.actor, error)
-            raise
+            await _record_refusal(call, source, call.actor, error, "order.deferred")
+            deferred = error
+            continue
+        if effects.mail is not None:
+            await _send_after_commit(call, effects.mail)
+    if deferred is not None:
+        raise deferred
     return Reply(200, {"object": "order_receipt", "source_id": source["id"], "events": receipts})
+
+
+async def _send_after_commit(call: Call, mail: Mail) -> None:
+    """Mail the keys of licenses that exist now (committed). A sender that fails does not lose them: the message
+    is written to ``{data_dir}/mail-undelivered`` for the operator to send on (keys are stored nowhere else)."""
+    app = call.request.app
+    try:
+        await app[app_keys.MAIL].send(mail)
+    except Exception:
+        log.exception("the mail sender failed; the message is kept in mail-undelivered")
+        await FileMailSender(os.path.join(app[app_keys.SETTINGS].data_dir, "mail-undelivered")).send(mail)
 
 
 def order_operation() -> Operation:
@@ -164,6 +201,8 @@ class OrderEffects:
     tx: Transaction
     source: Row
     event: OrderEvent
+    mail: Mail | None = field(default=None)
+    """The license keys to mail once the transaction committed."""
 
     @property
     def app(self) -> web.Application:
@@ -192,6 +231,9 @@ class OrderEffects:
         if await self.tx.insert_new(ORDER_EVENT, record) is None:  # this business event was received before
             first = await self.tx.find(ORDER_EVENT, source_id=self.source["id"], business_key=event.key)
             assert first is not None
+            # A repeat may name ids the first delivery did not (the first invoice's payment after its session).
+            first_licenses = ORDER_EVENT.field("license_ids").column_to_api(first["license_ids"])
+            await self._link(first_licenses, self._all_references())
             repeat = {"provider_event_id": event.provider_event_id, "provider_type": event.provider_type}
             await self.tx.append_event("order.repeated", "order_event", first["id"], self.actor, repeat)
             return _receipt(first, duplicate=True)
@@ -212,8 +254,12 @@ class OrderEffects:
             return "ignored", f"{self.event.provider_type} is not an event this source acts on", []
         if kind is T.PURCHASE:
             return await self._purchase()
-        licenses = await self._licenses()
-        if licenses is None:
+        licenses, seen = await self._licenses()
+        if not seen:
+            if kind in (T.RENEWAL, T.LINK) and self.call.services.now_us() - self.event.occurred_at < DEFER_FOR_US:
+                raise OrderNotYetKnownError()  # its purchase may still be on its way
+            return "ignored", "no order or subscription this event names was received from this source", []
+        if not licenses:
             return "ignored", "the order licensed nothing (no item was mapped to a policy)", []
         await self._link([row["id"] for row in licenses], (*self.event.references, *self.event.links))
         if kind is T.LINK:
@@ -235,22 +281,21 @@ class OrderEffects:
         return ("applied" if applied else "ignored"), detail, [row["id"] for row in licenses]
 
     # --- finding and linking licenses ----------------------------------------------------------------
-    async def _licenses(self) -> list[Row] | None:
-        """The licenses the event's references name, locked, oldest first; None when they name an order that
-        licensed nothing.
+    def _all_references(self) -> tuple[str, ...]:
+        event = self.event
+        return tuple(dict.fromkeys((*event.references, *event.links, *(r for item in event.items for r in item.references))))
 
-        :raises OrderNotYetKnownError: no reference was seen before."""
+    async def _licenses(self) -> tuple[list[Row], bool]:
+        """The licenses the event's references name, locked, in id order (so concurrent events lock them in one
+        order), and whether any reference was seen before (an order that licensed nothing is seen)."""
         seen, ids = False, set()
         for reference in self.event.references:
             for link in await self.tx.select(ORDER_LINK, limit=500, source_id=self.source["id"], reference=reference):
                 seen = True
                 if link["license_id"]:
                     ids.add(link["license_id"])
-        if not seen:
-            raise OrderNotYetKnownError()
         rows = [await self.tx.get(LICENSE, license_id, for_update=True) for license_id in sorted(ids)]
-        found = [row for row in rows if row is not None]
-        return found or None
+        return [row for row in rows if row is not None], seen
 
     async def _link(self, license_ids: list[str], references: tuple[str, ...]) -> None:
         now = now_us()
@@ -262,19 +307,19 @@ class OrderEffects:
     # --- purchase ------------------------------------------------------------------------------------
     async def _purchase(self) -> tuple[str, str | None, list[str]]:
         event, tx = self.event, self.tx
-        mapped: list[tuple[Row, int]] = []
+        mapped: list[tuple[Row, int, tuple[str, ...]]] = []
         for item in event.items:
             mapping = await tx.find(ORDER_MAPPING, source_id=self.source["id"], item=item.item)
             if mapping is not None:
-                mapped.append((mapping, item.quantity))
+                mapped.append((mapping, item.quantity, item.references))
         if not mapped:
-            await self._link([], event.references)
+            await self._link([], self._all_references())
             items = ", ".join(item.item for item in event.items) or "none"
             return "ignored", f"no item of the order is mapped to a policy (items: {items})", []
         customer_id = await self._customer()
-        marks = {aspect: event.occurred_at for aspect in ("term", "state", "plan")}
+        marks = {aspect: event.occurred_at for aspect in ("state", "plan", "paid")}
         created: list[tuple[Row, str]] = []
-        for mapping, quantity in mapped:
+        for mapping, quantity, item_references in mapped:
             policy = await tx.get(POLICY, mapping["policy_id"])
             assert policy is not None  # a mapping's policy cannot be deleted while it is mapped
             for _ in range(min(quantity, MAX_LICENSES_PER_PURCHASE - len(created))):
@@ -296,6 +341,7 @@ class OrderEffects:
                     order_marks=marks,
                 )
                 await tx.append_event("license.created", "license", row["id"], self.actor, LICENSE.to_api(row))
+                await self._link([row["id"]], item_references)
                 created.append((row, key))
         license_ids = [row["id"] for row, _ in created]
         await self._link(license_ids, event.references)
@@ -310,21 +356,24 @@ class OrderEffects:
         email = self.event.customer_email
         if not email or not _EMAIL.fullmatch(email):
             return None
-        existing = await self.tx.find(CUSTOMER, email=email)
-        if existing is not None:
-            return str(existing["id"])
         now = now_us()
-        row = await self.tx.insert(
+        # insert_new: two orders of one new customer at once (PostgreSQL) make one customer, not a conflict.
+        row = await self.tx.insert_new(
             CUSTOMER,
             {
                 "id": new_id("cus"),
                 "email": email,
                 "name": self.event.customer_name or email,
                 "external_ref": None,
+                "password_hash": None,
                 "created_at": now,
                 "updated_at": now,
             },
         )
+        if row is None:
+            existing = await self.tx.find(CUSTOMER, email=email)
+            assert existing is not None
+            return str(existing["id"])
         await self.tx.append_event("customer.created", "customer", row["id"], self.actor, CUSTOMER.to_api(row))
         return str(row["id"])
 
@@ -339,16 +388,16 @@ class OrderEffects:
             "Thank you for your order. Your license keys:\n\n" + "\n".join(lines) + "\n\nKeep them safe: each one is "
             "shown only in this message. Activate with: licensor-activate activate <key>\n"
         )
-        await self.app[app_keys.MAIL].send(Mail(email, "Your license keys", text))
+        self.mail = Mail(email, "Your license keys", text)
 
     # --- renewal -------------------------------------------------------------------------------------
     async def _renew(self, current: Row) -> str | None:
         event, now = self.event, now_us()
         if current["state"] == "revoked":
             return "revoked: not renewed"
+        # No stale check for the term: a renewal to its period's end only ever extends (max), and one without a
+        # period adds a duration once per business key: the order they arrive in changes nothing.
         marks = _marks(current)
-        if marks.get("term", -1) > event.occurred_at:
-            return "stale: a later event set the term"
         policy = await self.tx.get(POLICY, current["policy_id"])
         assert policy is not None
         days = POLICY.field("duration").column_to_api(policy["duration"]).get("days")
@@ -361,7 +410,7 @@ class OrderEffects:
         if policy["maintenance_days"] is not None:
             end = event.period_end or max(now, current["maintenance_until"] or now) + policy["maintenance_days"] * 86_400_000_000
             changes["maintenance_until"] = max(current["maintenance_until"] or 0, end)
-        marks["term"] = event.occurred_at
+        marks["paid"] = max(marks.get("paid", -1), event.occurred_at)
         change = "renewed"
         if current["state"] == "suspended" and marks.get("suspended_for") == T.PAYMENT_FAILED.value:
             if marks.get("state", -1) <= event.occurred_at:  # paid after the failure: the suspension ends
@@ -414,8 +463,15 @@ class OrderEffects:
                 return f"the order source's effect of a {self.event.type.value} is none"
             if marks.get("state", -1) > self.event.occurred_at:
                 return "stale: a later event set the state"
+            if self.event.type is T.PAYMENT_FAILED and marks.get("paid", -1) > self.event.occurred_at:
+                return "stale: a later payment arrived"
             target = "suspended" if action == "suspend" else "revoked"
             if current["state"] == target or current["state"] == "revoked":
+                # Nothing to change but the reason: a dispute after a failed payment is not undone by a payment.
+                marks["state"] = self.event.occurred_at
+                if current["state"] == "suspended" and action == "suspend":
+                    marks["suspended_for"] = self.event.type.value
+                await self.tx.update(LICENSE, current["id"], {"order_marks": canonical_json(marks)})
                 return f"already {current['state']}"
             changes = state_change(current, action)
             marks["state"] = self.event.occurred_at

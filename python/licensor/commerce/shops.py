@@ -14,13 +14,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from licensor import MalformedRequestError, ValidationError, hookimpl
-from licensor.model import parse_time
+from licensor.model import checked_time, parse_time
 from licensor.orders import (
     OrderEvent,
     OrderEventType,
     OrderItem,
     OrderPayloadError,
     OrderSource,
+    standard_webhooks_key,
     verify_fastspring,
     verify_paddle,
     verify_shopify,
@@ -66,10 +67,13 @@ def _optional(value: Any, name: str) -> str | None:
 
 
 def _seconds(value: Any, name: str, *, unit: int = 1) -> int:
-    """µs of a time given as an integer count of ``1 / unit`` seconds."""
+    """µs of a time given as an integer count of ``1 / unit`` seconds (between 1970 and 9999)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < (1 << 50):
         raise OrderPayloadError(f"{name} is not a time")
-    return value * 1_000_000 // unit
+    try:
+        return checked_time(value * 1_000_000 // unit, name)
+    except ValidationError:
+        raise OrderPayloadError(f"{name} is not a time between 1970 and 9999") from None
 
 
 def _rfc3339(value: Any, name: str) -> int:
@@ -104,11 +108,28 @@ def _refs(*values: Any) -> tuple[str, ...]:
 
 
 def _quantity(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000 else 1
+    """A line's quantity: at least 1 (licensor caps the licenses of one order itself)."""
+    return min(value, 1000) if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
-def _items(pairs: Iterable[tuple[Any, Any]]) -> tuple[OrderItem, ...]:
-    return tuple(OrderItem(_text(item, "an item's id"), _quantity(quantity)) for item, quantity in pairs if item)
+def _item_id(value: Any) -> str | None:
+    """An item's id as the vendor maps it: any text of up to 200 characters without control characters (a SKU
+    such as "T-Shirt Größe M"); anything else is no item (an unmappable line never refuses the order)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return None
+    return value
+
+
+def _items(lines: Iterable[tuple[Any, ...]]) -> tuple[OrderItem, ...]:
+    """Items of (id, quantity) or (id, quantity, references) lines; lines without a usable id are left out."""
+    found = []
+    for line in lines:
+        item = _item_id(line[0])
+        if item is not None:
+            found.append(OrderItem(item, _quantity(line[1]), tuple(line[2]) if len(line) > 2 else ()))
+    return tuple(found)
 
 
 def _item_key(items: Sequence[OrderItem]) -> str:
@@ -133,8 +154,8 @@ def _stripe_price(line: dict[str, Any]) -> Any:
     price = line.get("price")
     if isinstance(price, dict):
         return price.get("id")
-    details = (line.get("pricing") or {}).get("price_details") if isinstance(line.get("pricing"), dict) else None
-    return details.get("price") if isinstance(details, dict) else price
+    details = _mapping(_mapping(line.get("pricing")).get("price_details"))
+    return details.get("price") or price
 
 
 class Stripe(OrderSource):
@@ -150,28 +171,32 @@ class Stripe(OrderSource):
         occurred = _seconds(event.get("created"), "created")
         obj = _object(_object(event.get("data"), "data").get("object"), "data.object")
         subscription = obj.get("subscription")
-        if subscription is None and isinstance(obj.get("parent"), dict):  # invoices of API versions since 2025-03
-            details = obj["parent"].get("subscription_details")
-            subscription = details.get("subscription") if isinstance(details, dict) else None
+        if subscription is None:  # invoices of API versions since 2025-03
+            subscription = _mapping(_mapping(obj.get("parent")).get("subscription_details")).get("subscription")
         subscription = _optional(subscription, "subscription")
         if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             if obj.get("payment_status") not in ("paid", "no_payment_required"):
                 return [_unknown(event_id, kind, occurred)]  # paid later: async_payment_succeeded follows
-            lines = _list((obj.get("line_items") or {}).get("data"), "line_items.data")
-            items = _items((_stripe_price(_object(line, "a line item")), line.get("quantity")) for line in lines)
-            if not items:  # line items are not sent unless expanded: the vendor names them in the session's metadata
-                named = (obj.get("metadata") or {}).get("licensor_items", "")
+            lines = [_object(line, "a line item") for line in _list(_mapping(obj.get("line_items")).get("data"), "line_items")]
+            items = _items((_stripe_price(line), line.get("quantity")) for line in lines)
+            if not items:  # line items are not sent unless expanded: the vendor may name them in the metadata
+                named = _mapping(obj.get("metadata")).get("licensor_items", "")
                 items = _items((part.strip(), 1) for part in str(named).split(",") if part.strip())
-            customer = obj.get("customer_details") or {}
-            order = subscription or _text(obj.get("id"), "data.object.id")
+            session = _text(obj.get("id"), "data.object.id")
+            refs = _refs(subscription, session, obj.get("payment_intent"), obj.get("invoice"))
+            if not items and subscription is not None:
+                # The subscription's first invoice (invoice.paid) names its prices: that is the purchase. The session
+                # only adds its ids to the subscription's licenses.
+                return [OrderEvent(T.LINK, f"link:{session}", event_id, kind, occurred, refs)]
+            customer = _mapping(obj.get("customer_details"))
             return [
                 OrderEvent(
                     T.PURCHASE,
-                    f"purchase:{order}",
+                    f"purchase:{subscription or session}",
                     event_id,
                     kind,
                     occurred,
-                    _refs(subscription, obj.get("id"), obj.get("payment_intent"), obj.get("invoice")),
+                    refs,
                     items,
                     _email(customer.get("email")) or _email(obj.get("customer_email")),
                     _name(customer.get("name")),
@@ -180,7 +205,7 @@ class Stripe(OrderSource):
         if kind in ("invoice.paid", "invoice.payment_succeeded"):
             if subscription is None:
                 return [_unknown(event_id, kind, occurred)]  # a one-off invoice: its checkout session is the purchase
-            lines = [_object(line, "an invoice line") for line in _list((obj.get("lines") or {}).get("data"), "lines.data")]
+            lines = [_object(line, "an invoice line") for line in _list(_mapping(obj.get("lines")).get("data"), "lines.data")]
             periods = [_object(line.get("period"), "a line's period") for line in lines if line.get("period") is not None]
             starts = [_seconds(p.get("start"), "period.start") for p in periods]
             ends = [_seconds(p.get("end"), "period.end") for p in periods]
@@ -211,9 +236,9 @@ class Stripe(OrderSource):
             ]
         if kind == "customer.subscription.updated":
             sub = _text(obj.get("id"), "data.object.id")
-            lines = _list((obj.get("items") or {}).get("data"), "items.data")
-            items = _items((_stripe_price(_object(line, "an item")), line.get("quantity")) for line in lines)
-            previous = (_object(event["data"], "data").get("previous_attributes") or {}).get("items")
+            lines = [_object(line, "an item") for line in _list(_mapping(obj.get("items")).get("data"), "items.data")]
+            items = _items((_stripe_price(line), line.get("quantity")) for line in lines)
+            previous = _mapping(_mapping(event["data"]).get("previous_attributes")).get("items")
             if previous is None or not items:  # another change than the plan (a renewal, a status): nothing to do here
                 return [_unknown(event_id, kind, occurred)]
             key = f"plan_change:{sub}:{_item_key(items)}:{occurred}"
@@ -237,7 +262,7 @@ class Stripe(OrderSource):
 # --- Paddle Billing ------------------------------------------------------------------------------------
 def _paddle_items(data: dict[str, Any]) -> tuple[OrderItem, ...]:
     lines = [_object(line, "an item") for line in _list(data.get("items"), "data.items")]
-    return _items(((_object(line.get("price"), "an item's price")).get("id"), line.get("quantity")) for line in lines)
+    return _items((_mapping(line.get("price")).get("id"), line.get("quantity")) for line in lines)
 
 
 class Paddle(OrderSource):
@@ -258,12 +283,13 @@ class Paddle(OrderSource):
             period = data.get("billing_period")
             starts = _rfc3339(period.get("starts_at"), "billing_period.starts_at") if isinstance(period, dict) else None
             ends = _rfc3339(period.get("ends_at"), "billing_period.ends_at") if isinstance(period, dict) else None
+            # A renewal without a period is named by its transaction (the same in every delivery of it).
             refs = _refs(subscription, txn)
             origin = data.get("origin")
             if origin == "subscription_recurring" and subscription is not None:
                 return [
                     OrderEvent(
-                        T.RENEWAL, f"renewal:{subscription}:{starts or occurred}", event_id, kind, occurred, refs, period_end=ends
+                        T.RENEWAL, f"renewal:{subscription}:{starts or txn}", event_id, kind, occurred, refs, period_end=ends
                     )
                 ]
             if origin not in ("web", "api", None):  # a proration of a plan change: subscription.updated carries the change
@@ -316,11 +342,15 @@ class Shopify(OrderSource):
         occurred = _rfc3339(stamp, "the event's time")
         if topic == "orders/paid":
             order = _text(document.get("id"), "id")
-            if document.get("source_name") == "subscription_contract":
+            if str(document.get("source_name") or "").startswith("subscription_contract"):
                 return [_unknown(event_id, topic, occurred)]  # a renewal's order: its billing attempt renews
             lines = [_object(line, "a line item") for line in _list(document.get("line_items"), "line_items")]
             items = _items(
-                (line.get("sku") or (f"variant:{line['variant_id']}" if line.get("variant_id") else None), line.get("quantity"))
+                (
+                    line.get("sku") or (f"variant:{line['variant_id']}" if line.get("variant_id") else None),
+                    line.get("quantity"),
+                    _refs(f"line:{line['id']}" if line.get("id") else None),
+                )
                 for line in lines
             )
             customer = _mapping(document.get("customer"))
@@ -347,8 +377,12 @@ class Shopify(OrderSource):
             return [OrderEvent(T.CANCELLATION, f"cancellation:{order}", event_id, topic, occurred, (order,))]
         if topic == "refunds/create":
             refund = _text(document.get("id"), "id")
-            order = _text(document.get("order_id"), "order_id")
-            return [OrderEvent(T.REFUND, f"refund:{refund}", event_id, topic, occurred, (order,))]
+            # Only the lines refunded lose their licenses (a shipping-only refund refunds none).
+            lines = [_mapping(line) for line in _list(document.get("refund_line_items"), "refund_line_items")]
+            refs = _refs(*(f"line:{line['line_item_id']}" for line in lines if line.get("line_item_id")))
+            if not refs:
+                return [_unknown(event_id, topic, occurred)]
+            return [OrderEvent(T.REFUND, f"refund:{refund}", event_id, topic, occurred, refs)]
         return [_unknown(event_id, topic, occurred)]
 
 
@@ -356,6 +390,11 @@ class Shopify(OrderSource):
 def _fastspring_id(value: Any, name: str) -> str | None:
     """An id FastSpring gives either bare or as the ``id`` of an expanded object."""
     return _optional(value.get("id") if isinstance(value, dict) else value, name)
+
+
+def _fastspring_product(value: Any) -> Any:
+    """A product FastSpring gives by its path, or expanded as an object."""
+    return _mapping(value).get("product") if isinstance(value, dict) else value
 
 
 class FastSpring(OrderSource):
@@ -378,10 +417,20 @@ class FastSpring(OrderSource):
         if kind == "order.completed":
             order = _text(data.get("id"), "data.id")
             lines = [_object(line, "an item") for line in _list(data.get("items"), "data.items")]
-            items = _items((line.get("sku") or line.get("product"), line.get("quantity")) for line in lines)
-            subscriptions = [_fastspring_id(line.get("subscription"), "an item's subscription") for line in lines]
+            items = _items(
+                (
+                    line.get("sku") or _fastspring_product(line.get("product")),
+                    line.get("quantity"),
+                    # Each line's licenses: its own subscription, and the line (a return names it).
+                    _refs(
+                        _fastspring_id(line.get("subscription"), "an item's subscription"),
+                        f"item:{order}:{_fastspring_product(line.get('product'))}",
+                    ),
+                )
+                for line in lines
+            )
             customer = _mapping(data.get("customer"))
-            refs = _refs(order, data.get("reference"), *subscriptions)
+            refs = _refs(order, data.get("reference"))
             name = _name(customer.get("first"), customer.get("last"))
             return OrderEvent(
                 T.PURCHASE, f"purchase:{order}", event_id, kind, occurred, refs, items, _email(customer.get("email")), name
@@ -389,7 +438,12 @@ class FastSpring(OrderSource):
         if kind == "return.created":
             original = _fastspring_id(data.get("original"), "data.original")
             refund = _text(data.get("return") or data.get("id"), "data.return")
-            return OrderEvent(T.REFUND, f"refund:{refund}", event_id, kind, occurred, _refs(original))
+            returned = [_mapping(line) for line in _list(data.get("items"), "data.items")]
+            # The lines returned lose their licenses; a return that names no line is of the whole order.
+            refs = _refs(
+                *(f"item:{original}:{_fastspring_product(line.get('product'))}" for line in returned if line.get("product"))
+            )
+            return OrderEvent(T.REFUND, f"refund:{refund}", event_id, kind, occurred, refs or _refs(original))
         subscription = _fastspring_id(data.get("subscription") or data.get("id"), "data.subscription")
         if subscription is None:
             return _unknown(event_id, kind, occurred)
@@ -413,10 +467,10 @@ class FastSpring(OrderSource):
             return OrderEvent(
                 T.PAYMENT_FAILED, f"payment_failed:{subscription}:{order}", event_id, kind, occurred, (subscription,)
             )
-        if kind in ("subscription.canceled", "subscription.deactivated"):
+        if kind == "subscription.deactivated":  # the end; subscription.canceled only schedules it (and can be undone)
             return OrderEvent(T.CANCELLATION, f"cancellation:{subscription}", event_id, kind, occurred, (subscription,))
         if kind == "subscription.updated" and data.get("product"):
-            items = _items([(data.get("sku") or data.get("product"), data.get("quantity"))])
+            items = _items([(data.get("sku") or _fastspring_product(data.get("product")), data.get("quantity"))])
             return OrderEvent(
                 T.PLAN_CHANGE,
                 f"plan_change:{subscription}:{_item_key(items)}:{occurred}",
@@ -448,6 +502,9 @@ class StandardWebhooks(OrderSource):
 
     def verify(self, headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now: float) -> None:
         verify_standard_webhooks(headers, body, secrets, now)
+
+    def check_secret(self, secret: str) -> None:
+        standard_webhooks_key(secret)
 
     def events(self, headers: Mapping[str, str], body: bytes) -> list[OrderEvent]:
         document = _document(body)

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 
 from licensor.errors import AuthenticationError
@@ -67,7 +68,7 @@ def _any_matches(expected: Sequence[bytes], presented: Sequence[bytes]) -> bool:
 
 
 def _timestamp(text: str, now: float, tolerance_s: float) -> int:
-    if not text.isdigit() or len(text) > 12:
+    if not re.fullmatch(r"[0-9]{1,12}", text):  # ASCII digits only (str.isdigit takes "²" too)
         raise WebhookSignatureError("the signed timestamp is not a number of seconds", code="SIGNATURE_MALFORMED")
     signed = int(text)
     if abs(now - signed) > tolerance_s:
@@ -180,7 +181,10 @@ def verify_standard_webhooks(
             presented.append(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
             raise WebhookSignatureError("a v1 signature is not base64", code="SIGNATURE_MALFORMED") from None
-    signed = f"{message_id}.{stamp}.".encode() + body
+    try:
+        signed = f"{message_id}.{stamp}.".encode() + body
+    except UnicodeEncodeError:  # a header of raw bytes that are not UTF-8 (aiohttp keeps them as surrogates)
+        raise WebhookSignatureError("webhook-id is not text", code="SIGNATURE_MALFORMED") from None
     if not presented or not _any_matches([_hmac(standard_webhooks_key(s), signed) for s in secrets], presented):
         raise WebhookSignatureError("no v1 signature matches the body", code="SIGNATURE_MISMATCH")
     return message_id
