@@ -353,6 +353,8 @@ CUSTOMER = Resource(
         Field("email", {"type": "string", "pattern": r"^[^@\s]{1,64}@[^@\s]{1,189}$"}, required=True, filterable=True),
         Field("name", NAME_SCHEMA, required=True),
         Field("external_ref", nullable({"type": "string", "minLength": 1, "maxLength": 200}), filterable=True),
+        # The portal password (argon2id), set by the customer through a single-use link; never shown.
+        Field("password_hash", nullable({"type": "string"}), writable=False, shown=False),
     ),
     unique=(("email",),),
     referenced_by=(("licenses", "customer_id"),),
@@ -618,6 +620,50 @@ WEBHOOK_ATTEMPT = Resource(
     deletable=False,
     api_writable=False,
     description="One attempt to deliver a webhook: the HTTP status, or the error when no answer came.",
+    announced=False,
+)
+
+COLOR_SCHEMA = {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"}
+
+PORTAL_BRANDING = Resource(
+    "portal_branding",
+    "portal_brandings",
+    "pbr",
+    (
+        Field("name", NAME_SCHEMA, required=True),
+        Field("logo_url", nullable({"type": "string", "pattern": "^https://[^\\s\"'<>]{1,2000}$"})),
+        Field("primary_color", COLOR_SCHEMA, default="#1f4e8c"),
+        Field("accent_color", COLOR_SCHEMA, default="#0b7a5c"),
+    ),
+    description="How the tenant's License Portal looks: its name, logo (an https URL) and colours.",
+)
+
+PORTAL_SESSION = Resource(
+    "portal_session",
+    "portal_sessions",
+    "pss",
+    (
+        Field("secret_hash", {"type": "string"}, writable=False, shown=False),
+        Field("customer_id", nullable({"type": "string"}), writable=False),
+        Field("license_id", nullable({"type": "string"}), writable=False),
+        Field("expires_at", TIME_SCHEMA, kind="time", writable=False),
+    ),
+    description="A signed-in portal session (the cookie holds its id and secret; the secret is stored hashed).",
+    announced=False,
+)
+
+PORTAL_TOKEN = Resource(
+    "portal_token",
+    "portal_tokens",
+    "ptk",
+    (
+        Field("customer_id", {"type": "string"}, writable=False),
+        Field("purpose", {"enum": ["password", "sign_in"]}, writable=False),
+        Field("secret_hash", {"type": "string"}, writable=False, shown=False),
+        Field("expires_at", TIME_SCHEMA, kind="time", writable=False),
+        Field("used_at", nullable(TIME_SCHEMA), kind="time", writable=False),
+    ),
+    description="A single-use link mailed to a customer: setting a password, or signing in.",
     announced=False,
 )
 

@@ -90,7 +90,12 @@ def _columns(plural: str) -> dict[str, Any]:
             "features": canonical_json([]),
             "options": canonical_json({}),
         },
-        "customers": lambda: {"email": f"{unique('c')}@example.com", "name": "A customer", "external_ref": None},
+        "customers": lambda: {
+            "email": f"{unique('c')}@example.com",
+            "name": "A customer",
+            "external_ref": None,
+            "password_hash": None,
+        },
         "licenses": lambda: {
             "customer_id": None,
             "key_hash": os.urandom(32),
