@@ -31,7 +31,7 @@ DATA_DIR ?= var
 SERVE := env PYTHONPATH=$(CURDIR)/python $(VPY) -m licensor.cli serve --init-if-empty --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 BUILD_LOG := $(VENV)/native-build.log
 
-.PHONY: all build postgres-server test check lint test-rust test-native test-python stubtest coverage-proof fuzz soak bench serve clean
+.PHONY: all build postgres-server chromium test check lint test-rust test-native test-python stubtest coverage-proof fuzz soak bench serve clean
 
 all: build
 
@@ -83,10 +83,19 @@ postgres-server:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 
+# The portal's browser tests drive Debian's Chromium through Playwright (from PyPI, which never downloads a browser
+# here): installed from Debian when missing, as PostgreSQL is (about 40 s, once).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; else \
+		echo "installing Chromium (apt-get install chromium)" >&2; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
 # Every stage timed; the table of wall times ends the output (also when a stage fails).
 test:
 	@mkdir -p $(VENV) && rm -f $(TEST_REPORT)
-	@$(STAGE) "build" $(MAKE) --no-print-directory build postgres-server
+	@$(STAGE) "build" $(MAKE) --no-print-directory build postgres-server chromium
 	@$(STAGE) "lint" $(MAKE) --no-print-directory lint
 	@$(STAGE) "cargo test" $(MAKE) --no-print-directory test-rust
 	@$(STAGE) "native pass" $(MAKE) --no-print-directory test-native

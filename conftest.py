@@ -70,6 +70,7 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/store/": "the stores: SQL, migrations, transactions, the event chain (hashed with hashlib, not the core)",
     "tests/central/test_catalog.py": "products, features, releases, policies, customers: CRUD and pagination",
     "tests/commerce/test_signatures.py": "the shops' HMAC signature schemes (hashlib and hmac, not the core)",
+    "tests/portal/": "the portal's pages, sessions and forms (what it hands over is signed by the backends: both cores)",
     "tests/commerce/test_orders.py": "order intake: HMAC signatures and store effects (the update it signs is the update tests')",
     "tests/client/test_distribution.py": "the client's wheel in a clean virtualenv (the client never loads the server's core)",
     "tests/client/test_machine.py": "the client's fingerprint readers",

@@ -558,7 +558,10 @@ WEBHOOK_ENDPOINT = Resource(
     "webhook_endpoints",
     "whe",
     (
-        Field("url", {"type": "string", "pattern": "^https?://[^\\s/?#@]{1,253}(/[^\\s#]{0,2000})?$"}, required=True),
+        # An ASCII host (a name, an IPv4 address or a bracketed IPv6 one, and a port), then a path of printable ASCII.
+        Field(
+            "url", {"type": "string", "pattern": "^https?://[A-Za-z0-9.:\\[\\]-]{1,261}(/[\\x21-\\x7e]{0,2000})?$"}, required=True
+        ),
         Field("description", nullable({"type": "string", "maxLength": 500})),
         Field(
             "event_types",

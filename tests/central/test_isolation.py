@@ -150,6 +150,9 @@ WALK: dict[str, Step] = {
     "retry_webhook_delivery": Step("webhook_delivery", lambda o: {}, NOT_FOUND),
     "list_webhook_attempts": Step(None, None, OWN),
     "get_webhook_attempt": Step("webhook_attempt", None, NOT_FOUND),
+    # the portal's branding (one per tenant: B sets its own)
+    "get_portal_branding": Step(None, None, OWN),
+    "set_portal_branding": Step(None, lambda o: {"name": "Walk Software", "primary_color": "#203040"}, OWN),
     # tokens
     "create_token": Step(None, lambda o: {"name": "walk", "role": "developer"}, CREATED),
     "list_tokens": Step(None, None, OWN),

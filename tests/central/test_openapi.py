@@ -25,12 +25,15 @@ def operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]
 
 
 def served_routes(app: web.Application) -> set[tuple[str, str]]:
-    """(method, path template) of every route of the aiohttp router (HEAD is aiohttp's automatic twin of GET)."""
+    """(method, path template) of every route of the aiohttp router (HEAD is aiohttp's automatic twin of GET), but
+    the License Portal's pages (HTML for people, documented in docs/portal.md)."""
     routes = set()
     for route in app.router.routes():
         if route.method == "HEAD" or isinstance(route.resource, web.StaticResource):
             continue
         assert route.resource is not None
+        if route.resource.canonical.startswith("/portal/"):
+            continue
         routes.add((route.method.lower(), route.resource.canonical))
     return routes
 

@@ -46,14 +46,18 @@ from hypothesis import Phase, settings
 from hypothesis import strategies as st
 from licensor import _impl
 from licensor.central.tenants import create_tenant
+from licensor.central.webhooks import WebhookSender
 from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway import keys as app_keys
 from licensor.gateway.app import create_app
 from licensor.gateway.settings import Settings
+from licensor.testing.infrastructure import free_port
 from licensor_client.activation import DeviceKey
 from licensor_client.activation import device_request as client_device_request
 from schemathesis.engine import Status, StopReason, events
 from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
+
+from tests.commerce.shops import StripeShop
 
 EXAMPLES = int(os.environ.get("LICENSOR_FUZZ_EXAMPLES", "100"))
 _DEFAULT_STORES = "sqlite,postgresql" if _impl.IMPLEMENTATION == "rust" else "sqlite"
@@ -84,6 +88,10 @@ class LiveGateway:
             port=self.port,
             public_url=self.url,
             master_key=os.urandom(32),
+            # The endpoints schemathesis creates name any host: nothing is resolved or sent (the seeded deliveries
+            # are attempted once, to a closed port of 127.0.0.1, by seed_webhooks).
+            webhook_allow_private=True,
+            webhook_sender=False,
         )
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
@@ -106,6 +114,24 @@ class LiveGateway:
         """A new tenant in the gateway's own store: (tenant id, admin token)."""
         tenant = self.run(create_tenant(self.app[app_keys.STORE], self.app[app_keys.SECRETS], name))
         return tenant.tenant_id, tenant.admin_token
+
+    def seed_webhooks(self) -> None:
+        """One pass of a webhook sender: the deliveries owed now, attempted once each (refused: a closed port)."""
+
+        async def one_pass() -> None:
+            sender = WebhookSender(
+                self.app[app_keys.STORE],
+                self.app[app_keys.SERVICES],
+                self.app[app_keys.SECRETS],
+                allow_private=True,
+                retry_base_s=60,
+            )
+            try:
+                await sender.run_once()
+            finally:
+                await sender.close()
+
+        self.run(one_pass())
 
     def stop(self) -> None:
         try:
@@ -291,9 +317,36 @@ def _seed(url: str, token: str, tenant_id: str) -> tuple[dict[str, list[str]], l
         "revoke_credential": [credentials["to revoke"]["credential"]["id"]],
         "end_lease": [check_out("devices", "fuzz-seeded-device")["lease"]],
     }
+    # Order intake: two Stripe sources (one mapped, one unused), a mapping each way, and an order received.
+    shop = StripeShop()
+    for name in ("shop", "unused shop"):
+        ids["osr"].append(post("/v1/admin/order-sources", {"kind": "stripe", "name": name, "secrets": [shop.secret]})["id"])
+    for item in ("price_fuzz", "price_spare"):
+        ids["omp"].append(
+            post("/v1/admin/order-mappings", {"source_id": ids["osr"][0], "item": item, "policy_id": ids["pol"][0]})["id"]
+        )
+    order = shop.purchase("fuzz-order", "price_fuzz", "buyer@example.com")
+    received = requests.post(f"{url}/v1/orders/{ids['osr'][0]}", data=order.body, headers=order.headers, timeout=30)
+    assert received.status_code == 200, received.text
+    ids["oev"].append(received.json()["events"][0]["id"])
+    # Webhooks: an endpoint at a closed port of 127.0.0.1 owed an event (its delivery attempted once), and a spare.
+    for target in ("owed", "spare"):
+        endpoint = {"url": f"http://127.0.0.1:{free_port()}/{target}", "event_types": ["customer.*"]}
+        ids["whe"].append(post("/v1/admin/webhook-endpoints", endpoint)["id"])
+    post("/v1/admin/customers", {"email": "webhook@example.com", "name": "Webhook"})
     saas = {"name": "saas", "role": "product", "product_id": ids["prd"][0]}  # fuzz-0
     keys.append(post("/v1/admin/tokens", saas)["token"])  # the last: a product token
     return dict(ids), keys
+
+
+def _seed_deliveries(url: str, token: str, ids: dict[str, list[str]]) -> None:
+    """The deliveries and attempts the seeded endpoints got, by id."""
+    headers = {"Authorization": f"Bearer {token}"}
+    deliveries = requests.get(f"{url}/v1/admin/webhook-deliveries", headers=headers, timeout=30).json()["data"]
+    attempts = requests.get(f"{url}/v1/admin/webhook-attempts", headers=headers, timeout=30).json()["data"]
+    assert deliveries and attempts, (deliveries, attempts)
+    ids["msg"] = [d["id"] for d in deliveries]
+    ids["wha"] = [a["id"] for a in attempts]
 
 
 @pytest.fixture(params=STORES)
@@ -350,10 +403,15 @@ def hypothesis_phases() -> Iterator[None]:
         settings.load_profile(previous)
 
 
+# Hypothesis renders an example's arguments when it records one; schemathesis's cases carry the whole operation,
+# which passes its size warning on this document's larger operations. The rendering is not what is tested.
+@pytest.mark.filterwarnings("ignore:Generating overly large repr")
 def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
     tenant_id, token = gateway.create_tenant("schemathesis")
     token_id = token.split(".")[0]
     seeded, license_keys = _seed(gateway.url, token, tenant_id)
+    gateway.seed_webhooks()
+    _seed_deliveries(gateway.url, token, seeded)
     ACTIVATION_LICENSE["activation_id"] = seeded["act"][0]
     product_token = license_keys.pop()
     document = requests.get(f"{gateway.url}/openapi.json", timeout=30).json()
@@ -497,5 +555,6 @@ def test_schemathesis_finds_nothing(gateway: LiveGateway) -> None:
     missing = sorted(set(operation_ids.values()) - set(calls))
     assert not missing, f"operations schemathesis never called: {missing}"
     if EXAMPLES >= 100:
-        unreached = sorted(name for name in with_id if not REACHED_AN_OBJECT & set(statuses[name]))
+        # An order webhook reaches its source only with the shop's signature, which a fuzzer cannot make (tests/commerce).
+        unreached = sorted(name for name in with_id - {"receive_order"} if not REACHED_AN_OBJECT & set(statuses[name]))
         assert not unreached, f"operations that never reached an existing object: {unreached}"

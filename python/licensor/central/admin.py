@@ -28,6 +28,7 @@ from licensor.model import (
     ORDER_MAPPING,
     ORDER_SOURCE,
     POLICY,
+    PORTAL_BRANDING,
     PRODUCT,
     RELEASE,
     RESOURCES,
@@ -947,6 +948,68 @@ async def retry_webhook_delivery(call: Call) -> Reply:
     return Reply(200, shown)
 
 
+_DEFAULT_BRANDING = {"logo_url": None, "primary_color": "#1f4e8c", "accent_color": "#0b7a5c"}
+
+
+async def get_portal_branding(call: Call) -> Reply:
+    """The License Portal's name, logo and colours (the tenant's name and licensor's colours until set)."""
+    found = await call.store.list(call.tenant_id, PORTAL_BRANDING, {}, None, 1)
+    if found.rows:
+        return Reply(200, PORTAL_BRANDING.to_api(found.rows[0]))
+    tenant = await call.store.get_tenant(call.tenant_id)
+    assert tenant is not None
+    return Reply(200, {"object": "portal_branding", "name": tenant["name"], **_DEFAULT_BRANDING})
+
+
+async def set_portal_branding(call: Call) -> Reply:
+    assert call.tx is not None
+    values = {**_DEFAULT_BRANDING, **call.body}
+    existing = await call.tx.select(PORTAL_BRANDING, limit=1)
+    now = now_us()
+    if existing:
+        row = await call.tx.update(PORTAL_BRANDING, existing[0]["id"], values)
+    else:
+        row = await call.tx.insert(PORTAL_BRANDING, {"id": new_id("pbr"), **values, "created_at": now, "updated_at": now})
+    assert row is not None
+    shown = PORTAL_BRANDING.to_api(row)
+    await call.tx.append_event("portal_branding.updated", "portal_branding", row["id"], call.actor, shown)
+    return Reply(200, shown)
+
+
+def _add_portal_operations(api: Api) -> None:
+    shown = PORTAL_BRANDING.response_schema()
+    answer = {**shown, "required": ["object", "name", "logo_url", "primary_color", "accent_color"]}
+    api.add(
+        Operation(
+            method="GET",
+            path="/v1/admin/portal-branding",
+            operation_id="get_portal_branding",
+            summary="Get the portal's branding",
+            handler=get_portal_branding,
+            tag="portal",
+            auth=Token(READ_ROLES),
+            response_schema=answer,
+        )
+    )
+    api.add(
+        Operation(
+            method="PUT",
+            path="/v1/admin/portal-branding",
+            operation_id="set_portal_branding",
+            summary="Set the portal's branding",
+            handler=set_portal_branding,
+            tag="portal",
+            auth=Token(ADMIN_ROLES),
+            response_schema=answer,
+            request_schema={**PORTAL_BRANDING.create_schema()},
+            changes_state=True,
+            errors=(422,),
+            description="The License Portal (/portal/{tenant}/) shows this name, logo (an https URL) and colours; text on "
+            "the primary colour is black or white, whichever contrasts more.",
+        )
+    )
+
+
 def _add_webhook_operations(api: Api) -> None:
     api.add(
         Operation(
@@ -972,6 +1035,7 @@ def register(api: Api) -> None:
     for resource in RESOURCES.values():
         _add_resource_operations(api, resource)
     _add_webhook_operations(api)
+    _add_portal_operations(api)
     _add_license_operations(api)
     _add_token_operations(api)
     api.add(

@@ -42,7 +42,7 @@ from aiohttp.resolver import DefaultResolver
 from licensor import _impl
 from licensor.central.secrets import Secrets
 from licensor.commerce.signatures import standard_webhooks_key
-from licensor.errors import StoreUnavailableError, ValidationError
+from licensor.errors import LicensorError, StoreUnavailableError, ValidationError
 from licensor.model import WEBHOOK_ATTEMPT, WEBHOOK_DELIVERY, WEBHOOK_ENDPOINT, canonical_json, format_time, new_id
 from licensor.operations import Services
 from licensor.store import Row, Store
@@ -92,26 +92,39 @@ class PublicOnlyResolver(AbstractResolver):
         await self._resolver.close()
 
 
+def _host(url: str) -> str:
+    """The URL's host. :raises ValidationError: the URL has none that can be read (``http://[::1``)."""
+    try:
+        host = urlsplit(url).hostname
+        _ = urlsplit(url).port  # a port out of range is refused here too
+    except ValueError:
+        host = None
+    if not host:
+        raise ValidationError("url: the host is not valid", code="INVALID_FIELD")
+    return host
+
+
 def literal_address(url: str) -> str | None:
     """The IP address the URL names literally, or None for a host name."""
-    host = urlsplit(url).hostname or ""
     try:
-        return str(ipaddress.ip_address(host))
+        return str(ipaddress.ip_address(_host(url)))
     except ValueError:
         return None
 
 
 async def check_target(url: str, allow_private: bool) -> None:
     """:raises ValidationError: WEBHOOK_URL_NOT_ALLOWED, the URL names or resolves to a private address."""
+    host = _host(url)
     if allow_private:
         return
-    host = urlsplit(url).hostname or ""
     address = literal_address(url)
     if address is not None:
         public = is_public_address(address)
     else:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except UnicodeError:  # a label too long or empty: no host name at all
+            raise ValidationError("url: the host name is not valid", code="INVALID_FIELD") from None
         except OSError:
             infos = []  # not resolvable now: the attempts will tell (and refuse a private answer then)
         public = all(is_public_address(str(info[4][0])) for info in infos)
@@ -205,10 +218,14 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
 
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            resolver = DefaultResolver() if self.allow_private else PublicOnlyResolver()
+            connector = aiohttp.TCPConnector(resolver=resolver, limit=BATCH, force_close=True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S))
+        return self._session
+
     async def _run(self) -> None:
-        resolver = DefaultResolver() if self.allow_private else PublicOnlyResolver()
-        connector = aiohttp.TCPConnector(resolver=resolver, limit=BATCH, force_close=True)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT_S))
         while True:
             started = time.monotonic()
             try:
@@ -279,7 +296,7 @@ class WebhookSender:
             status = await self._post(endpoint, delivery)
             if not 200 <= status < 300:
                 error = f"the endpoint answered HTTP {status}"
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as failure:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, LicensorError) as failure:
             error = f"{type(failure).__name__}: {str(failure)[:300]}" if str(failure) else type(failure).__name__
         await self._record(delivery, endpoint, status, error, int((time.monotonic() - started) * 1000))
 
@@ -294,8 +311,7 @@ class WebhookSender:
             secrets = self.secrets.open_integration_secrets(delivery["tenant_id"], "webhook_endpoint", endpoint["secret"])
         body = delivery["payload"].encode()
         headers = signature_headers(delivery["id"], self.services.now_us() // 1_000_000, body, kid, seed, secrets)
-        assert self._session is not None
-        async with self._session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+        async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
             await response.content.read(ANSWER_READ_BYTES)  # what a receiver says is not kept; reading lets it finish
             return response.status
 

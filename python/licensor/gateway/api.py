@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -28,11 +29,11 @@ from licensor.errors import (
 from licensor.gateway import keys as app_keys
 from licensor.gateway.auth import authenticate
 from licensor.model import canonical_json
-from licensor.operations import MAX_BODY_BYTES, ByBody, Call, Operation, OptionalToken, Reply, Services, Token
+from licensor.operations import MAX_BODY_BYTES, ByBody, Call, Operation, OptionalToken, Principal, Reply, Services, Token
 from licensor.schema import read_json
-from licensor.store import IdempotentRequest
+from licensor.store import IdempotentRequest, Transaction
 
-__all__ = ["MAX_BODY_BYTES", "Api", "ClientDisconnectedError", "json_error", "run"]
+__all__ = ["MAX_BODY_BYTES", "Api", "ClientDisconnectedError", "json_error", "run", "run_as"]
 
 BODY_READ_TIMEOUT_S = 30.0
 """How long a client may take to send its body (a trickle would hold its handler for as long as it likes)."""
@@ -86,6 +87,37 @@ async def run(operation: Operation, services: Services, request: web.Request) ->
         if idempotency is not None:  # sealed: an answer may hold a license key or an API token
             tx.remember(reply.status, secrets.seal_answer(principal.tenant_id, idempotency.key, text))
     return _respond_text(reply.status, text)
+
+
+async def run_as(
+    operation: Operation,
+    services: Services,
+    request: web.Request,
+    principal: Principal,
+    path: dict[str, str],
+    body: dict[str, Any],
+    before_commit: Callable[[Transaction, Reply], Awaitable[None]] | None = None,
+) -> Reply:
+    """Run an operation's handler for a caller inside the gateway (the License Portal acting for a customer), as
+    ``principal``: the body is validated, a body-authenticated operation authenticates, and a change runs in one
+    transaction, which ``before_commit`` may still abort by raising (an object the caller may not touch).
+
+    :raises licensor.errors.LicensorError: what the operation refuses."""
+    if operation.body_schema is not None:
+        operation.body_schema.validate(body)
+    call = Call(request, services, principal, path, {}, body, orjson.dumps(body))
+    if isinstance(operation.auth, ByBody):
+        call.principal = await operation.auth.authenticate(call)
+    if not operation.changes_state:
+        reply = await operation.handler(call)
+        assert isinstance(reply, Reply), "run_as runs operations that answer JSON"
+        return reply
+    async with services.store.transaction(principal.tenant_id) as tx:
+        call.tx = tx
+        reply = await operation.handler(call)
+        if before_commit is not None:
+            await before_commit(tx, reply)
+    return reply
 
 
 def _parse_query(op: Operation, request: web.Request) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from licensor.mail import FileMailSender, LogMailSender
 from licensor.model import id_pattern
 from licensor.operations import MAX_BODY_BYTES, PUBLIC, Call, Operation, Param, Reply
 from licensor.plugins import BackendRegistry, collect_backends, collect_order_sources, plugin_manager
+from licensor.portal import views as portal
 from licensor.store import Row, Store, open_store
 
 log = logging.getLogger("licensor.gateway")
@@ -219,7 +220,8 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
             allow_private=settings.webhook_allow_private,
             retry_base_s=settings.webhook_retry_base_s,
         )
-        webhooks.start()
+        if settings.webhook_sender:
+            webhooks.start()
         try:
             yield
         finally:
@@ -241,7 +243,9 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     app[app_keys.SERVICES] = services = GatewayServices(app)
     backends.hand_over(services)
     api.install(app, services)
+    app[app_keys.OPERATIONS] = {operation.operation_id: operation for operation in api.operations}
     app.router.add_get("/docs", _docs)
+    portal.install(app)
     return app
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from licensor.gateway.update_hub import UpdateHub
     from licensor.license import Licensed
     from licensor.mail import MailSender
-    from licensor.operations import Services
+    from licensor.operations import Operation, Services
     from licensor.orders import OrderSource
     from licensor.plugins import BackendRegistry
     from licensor.store import Store
@@ -38,6 +38,7 @@ UPDATES: web.AppKey[UpdateHub] = web.AppKey("updates")
 ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
 MAIL: web.AppKey[MailSender] = web.AppKey("mail")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
+OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)
 ASKING_LICENSE: web.RequestKey[Licensed] = web.RequestKey("asking_license")  # the license the request presented

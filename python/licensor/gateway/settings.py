@@ -24,6 +24,8 @@ class Settings:
     # the first retry's delay (LICENSOR_WEBHOOK_RETRY_BASE_S, doubled per attempt up to 6 h).
     webhook_allow_private: bool = field(default_factory=lambda: os.environ.get("LICENSOR_WEBHOOK_ALLOW_PRIVATE") == "1")
     webhook_retry_base_s: float = field(default_factory=lambda: float(os.environ.get("LICENSOR_WEBHOOK_RETRY_BASE_S", "5")))
+    # LICENSOR_WEBHOOK_SENDER=0: this process sends no webhooks (others on the same database do).
+    webhook_sender: bool = field(default_factory=lambda: os.environ.get("LICENSOR_WEBHOOK_SENDER", "1") != "0")
 
     @property
     def store_url(self) -> str:

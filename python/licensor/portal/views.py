@@ -1,0 +1,590 @@
+"""The License Portal's pages: ``/portal/{tenant}/``, server-rendered (jinja2), for the tenant's customers.
+
+A customer signs in with a license key (that license), or with their e-mail address and password, or by a
+single-use link mailed to them (all their licenses). What they change goes through the same operations as the
+admin API (run with :func:`licensor.gateway.api.run_as` as ``portal:<customer or license>``), so every action
+writes the same event, and the backends' rules apply unchanged; the portal checks first (or, for what a file
+names, before the transaction commits) that the object belongs to one of the session's licenses. Another
+customer's or tenant's object is "not found" by every URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import orjson
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+from licensor_client.releases import VALID, is_prerelease, release_entitlement, version_key
+
+from licensor.errors import LicensorError, NotFoundError, RequestRefusedError, ValidationError
+from licensor.gateway import keys as app_keys
+from licensor.gateway.api import run_as
+from licensor.mail import Mail
+from licensor.model import (
+    ACTIVATION,
+    CREDENTIAL,
+    CUSTOMER,
+    LEASE,
+    LICENSE,
+    PORTAL_BRANDING,
+    RELEASE,
+    format_time,
+    id_pattern,
+)
+from licensor.operations import Principal, Reply
+from licensor.portal import security
+from licensor.portal.security import PortalSession
+from licensor.store import Row, Transaction
+
+log = logging.getLogger("licensor.portal")
+
+_TENANT = re.compile(id_pattern("ten"))
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
+MAX_UPLOAD_BYTES = 64 << 10
+"""An activation request file, a deactivation receipt: far smaller than this."""
+SIGN_IN_LIMIT = security.RateLimiter(10, 300)
+"""Sign-in attempts per client address and per account: 10 in 5 minutes."""
+LINK_LIMIT = security.RateLimiter(5, 900)
+"""Mailed links (password, sign-in) per client address and per account: 5 in 15 minutes."""
+
+_ENV = Environment(loader=PackageLoader("licensor.portal", "templates"), autoescape=select_autoescape(["html"]))
+EXPIRED = {"title": "This link has expired", "message": "Ask for a new one.", "code": "LINK_EXPIRED"}
+_ENV.filters["when"] = lambda micros: (format_time(micros) or "")[:16].replace("T", " ") if micros else "—"
+
+
+@dataclass(frozen=True)
+class Brand:
+    name: str
+    logo_url: str | None
+    primary: str
+    accent: str
+
+    @property
+    def on_primary(self) -> str:
+        """Black or white text on the primary colour, whichever has the higher contrast (WCAG)."""
+        red, green, blue = (int(self.primary[i : i + 2], 16) / 255 for i in (1, 3, 5))
+
+        def linear(c: float) -> float:
+            return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+        luminance = 0.2126 * linear(red) + 0.7152 * linear(green) + 0.0722 * linear(blue)
+        return "#000000" if (luminance + 0.05) / 0.05 > 1.05 / (luminance + 0.05) else "#ffffff"
+
+
+# --- the frame every page shares ------------------------------------------------------------------------
+class Page:
+    """One request to the portal of one tenant: its store, its brand, the session (if signed in)."""
+
+    def __init__(self, request: web.Request, tenant_id: str, brand: Brand, session: PortalSession | None) -> None:
+        self.request = request
+        self.tenant_id = tenant_id
+        self.brand = brand
+        self.session = session
+        self.app = request.app
+        self.store = request.app[app_keys.STORE]
+        self.services = request.app[app_keys.SERVICES]
+        self.base = security.portal_path(tenant_id)
+
+    def now(self) -> int:
+        return self.services.now_us()
+
+    def render(self, template: str, status: int = 200, **context: Any) -> web.Response:
+        response = web.Response(status=status, content_type="text/html", charset="utf-8")
+        token = self.session.csrf if self.session is not None else security.form_token(self.request, response, self.tenant_id)
+        response.text = _ENV.get_template(template).render(
+            brand=self.brand, base=self.base, session=self.session, csrf=token, **context
+        )
+        _harden(response)
+        return response
+
+    def redirect(self, path: str, notice: str | None = None) -> NoReturn:
+        location = self.base + path + (f"?notice={notice}" if notice else "")
+        response = web.HTTPSeeOther(location)
+        _harden(response)
+        raise response
+
+    @property
+    def principal(self) -> Principal:
+        assert self.session is not None
+        return Principal(self.tenant_id, "", "support", None, actor=self.session.actor)
+
+    async def licenses(self) -> list[Row]:
+        """The session's licenses, oldest first."""
+        assert self.session is not None
+        if self.session.license_id is not None:
+            row = await self.store.get(self.tenant_id, LICENSE, self.session.license_id)
+            return [row] if row is not None else []
+        rows, after = [], None
+        while True:
+            page = await self.store.list(self.tenant_id, LICENSE, {"customer_id": self.session.customer_id}, after, 200)
+            rows.extend(page.rows)
+            if not page.has_more or len(rows) >= 1000:
+                return rows
+            after = page.rows[-1]["id"]
+
+    async def own_license(self, license_id: str) -> Row:
+        """One of the session's licenses. :raises NotFoundError: any other (another customer's: not found)."""
+        for row in await self.licenses():
+            if row["id"] == license_id:
+                return row
+        raise NotFoundError("no such license", code="LICENSE_NOT_FOUND")
+
+    async def own(self, resource: Any, object_id: str, license_id: str) -> Row:
+        """An activation, credential or lease of the session's license ``license_id``."""
+        await self.own_license(license_id)
+        row = await self.store.get(self.tenant_id, resource, object_id)
+        if row is None or row["license_id"] != license_id:
+            raise NotFoundError(f"no such {resource.name}", code=f"{resource.name.upper()}_NOT_FOUND")
+        return row
+
+    async def run(
+        self,
+        operation_id: str,
+        path: dict[str, str],
+        body: dict[str, Any],
+        before_commit: Callable[[Transaction, Reply], Awaitable[None]] | None = None,
+    ) -> Reply:
+        operation = self.app[app_keys.OPERATIONS].get(operation_id)
+        if operation is None:  # the backend that offers it is not installed
+            raise NotFoundError("this gateway cannot do that for this license", code="OPERATION_UNAVAILABLE")
+        return await run_as(operation, self.services, self.request, self.principal, path, body, before_commit)
+
+    async def form(self) -> dict[str, Any]:
+        """The posted form, its CSRF token checked.
+
+        :raises RequestRefusedError: CSRF_TOKEN_INVALID (403)."""
+        if self.request.content_length is not None and self.request.content_length > MAX_UPLOAD_BYTES:
+            raise ValidationError("the form is too large", code="FORM_TOO_LARGE")
+        data = dict(await self.request.post())
+        token = data.get("csrf")
+        if not isinstance(token, str) or not security.csrf_valid(self.request, token, self.session):
+            raise RequestRefusedError(
+                "CSRF_TOKEN_INVALID", "the form has expired or was not sent from this portal; try again", 403
+            )
+        return data
+
+
+def _harden(response: web.StreamResponse) -> None:
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"  # the links' tokens stay out of other sites' logs
+    response.headers["Cache-Control"] = "no-store"
+
+
+Handler = Callable[[Page], Awaitable[web.StreamResponse]]
+
+
+def page(*, signed_in: bool) -> Callable[[Handler], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
+    """A portal handler: the tenant resolved, the brand and session read, errors shown as a page."""
+
+    def wrap(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        @functools.wraps(handler)
+        async def route(request: web.Request) -> web.StreamResponse:
+            tenant_id = request.match_info["tenant"]
+            store = request.app[app_keys.STORE]
+            if not _TENANT.fullmatch(tenant_id) or (tenant := await store.get_tenant(tenant_id)) is None:
+                return web.Response(status=404, text="No such portal.", content_type="text/plain")
+            brand = await _brand(request, tenant)
+            now = request.app[app_keys.SERVICES].now_us()
+            current = await security.current_session(request, store, tenant_id, now)
+            view = Page(request, tenant_id, brand, current)
+            if signed_in and current is None:
+                view.redirect("", "signed-out")
+            try:
+                return await handler(view)
+            except web.HTTPException:
+                raise
+            except LicensorError as error:
+                status = error.http_status if error.http_status < 500 else 503
+                return view.render("message.html", status, title="That did not work", message=error.message, code=error.code)
+
+        return route
+
+    return wrap
+
+
+async def _brand(request: web.Request, tenant: Row) -> Brand:
+    page_ = await request.app[app_keys.STORE].list(tenant["id"], PORTAL_BRANDING, {}, None, 1)
+    if not page_.rows:
+        return Brand(tenant["name"], None, "#1f4e8c", "#0b7a5c")
+    row = page_.rows[0]
+    return Brand(row["name"], row["logo_url"], row["primary_color"], row["accent_color"])
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _too_many(view: Page, retry_after: int) -> web.Response:
+    response = view.render(
+        "message.html",
+        429,
+        title="Too many attempts",
+        message=f"Please wait {retry_after} seconds and try again.",
+        code="RATE_LIMITED",
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+# --- signing in ----------------------------------------------------------------------------------------
+@page(signed_in=False)
+async def home(view: Page) -> web.StreamResponse:
+    if view.session is not None:
+        view.redirect("licenses")
+    return view.render("sign_in.html", notice=view.request.query.get("notice"))
+
+
+@page(signed_in=False)
+async def sign_in_with_key(view: Page) -> web.StreamResponse:
+    data = await view.form()
+    if wait := SIGN_IN_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}"):
+        return _too_many(view, wait)
+    key = str(data.get("license_key", ""))
+    try:
+        licensed = await view.services.license_by_key(view.tenant_id, key)
+    except ValidationError:
+        licensed = None
+    if licensed is None:
+        await _record(view, "portal.sign_in_failed", "tenant", view.tenant_id, {"method": "license_key"})
+        return view.render("sign_in.html", 401, error="This license key was not found. Check it and try again.")
+    response = web.HTTPSeeOther(view.base + "licenses")
+    async with view.store.transaction(view.tenant_id) as tx:
+        await security.open_session(tx, response, view.request, view.services.public_url, view.now(), license_id=licensed.id)
+        await tx.append_event("portal.signed_in", "license", licensed.id, f"portal:{licensed.id}", {"method": "license_key"})
+    raise response
+
+
+@page(signed_in=False)
+async def sign_in_with_password(view: Page) -> web.StreamResponse:
+    data = await view.form()
+    email = str(data.get("email", "")).strip().lower()
+    if wait := SIGN_IN_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}", f"{view.tenant_id} account {email}"):
+        return _too_many(view, wait)
+    customer = await _customer_by_email(view, email)
+    if not await security.password_matches(customer["password_hash"] if customer else None, str(data.get("password", ""))):
+        await _record(view, "portal.sign_in_failed", "tenant", view.tenant_id, {"method": "password"})
+        return view.render("sign_in.html", 401, error="The e-mail address or the password is not right.", email=email)
+    assert customer is not None
+    response = web.HTTPSeeOther(view.base + "licenses")
+    async with view.store.transaction(view.tenant_id) as tx:
+        await security.open_session(tx, response, view.request, view.services.public_url, view.now(), customer_id=customer["id"])
+        await tx.append_event("portal.signed_in", "customer", customer["id"], f"portal:{customer['id']}", {"method": "password"})
+    raise response
+
+
+async def _customer_by_email(view: Page, email: str) -> Row | None:
+    if not _EMAIL.fullmatch(email):
+        return None
+    found = await view.store.list(view.tenant_id, CUSTOMER, {"email": email}, None, 1)
+    return found.rows[0] if found.rows else None
+
+
+LINKS = {
+    "password": ("password", "Set your password", "Choose a password for the License Portal"),
+    "link": ("sign_in", "Your sign-in link", "Sign in to the License Portal"),
+}
+
+
+@page(signed_in=False)
+async def ask_for_link(view: Page) -> web.StreamResponse:
+    kind = view.request.match_info["kind"]
+    return view.render("ask_link.html", kind=kind)
+
+
+@page(signed_in=False)
+async def send_link(view: Page) -> web.StreamResponse:
+    kind = view.request.match_info["kind"]
+    purpose, subject, action = LINKS[kind]
+    data = await view.form()
+    email = str(data.get("email", "")).strip().lower()
+    if wait := LINK_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}", f"{view.tenant_id} link {email}"):
+        return _too_many(view, wait)
+    customer = await _customer_by_email(view, email)
+    if customer is not None:
+        async with view.store.transaction(view.tenant_id) as tx:
+            token = await security.issue_link(tx, customer["id"], purpose, view.now())
+            await tx.append_event(f"portal.{purpose}_link_sent", "customer", customer["id"], "portal", {"email": email})
+        url = f"{view.services.public_url or f'{view.request.scheme}://{view.request.host}'}{view.base}{kind}/{token}"
+        text = (
+            f"{action} of {view.brand.name}: open this link within 30 minutes. It works once.\n\n{url}\n\n"
+            "If you did not ask for it, ignore this message: nothing changes.\n"
+        )
+        await view.app[app_keys.MAIL].send(Mail(email, f"{view.brand.name}: {subject}", text))
+    # The same answer whether or not the address is a customer's: the page tells nobody who is one.
+    return view.render("message.html", title="Check your mail", message=f"If {email} holds licenses here, a link is on its way.")
+
+
+@page(signed_in=False)
+async def open_link(view: Page) -> web.StreamResponse:
+    kind, token = view.request.match_info["kind"], view.request.match_info["token"]
+    async with view.store.transaction(view.tenant_id) as tx:
+        valid = await security.link_holder(tx, token, LINKS[kind][0], view.now(), spend=False)
+    if valid is None:
+        return view.render("message.html", 410, **EXPIRED)
+    # A page with a button, not an action on GET: a mail scanner that follows the link spends nothing.
+    return view.render("use_link.html", kind=kind, token=token)
+
+
+@page(signed_in=False)
+async def use_link(view: Page) -> web.StreamResponse:
+    kind, token = view.request.match_info["kind"], view.request.match_info["token"]
+    data = await view.form()
+    password = str(data.get("password", ""))
+    if kind == "password" and not 10 <= len(password) <= 200:
+        return view.render("use_link.html", 422, kind=kind, token=token, error="Choose a password of 10 to 200 characters.")
+    hashed = await security.hash_password(password) if kind == "password" else None
+    response = web.HTTPSeeOther(view.base + "licenses")
+    async with view.store.transaction(view.tenant_id) as tx:
+        row = await security.link_holder(tx, token, LINKS[kind][0], view.now(), spend=True)
+        if row is None:
+            return view.render(
+                "message.html", 410, title="This link has expired", message="Ask for a new one.", code="LINK_EXPIRED"
+            )
+        customer_id = row["customer_id"]
+        if hashed is not None:
+            await tx.update(CUSTOMER, customer_id, {"password_hash": hashed})
+            await tx.append_event("portal.password_set", "customer", customer_id, f"portal:{customer_id}", {})
+        await security.open_session(tx, response, view.request, view.services.public_url, view.now(), customer_id=customer_id)
+        await tx.append_event("portal.signed_in", "customer", customer_id, f"portal:{customer_id}", {"method": kind})
+    raise response
+
+
+@page(signed_in=True)
+async def sign_out(view: Page) -> web.StreamResponse:
+    await view.form()
+    assert view.session is not None
+    response = web.HTTPSeeOther(view.base + "?notice=signed-out")
+    async with view.store.transaction(view.tenant_id) as tx:
+        await security.close_session(tx, view.session, response)
+        await tx.append_event("portal.signed_out", "tenant", view.tenant_id, view.session.actor, {})
+    raise response
+
+
+async def _record(view: Page, kind: str, subject_type: str, subject_id: str, data: dict[str, Any]) -> None:
+    async with view.store.transaction(view.tenant_id) as tx:
+        await tx.append_event(kind, subject_type, subject_id, "portal", data)
+
+
+# --- what a customer holds -----------------------------------------------------------------------------
+@page(signed_in=True)
+async def list_licenses(view: Page) -> web.StreamResponse:
+    cards = [await _summary(view, row) for row in await view.licenses()]
+    return view.render("licenses.html", cards=cards, notice=view.request.query.get("notice"))
+
+
+async def _summary(view: Page, row: Row) -> dict[str, Any]:
+    licensed = await view.services.license_by_id(view.tenant_id, row["id"])
+    assert licensed is not None
+    return {
+        "license": LICENSE.to_api(row),
+        "product": licensed.product,
+        "policy": licensed.policy,
+        "features": sorted(licensed.features.items()),
+        "raw": row,
+    }
+
+
+@page(signed_in=True)
+async def show_license(view: Page) -> web.StreamResponse:
+    row = await view.own_license(view.request.match_info["license"])
+    summary = await _summary(view, row)
+    backend = summary["policy"]["backend"]
+    context: dict[str, Any] = {"card": summary, "backend": backend, "notice": view.request.query.get("notice")}
+    now = view.now()
+    if backend == "activation":
+        rows = (await view.store.list(view.tenant_id, ACTIVATION, {"license_id": row["id"]}, None, 200)).rows
+        context["devices"] = [a for a in rows if a["state"] in ("active", "suspended", "withdrawn")]
+    if backend == "cloud":
+        context["credentials"] = (await view.store.list(view.tenant_id, CREDENTIAL, {"license_id": row["id"]}, None, 200)).rows
+        leases = await view.store.leases_overlapping(view.tenant_id, row["id"], now, now + 1, 500)
+        context["leases"] = [lease for lease in leases if lease["state"] == "active" and lease["expires_at"] > now]
+    context["releases"] = await _releases(view, summary)
+    return view.render("license.html", **context)
+
+
+async def _releases(view: Page, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The product's releases, newest first, with whether this license may install each."""
+    rows, after = [], None
+    while True:
+        found = await view.store.list(view.tenant_id, RELEASE, {"product_id": summary["product"]["id"], "yanked": 0}, after, 200)
+        rows.extend(found.rows)
+        if not found.has_more or len(rows) >= 1000:
+            break
+        after = found.rows[-1]["id"]
+    maintenance = summary["raw"]["maintenance_until"]
+    shown = []
+    for row in sorted(rows, key=lambda r: version_key(r["version"]), reverse=True)[:20]:
+        if row["released_at"] > view.now() or is_prerelease(row["version"]):
+            continue
+        code = release_entitlement(
+            version=row["version"],
+            released_at=row["released_at"] // 1_000_000,
+            required_features=RELEASE.field("required_features").column_to_api(row["required_features"]),
+            yanked=False,
+            features=dict(summary["features"]),
+            maintenance_until=None if maintenance is None else maintenance // 1_000_000,
+        )
+        shown.append({"release": RELEASE.to_api(row), "entitled": code == VALID, "code": code})
+    return shown
+
+
+@page(signed_in=True)
+async def download_release(view: Page) -> web.StreamResponse:
+    info = view.request.match_info
+    row = await view.own_license(info["license"])
+    summary = await _summary(view, row)
+    for item in await _releases(view, summary):
+        release = item["release"]
+        if release["id"] == info["release"] and item["entitled"]:
+            for artifact in release["artifacts"]:
+                if artifact["name"] == info["artifact"]:
+                    await _record(
+                        view,
+                        "portal.release_downloaded",
+                        "license",
+                        row["id"],
+                        {"release": release["id"], "artifact": artifact["name"]},
+                    )
+                    raise web.HTTPFound(artifact["url"])
+    raise NotFoundError("no such release file for this license", code="RELEASE_NOT_FOUND")
+
+
+# --- devices (the activation backend) ------------------------------------------------------------------
+@page(signed_in=True)
+async def remove_device(view: Page) -> web.StreamResponse:
+    info = view.request.match_info
+    await view.form()
+    await view.own(ACTIVATION, info["activation"], info["license"])
+    await view.run("withdraw_activation", {"id": info["activation"]}, {"reason": "removed in the License Portal"})
+    view.redirect(f"licenses/{info['license']}", "device-removed")
+
+
+def _same_license(license_id: str, field: str) -> Callable[[Transaction, Reply], Awaitable[None]]:
+    """A check before commit: the answer's object belongs to ``license_id`` (else roll back, not found)."""
+
+    async def check(tx: Transaction, reply: Reply) -> None:
+        body = reply.body if isinstance(reply.body, dict) else {}
+        found = body.get(field, body) if field else body
+        if not isinstance(found, dict) or found.get("license_id") != license_id:
+            raise NotFoundError("this file is for another license", code="LICENSE_NOT_FOUND")
+
+    return check
+
+
+async def _upload(data: dict[str, Any], field: str) -> str:
+    value = data.get(f"{field}_file")
+    text = ""
+    if isinstance(value, web.FileField):
+        text = value.file.read(MAX_UPLOAD_BYTES + 1).decode("utf-8", "replace")
+    if not text.strip():
+        text = str(data.get(field, ""))
+    return text.strip()
+
+
+@page(signed_in=True)
+async def answer_request_file(view: Page) -> web.StreamResponse:
+    license_id = view.request.match_info["license"]
+    await view.own_license(license_id)
+    request_text = await _upload(await view.form(), "request")
+    if not request_text:
+        raise ValidationError("choose the activation request file, or paste its text", code="REQUEST_FILE_MISSING")
+    reply = await view.run(
+        "answer_activation_request", {}, {"request": request_text}, before_commit=_same_license(license_id, "activation")
+    )
+    license_file = reply.body["license_file"]
+    return web.Response(
+        body=license_file.encode() + b"\n",
+        content_type="application/octet-stream",
+        headers={"Content-Disposition": 'attachment; filename="license-response.lic"', "Cache-Control": "no-store"},
+    )
+
+
+@page(signed_in=True)
+async def enter_receipt(view: Page) -> web.StreamResponse:
+    license_id = view.request.match_info["license"]
+    await view.own_license(license_id)
+    receipt = await _upload(await view.form(), "receipt")
+    await view.run("deactivation_receipt", {}, {"receipt": receipt}, before_commit=_same_license(license_id, ""))
+    view.redirect(f"licenses/{license_id}", "device-deactivated")
+
+
+# --- credential files and seats (the cloud backend) ----------------------------------------------------
+def _file_page(view: Page, license_id: str, reply: Reply, heading: str) -> web.Response:
+    document = reply.body["credential_file"]
+    text = orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() if not isinstance(document, str) else document
+    encoded = base64.b64encode(text.encode()).decode()
+    return view.render("credential_file.html", heading=heading, license_id=license_id, text=text, encoded=encoded)
+
+
+@page(signed_in=True)
+async def create_credential(view: Page) -> web.StreamResponse:
+    license_id = view.request.match_info["license"]
+    await view.own_license(license_id)
+    data = await view.form()
+    label = str(data.get("label", "")).strip()
+    reply = await view.run("create_credential", {"id": license_id}, {"label": label} if label else {})
+    return _file_page(view, license_id, reply, "Your new credential file")
+
+
+@page(signed_in=True)
+async def change_credential(view: Page) -> web.StreamResponse:
+    info = view.request.match_info
+    action = info["action"]
+    data = await view.form()
+    await view.own(CREDENTIAL, info["credential"], info["license"])
+    path = {"id": info["credential"]}
+    if action == "label":
+        await view.run("label_credential", path, {"label": str(data.get("label", "")).strip()[:200] or "unnamed"})
+    elif action == "revoke":
+        await view.run("revoke_credential", path, {"reason": "revoked in the License Portal"})
+    elif action == "reissue":
+        reply = await view.run("reissue_credential", path, {})
+        return _file_page(view, info["license"], reply, "Your reissued credential file")
+    else:
+        raise NotFoundError("no such action", code="NOT_FOUND")
+    view.redirect(f"licenses/{info['license']}", f"credential-{action}")
+
+
+@page(signed_in=True)
+async def end_lease(view: Page) -> web.StreamResponse:
+    info = view.request.match_info
+    await view.form()
+    await view.own(LEASE, info["lease"], info["license"])
+    await view.run("end_lease", {"id": info["lease"]}, {"reason": "released in the License Portal"})
+    view.redirect(f"licenses/{info['license']}", "seat-released")
+
+
+# --- the routes ----------------------------------------------------------------------------------------
+def install(app: web.Application) -> None:
+    """Add the portal's routes and its static files to the gateway."""
+    base = "/portal/{tenant}/"
+    lic = base + "licenses/{license}"
+    app.router.add_get(base, home)
+    app.router.add_post(base + "sign-in/key", sign_in_with_key)
+    app.router.add_post(base + "sign-in/password", sign_in_with_password)
+    app.router.add_get(base + "{kind:password|link}", ask_for_link)
+    app.router.add_post(base + "{kind:password|link}", send_link)
+    app.router.add_get(base + "{kind:password|link}/{token}", open_link)
+    app.router.add_post(base + "{kind:password|link}/{token}", use_link)
+    app.router.add_post(base + "sign-out", sign_out)
+    app.router.add_get(base + "licenses", list_licenses)
+    app.router.add_get(lic, show_license)
+    app.router.add_get(lic + "/releases/{release}/{artifact}", download_release)
+    app.router.add_post(lic + "/devices/{activation}/remove", remove_device)
+    app.router.add_post(lic + "/offline", answer_request_file)
+    app.router.add_post(lic + "/receipt", enter_receipt)
+    app.router.add_post(lic + "/credentials", create_credential)
+    app.router.add_post(lic + "/credentials/{credential}/{action:label|revoke|reissue}", change_credential)
+    app.router.add_post(lic + "/leases/{lease}/release", end_lease)
+    app.router.add_static("/portal/static/", __file__.rsplit("/", 1)[0] + "/static", append_version=True)
