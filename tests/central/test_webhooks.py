@@ -125,7 +125,20 @@ def test_subscriptions_backoff_and_address_ranges() -> None:
         delay = next_delay_us(attempt, 5.0)
         full = min(6 * 3_600_000_000, 5_000_000 * 2 ** (attempt - 1))
         assert full // 2 <= delay <= full
-    for private in ("127.0.0.1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fd00::1", "::ffff:10.0.0.1", "0.0.0.0"):
+    for private in (
+        "127.0.0.1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "169.254.169.254",
+        "::1",
+        "fd00::1",
+        "::ffff:10.0.0.1",
+        "0.0.0.0",
+        "64:ff9b::a00:5",  # NAT64 of 10.0.0.5
+        "2002:a00:5::1",  # 6to4
+        "::a00:5",  # IPv4-compatible
+        "fec0::1",  # site-local
+    ):
         assert not is_public_address(private), private
     assert is_public_address("93.184.216.34") and is_public_address("2606:2800:220:1:248:1893:25c8:1946")
 

@@ -4,6 +4,7 @@ every portal route, with another customer's session or another tenant's, reaches
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -270,3 +271,80 @@ async def test_portal_actions_write_their_events_as_the_customer(world: World) -
     # The offline activation is the device's own request (its event names the device), answered through the portal.
     offline = [e for e in events if e["type"] == "activation.created" and e["data"]["device_name"] == "Offline PC"]
     assert len(offline) == 1 and offline[0]["data"]["mode"] == "offline"
+
+
+# --- attacks a review tried ----------------------------------------------------------------------------
+async def test_a_mailed_link_never_takes_its_host_from_the_request(world: World) -> None:
+    browser = Browser(world.gateway)
+    try:
+        await browser.get(world.base + "password")
+        async with browser.session.post(
+            browser.url + world.base + "password",
+            data={"csrf": browser.csrf, "email": "ada@example.com"},
+            headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+        ) as response:
+            assert response.status == 200
+    finally:
+        await browser.close()
+    for _ in range(50):  # the mail goes out just after the answer
+        if world.mails("ada@example.com"):
+            break
+        await asyncio.sleep(0.05)
+    (text,) = world.mails("ada@example.com")
+    assert "evil.example" not in text and "http://127.0.0.1:8080/portal/" in text
+
+
+async def test_a_new_password_ends_every_other_session_and_link(world: World) -> None:
+    first = await signed_in_as_customer(world, "ada@example.com", "first password 123")
+    second = await signed_in_as_customer(world, "ada@example.com", "second password 456")
+    try:
+        status, text = await first.get(world.base + "licenses")
+        assert "Sign in to your licenses" in text  # the older session ended with the new password
+        status, text = await second.get(world.base + "licenses")
+        assert status == 200 and "Studio" in text
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_hostile_forms_cookies_and_ids_get_clear_answers(world: World) -> None:
+    browser = await signed_in_with_key(world, world.licenses["activation"]["key"])
+    lic = world.licenses["activation"]["id"]
+    try:
+        url = browser.url + world.base
+        for headers, body in (
+            ({"Content-Type": "application/x-www-form-urlencoded; charset=klingon"}, b"csrf=x"),
+            ({"Content-Type": "multipart/form-data"}, b"--x\r\n\r\n"),  # no boundary
+            ({"Content-Type": "application/x-www-form-urlencoded"}, b"csrf=\xff\xfe"),
+        ):
+            async with browser.session.post(url + f"licenses/{lic}/receipt", data=body, headers=headers) as response:
+                assert response.status in (403, 422), response.status
+        await browser.get(world.base + f"licenses/{lic}")  # the session's form token
+        status, _, _ = await browser.post(world.base + f"licenses/{lic}/receipt", {"receipt": "not a receipt"})
+        assert status == 422
+        status, _, _ = await browser.post(world.base + f"licenses/{lic}/offline", {"request": "dv1.a.b.c"})
+        assert status == 422
+        policy = (await world.tenant.list_all("/v1/admin/policies"))[0]  # the activation policy: someone else's license
+        foreign = world.device_request(license_key=(await world.tenant.license(policy["id"]))["key"])
+        status, _, _ = await browser.post(world.base + f"licenses/{lic}/offline", {"request": foreign})
+        assert status == 404  # another license's request file: nothing is activated
+        assert len(await world.tenant.list_all(f"/v1/admin/licenses/{lic}/activations")) == 2
+        for odd in ("act_%00", "lic_" + "x" * 500, "%ff"):
+            status, _ = await browser.get(world.base + f"licenses/{odd}")
+            assert status == 404, odd
+        async with browser.session.get(url + "licenses", headers={"Cookie": "licensor_portal=pss_\udcff.x"}) as response:
+            assert response.status == 200
+        status, _, _ = await browser.post(world.base + "password/ptk_01ARZ3NDEKTSV4RRFFQ69G5FAV.nope", {"password": "x" * 20})
+        assert status in (404, 410)
+    finally:
+        await browser.close()
+
+
+def test_the_rate_limiter_keeps_counting_when_keys_overflow() -> None:
+    from licensor.portal.security import RateLimiter
+
+    limiter = RateLimiter(2, 60, max_keys=2)
+    assert limiter.retry_after("a") == 0 and limiter.retry_after("a") == 0
+    assert limiter.retry_after("a") > 0  # a refused attempt is not counted and adds no key
+    assert limiter.retry_after("b", "c") == 0  # overflowing evicts the least recent key, never fails
+    assert limiter.retry_after("x" * 1_000_000) == 0 and len(limiter._seen) == 2

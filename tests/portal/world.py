@@ -36,8 +36,8 @@ class World:
     def base(self) -> str:
         return f"/portal/{self.tenant.id}/"
 
-    def device_request(self, *, name: str = "Workshop PC") -> str:
-        """A new device's activation request file for the customer's activation license."""
+    def device_request(self, *, name: str = "Workshop PC", license_key: str | None = None) -> str:
+        """A new device's activation request file for the customer's activation license (or another's key)."""
         components = {n: uuid.uuid4().hex for n in ("machine_id", "board", "cpu", "disk", "mac", "hostname")}
         product = self.products["activation"]["code"]
         return device_request(
@@ -46,7 +46,7 @@ class World:
             tenant=self.tenant.id,
             product=product,
             fingerprint=hash_components(components, product_salt(self.tenant.id, product)),
-            license_key=self.licenses["activation"]["key"],
+            license_key=license_key or self.licenses["activation"]["key"],
             device_name=name,
         )
 

@@ -940,6 +940,8 @@ async def retry_webhook_delivery(call: Call) -> Reply:
     current = await _get_or_404(call.tx, WEBHOOK_DELIVERY, call.path["id"])
     if current["state"] == "delivered":
         raise InvalidStateError("the delivery arrived already")
+    if current["claimed_until"] is not None and current["claimed_until"] > call.services.now_us():
+        raise InvalidStateError("the delivery is being attempted right now; look again in a minute")
     changes = {"state": "pending", "next_attempt_at": call.services.now_us(), "claimed_until": None}
     row = await call.tx.update(WEBHOOK_DELIVERY, current["id"], changes)
     assert row is not None

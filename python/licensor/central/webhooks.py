@@ -69,10 +69,27 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 # --- where a webhook may go ----------------------------------------------------------------------------
+_IPV6_CARRYING_IPV4 = (
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64
+    ipaddress.ip_network("64:ff9b:1::/48"),  # local NAT64
+    ipaddress.ip_network("::/96"),  # IPv4-compatible
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated
+)
+_IPV6_NEVER_PUBLIC = (ipaddress.ip_network("fec0::/10"),)  # site-local (deprecated, not "global" to older Pythons)
+
+
 def is_public_address(address: str) -> bool:
+    """Whether a webhook may be sent to ``address``: a global unicast address, and for IPv6 forms that carry an
+    IPv4 address (mapped, 6to4, Teredo, NAT64, compatible), that IPv4 address too."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is None and any(ip in network for network in _IPV6_CARRYING_IPV4):
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None:
+            return is_public_address(str(inner)) and not (ip.teredo or ip.sixtofour)  # tunnels: never
+        if any(ip in network for network in _IPV6_NEVER_PUBLIC):
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -250,7 +267,7 @@ class WebhookSender:
             claimed = await self.store.claim_webhook_deliveries(now, now + CLAIM_US, BATCH)
             if not claimed:
                 return
-            await asyncio.gather(*(self._attempt(delivery) for delivery in claimed))
+            await asyncio.gather(*(self._attempt(delivery) for delivery in claimed), return_exceptions=True)
             if len(claimed) < BATCH:
                 return
 
@@ -298,6 +315,9 @@ class WebhookSender:
                 error = f"the endpoint answered HTTP {status}"
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, LicensorError) as failure:
             error = f"{type(failure).__name__}: {str(failure)[:300]}" if str(failure) else type(failure).__name__
+        except Exception as failure:  # whatever else went wrong is a failed attempt too: recorded, retried, counted
+            log.exception("webhooks: an attempt failed unexpectedly")
+            error = f"licensor could not send it ({type(failure).__name__})"
         await self._record(delivery, endpoint, status, error, int((time.monotonic() - started) * 1000))
 
     async def _post(self, endpoint: Row, delivery: Row) -> int:

@@ -21,8 +21,9 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -122,10 +123,15 @@ async def open_session(
     )
 
 
+_SESSION_COOKIE_VALUE = re.compile(r"^pss_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}$")
+_FORM_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
 async def current_session(request: web.Request, store: Store, tenant_id: str, now: int) -> PortalSession | None:
-    session_id, _, secret = request.cookies.get(SESSION_COOKIE, "").partition(".")
-    if not session_id.startswith("pss_") or not secret or len(session_id) > 40:
+    value = request.cookies.get(SESSION_COOKIE, "")
+    if not _SESSION_COOKIE_VALUE.fullmatch(value):  # also keeps odd bytes in a cookie away from the database
         return None
+    session_id, _, secret = value.partition(".")
     row = await store.get(tenant_id, PORTAL_SESSION, session_id)
     if row is None or row["expires_at"] <= now or not hmac.compare_digest(bytes(row["secret_hash"]), _secret_hash(secret)):
         return None
@@ -140,7 +146,7 @@ async def close_session(tx: Transaction, session: PortalSession, response: web.S
 def form_token(request: web.Request, response: web.StreamResponse, tenant_id: str) -> str:
     """The pre-sign-in CSRF token: the form cookie's value, set now if the browser has none."""
     token = request.cookies.get(FORM_COOKIE, "")
-    if len(token) != 43:
+    if not _FORM_COOKIE_VALUE.fullmatch(token):
         token = _new_secret()
         response.set_cookie(
             FORM_COOKIE, token, path=portal_path(tenant_id), httponly=True, samesite="Strict", secure=request.secure
@@ -151,7 +157,9 @@ def form_token(request: web.Request, response: web.StreamResponse, tenant_id: st
 def csrf_valid(request: web.Request, presented: str, session: PortalSession | None) -> bool:
     """Whether the form's token is the session's, or (before sign-in) the form cookie's."""
     expected = session.csrf if session is not None else request.cookies.get(FORM_COOKIE, "")
-    return bool(expected) and bool(presented) and hmac.compare_digest(expected.encode(), presented.encode())
+    if not expected or not presented or not presented.isascii() or not expected.isascii():
+        return False
+    return hmac.compare_digest(expected.encode(), presented.encode())
 
 
 # --- single-use links ----------------------------------------------------------------------------------
@@ -175,12 +183,13 @@ async def issue_link(tx: Transaction, customer_id: str, purpose: str, now: int) 
     return f"{token_id}.{secret}"
 
 
-async def link_holder(tx: Transaction, token: str, purpose: str, now: int, *, spend: bool) -> Row | None:
-    """The link's row when ``token`` is a valid, unspent link for ``purpose`` (spent now if ``spend``)."""
-    token_id, _, secret = token.partition(".")
-    if not token_id.startswith("ptk_") or len(token_id) > 40 or not secret:
-        return None
-    row = await tx.get(PORTAL_TOKEN, token_id, for_update=spend)
+async def link_valid(store: Store, tenant_id: str, token: str, purpose: str, now: int) -> Row | None:
+    """The link's row when ``token`` is a valid, unspent link for ``purpose`` (read without a write lock)."""
+    return _checked_link(await store.get(tenant_id, PORTAL_TOKEN, token.partition(".")[0]), token, purpose, now)
+
+
+def _checked_link(row: Row | None, token: str, purpose: str, now: int) -> Row | None:
+    secret = token.partition(".")[2]
     if (
         row is None
         or row["purpose"] != purpose
@@ -189,37 +198,59 @@ async def link_holder(tx: Transaction, token: str, purpose: str, now: int, *, sp
         or not hmac.compare_digest(bytes(row["secret_hash"]), _secret_hash(secret))
     ):
         return None
+    return row
+
+
+async def revoke_customer(tx: Transaction, customer_id: str, now: int) -> None:
+    """End every session of the customer and spend their unused links (a password was set: whoever held an old
+    session or link holds nothing now)."""
+    for session in await tx.select(PORTAL_SESSION, limit=1000, customer_id=customer_id):
+        await tx.delete(PORTAL_SESSION, session["id"])
+    for link in await tx.select(PORTAL_TOKEN, limit=1000, customer_id=customer_id):
+        if link["used_at"] is None:
+            await tx.update(PORTAL_TOKEN, link["id"], {"used_at": now})
+
+
+async def link_holder(tx: Transaction, token: str, purpose: str, now: int, *, spend: bool) -> Row | None:
+    """The link's row when ``token`` is a valid, unspent link for ``purpose`` (spent now if ``spend``)."""
+    row = _checked_link(await tx.get(PORTAL_TOKEN, token.partition(".")[0], for_update=spend), token, purpose, now)
+    if row is None:
+        return None
     if spend:
-        await tx.update(PORTAL_TOKEN, token_id, {"used_at": now})
+        await tx.update(PORTAL_TOKEN, row["id"], {"used_at": now})
     return row
 
 
 # --- rate limits ---------------------------------------------------------------------------------------
 class RateLimiter:
-    """At most ``limit`` events per ``window_s`` per key, counted in this process."""
+    """At most ``limit`` events per ``window_s`` per key, counted in this process. Keys are hashed (an e-mail
+    address of any length costs 16 bytes); the least recently seen keys go first when there are too many."""
 
     def __init__(self, limit: int, window_s: float, max_keys: int = 100_000) -> None:
         self.limit = limit
         self.window_s = window_s
         self.max_keys = max_keys
-        self._seen: dict[str, deque[float]] = {}
+        self._seen: OrderedDict[bytes, deque[float]] = OrderedDict()
 
     def retry_after(self, *keys: str) -> int:
-        """0 when every key may go on (each is counted), else the seconds until one may."""
+        """0 when every key may go on (each is counted then), else the seconds until one may (nothing counted)."""
         now = time.monotonic()
+        hashed = [hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest() for key in keys]
         waits = []
-        for key in keys:
+        for key in hashed:
             times = self._seen.get(key)
             if times is None:
-                if len(self._seen) >= self.max_keys:  # a flood of keys: forget the oldest instead of growing
-                    self._seen.pop(next(iter(self._seen)))
-                times = self._seen[key] = deque()
+                continue
+            self._seen.move_to_end(key)
             while times and times[0] <= now - self.window_s:
                 times.popleft()
             if len(times) >= self.limit:
                 waits.append(int(times[0] + self.window_s - now) + 1)
         if waits:
             return max(waits)
-        for key in keys:
-            self._seen[key].append(now)
+        for key in hashed:
+            self._seen.setdefault(key, deque()).append(now)
+            self._seen.move_to_end(key)
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
         return 0

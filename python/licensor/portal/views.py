@@ -10,8 +10,10 @@ customer's or tenant's object is "not found" by every URL.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
+import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,6 +23,7 @@ from typing import Any, NoReturn
 import orjson
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
+from licensor_client.receipts import ReceiptError, read_receipt
 from licensor_client.releases import VALID, is_prerelease, release_entitlement, version_key
 
 from licensor.errors import LicensorError, NotFoundError, RequestRefusedError, ValidationError
@@ -41,11 +44,20 @@ from licensor.model import (
 from licensor.operations import Principal, Reply
 from licensor.portal import security
 from licensor.portal.security import PortalSession
-from licensor.store import Row, Transaction
+from licensor.store import Row
 
 log = logging.getLogger("licensor.portal")
 
 _TENANT = re.compile(id_pattern("ten"))
+_ACTIVATION = re.compile(id_pattern("act"))
+_PATH_IDS = {
+    "license": re.compile(id_pattern("lic")),
+    "activation": _ACTIVATION,
+    "credential": re.compile(id_pattern("crd")),
+    "lease": re.compile(id_pattern("lse")),
+    "release": re.compile(id_pattern("rel")),
+    "token": re.compile(r"^ptk_[0-9A-HJKMNP-TV-Z]{26}\.[A-Za-z0-9_-]{43}$"),
+}
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
 MAX_UPLOAD_BYTES = 64 << 10
 """An activation request file, a deactivation receipt: far smaller than this."""
@@ -53,6 +65,8 @@ SIGN_IN_LIMIT = security.RateLimiter(10, 300)
 """Sign-in attempts per client address and per account: 10 in 5 minutes."""
 LINK_LIMIT = security.RateLimiter(5, 900)
 """Mailed links (password, sign-in) per client address and per account: 5 in 15 minutes."""
+LINK_USE_LIMIT = security.RateLimiter(20, 300)
+"""Links used (a password set: an argon2id hash each) per client address: 20 in 5 minutes."""
 
 _ENV = Environment(loader=PackageLoader("licensor.portal", "templates"), autoescape=select_autoescape(["html"]))
 EXPIRED = {"title": "This link has expired", "message": "Ask for a new one.", "code": "LINK_EXPIRED"}
@@ -149,12 +163,11 @@ class Page:
         operation_id: str,
         path: dict[str, str],
         body: dict[str, Any],
-        before_commit: Callable[[Transaction, Reply], Awaitable[None]] | None = None,
     ) -> Reply:
         operation = self.app[app_keys.OPERATIONS].get(operation_id)
         if operation is None:  # the backend that offers it is not installed
             raise NotFoundError("this gateway cannot do that for this license", code="OPERATION_UNAVAILABLE")
-        return await run_as(operation, self.services, self.request, self.principal, path, body, before_commit)
+        return await run_as(operation, self.services, self.request, self.principal, path, body)
 
     async def form(self) -> dict[str, Any]:
         """The posted form, its CSRF token checked.
@@ -162,7 +175,12 @@ class Page:
         :raises RequestRefusedError: CSRF_TOKEN_INVALID (403)."""
         if self.request.content_length is not None and self.request.content_length > MAX_UPLOAD_BYTES:
             raise ValidationError("the form is too large", code="FORM_TOO_LARGE")
-        data = dict(await self.request.post())
+        try:
+            data = dict(await self.request.post())
+        except (ValueError, LookupError, AssertionError):  # not UTF-8, an unknown charset, broken multipart
+            raise ValidationError("the form cannot be read", code="FORM_MALFORMED") from None
+        if any(isinstance(value, str) and ("\x00" in value or len(value) > MAX_UPLOAD_BYTES) for value in data.values()):
+            raise ValidationError("a field of the form holds a NUL character or is too long", code="FORM_MALFORMED")
         token = data.get("csrf")
         if not isinstance(token, str) or not security.csrf_valid(self.request, token, self.session):
             raise RequestRefusedError(
@@ -194,6 +212,9 @@ def page(*, signed_in: bool) -> Callable[[Handler], Callable[[web.Request], Awai
             store = request.app[app_keys.STORE]
             if not _TENANT.fullmatch(tenant_id) or (tenant := await store.get_tenant(tenant_id)) is None:
                 return web.Response(status=404, text="No such portal.", content_type="text/plain")
+            for name, value in request.match_info.items():  # an id of another shape names nothing (and no NUL reaches SQL)
+                if name in _PATH_IDS and not _PATH_IDS[name].fullmatch(value):
+                    return web.Response(status=404, text="Not found.", content_type="text/plain")
             brand = await _brand(request, tenant)
             now = request.app[app_keys.SERVICES].now_us()
             current = await security.current_session(request, store, tenant_id, now)
@@ -221,8 +242,32 @@ async def _brand(request: web.Request, tenant: Row) -> Brand:
     return Brand(row["name"], row["logo_url"], row["primary_color"], row["accent_color"])
 
 
+def _public_base(view: Page) -> str:
+    """Where customers reach the gateway, for links in mail: ``--public-url``, else the address it listens on;
+    never the request's Host header, which whoever asks for a link chooses."""
+    settings = view.app[app_keys.SETTINGS]
+    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+
+
 def _client(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address as the rate limits count it (an IPv6 client by its /64, which one host holds)."""
+    remote = request.remote or "unknown"
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _email_of(data: dict[str, Any]) -> str:
+    """The e-mail address a form gives, trimmed and lower-cased; "" when it is not one (never a rate-limit key of
+    any size)."""
+    email = str(data.get("email", "")).strip().lower()
+    return email if _EMAIL.fullmatch(email) else ""
 
 
 def _too_many(view: Page, retry_after: int) -> web.Response:
@@ -268,7 +313,7 @@ async def sign_in_with_key(view: Page) -> web.StreamResponse:
 @page(signed_in=False)
 async def sign_in_with_password(view: Page) -> web.StreamResponse:
     data = await view.form()
-    email = str(data.get("email", "")).strip().lower()
+    email = _email_of(data)
     if wait := SIGN_IN_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}", f"{view.tenant_id} account {email}"):
         return _too_many(view, wait)
     customer = await _customer_by_email(view, email)
@@ -284,10 +329,10 @@ async def sign_in_with_password(view: Page) -> web.StreamResponse:
 
 
 async def _customer_by_email(view: Page, email: str) -> Row | None:
-    if not _EMAIL.fullmatch(email):
+    """The customer with this address, however its letters are cased where it was stored."""
+    if not email:
         return None
-    found = await view.store.list(view.tenant_id, CUSTOMER, {"email": email}, None, 1)
-    return found.rows[0] if found.rows else None
+    return await view.store.customer_by_email(view.tenant_id, email)
 
 
 LINKS = {
@@ -307,7 +352,7 @@ async def send_link(view: Page) -> web.StreamResponse:
     kind = view.request.match_info["kind"]
     purpose, subject, action = LINKS[kind]
     data = await view.form()
-    email = str(data.get("email", "")).strip().lower()
+    email = _email_of(data)
     if wait := LINK_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}", f"{view.tenant_id} link {email}"):
         return _too_many(view, wait)
     customer = await _customer_by_email(view, email)
@@ -315,22 +360,37 @@ async def send_link(view: Page) -> web.StreamResponse:
         async with view.store.transaction(view.tenant_id) as tx:
             token = await security.issue_link(tx, customer["id"], purpose, view.now())
             await tx.append_event(f"portal.{purpose}_link_sent", "customer", customer["id"], "portal", {"email": email})
-        url = f"{view.services.public_url or f'{view.request.scheme}://{view.request.host}'}{view.base}{kind}/{token}"
+        url = f"{_public_base(view)}{view.base}{kind}/{token}"
         text = (
             f"{action} of {view.brand.name}: open this link within 30 minutes. It works once.\n\n{url}\n\n"
             "If you did not ask for it, ignore this message: nothing changes.\n"
         )
-        await view.app[app_keys.MAIL].send(Mail(email, f"{view.brand.name}: {subject}", text))
+        _send_soon(view, Mail(email, f"{view.brand.name}: {subject}", text))
     # The same answer whether or not the address is a customer's: the page tells nobody who is one.
     return view.render("message.html", title="Check your mail", message=f"If {email} holds licenses here, a link is on its way.")
+
+
+_SENDING: set[asyncio.Task[None]] = set()
+
+
+def _send_soon(view: Page, mail: Mail) -> None:
+    """Send after answering: how long a mail server takes must not tell who is a customer."""
+
+    async def send() -> None:
+        try:
+            await view.app[app_keys.MAIL].send(mail)
+        except Exception:
+            log.exception("the portal could not send a link to a customer")
+
+    task = asyncio.get_running_loop().create_task(send())
+    _SENDING.add(task)
+    task.add_done_callback(_SENDING.discard)
 
 
 @page(signed_in=False)
 async def open_link(view: Page) -> web.StreamResponse:
     kind, token = view.request.match_info["kind"], view.request.match_info["token"]
-    async with view.store.transaction(view.tenant_id) as tx:
-        valid = await security.link_holder(tx, token, LINKS[kind][0], view.now(), spend=False)
-    if valid is None:
+    if await security.link_valid(view.store, view.tenant_id, token, LINKS[kind][0], view.now()) is None:
         return view.render("message.html", 410, **EXPIRED)
     # A page with a button, not an action on GET: a mail scanner that follows the link spends nothing.
     return view.render("use_link.html", kind=kind, token=token)
@@ -340,6 +400,10 @@ async def open_link(view: Page) -> web.StreamResponse:
 async def use_link(view: Page) -> web.StreamResponse:
     kind, token = view.request.match_info["kind"], view.request.match_info["token"]
     data = await view.form()
+    if wait := LINK_USE_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}"):
+        return _too_many(view, wait)
+    if await security.link_valid(view.store, view.tenant_id, token, LINKS[kind][0], view.now()) is None:
+        return view.render("message.html", 410, **EXPIRED)  # before any hashing: a made-up link costs nothing
     password = str(data.get("password", ""))
     if kind == "password" and not 10 <= len(password) <= 200:
         return view.render("use_link.html", 422, kind=kind, token=token, error="Choose a password of 10 to 200 characters.")
@@ -352,8 +416,9 @@ async def use_link(view: Page) -> web.StreamResponse:
                 "message.html", 410, title="This link has expired", message="Ask for a new one.", code="LINK_EXPIRED"
             )
         customer_id = row["customer_id"]
-        if hashed is not None:
+        if hashed is not None:  # a new password ends every other session and link of the customer
             await tx.update(CUSTOMER, customer_id, {"password_hash": hashed})
+            await security.revoke_customer(tx, customer_id, view.now())
             await tx.append_event("portal.password_set", "customer", customer_id, f"portal:{customer_id}", {})
         await security.open_session(tx, response, view.request, view.services.public_url, view.now(), customer_id=customer_id)
         await tx.append_event("portal.signed_in", "customer", customer_id, f"portal:{customer_id}", {"method": kind})
@@ -470,18 +535,6 @@ async def remove_device(view: Page) -> web.StreamResponse:
     view.redirect(f"licenses/{info['license']}", "device-removed")
 
 
-def _same_license(license_id: str, field: str) -> Callable[[Transaction, Reply], Awaitable[None]]:
-    """A check before commit: the answer's object belongs to ``license_id`` (else roll back, not found)."""
-
-    async def check(tx: Transaction, reply: Reply) -> None:
-        body = reply.body if isinstance(reply.body, dict) else {}
-        found = body.get(field, body) if field else body
-        if not isinstance(found, dict) or found.get("license_id") != license_id:
-            raise NotFoundError("this file is for another license", code="LICENSE_NOT_FOUND")
-
-    return check
-
-
 async def _upload(data: dict[str, Any], field: str) -> str:
     value = data.get(f"{field}_file")
     text = ""
@@ -492,6 +545,26 @@ async def _upload(data: dict[str, Any], field: str) -> str:
     return text.strip()
 
 
+async def _license_a_request_names(view: Page, text: str) -> str | None:
+    """The license an activation request file is for (read, not verified: the backend verifies it), by the license
+    key it carries or the activation it names."""
+    parts = text.split(".")
+    try:
+        document = orjson.loads(base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4))) if len(parts) == 4 else None
+    except (ValueError, orjson.JSONDecodeError):
+        document = None
+    if not isinstance(document, dict):
+        raise ValidationError("this is not an activation request file", code="REQUEST_FILE_MALFORMED")
+    if isinstance(document.get("license_key"), str):
+        licensed = await view.services.license_by_key(view.tenant_id, document["license_key"])
+        return licensed.id if licensed is not None else None
+    activation_id = document.get("activation")
+    if isinstance(activation_id, str) and _ACTIVATION.fullmatch(activation_id):
+        row = await view.store.get(view.tenant_id, ACTIVATION, activation_id)
+        return str(row["license_id"]) if row is not None else None
+    return None
+
+
 @page(signed_in=True)
 async def answer_request_file(view: Page) -> web.StreamResponse:
     license_id = view.request.match_info["license"]
@@ -499,9 +572,13 @@ async def answer_request_file(view: Page) -> web.StreamResponse:
     request_text = await _upload(await view.form(), "request")
     if not request_text:
         raise ValidationError("choose the activation request file, or paste its text", code="REQUEST_FILE_MISSING")
-    reply = await view.run(
-        "answer_activation_request", {}, {"request": request_text}, before_commit=_same_license(license_id, "activation")
-    )
+    if await _license_a_request_names(view, request_text) != license_id:
+        raise NotFoundError("this request file is for another license", code="LICENSE_NOT_FOUND")
+    # Run whatever the backend answers: a refusal it records (a clone flagged) commits like any other.
+    reply = await view.run("answer_activation_request", {}, {"request": request_text})
+    if reply.status >= 400:
+        error = reply.body.get("error", {}) if isinstance(reply.body, dict) else {}
+        raise RequestRefusedError(str(error.get("code", "REFUSED")), str(error.get("message", "refused")), reply.status)
     license_file = reply.body["license_file"]
     return web.Response(
         body=license_file.encode() + b"\n",
@@ -515,7 +592,14 @@ async def enter_receipt(view: Page) -> web.StreamResponse:
     license_id = view.request.match_info["license"]
     await view.own_license(license_id)
     receipt = await _upload(await view.form(), "receipt")
-    await view.run("deactivation_receipt", {}, {"receipt": receipt}, before_commit=_same_license(license_id, ""))
+    try:
+        activation_id = read_receipt(receipt).activation_id
+    except ReceiptError:
+        raise ValidationError(
+            "this is not a deactivation receipt (LDR1-…): check what you typed", code="RECEIPT_MALFORMED"
+        ) from None
+    await view.own(ACTIVATION, activation_id, license_id)  # another license's device: not found
+    await view.run("deactivation_receipt", {}, {"receipt": receipt})
     view.redirect(f"licenses/{license_id}", "device-deactivated")
 
 

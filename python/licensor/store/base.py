@@ -222,6 +222,10 @@ class Store(ABC):
     async def find_product_by_code(self, tenant_id: str, code: str) -> Row | None: ...
 
     @abstractmethod
+    async def customer_by_email(self, tenant_id: str, email: str) -> Row | None:
+        """The tenant's customer whose e-mail address is ``email`` (lower case) in any casing (the portal's sign-in)."""
+
+    @abstractmethod
     async def license_generations(self, tenant_id: str, license_ids: Collection[str]) -> dict[str, int]:
         """The generation of each of the tenant's licenses named (those that exist)."""
 

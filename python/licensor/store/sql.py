@@ -196,6 +196,12 @@ class SqlStore(Store):
         async with self._read() as conn:
             return await conn.fetch_one("SELECT * FROM products WHERE tenant_id = ? AND code = ?", tenant_id, code)
 
+    async def customer_by_email(self, tenant_id: str, email: str) -> Row | None:
+        async with self._read() as conn:
+            return await conn.fetch_one(
+                "SELECT * FROM customers WHERE tenant_id = ? AND lower(email) = ? ORDER BY id LIMIT 1", tenant_id, email.lower()
+            )
+
     async def license_generations(self, tenant_id: str, license_ids: Collection[str]) -> dict[str, int]:
         ids, found = sorted(license_ids), {}
         async with self._read() as conn:
