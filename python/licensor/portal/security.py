@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import os
@@ -39,7 +40,12 @@ SESSION_LIFETIME_US = 7 * 86_400_000_000
 LINK_LIFETIME_US = 30 * 60_000_000
 """A mailed link (set a password, sign in) works for 30 minutes, once."""
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("not a password anyone has")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check an unknown account's guess against (made on first use: a worker starts without it)."""
+    return _HASHER.hash("not a password anyone has")
 
 
 def _secret_hash(secret: str) -> bytes:
@@ -60,7 +66,7 @@ async def password_matches(stored: str | None, password: str) -> bool:
 
     def check() -> bool:
         try:
-            return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+            return _HASHER.verify(stored or _dummy_hash(), password) and stored is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
