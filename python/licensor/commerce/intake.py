@@ -16,10 +16,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from licensor.central.admin import change_license, issue_license, policy_terms, state_change
+from licensor.central.admin import DAY_US, change_license, issue_license, policy_terms, state_change
 from licensor.errors import ConflictError, LicensorError, NotFoundError, StoreUnavailableError
 from licensor.gateway import keys as app_keys
 from licensor.mail import FileMailSender, Mail
@@ -29,6 +28,7 @@ from licensor.model import (
     ORDER_EVENT,
     ORDER_LINK,
     ORDER_MAPPING,
+    ORDER_SOURCE,
     POLICY,
     PRODUCT,
     canonical_json,
@@ -43,7 +43,7 @@ from licensor.store import Row, Transaction
 
 log = logging.getLogger("licensor.commerce")
 T = OrderEventType
-DEFER_FOR_US = 3 * 86_400_000_000
+DEFER_FOR_US = 3 * DAY_US
 """A renewal or link naming no order seen yet is answered 409 (to be delivered again) while it is younger than
 this; afterwards, and for every other type at once, it is recorded and ignored (a shop must not retry for days
 an event of an order that never became a license)."""
@@ -406,9 +406,9 @@ class OrderEffects:
             if event.period_end is not None:
                 changes["expires_at"] = max(current["expires_at"], event.period_end)
             elif days:
-                changes["expires_at"] = max(now, current["expires_at"]) + days * 86_400_000_000
+                changes["expires_at"] = max(now, current["expires_at"]) + days * DAY_US
         if policy["maintenance_days"] is not None:
-            end = event.period_end or max(now, current["maintenance_until"] or now) + policy["maintenance_days"] * 86_400_000_000
+            end = event.period_end or max(now, current["maintenance_until"] or now) + policy["maintenance_days"] * DAY_US
             changes["maintenance_until"] = max(current["maintenance_until"] or 0, end)
         marks["paid"] = max(marks.get("paid", -1), event.occurred_at)
         change = "renewed"
@@ -454,7 +454,7 @@ class OrderEffects:
 
     # --- payment failure, cancellation, refund, dispute ---------------------------------------------
     def _state_handler(self) -> Any:
-        effects = {**DEFAULT_EFFECTS, **(_json(self.source["effects"]) or {})}
+        effects = {**DEFAULT_EFFECTS, **ORDER_SOURCE.field("effects").column_to_api(self.source["effects"])}
         action = effects[self.event.type.value]
 
         async def change_state(current: Row) -> str | None:
@@ -486,12 +486,8 @@ class OrderEffects:
         return change_state
 
 
-def _json(text: Any) -> Any:
-    return orjson.loads(text) if isinstance(text, str | bytes) else text
-
-
 def _marks(license: Row) -> dict[str, Any]:
-    return dict(_json(license.get("order_marks")) or {})
+    return dict(LICENSE.field("order_marks").column_to_api(license["order_marks"]) or {})
 
 
 def _receipt(row: Row, *, duplicate: bool) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -31,7 +30,7 @@ from licensor.gateway.auth import authenticate
 from licensor.model import canonical_json
 from licensor.operations import MAX_BODY_BYTES, ByBody, Call, Operation, OptionalToken, Principal, Reply, Services, Token
 from licensor.schema import read_json
-from licensor.store import IdempotentRequest, Transaction
+from licensor.store import IdempotentRequest
 
 __all__ = ["MAX_BODY_BYTES", "Api", "ClientDisconnectedError", "json_error", "run", "run_as"]
 
@@ -96,11 +95,10 @@ async def run_as(
     principal: Principal,
     path: dict[str, str],
     body: dict[str, Any],
-    before_commit: Callable[[Transaction, Reply], Awaitable[None]] | None = None,
 ) -> Reply:
     """Run an operation's handler for a caller inside the gateway (the License Portal acting for a customer), as
     ``principal``: the body is validated, a body-authenticated operation authenticates, and a change runs in one
-    transaction, which ``before_commit`` may still abort by raising (an object the caller may not touch).
+    transaction (the caller checks beforehand that the objects named are its to touch).
 
     :raises licensor.errors.LicensorError: what the operation refuses."""
     if operation.body_schema is not None:
@@ -115,8 +113,6 @@ async def run_as(
     async with services.store.transaction(principal.tenant_id) as tx:
         call.tx = tx
         reply = await operation.handler(call)
-        if before_commit is not None:
-            await before_commit(tx, reply)
     return reply
 
 
