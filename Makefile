@@ -151,7 +151,7 @@ stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
 
 # `make test` runs schemathesis against the live gateway's /openapi.json once (tests/fuzz, in the native pass:
-# every operation, 100 examples each, on SQLite and PostgreSQL, without Hypothesis's target phase). `make fuzz`
+# every operation, 100 examples each, on SQLite, without Hypothesis's target phase). `make fuzz`
 # is the deeper local run: the same test alone with 1000 examples per operation and the target phase (inputs
 # steered towards what each operation accepts), on both stores, printing what each operation answered.
 FUZZ_EXAMPLES ?= 1000
