@@ -191,7 +191,7 @@ def test_serve_answers_healthz_and_readyz(gateway: Gateway) -> None:
 def test_serve_refuses_workers_on_sqlite(tmp_path: Path) -> None:
     completed = run_cli("serve", "--data-dir", str(tmp_path), "--port", str(free_port()), "--workers", "2")
     assert completed.returncode == 2
-    assert "--workers 2 needs PostgreSQL" in completed.stderr
+    assert "setting server.workers (--workers): 2 workers need PostgreSQL" in completed.stderr
     assert not (tmp_path / "licensor.db").exists()
 
 

@@ -62,6 +62,14 @@ class Backend(ABC):
         through :meth:`licensor.testing.Gateway.freeze_clock`. The system's clock before the gateway starts."""
         return self.services.now_us if self.services is not None else now_us
 
+    def count_churn(self, tenant_id: str, license_id: str) -> None:
+        """Count one activation or deactivation of the license against the gateway's churn budget
+        (``rate_limits.churn``: devices coming and going on one license faster than any real fleet does).
+
+        :raises licensor.errors.RateLimitedError: the license's budget is used up (429)."""
+        if self.services is not None:
+            self.services.count_churn(tenant_id, license_id)
+
     def validate_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """The policy options as this backend will use them.
 

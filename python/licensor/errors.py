@@ -8,6 +8,8 @@ the one place that turns them into HTTP responses.
 
 from __future__ import annotations
 
+import math
+
 from licensor_client.errors import (
     BadSignatureError,
     InvalidInputError,
@@ -31,6 +33,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "RequestError",
     "RequestRefusedError",
     "RequestTimeoutError",
@@ -145,3 +148,20 @@ class RequestRefusedError(LicensorError):
         super().__init__(message, code=str(code))
         if status is not None:
             self.http_status = status
+
+
+class RateLimitedError(RequestError):
+    """A rate limit refuses the request until ``retry_after_s`` has passed (429, with ``Retry-After`` and the IETF
+    ``RateLimit-Policy`` / ``RateLimit`` header fields in :attr:`headers`)."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str, *, policy: str, quota: int, window_s: float, retry_after_s: float) -> None:
+        super().__init__(message)
+        seconds = max(1, math.ceil(retry_after_s))
+        self.headers = {
+            "Retry-After": str(seconds),
+            "RateLimit-Policy": f'"{policy}";q={quota};w={max(1, math.ceil(window_s))}',
+            "RateLimit": f'"{policy}";r=0;t={seconds}',
+        }

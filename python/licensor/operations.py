@@ -261,6 +261,13 @@ class Services(ABC):
     def now_us(self) -> int:
         """The gateway's clock (µs since the epoch): one clock for verdicts and the answers signed over them."""
 
+    @abstractmethod
+    def count_churn(self, tenant_id: str, license_id: str) -> None:
+        """Count one activation or deactivation of a license against the gateway's churn budget
+        (``rate_limits.churn``).
+
+        :raises licensor.errors.RateLimitedError: the license's budget is used up (429)."""
+
 
 @dataclass
 class Call:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from licensor.testing import free_port
+from licensor.testing import TESTING_ENVIRONMENT, free_port
 
 START_TIMEOUT_S = 60.0
 
@@ -79,7 +79,7 @@ def served(store_url: str, data_dir: Path, *arguments: str, wait: bool = True) -
             [sys.executable, "-m", "licensor.cli", "serve", *store, "--port", str(port), *arguments],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, **TESTING_ENVIRONMENT, "PYTHONUNBUFFERED": "1"},
         )
     server = Served(f"http://127.0.0.1:{port}", port, process, log_path, admin_token)
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from licensor.testing import TESTING_ENVIRONMENT
 from licensor.testing.infrastructure import free_port
 
 CONNECTIONS = 1000
@@ -55,7 +56,7 @@ async def next_update(reader: asyncio.StreamReader) -> bytes:
 @pytest.mark.alone
 async def test_a_thousand_idle_update_connections_cost_little(tmp_path: Path) -> None:
     port = free_port()
-    env = {**os.environ, "LICENSOR_UPDATES_KEEPALIVE_S": str(KEEPALIVE_S)}
+    env = {**os.environ, **TESTING_ENVIRONMENT, "LICENSOR_UPDATES_KEEPALIVE_S": str(KEEPALIVE_S)}
     command = [
         sys.executable,
         "-m",

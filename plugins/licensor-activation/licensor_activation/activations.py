@@ -48,6 +48,8 @@ class Settings(Protocol):
 
     def option(self, options: Mapping[str, Any], name: str) -> Any: ...
 
+    def count_churn(self, tenant_id: str, license_id: str) -> None: ...
+
 
 # --- matching ------------------------------------------------------------------------------------------------
 def rule_of(settings: Settings, options: Mapping[str, Any]) -> MatchRule:
@@ -117,6 +119,7 @@ async def activate(settings: Settings, tx: Transaction, read: DeviceRequest, mod
             "file, or, having lost its file or key, recovers (POST /v1/activations/recover)",
             409,
         )
+    settings.count_churn(tx.tenant_id, license["id"])  # a new activation (not a retry): a device coming
     replaced = same
     if replaced is None and len(holding) >= seats:
         if document["op"] != "recover":
@@ -203,6 +206,7 @@ async def deactivate(settings: Settings, tx: Transaction, read: DeviceRequest) -
     row, _ = found
     if row["state"] == "deactivated":  # a retry of this deactivation
         return ended(row)
+    settings.count_churn(tx.tenant_id, row["license_id"])
     deactivated = await tx.update(
         ACTIVATION, row["id"], {"state": "deactivated", "ended_at": settings.clock(), "last_request_digest": read.digest}
     )
@@ -340,6 +344,7 @@ async def deactivate_by_receipt(settings: Settings, tx: Transaction, receipt: st
         )
     if row["state"] not in ("active", "suspended"):
         raise InvalidStateError(f"the activation is {row['state']} already", code="ACTIVATION_ENDED")
+    settings.count_churn(tx.tenant_id, row["license_id"])
     ended = await tx.update(ACTIVATION, row["id"], {"state": "deactivated", "ended_at": settings.clock()})
     assert ended is not None
     await _event(tx, "activation.deactivated", ended, actor, reason="offline receipt")

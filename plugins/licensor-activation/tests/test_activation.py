@@ -64,6 +64,26 @@ async def test_seats_are_enforced_and_deactivation_frees_one_at_once(shop: Vendo
     assert (told.status, told.code) == (403, "WITHDRAWN")
 
 
+async def test_devices_coming_and_going_faster_than_the_churn_budget_are_refused(shop: Vendor) -> None:
+    shop.gateway.set_rate_limits(rate_limit_churn="3/1d")
+    clock = shop.clock
+    one, two, three = shop.device(), shop.device(), shop.device()
+    assert (await one.activate()).status == 201  # 1
+    assert (await one.activate()).status == 200  # a retry: not counted
+    assert (await one.deactivate()).status == 200  # 2
+    assert (await one.deactivate()).status == 200  # a retry: not counted
+    assert (await two.activate()).status == 201  # 3
+    refused = await three.activate()
+    assert (refused.status, refused.code) == (429, "RATE_LIMITED") and refused.headers[
+        "RateLimit-Policy"
+    ] == '"churn";q=3;w=86400'
+    assert int(refused.headers["Retry-After"]) > 7 * 3600  # one more every 8 hours
+    assert len(await shop.activations("active")) == 1  # nothing of the refused activation was written
+    clock.advance(8 * 3600)
+    assert (await three.activate()).status == 201
+    assert (await two.check_in()).status == 200  # check-ins are no churn
+
+
 async def test_check_ins_renew_the_file_and_a_file_lapses_at_its_checkpoint(shop: Vendor) -> None:
     device = shop.device()
     await device.activate()

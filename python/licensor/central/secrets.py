@@ -24,16 +24,23 @@ def _derive(master_key: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"licensor " + purpose).derive(master_key)
 
 
+def decode_master_key(text: str) -> bytes:
+    """The master key from its base64url text (as ``LICENSOR_MASTER_KEY`` gives it).
+
+    :raises InvalidInputError: not 32 bytes in base64url."""
+    try:
+        key = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise InvalidInputError("LICENSOR_MASTER_KEY must be 32 bytes in base64url")
+    return key
+
+
 def load_master_key(path: str, environment_value: str | None = None) -> bytes:
     """The master key from the environment value, else from ``path``, creating that file if missing."""
     if environment_value:
-        try:
-            key = base64.urlsafe_b64decode(environment_value + "=" * (-len(environment_value) % 4))
-        except ValueError:
-            key = b""
-        if len(key) != 32:
-            raise InvalidInputError("LICENSOR_MASTER_KEY must be 32 bytes in base64url")
-        return key
+        return decode_master_key(environment_value)
     try:
         with open(path, "rb") as existing:
             key = existing.read()

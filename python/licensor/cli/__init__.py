@@ -2,6 +2,8 @@
 
 ``licensor serve``  runs the gateway (one process, or N workers on one port with PostgreSQL): :mod:`.serve`;
 ``licensor init``   creates a tenant with its signing key and an admin token, shown once: :mod:`.bootstrap`;
+``licensor config show`` prints the effective configuration (file, environment, flags), without secrets:
+                    :mod:`.config`;
 ``licensor admin``  calls the admin API of a running gateway, one command per admin operation of licensor and
                     of the installed backends, generated from their declarations: :mod:`.admin`.
 
@@ -17,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from licensor.cli import admin, bootstrap, serve
+from licensor.cli import admin, bootstrap, config, serve
 from licensor.cli.admin import AdminCommand, admin_commands, admin_operations
 from licensor.cli.errors import ApiError, UsageError
 
@@ -39,6 +41,7 @@ def build_parser(admin_table: Sequence[AdminCommand] | None = None) -> argparse.
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
     bootstrap.add_parser(commands)
+    config.add_parser(commands)
     admin.add_parser(commands, admin_table)
     return parser
 

@@ -1,6 +1,6 @@
 """Commands that work on the data directory and the store directly, without a running gateway: ``licensor init``
-(and the tenant that ``licensor serve --init-if-empty`` creates), and what they share with ``serve``: the store
-options, the settings, the master key, secret files."""
+(and the tenant that ``licensor serve --init-if-empty`` creates), and what they share with ``serve``: the settings
+(with the master key loaded), secret files."""
 
 from __future__ import annotations
 
@@ -12,22 +12,8 @@ import urllib.parse
 from dataclasses import replace
 from typing import Any
 
+from licensor.cli.config import STORE_SETTINGS, add_setting_options, configuration_of
 from licensor.cli.errors import UsageError
-
-
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """``--data-dir`` and ``--database-url``, defaulting to ``LICENSOR_DATA_DIR`` and ``LICENSOR_DATABASE_URL``."""
-    parser.add_argument(
-        "--data-dir",
-        default=os.environ.get("LICENSOR_DATA_DIR", "var"),
-        help="where the SQLite file, the master key and the admin token file live (default: $LICENSOR_DATA_DIR or var)",
-    )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LICENSOR_DATABASE_URL"),
-        help="postgresql://user@host:port/db (default: $LICENSOR_DATABASE_URL, else the embedded "
-        "SQLite store {data-dir}/licensor.db)",
-    )
 
 
 def add_parser(commands: Any) -> None:
@@ -38,35 +24,25 @@ def add_parser(commands: Any) -> None:
         description="Create a tenant with its signing key and an admin API token. Prints the tenant id and the token "
         "on standard output, once: licensor keeps only the token's hash.",
     )
-    add_store_options(init)
+    add_setting_options(init, STORE_SETTINGS)
     init.add_argument("--name", default="default", help='the tenant\'s name (default "default")')
     init.set_defaults(handler=run_init)
 
 
 # --- settings and stores ------------------------------------------------------------------------------
 def settings_of(args: argparse.Namespace) -> Any:
-    """The gateway settings the command line gives (``serve`` adds the address options to the store's)."""
-    from licensor.gateway.settings import Settings
+    """The gateway settings of the command line, the environment and the configuration file, with the master key
+    loaded (from LICENSOR_MASTER_KEY, else its file, created when missing), so that every worker uses the same key.
 
-    return Settings(
-        data_dir=args.data_dir,
-        database_url=args.database_url or None,
-        host=getattr(args, "host", "127.0.0.1"),
-        port=getattr(args, "port", 8080),
-        public_url=getattr(args, "public_url", None),
-    )
-
-
-def with_master_key(settings: Any) -> Any:
-    """The settings with the master key loaded (from LICENSOR_MASTER_KEY or {data_dir}/master.key, created
-    when missing), so that every worker uses the same key.
-
-    :raises UsageError: the key cannot be read, created or decoded."""
+    :raises UsageError: a setting that cannot be used, or a master key that cannot be read, created or decoded."""
     from licensor.central.secrets import load_master_key
     from licensor.errors import LicensorError
 
+    settings = configuration_of(args).settings
+    if settings.master_key is not None:
+        return settings
     try:
-        key = load_master_key(settings.master_key_path, os.environ.get("LICENSOR_MASTER_KEY"))
+        key = load_master_key(settings.master_key_path)
     except LicensorError as error:
         raise UsageError(error.message) from None
     except OSError as error:
@@ -141,7 +117,7 @@ def write_secret_file(path: str, text: str) -> None:
 # --- init ---------------------------------------------------------------------------------------------
 def run_init(args: argparse.Namespace) -> int:
     """``licensor init``: a new tenant; its id and admin token on standard output, once."""
-    settings = with_master_key(settings_of(args))
+    settings = settings_of(args)
     created = asyncio.run(create_tenant(settings, args.name, only_if_empty=False))
     assert created is not None
     tenant_id, token = created

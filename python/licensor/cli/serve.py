@@ -11,16 +11,8 @@ import signal
 import sys
 from typing import Any
 
-from licensor.cli.bootstrap import (
-    add_store_options,
-    create_tenant,
-    describe_store,
-    is_postgres,
-    settings_of,
-    with_master_key,
-    write_secret_file,
-)
-from licensor.cli.errors import UsageError
+from licensor.cli.bootstrap import create_tenant, describe_store, settings_of, write_secret_file
+from licensor.cli.config import add_setting_options
 
 TOKEN_FILE_NAME = "admin-token"
 
@@ -38,13 +30,7 @@ def add_parser(commands: Any) -> None:
         "time and request id, never "
         "headers, bodies or query strings.",
     )
-    add_store_options(serve)
-    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="the port to listen on (default 8080)")
-    serve.add_argument("--public-url", help="how clients reach this gateway (default http://HOST:PORT)")
-    serve.add_argument(
-        "--workers", type=int, default=1, help="worker processes sharing the port (default 1; more than 1 needs PostgreSQL)"
-    )
+    add_setting_options(serve)
     serve.add_argument(
         "--init-if-empty",
         action="store_true",
@@ -55,10 +41,10 @@ def add_parser(commands: Any) -> None:
 
 
 # --- logging ------------------------------------------------------------------------------------------
-def _setup_logging(with_pid: bool = False) -> None:
+def _setup_logging(level: str = "info", with_pid: bool = False) -> None:
     process = " [%(process)d]" if with_pid else ""
     logging.basicConfig(
-        level=logging.INFO,
+        level=level.upper(),
         format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
@@ -93,16 +79,8 @@ def _access_logger_class() -> type:
 
 # --- serve --------------------------------------------------------------------------------------------
 def run_serve(args: argparse.Namespace) -> int:
-    _setup_logging(with_pid=args.workers > 1)
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
     settings = settings_of(args)
-    if args.workers > 1 and not is_postgres(settings.store_url):
-        raise UsageError(
-            f"--workers {args.workers} needs PostgreSQL (--database-url postgresql://...): the embedded SQLite store "
-            "serves one process; run without --workers, or with --workers 1"
-        )
-    settings = with_master_key(settings)
+    _setup_logging(settings.log_level, with_pid=settings.workers > 1)
     token_path = os.path.join(settings.data_dir, TOKEN_FILE_NAME)
     created = None
     if args.init_if_empty:
@@ -113,9 +91,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if os.path.exists(token_path):
         # Where the token is, never the token itself.
         print(f"licensor: the admin token is in {token_path} (mode 0600): export LICENSOR_TOKEN=$(cat {token_path})", flush=True)
-    if args.workers == 1:
+    if settings.workers == 1:
         return _run_worker(settings, single=True)
-    return _run_workers(settings, args.workers)
+    return _run_workers(settings, settings.workers)
 
 
 def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, sock: Any = None, ready: Any = None) -> int:
@@ -230,7 +208,7 @@ def _worker_main(sock: Any, ready: Any, argument: tuple[Any, int]) -> None:
     """A worker of ``licensor serve --workers N`` (see :mod:`licensor.gateway.supervisor`)."""
     settings, parent_pid = argument
     os.setpgrp()  # the parent forwards SIGINT and SIGTERM; a terminal's Ctrl-C reaches only the parent
-    _setup_logging(with_pid=True)
+    _setup_logging(settings.log_level, with_pid=True)
     if os.getppid() != parent_pid:
         sys.exit(1)
     sys.exit(_run_worker(settings, single=False, parent_pid=parent_pid, sock=sock, ready=ready))

@@ -68,6 +68,8 @@ async def run(operation: Operation, services: Services, request: web.Request) ->
     call = Call(request, services, principal, path, query, body, raw)
     if isinstance(auth, ByBody):
         call.principal = principal = await auth.authenticate(call)
+    if principal is not None and (tenant_budget := request.app[app_keys.LIMITS].tenant) is not None:
+        tenant_budget.take(principal.tenant_id, "requests for this tenant")
     if not op.changes_state:
         reply = await op.handler(call)
         return reply if isinstance(reply, web.StreamResponse) else _respond(reply)  # a stream answers by itself
@@ -277,4 +279,7 @@ def _route(operation: Operation, services: Services) -> Any:
 
 def json_error(error: LicensorError) -> web.Response:
     body = {"error": {"code": error.code, "message": error.message}}
-    return web.Response(status=error.http_status, text=orjson.dumps(body).decode(), content_type="application/json")
+    headers = getattr(error, "headers", None)  # Retry-After and the like (a rate limit's)
+    return web.Response(
+        status=error.http_status, text=orjson.dumps(body).decode(), content_type="application/json", headers=headers
+    )

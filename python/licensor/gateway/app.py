@@ -22,6 +22,7 @@ from licensor.gateway.answers import RememberedAnswers
 from licensor.gateway.api import Api
 from licensor.gateway.cache import LicenseCache
 from licensor.gateway.check import check_operation
+from licensor.gateway.limits import RateLimits
 from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
 from licensor.gateway.outcomes import CheckOutcomes
@@ -177,11 +178,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     app[app_keys.ORDER_SOURCES] = collect_order_sources(manager)
     mail = manager.hook.licensor_mail_sender()
     if mail is None:
-        mail = (
-            LogMailSender()
-            if os.environ.get("LICENSOR_MAIL") == "log"
-            else FileMailSender(os.path.join(settings.data_dir, "mail"))
-        )
+        mail = LogMailSender() if settings.mail == "log" else FileMailSender(os.path.join(settings.data_dir, "mail"))
     app[app_keys.MAIL] = mail
     api = build_api(backends, manager)
     document = build_document(api, settings.public_url)
@@ -199,7 +196,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     app[app_keys.DOCS_HTML] = render_docs(document)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        master_key = settings.master_key or load_master_key(settings.master_key_path, os.environ.get("LICENSOR_MASTER_KEY"))
+        master_key = settings.master_key or load_master_key(settings.master_key_path)
         app[app_keys.SECRETS] = Secrets(master_key)
         opened = store or open_store(settings.store_url)
         if opened.url.startswith("sqlite:///"):
@@ -241,6 +238,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
 
     app.on_shutdown.append(end_update_connections)
     app[app_keys.SERVICES] = services = GatewayServices(app)
+    app[app_keys.LIMITS] = RateLimits(settings, lambda: services.now_us() / 1_000_000)
     backends.hand_over(services)
     api.install(app, services)
     app[app_keys.OPERATIONS] = {operation.operation_id: operation for operation in api.operations}

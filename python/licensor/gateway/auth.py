@@ -47,8 +47,12 @@ async def authenticate(request: web.Request) -> Principal:
     if match is None:
         raise AuthenticationError("the API token is malformed", code="TOKEN_MALFORMED")
     token_id, secret = match.groups()
+    limits = request.app[app_keys.LIMITS]
+    counted = limits.before_key_lookup()
     row = await request.app[app_keys.CACHE].token(token_id)
-    if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), hash_secret(secret)):
+    known = row is not None and hmac.compare_digest(bytes(row["secret_hash"]), hash_secret(secret))
+    limits.after_key_lookup(counted, known)
+    if row is None or not known:
         raise AuthenticationError("the API token is not valid", code="TOKEN_INVALID")
     if row["revoked_at"] is not None:
         raise AuthenticationError("the API token was revoked", code="TOKEN_REVOKED")

@@ -135,8 +135,17 @@ def quick_answer(services: Services, request: web.Request, raw: bytes) -> web.Re
     kept = request.app[app_keys.ANSWERS].lookup(raw, services.now_us())
     if kept is None:
         return None
+    if kept.license_id is not None:
+        _count_for_tenant(request, kept.tenant_id)
     services.record_outcome(kept.tenant_id, kept.license_id, kept.code)
     return web.Response(body=kept.body, content_type="application/json")
+
+
+def _count_for_tenant(request: web.Request, tenant_id: str) -> None:
+    """Use one of the tenant's budget for a check that presented one of its licenses (a check naming a tenant with
+    a key that is none of its licenses is not: anyone could spend a tenant's budget that way)."""
+    if (budget := request.app[app_keys.LIMITS].tenant) is not None:
+        budget.take(tenant_id, "requests for this tenant")
 
 
 async def check(call: Call) -> Reply:
@@ -145,6 +154,8 @@ async def check(call: Call) -> Reply:
     answers = call.request.app[app_keys.ANSWERS]
     mark, now = answers.mark(), services.now_us()  # one clock for the verdict and the answer signed over it
     tenant_id, candidates = await _licenses_asked_for(call)
+    if candidates and call.principal is None:  # a product token's tenant is counted when it authenticates
+        _count_for_tenant(call.request, tenant_id)
     verdict, backend = await _decide(call, tenant_id, candidates, now)
     services.record_outcome(tenant_id, verdict.license_id, str(verdict.code))
     shown = verdict.as_json()

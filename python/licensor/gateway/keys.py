@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from licensor.central.webhooks import WebhookSender
     from licensor.gateway.answers import RememberedAnswers
     from licensor.gateway.cache import LicenseCache
+    from licensor.gateway.limits import RateLimits
     from licensor.gateway.outcomes import CheckOutcomes
     from licensor.gateway.settings import Settings
     from licensor.gateway.update_hub import UpdateHub
@@ -38,7 +39,9 @@ UPDATES: web.AppKey[UpdateHub] = web.AppKey("updates")
 ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
 MAIL: web.AppKey[MailSender] = web.AppKey("mail")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
+LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")
 OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
+CLIENT: web.RequestKey[str] = web.RequestKey("client", str)  # the client's address (trusted proxies resolved)
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)
 ASKING_LICENSE: web.RequestKey[Licensed] = web.RequestKey("asking_license")  # the license the request presented

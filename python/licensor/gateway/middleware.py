@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 from licensor.errors import LicensorError, MalformedRequestError, NotFoundError, PayloadTooLargeError, RequestError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import MAX_BODY_BYTES, ClientDisconnectedError, json_error
+from licensor.gateway.limits import CLIENT_ADDRESS, client_address
 
 log = logging.getLogger("licensor.gateway")
 
@@ -31,7 +32,12 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     incoming = request.headers.get("X-Request-Id", "")
     rid = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else os.urandom(16).hex()
     request[app_keys.REQUEST_ID] = rid
+    limits = request.app[app_keys.LIMITS]
+    request[app_keys.CLIENT] = address = client_address(request, limits.trusted_networks)
+    CLIENT_ADDRESS.set(address)
     try:
+        if limits.address is not None:
+            limits.address.take(address, "requests from this address")
         response = await handler(request)
     except LicensorError as error:
         response = json_error(error)

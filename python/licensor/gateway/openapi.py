@@ -38,6 +38,10 @@ _ERROR_TEXT = {
         "Breaks the schema or a rule (UNKNOWN_FIELD, MISSING_FIELD, WRONG_TYPE, INVALID_FIELD, REFERENCE_NOT_FOUND, "
         "IDEMPOTENCY_KEY_REUSED, ...)"
     ),
+    429: (
+        "A rate limit refuses the request (RATE_LIMITED): per client address, tenant, unknown license keys or tokens, "
+        "or a license's activations; Retry-After says when to retry"
+    ),
     502: "A backend answered what it does not declare (BACKEND_VERDICT_UNDECLARED): a bug of its plugin",
     503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
 }
@@ -86,8 +90,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {str(op.status): success}
     # Every operation's pipeline refuses unknown query parameters and unexpected bodies (400) and bodies over
     # its limit (413); a body must be JSON (415); changes take an Idempotency-Key, which may be malformed (400) or
-    # reused (422).
-    statuses = set(op.errors) | {400, 413, 503}
+    # reused (422); every request counts against its client address's rate limit (429).
+    statuses = set(op.errors) | {400, 413, 429, 503}
     if op.query or op.request_schema is not None or op.changes_state:
         statuses.add(422)
     if op.request_schema is not None:

@@ -37,8 +37,12 @@ class GatewayServices(Services):
         return await public_keys(self.store, tenant_id)
 
     async def license_by_key(self, tenant_id: str, license_key: str) -> Licensed | None:
-        cache = self._app[app_keys.CACHE]
-        return await cache.license_by_key_hash(tenant_id, cache.key_hash(tenant_id, license_key))
+        limits, cache = self._app[app_keys.LIMITS], self._app[app_keys.CACHE]
+        key_hash = cache.key_hash(tenant_id, license_key)  # a malformed key (a typo) is refused before it counts
+        counted = limits.before_key_lookup()
+        licensed = await cache.license_by_key_hash(tenant_id, key_hash)
+        limits.after_key_lookup(counted, licensed is not None)
+        return licensed
 
     async def license_by_id(self, tenant_id: str, license_id: str) -> Licensed | None:
         return await self._app[app_keys.CACHE].license_by_id(tenant_id, license_id)
@@ -54,3 +58,7 @@ class GatewayServices(Services):
 
     def now_us(self) -> int:
         return self.clock()
+
+    def count_churn(self, tenant_id: str, license_id: str) -> None:
+        if (budget := self._app[app_keys.LIMITS].churn) is not None:
+            budget.take(f"{tenant_id} {license_id}", "activations and deactivations of this license")

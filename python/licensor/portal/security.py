@@ -1,4 +1,4 @@
-"""The portal's security: sessions, CSRF tokens, passwords, single-use links and sign-in rate limits.
+"""The portal's security: sessions, CSRF tokens, passwords and single-use links.
 
 - **Sessions**: the cookie holds ``<session id>.<secret>``; the store holds the secret's hash only. The cookie is
   HttpOnly, SameSite=Lax, scoped to the tenant's portal path, and Secure when the portal is reached over TLS. A
@@ -10,8 +10,8 @@
   unknown e-mail costs the same check, so timing tells nothing.
 - **Single-use links** (setting a password, signing in by e-mail): a random secret, stored hashed, valid
   :data:`LINK_LIFETIME_US`, spent atomically by the first use.
-- **Rate limits**: sign-ins and link requests per client address and per account, in each process (a worker
-  keeps its own count: with N workers the budget is N times larger).
+- **Rate limits**: sign-ins, link requests and links used per client address and per account: the gateway's
+  ``rate_limits.sign_in`` budget (:mod:`licensor.gateway.limits`; with N workers each keeps 1/N of it).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import hashlib
 import hmac
 import os
 import re
-import time
-from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -225,38 +223,3 @@ async def link_holder(tx: Transaction, token: str, purpose: str, now: int, *, sp
     if spend:
         await tx.update(PORTAL_TOKEN, row["id"], {"used_at": now})
     return row
-
-
-# --- rate limits ---------------------------------------------------------------------------------------
-class RateLimiter:
-    """At most ``limit`` events per ``window_s`` per key, counted in this process. Keys are hashed (an e-mail
-    address of any length costs 16 bytes); the least recently seen keys go first when there are too many."""
-
-    def __init__(self, limit: int, window_s: float, max_keys: int = 100_000) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._seen: OrderedDict[bytes, deque[float]] = OrderedDict()
-
-    def retry_after(self, *keys: str) -> int:
-        """0 when every key may go on (each is counted then), else the seconds until one may (nothing counted)."""
-        now = time.monotonic()
-        hashed = [hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).digest() for key in keys]
-        waits = []
-        for key in hashed:
-            times = self._seen.get(key)
-            if times is None:
-                continue
-            self._seen.move_to_end(key)
-            while times and times[0] <= now - self.window_s:
-                times.popleft()
-            if len(times) >= self.limit:
-                waits.append(int(times[0] + self.window_s - now) + 1)
-        if waits:
-            return max(waits)
-        for key in hashed:
-            self._seen.setdefault(key, deque()).append(now)
-            self._seen.move_to_end(key)
-        while len(self._seen) > self.max_keys:
-            self._seen.popitem(last=False)
-        return 0

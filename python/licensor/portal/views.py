@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import ipaddress
 import logging
 import re
@@ -29,6 +30,7 @@ from licensor_client.releases import VALID, is_prerelease, release_entitlement, 
 from licensor.errors import LicensorError, NotFoundError, RequestRefusedError, ValidationError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import run_as
+from licensor.gateway.limits import RateLimitedError
 from licensor.mail import Mail
 from licensor.model import (
     ACTIVATION,
@@ -61,12 +63,6 @@ _PATH_IDS = {
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
 MAX_UPLOAD_BYTES = 64 << 10
 """An activation request file, a deactivation receipt: far smaller than this."""
-SIGN_IN_LIMIT = security.RateLimiter(10, 300)
-"""Sign-in attempts per client address and per account: 10 in 5 minutes."""
-LINK_LIMIT = security.RateLimiter(5, 900)
-"""Mailed links (password, sign-in) per client address and per account: 5 in 15 minutes."""
-LINK_USE_LIMIT = security.RateLimiter(20, 300)
-"""Links used (a password set: an argon2id hash each) per client address: 20 in 5 minutes."""
 
 _ENV = Environment(loader=PackageLoader("licensor.portal", "templates"), autoescape=select_autoescape(["html"]))
 EXPIRED = {"title": "This link has expired", "message": "Ask for a new one.", "code": "LINK_EXPIRED"}
@@ -251,7 +247,7 @@ def _public_base(view: Page) -> str:
 
 def _client(request: web.Request) -> str:
     """The client's address as the rate limits count it (an IPv6 client by its /64, which one host holds)."""
-    remote = request.remote or "unknown"
+    remote = request.get(app_keys.CLIENT) or request.remote or "unknown"
     try:
         address = ipaddress.ip_address(remote)
     except ValueError:
@@ -270,16 +266,33 @@ def _email_of(data: dict[str, Any]) -> str:
     return email if _EMAIL.fullmatch(email) else ""
 
 
-def _too_many(view: Page, retry_after: int) -> web.Response:
-    response = view.render(
-        "message.html",
-        429,
-        title="Too many attempts",
-        message=f"Please wait {retry_after} seconds and try again.",
-        code="RATE_LIMITED",
-    )
-    response.headers["Retry-After"] = str(retry_after)
-    return response
+def _refused(view: Page, *keys: str) -> web.Response | None:
+    """A "too many attempts" page when one of ``keys`` (client address, account) has used up its sign-in budget
+    (the rate_limits.sign_in setting: sign-ins, mailed links and links used, each counted apart); else None, with
+    one attempt counted for each key."""
+    budget = view.app[app_keys.LIMITS].sign_in
+    if budget is None:
+        return None
+    # Hashed: an e-mail address of any length costs 16 bytes of the budget's memory.
+    hashed = [
+        hashlib.blake2b(f"{view.tenant_id} {key}".encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() for key in keys
+    ]
+    try:
+        for key in hashed:
+            budget.check(key, "attempts")
+        for key in hashed:
+            budget.take(key, "attempts")
+    except RateLimitedError as error:
+        response = view.render(
+            "message.html",
+            429,
+            title="Too many attempts",
+            message=f"Please wait {error.headers['Retry-After']} seconds and try again.",
+            code="RATE_LIMITED",
+        )
+        response.headers.update(error.headers)
+        return response
+    return None
 
 
 # --- signing in ----------------------------------------------------------------------------------------
@@ -293,8 +306,8 @@ async def home(view: Page) -> web.StreamResponse:
 @page(signed_in=False)
 async def sign_in_with_key(view: Page) -> web.StreamResponse:
     data = await view.form()
-    if wait := SIGN_IN_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}"):
-        return _too_many(view, wait)
+    if refused := _refused(view, f"ip {_client(view.request)}"):
+        return refused
     key = str(data.get("license_key", ""))
     try:
         licensed = await view.services.license_by_key(view.tenant_id, key)
@@ -314,8 +327,8 @@ async def sign_in_with_key(view: Page) -> web.StreamResponse:
 async def sign_in_with_password(view: Page) -> web.StreamResponse:
     data = await view.form()
     email = _email_of(data)
-    if wait := SIGN_IN_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}", f"{view.tenant_id} account {email}"):
-        return _too_many(view, wait)
+    if refused := _refused(view, f"ip {_client(view.request)}", f"account {email}"):
+        return refused
     customer = await _customer_by_email(view, email)
     if not await security.password_matches(customer["password_hash"] if customer else None, str(data.get("password", ""))):
         await _record(view, "portal.sign_in_failed", "tenant", view.tenant_id, {"method": "password"})
@@ -353,8 +366,8 @@ async def send_link(view: Page) -> web.StreamResponse:
     purpose, subject, action = LINKS[kind]
     data = await view.form()
     email = _email_of(data)
-    if wait := LINK_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}", f"{view.tenant_id} link {email}"):
-        return _too_many(view, wait)
+    if refused := _refused(view, f"link ip {_client(view.request)}", f"link {email}"):
+        return refused
     customer = await _customer_by_email(view, email)
     if customer is not None:
         async with view.store.transaction(view.tenant_id) as tx:
@@ -400,8 +413,8 @@ async def open_link(view: Page) -> web.StreamResponse:
 async def use_link(view: Page) -> web.StreamResponse:
     kind, token = view.request.match_info["kind"], view.request.match_info["token"]
     data = await view.form()
-    if wait := LINK_USE_LIMIT.retry_after(f"{view.tenant_id} ip {_client(view.request)}"):
-        return _too_many(view, wait)
+    if refused := _refused(view, f"link use ip {_client(view.request)}"):
+        return refused
     if await security.link_valid(view.store, view.tenant_id, token, LINKS[kind][0], view.now()) is None:
         return view.render("message.html", 410, **EXPIRED)  # before any hashing: a made-up link costs nothing
     password = str(data.get("password", ""))

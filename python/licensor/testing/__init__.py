@@ -36,6 +36,7 @@ from licensor.testing.clocks import ManualClock  # noqa: E402
 from licensor.testing.conformance import BackendConformance, MadeLicense  # noqa: E402
 from licensor.testing.drivers import (  # noqa: E402
     ROLES,
+    TESTING_ENVIRONMENT,
     Answer,
     Gateway,
     GatewayFleet,
@@ -43,6 +44,7 @@ from licensor.testing.drivers import (  # noqa: E402
     check_error_contract,
     gateway_process,
     running_gateway,
+    testing_settings,
     wait_ready,
 )
 from licensor.testing.infrastructure import ThrowawayPostgres, check_expected_implementation, free_port  # noqa: E402
@@ -50,6 +52,7 @@ from licensor.testing.vendors import Vendor, b64url_decode, make_vendor  # noqa:
 
 __all__ = [
     "ROLES",
+    "TESTING_ENVIRONMENT",
     "Answer",
     "BackendConformance",
     "Gateway",
@@ -71,5 +74,6 @@ __all__ = [
     "post_json",
     "running_gateway",
     "send_at_once",
+    "testing_settings",
     "wait_ready",
 ]

@@ -25,12 +25,26 @@ from licensor.central.events import verify_chain
 from licensor.central.tenants import create_tenant
 from licensor.gateway import keys
 from licensor.gateway.services import GatewayServices
+from licensor.gateway.settings import OPTIONS, RateLimit, Settings, load_configuration
 from licensor.store import Store
 from licensor.testing.clocks import ManualClock
 from licensor.testing.infrastructure import free_port
 
 # --- a gateway on a throwaway store, and helpers to drive it -----------------------------------------
 ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+_RATE_LIMITS = tuple(option for option in OPTIONS if option.name.startswith("rate_limit_"))
+TESTING_ENVIRONMENT = {option.env: "100000000/1s" for option in _RATE_LIMITS}
+"""The rate limits of test gateways: a budget no test exhausts, so the limits' code runs on every request while
+tests send bursts from one address; a test of the limits sets its own budgets."""
+
+
+def testing_settings(**values: Any) -> Settings:
+    """:class:`Settings` with ``values`` and the rate limits of :data:`TESTING_ENVIRONMENT`."""
+    unlimited: dict[str, Any] = {option.name: RateLimit(100_000_000, 1.0) for option in _RATE_LIMITS}
+    return Settings(**{**unlimited, **values})
+
+
 ROLES = ("admin", "developer", "support", "read-only")
 
 
@@ -177,6 +191,14 @@ class Gateway:
         self._services.clock = clock
         return clock
 
+    def set_rate_limits(self, **values: str) -> None:
+        """Give the gateway new rate limits, counted afresh: ``values`` are settings as ``licensor serve`` takes them
+        (``rate_limit_churn="3/1d"``, ``rate_limit_address="off"``, ``trusted_proxies="127.0.0.1"``); the others
+        stay as they are (the test gateway's: see :data:`TESTING_ENVIRONMENT`).
+
+        :raises licensor.gateway.settings.SettingError: a value ``licensor serve`` would refuse."""
+        self.app[keys.LIMITS].configure(load_configuration(values, {}, base=self.app[keys.SETTINGS]).settings)
+
     @property
     def _services(self) -> GatewayServices:
         services = self.app[keys.SERVICES]
@@ -233,10 +255,11 @@ async def running_gateway(
     """The real gateway with ``plugins`` (and the installed ones) on ``store_url``, served on 127.0.0.1 (with a
     new master key unless given one: gateways sharing a database need the same)."""
     from licensor.gateway.app import create_app
-    from licensor.gateway.settings import Settings
     from licensor.store import open_store
 
-    settings = Settings(data_dir=data_dir, master_key=master_key or os.urandom(32))
+    # As `licensor serve` reads them (LICENSOR_* variables apply), but with the rate limits of TESTING_LIMITS.
+    base = testing_settings(data_dir=data_dir, master_key=master_key or os.urandom(32))
+    settings = load_configuration(base=base, environ=os.environ).settings
     app = create_app(settings, store=open_store(store_url), plugins=plugins)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
@@ -263,6 +286,7 @@ def gateway_process(
     port = port or free_port()
     env = {
         **os.environ,
+        **TESTING_ENVIRONMENT,
         **(environment or {}),
         "LICENSOR_MASTER_KEY": base64.urlsafe_b64encode(master_key).decode().rstrip("="),
     }
