@@ -13,6 +13,7 @@ from typing import Any
 
 from licensor.cli.bootstrap import (
     add_store_options,
+    check_store_url,
     create_tenant,
     describe_store,
     is_postgres,
@@ -97,6 +98,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     settings = settings_of(args)
+    check_store_url(settings.store_url)
     if args.workers > 1 and not is_postgres(settings.store_url):
         raise UsageError(
             f"--workers {args.workers} needs PostgreSQL (--database-url postgresql://...): the embedded SQLite store "
