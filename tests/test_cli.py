@@ -630,6 +630,16 @@ def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str
     assert json.loads(completed.stdout)["object"] == "list"
 
 
+def test_version_names_licensor_the_core_and_the_installed_backends() -> None:
+    completed = run_cli("--version")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        "licensor 0.1.0",
+        f"core: {_impl.IMPLEMENTATION}",  # the pure-Python pass runs it on python
+        "backends: activation (licensor-activation 0.1.0), cloud (licensor-cloud 0.1.0), cloud-lite (licensor-cloud-lite 0.1.0)",
+    ]
+
+
 @pytest.mark.parametrize("command", [(), ("serve",), ("init",), ("admin",)], ids=lambda c: " ".join(c) or "licensor")
 def test_every_command_has_help(command: tuple[str, ...]) -> None:
     completed = run_cli(*command, "--help")
