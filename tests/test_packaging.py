@@ -294,7 +294,7 @@ async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(whe
         f"clean virtualenv: install {installed_at - started:.1f} s, to a serving gateway "
         f"{served_at - installed_at:.1f} s, in all {time.monotonic() - started:.1f} s"
     )
-    shutil.rmtree(venv)  # 100 MB of dependencies: not kept among pytest's last three runs
+    shutil.rmtree(venv)  # 43 MB of dependencies: not kept among pytest's last three runs
 
 
 async def _check_a_cloud_lite_license(url: str, tenant: str, token: str) -> dict[str, str]:
