@@ -1,7 +1,8 @@
 """licensor as an operator installs it: the five wheels ``make wheels`` builds (licensor with its native core, the
 client, the three first-party backends) hold every file of their packages, declare exactly the third-party
 packages their code imports (by extra), and, installed into a clean virtualenv with nothing else, give a
-``licensor`` command that creates a tenant, serves, and answers a license check."""
+``licensor`` command that creates a tenant, serves, and answers a license check, and, with the extra
+``licensor[postgres]``, opens the PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -232,7 +233,9 @@ def _run(command: list[str], environment: dict[str, str], timeout: float = 120) 
 
 
 @pytest.mark.server  # licensor serve, from the virtualenv
-async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(wheels: dict[str, Path], tmp_path: Path) -> None:
+async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(
+    wheels: dict[str, Path], licensor_postgres_url: str, tmp_path: Path
+) -> None:
     started = time.monotonic()
     venv, data = tmp_path / "venv", tmp_path / "data"
     environment = _environment(tmp_path)
@@ -290,6 +293,13 @@ async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(whe
     assert server.returncode == 0, output
     assert f"gateway listening on {url} (core rust, store SQLite {data}/licensor.db)" in output
     assert "gateway stopped" in output and "Traceback" not in output and token not in output
+
+    # The extra added to the same virtualenv: asyncpg, and the PostgreSQL store opens (its migrations are in the wheel).
+    extra = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", f"{wheels['licensor']}[postgres]"]
+    subprocess.run(extra, check=True, timeout=300)
+    on_postgres = _run([str(licensor), "init", "--data-dir", str(data), "--database-url", licensor_postgres_url], environment)
+    assert on_postgres.returncode == 0, on_postgres.stderr
+    assert on_postgres.stdout.startswith("tenant_id: ten_"), on_postgres.stdout
     print(
         f"clean virtualenv: install {installed_at - started:.1f} s, to a serving gateway "
         f"{served_at - installed_at:.1f} s, in all {time.monotonic() - started:.1f} s"
