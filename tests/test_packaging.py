@@ -2,7 +2,7 @@
 client, the three first-party backends) hold every file of their packages, declare exactly the third-party
 packages their code imports (by extra), and, installed into a clean virtualenv with nothing else, give a
 ``licensor`` command that creates a tenant, serves, and answers a license check, and, with the extra
-``licensor[postgres]``, opens the PostgreSQL store."""
+``licensor[postgres]``, opens the PostgreSQL store; with ``licensor[testing]``, pytest finds licensor's fixtures."""
 
 from __future__ import annotations
 
@@ -294,15 +294,33 @@ async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(
     assert f"gateway listening on {url} (core rust, store SQLite {data}/licensor.db)" in output
     assert "gateway stopped" in output and "Traceback" not in output and token not in output
 
-    # The extra added to the same virtualenv: asyncpg, and the PostgreSQL store opens (its migrations are in the wheel).
-    extra = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", f"{wheels['licensor']}[postgres]"]
+    # The extras added to the same virtualenv: licensor[testing], which includes licensor[postgres]. The PostgreSQL
+    # store opens (its migrations are in the wheel), and pytest finds licensor.testing's fixtures.
+    checked_at = time.monotonic()
+    extra = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", f"{wheels['licensor']}[testing]"]
     subprocess.run(extra, check=True, timeout=300)
+    extras_at = time.monotonic()
     on_postgres = _run([str(licensor), "init", "--data-dir", str(data), "--database-url", licensor_postgres_url], environment)
     assert on_postgres.returncode == 0, on_postgres.stderr
     assert on_postgres.stdout.startswith("tenant_id: ten_"), on_postgres.stdout
+    (tmp_path / "kit").mkdir()
+    fixtures = subprocess.run(
+        [str(python), "-m", "pytest", "-p", "no:cacheprovider", "--fixtures"],
+        cwd=tmp_path / "kit",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert fixtures.returncode == 0, fixtures.stdout + fixtures.stderr
+    (plugins,) = re.findall(r"^plugins: (.*)$", fixtures.stdout, re.M)
+    assert {"asyncio", "licensor"} <= {plugin.split("-")[0] for plugin in plugins.split(", ")}, plugins  # and anyio's
+    listed = set(re.findall(r"^(licensor_\w+)", fixtures.stdout, re.M))
+    assert {"licensor_gateway", "licensor_store_url", "licensor_vendor", "licensor_fleet"} <= listed, fixtures.stdout
     print(
-        f"clean virtualenv: install {installed_at - started:.1f} s, to a serving gateway "
-        f"{served_at - installed_at:.1f} s, in all {time.monotonic() - started:.1f} s"
+        f"clean virtualenv: install {installed_at - started:.1f} s, to a serving gateway {served_at - installed_at:.1f} s, "
+        f"check and stop {checked_at - served_at:.1f} s, the extras' install {extras_at - checked_at:.1f} s, "
+        f"PostgreSQL and pytest {time.monotonic() - extras_at:.1f} s, in all {time.monotonic() - started:.1f} s"
     )
     shutil.rmtree(venv)  # 43 MB of dependencies: not kept among pytest's last three runs
 
