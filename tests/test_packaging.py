@@ -64,8 +64,7 @@ def build_wheels() -> dict[str, Path]:
         subprocess.run(["make", "--no-print-directory", "-s", "wheels"], cwd=ROOT, check=True, timeout=600)
     found = {}
     for name, (prefix, _) in DISTRIBUTIONS.items():
-        (wheel,) = [path for path in WHEELS.glob(f"{prefix}*.whl") if path.name.split("-")[0] == prefix[:-1]]
-        found[name] = wheel
+        (found[name],) = WHEELS.glob(f"{prefix}[0-9]*.whl")  # exactly one: make wheels empties the directory first
     return found
 
 
@@ -115,18 +114,18 @@ def top_level_packages(wheel: Path) -> set[str]:
         return {entry.split("/")[0].removesuffix(".py") for entry in archive.namelist() if ".dist-info/" not in entry}
 
 
-def _imported_modules(tree: ast.AST) -> Iterator[str]:
-    """The absolute imports of a module, except those under ``if TYPE_CHECKING:`` (never run)."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for branch in node.orelse:
-                yield from _imported_modules(branch)
-            continue
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.module
-        yield from _imported_modules(node)
+def _imported_modules(node: ast.AST) -> Iterator[str]:
+    """The absolute imports in ``node`` (a module), at any depth, except those under ``if TYPE_CHECKING:`` (never run)."""
+    if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        for statement in node.orelse:
+            yield from _imported_modules(statement)
+        return
+    if isinstance(node, ast.Import):
+        yield from (alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        yield node.module
+    for child in ast.iter_child_nodes(node):
+        yield from _imported_modules(child)
 
 
 def imports(wheel: Path, extra_modules: Mapping[str, str]) -> dict[str, dict[str, set[str]]]:
@@ -212,7 +211,8 @@ def test_each_wheel_holds_every_file_of_its_package(wheels: dict[str, Path]) -> 
         package = Path(source).name
         expected = {f"{package}/{path[len(source) + 1 :]}" for path in tracked if path.startswith(source + "/")}
         assert expected and expected <= packed, f"{name}: not in its wheel: {sorted(expected - packed)}"
-    assert "licensor/_core.abi3.so" in zipfile.ZipFile(wheels["licensor"]).namelist()
+    with zipfile.ZipFile(wheels["licensor"]) as archive:
+        assert "licensor/_core.abi3.so" in archive.namelist()
     assert "-abi3-" in wheels["licensor"].name  # one wheel for every CPython from 3.11 on
     for backend in ("licensor-activation", "licensor-cloud", "licensor-cloud-lite"):
         with zipfile.ZipFile(wheels[backend]) as archive:
