@@ -213,6 +213,10 @@ def test_each_wheel_holds_every_file_of_its_package(wheels: dict[str, Path]) -> 
         assert expected and expected <= packed, f"{name}: not in its wheel: {sorted(expected - packed)}"
     with zipfile.ZipFile(wheels["licensor"]) as archive:
         assert "licensor/_core.abi3.so" in archive.namelist()
+    # The version the wheel says is the one the package says (licensor --version from a checkout prints the latter).
+    for name, (_, source) in DISTRIBUTIONS.items():
+        said = re.findall(r'^__version__ = "(.+)"$', (ROOT / source / "__init__.py").read_text(), re.M)
+        assert said in ([], [wheel_metadata(wheels[name])["Version"]]), name
     assert "-abi3-" in wheels["licensor"].name  # one wheel for every CPython from 3.11 on
     for backend in ("licensor-activation", "licensor-cloud", "licensor-cloud-lite"):
         with zipfile.ZipFile(wheels[backend]) as archive:
