@@ -30,8 +30,14 @@ PORT ?= 8080
 DATA_DIR ?= var
 SERVE := env PYTHONPATH=$(CURDIR)/python $(VPY) -m licensor.cli serve --init-if-empty --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 BUILD_LOG := $(VENV)/native-build.log
+# make wheels: the five distributions as wheels, in one directory (docs/install.md). Rebuilt when a file of theirs
+# changes; tests/test_packaging.py installs them into a clean virtualenv.
+WHEELS := $(VENV)/wheels
+WHEELS_STAMP := $(WHEELS)/.built
+DISTRIBUTION_FILES := README.md clients/python/README.md clients/python/pyproject.toml $(shell find python/licensor clients/python/licensor_client \
+	plugins/*/licensor_* plugins/*/pyproject.toml -type f -not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
-.PHONY: all build postgres-server chromium test check lint test-rust test-native test-python stubtest coverage-proof fuzz soak bench serve clean
+.PHONY: all build wheels postgres-server chromium test check lint test-rust test-native test-python stubtest coverage-proof fuzz soak bench serve clean
 
 all: build
 
@@ -73,6 +79,17 @@ $(NATIVE): $(RUST_SOURCES) $(RUNTIME_STAMP) $(PLUGINS_STAMP) | $(MATURIN)
 
 build: $(NATIVE) $(DEPS_STAMP) $(PLUGINS_STAMP)
 
+# licensor's wheel (abi3, the native core inside) from the crate `maturin develop` compiled (a second or two when
+# current; about 15 s after a change of the Rust sources), and the pure-Python ones of the client and the
+# plugins (flit_core from requirements-dev.txt, so no build environment is downloaded).
+$(WHEELS_STAMP): $(NATIVE) $(DEPS_STAMP) $(DISTRIBUTION_FILES)
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	VIRTUAL_ENV=$(abspath $(VENV)) $(MATURIN) build --release --quiet --out $(WHEELS)
+	$(VPY) -m pip wheel -q --no-deps --no-build-isolation -w $(WHEELS) clients/python $(PLUGINS)
+	touch $@
+
+wheels: $(WHEELS_STAMP)
+
 # The store tests start a private PostgreSQL server (licensor.testing.ThrowawayPostgres), so PostgreSQL's
 # server binaries must be installed: from Debian when initdb is missing (run as root; no prompts). Installing
 # the package may start Debian's own cluster too; that is harmless, the tests use a cluster of their own.
@@ -95,7 +112,7 @@ chromium:
 # Every stage timed; the table of wall times ends the output (also when a stage fails).
 test:
 	@mkdir -p $(VENV) && rm -f $(TEST_REPORT)
-	@$(STAGE) "build" $(MAKE) --no-print-directory build postgres-server chromium
+	@$(STAGE) "build" $(MAKE) --no-print-directory build wheels postgres-server chromium
 	@$(STAGE) "lint" $(MAKE) --no-print-directory lint
 	@$(STAGE) "cargo test" $(MAKE) --no-print-directory test-rust
 	@$(STAGE) "native pass" $(MAKE) --no-print-directory test-native

@@ -73,6 +73,7 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/portal/": "the portal's pages, sessions and forms (what it hands over is signed by the backends: both cores)",
     "tests/commerce/test_orders.py": "order intake: HMAC signatures and store effects (the update it signs is the update tests')",
     "tests/client/test_distribution.py": "the client's wheel in a clean virtualenv (the client never loads the server's core)",
+    "tests/test_packaging.py": "the wheels and what they declare; the gateway installed from them runs in its own virtualenv",
     "tests/client/test_machine.py": "the client's fingerprint readers",
     "tests/client/test_state.py": "the client's state directory and trusted clock",
     "tests/central/test_errors.py": "the error answers of the HTTP, JSON and schema layers",

@@ -195,6 +195,21 @@ def test_serve_refuses_workers_on_sqlite(tmp_path: Path) -> None:
     assert not (tmp_path / "licensor.db").exists()
 
 
+def test_serve_refuses_a_store_url_it_cannot_open_before_starting(tmp_path: Path) -> None:
+    completed = run_cli("serve", "--data-dir", str(tmp_path), "--port", str(free_port()), "--database-url", "mysql://db/x")
+    assert (completed.returncode, completed.stderr) == (
+        2,
+        "error: the database URL must start with sqlite:/// or postgresql://\n",
+    )
+
+
+def test_init_reports_a_postgresql_it_cannot_reach(tmp_path: Path) -> None:
+    completed = run_cli("init", "--data-dir", str(tmp_path), "--database-url", f"postgresql://u:secret@127.0.0.1:{free_port()}/x")
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.startswith("error: cannot open the store (PostgreSQL u@127.0.0.1:"), completed.stderr
+    assert "secret" not in completed.stderr and "Traceback" not in completed.stderr
+
+
 def test_serve_init_if_empty_writes_the_token_file_and_never_prints_the_token(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
     server = Gateway(data_dir, "--init-if-empty")
@@ -613,6 +628,16 @@ def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str
     completed = run_cli("admin", "--url", gateway.url, "--token-file", str(token_file), "products", "list")
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["object"] == "list"
+
+
+def test_version_names_licensor_the_core_and_the_installed_backends() -> None:
+    completed = run_cli("--version")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        "licensor 0.1.0",
+        f"core: {_impl.IMPLEMENTATION}",  # the pure-Python pass runs it on python
+        "backends: activation (licensor-activation 0.1.0), cloud (licensor-cloud 0.1.0), cloud-lite (licensor-cloud-lite 0.1.0)",
+    ]
 
 
 @pytest.mark.parametrize("command", [(), ("serve",), ("init",), ("admin",)], ids=lambda c: " ".join(c) or "licensor")

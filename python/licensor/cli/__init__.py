@@ -4,6 +4,7 @@
 ``licensor init``   creates a tenant with its signing key and an admin token, shown once: :mod:`.bootstrap`;
 ``licensor config show`` prints the effective configuration (file, environment, flags), without secrets:
                     :mod:`.config`;
+``licensor --version`` prints licensor's version, the core in use and the installed backends: :mod:`.version`;
 ``licensor admin``  calls the admin API of a running gateway, one command per admin operation of licensor and
                     of the installed backends, generated from their declarations: :mod:`.admin`.
 
@@ -22,6 +23,7 @@ from typing import NoReturn
 from licensor.cli import admin, bootstrap, config, serve
 from licensor.cli.admin import AdminCommand, admin_commands, admin_operations
 from licensor.cli.errors import ApiError, UsageError
+from licensor.cli.version import VersionAction
 
 __all__ = ["AdminCommand", "ApiError", "UsageError", "admin_commands", "admin_operations", "build_parser", "main"]
 
@@ -38,6 +40,7 @@ def build_parser(admin_table: Sequence[AdminCommand] | None = None) -> argparse.
         description="licensor: a self-hosted software-licensing gateway.",
         epilog="`licensor COMMAND --help` describes each command.",
     )
+    parser.add_argument("--version", action=VersionAction, help="print the version, the core in use and the installed backends")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.add_parser(commands)
     bootstrap.add_parser(commands)

@@ -50,10 +50,6 @@ def settings_of(args: argparse.Namespace) -> Any:
     return replace(settings, master_key=key)
 
 
-def is_postgres(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgres://"))
-
-
 def describe_store(url: str) -> str:
     """The store for a log line, without a password."""
     if url.startswith("sqlite:///"):
@@ -63,6 +59,19 @@ def describe_store(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     user = f"{parts.username}@" if parts.username else ""
     return f"PostgreSQL {user}{host}{port}{parts.path}"
+
+
+def check_store_url(url: str) -> None:
+    """Refuse, before anything starts, a store URL licensor cannot open: an unknown scheme, or PostgreSQL without
+    the driver (the extra ``licensor[postgres]``).
+
+    :raises UsageError: what is wrong, and how to mend it."""
+    from licensor.store import open_store
+
+    try:
+        open_store(url)  # makes the store object only: nothing is opened or connected yet
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 async def open_configured_store(settings: Any) -> Any:
@@ -77,9 +86,11 @@ async def open_configured_store(settings: Any) -> Any:
         raise UsageError(str(error)) from None
     if store.url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(store.url[len("sqlite:///") :]) or ".", exist_ok=True)
+    from licensor.errors import StoreUnavailableError
+
     try:
         await store.open()
-    except OSError as error:
+    except (OSError, StoreUnavailableError) as error:  # a file it cannot write, a PostgreSQL it cannot reach
         raise UsageError(f"cannot open the store ({describe_store(settings.store_url)}): {error}") from None
     return store
 

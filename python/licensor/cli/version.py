@@ -1,0 +1,42 @@
+"""``licensor --version``: licensor's version, the core this process runs on, and the installed backend plugins."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any, NoReturn
+
+
+def version_text() -> str:
+    """Three lines: ``licensor VERSION``, ``core: rust`` or ``core: python``, and the backend plugins installed
+    (found through their entry points, not loaded: a plugin that fails to load is still listed)."""
+    import licensor
+    from licensor import _impl
+    from licensor.plugins import ENTRY_POINT_GROUP
+
+    try:
+        version = metadata.version("licensor")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed (PYTHONPATH=python)
+        version = licensor.__version__
+    plugins = []
+    for entry_point in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda found: found.name):
+        dist = entry_point.dist
+        by = f" ({dist.name} {dist.version})" if dist is not None else ""
+        plugins.append(f"{entry_point.name}{by}")
+    return "\n".join(
+        [f"licensor {version}", f"core: {_impl.IMPLEMENTATION}", f"backends: {', '.join(plugins) or 'none installed'}"]
+    )
+
+
+class VersionAction(argparse.Action):
+    """``--version``: prints :func:`version_text` and exits 0 (computed only when asked: it loads the core)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: Any, values: Any, option_string: str | None = None
+    ) -> NoReturn:
+        print(version_text())
+        parser.exit(0)
