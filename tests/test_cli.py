@@ -199,7 +199,8 @@ def test_serve_refuses_a_store_url_it_cannot_open_before_starting(tmp_path: Path
     completed = run_cli("serve", "--data-dir", str(tmp_path), "--port", str(free_port()), "--database-url", "mysql://db/x")
     assert (completed.returncode, completed.stderr) == (
         2,
-        "error: the database URL must start with sqlite:/// or postgresql://\n",
+        "error: setting store.database_url (--database-url): must be postgresql://user@host:port/database or "
+        "sqlite:///path\n",  # a database URL may hold a password: never repeated
     )
 
 
