@@ -73,6 +73,10 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/portal/": "the portal's pages, sessions and forms (what it hands over is signed by the backends: both cores)",
     "tests/commerce/test_orders.py": "order intake: HMAC signatures and store effects (the update it signs is the update tests')",
     "tests/client/test_distribution.py": "the client's wheel in a clean virtualenv (the client never loads the server's core)",
+    "tests/gateway/test_update_connections.py": (
+        "what idle update connections cost (memory, CPU per connection); the updates pushed are signed as in "
+        "tests/client/test_client_updates.py, which this pass runs"
+    ),
     "tests/test_packaging.py": "the wheels and what they declare; the gateway installed from them runs in its own virtualenv",
     "tests/client/test_machine.py": "the client's fingerprint readers",
     "tests/client/test_state.py": "the client's state directory and trusted clock",
