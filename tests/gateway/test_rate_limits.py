@@ -60,6 +60,19 @@ def test_a_budget_lets_its_count_through_at_once_then_refills_evenly() -> None:
         budget.take("a", "requests")
 
 
+def test_a_clock_set_back_gives_a_full_budget_not_a_lock_out_as_long_as_the_jump() -> None:
+    clock = Clock()
+    budget = Budget("address", RateLimit(2, 60.0), workers=1, clock=clock)
+    budget.take("a", "requests")
+    budget.take("a", "requests")
+    clock.now -= 86_400.0  # NTP, or a test, sets the clock a day back
+    budget.take("a", "requests")
+    budget.take("a", "requests")
+    with pytest.raises(RateLimitedError) as refused:
+        budget.take("a", "requests")
+    assert refused.value.headers["Retry-After"] == "30"
+
+
 def test_with_n_workers_each_keeps_a_nth_of_the_budget() -> None:
     budget = Budget("key-failures", RateLimit(30, 600.0), workers=2, clock=Clock())
     taken = 0

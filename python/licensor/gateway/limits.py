@@ -49,7 +49,7 @@ class Budget:
 
         :raises RateLimitedError: it is used up; ``what`` says what was refused."""
         now = self._clock()
-        full_at = max(self._full_at.get(key, now), now) + self.interval_s
+        full_at = self._full_at_now(key, now) + self.interval_s
         if full_at - now > self.window_s:
             self._refuse(full_at - now - self.window_s, what)
         if len(self._full_at) >= self._max_keys and key not in self._full_at:
@@ -61,14 +61,21 @@ class Budget:
 
         :raises RateLimitedError: it is used up."""
         now = self._clock()
-        full_at = self._full_at.get(key)
-        if full_at is not None and full_at + self.interval_s - now > self.window_s:
-            self._refuse(full_at + self.interval_s - now - self.window_s, what)
+        full_at = self._full_at_now(key, now) + self.interval_s
+        if full_at - now > self.window_s:
+            self._refuse(full_at - now - self.window_s, what)
 
     def give_back(self, key: str) -> None:
         """Return one :meth:`take` of ``key`` (it turned out not to count)."""
-        if (full_at := self._full_at.get(key)) is not None:
-            self._full_at[key] = max(full_at - self.interval_s, self._clock())
+        if key in self._full_at:
+            now = self._clock()
+            self._full_at[key] = max(self._full_at_now(key, now) - self.interval_s, now)
+
+    def _full_at_now(self, key: str, now: float) -> float:
+        """When ``key``'s budget is full again, seen from ``now`` (``now`` when it is full). Never more than a window
+        ahead: a clock set back (by NTP, or a test) gives a full budget rather than a lock-out as long as the jump."""
+        full_at = self._full_at.get(key, now)
+        return now if full_at < now or full_at > now + self.window_s else full_at
 
     def _refuse(self, wait_s: float, what: str) -> None:
         raise RateLimitedError(
