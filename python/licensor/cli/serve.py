@@ -16,6 +16,7 @@ from licensor.cli.bootstrap import (
     create_tenant,
     describe_store,
     is_postgres,
+    refuse_newer_schema,
     settings_of,
     with_master_key,
     write_secret_file,
@@ -103,6 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "serves one process; run without --workers, or with --workers 1"
         )
     settings = with_master_key(settings)
+    refuse_newer_schema(settings)
     token_path = os.path.join(settings.data_dir, TOKEN_FILE_NAME)
     created = None
     if args.init_if_empty:
