@@ -4,8 +4,9 @@
 ``licensor init``   creates a tenant with its signing key and an admin token, shown once: :mod:`.bootstrap`;
 ``licensor admin``  calls the admin API of a running gateway, one command per admin operation of licensor and
                     of the installed backends, generated from their declarations: :mod:`.admin`.
+``licensor backup``, ``restore``, ``migrate-store``  copy a whole store (backups, SQLite to PostgreSQL): :mod:`.stores`.
 
-Exit codes: 0 success; 1 the API (or the gateway) refused: ``error: CODE: message`` on stderr;
+Exit codes: 0 success; 1 the API (or the gateway, or a store command) refused: ``error: CODE: message`` on stderr;
 2 a usage or environment problem (bad arguments, no token, gateway unreachable, SQLite with --workers).
 """
 
@@ -17,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from licensor.cli import admin, bootstrap, serve
+from licensor.cli import admin, bootstrap, serve, stores
 from licensor.cli.admin import AdminCommand, admin_commands, admin_operations
 from licensor.cli.errors import ApiError, UsageError
 
@@ -40,6 +41,7 @@ def build_parser(admin_table: Sequence[AdminCommand] | None = None) -> argparse.
     serve.add_parser(commands)
     bootstrap.add_parser(commands)
     admin.add_parser(commands, admin_table)
+    stores.add_parsers(commands)
     return parser
 
 
