@@ -23,7 +23,7 @@ from licensor.cli import main
 from licensor.fingerprint import hash_components, product_salt
 from licensor.store import open_store
 from licensor.store.sql import SqlStore
-from licensor.testing import Gateway, Tenant, ThrowawayPostgres, b64url_decode, make_vendor, running_gateway
+from licensor.testing import Gateway, Tenant, ThrowawayPostgres, Vendor, b64url_decode, make_vendor, running_gateway
 from licensor_client.activation import DeviceKey, device_request
 from licensor_client.entitlements import verify_entitlement_token
 
@@ -89,14 +89,14 @@ async def build_estate(gateway: Gateway) -> Estate:
     tenant = await gateway.tenant("Estate vendor")
     estate = Estate(tenant)
 
-    cloud = await make_vendor(gateway, "cloud", tenant=tenant, product="cad", seats=1)
+    cloud: Vendor = await make_vendor(gateway, "cloud", tenant=tenant, product="cad", seats=1)
     made = await tenant.ok("POST", f"/v1/admin/licenses/{cloud.license['id']}/credentials", 201, json={"label": "office"})
     estate.credential = made["credential_file"]
     leased = await gateway.call("POST", "/v1/leases", json={**_credential(estate), "device_id": "workstation-1"})
     assert leased.status == 201, leased.text
     estate.lease = {"lease": leased.body["lease"]["id"], "lease_secret": leased.body["lease_secret"]}
 
-    lite = await make_vendor(
+    lite: Vendor = await make_vendor(
         gateway,
         "cloud-lite",
         tenant=tenant,
@@ -111,7 +111,7 @@ async def build_estate(gateway: Gateway) -> Estate:
     used = await _use(gateway, estate)
     assert used.status in (200, 201), used.text
 
-    activation = await make_vendor(gateway, "activation", tenant=tenant, product="desktop", seats=1)
+    activation: Vendor = await make_vendor(gateway, "activation", tenant=tenant, product="desktop", seats=1)
     key = DeviceKey.generate()
     fingerprint = hash_components(MACHINE, product_salt(tenant.id, "desktop"))
     estate.device = {"key": key, "fingerprint": fingerprint, "license_key": activation.license["key"]}
