@@ -273,6 +273,62 @@ async def test_a_restored_backup_answers_every_check_as_before(own_store_url: st
     assert after == before
 
 
+async def test_a_backup_taken_while_the_gateway_writes_is_one_consistent_moment(
+    own_store_url: str, master_key: bytes, tmp_path: Any
+) -> None:
+    data_dir = str(tmp_path / "data")
+    backup = str(tmp_path / "licensor-backup.db")
+    async with running_gateway(own_store_url, data_dir, master_key=master_key) as gateway:
+        vendor = await make_vendor(gateway, "cloud-lite", product="saas")
+        stop = asyncio.Event()
+
+        async def write_until_stopped() -> int:
+            made = 0
+            while not stop.is_set() and made < 5_000:  # bounded; the backup takes about a second here
+                await vendor.tenant.license(vendor.policy["id"])  # a license and its event, in one transaction
+                made += 1
+            return made
+
+        writer = asyncio.create_task(write_until_stopped())
+        await asyncio.sleep(0.1)
+        status, out, err = await licensor("backup", "--database-url", own_store_url, "--data-dir", data_dir, "--out", backup)
+        stop.set()
+        made = await writer
+    # The command verified the copy (digests, every event chain): it would exit 1 on a torn snapshot.
+    assert status == 0, err
+    assert made > 0 and "every event chain verifies" in out
+    restored = f"sqlite:///{tmp_path / 'restored.db'}"
+    assert (await licensor("restore", "--database-url", restored, "--data-dir", data_dir, "--from", backup))[0] == 0
+    async with running_gateway(restored, data_dir, master_key=master_key) as gateway:
+        tenant = Tenant(gateway, vendor.tenant.id, vendor.tenant.admin_token)
+        licenses = await tenant.list_all("/v1/admin/licenses")
+        created = [event for event in await tenant.list_all("/v1/admin/events") if event["type"] == "license.created"]
+        assert len(licenses) == len(created)  # each license with its event, none without
+        assert 0 < len(licenses) < made, (len(licenses), made)  # the writes went on while the backup read
+        assert (await tenant.ok("GET", "/v1/admin/events/verify"))["valid"]
+
+
+async def test_a_store_whose_event_log_was_altered_is_backed_up_as_evidence_and_flagged(
+    own_store_url: str, master_key: bytes, tmp_path: Any
+) -> None:
+    data_dir = str(tmp_path / "data")
+    async with running_gateway(own_store_url, data_dir, master_key=master_key) as gateway:
+        vendor = await make_vendor(gateway, "cloud-lite", product="saas")
+    store = open_store(own_store_url)
+    await store.open()
+    try:
+        assert isinstance(store, SqlStore)
+        async with store._write(None) as conn:  # someone with access to the database rewrites history
+            await conn.execute("UPDATE events SET data = ? WHERE tenant_id = ? AND seq = 2", '{"forged": true}', vendor.tenant.id)
+    finally:
+        await store.close()
+    backup = tmp_path / "evidence.db"
+    status, out, err = await licensor("backup", "--database-url", own_store_url, "--data-dir", data_dir, "--out", str(backup))
+    assert status == 1 and "\nerror: CHAIN_BROKEN: the backup " in err, err
+    assert f"tenant {vendor.tenant.id} (at event 2: its content does not match its hash)" in err
+    assert "event chains broken" in out and backup.exists()
+
+
 async def test_restore_refuses_what_is_not_a_backup(tmp_path: Any) -> None:
     target = ("--database-url", f"sqlite:///{tmp_path / 'licensor.db'}", "--data-dir", str(tmp_path))
     (tmp_path / "notes.txt").write_text("not a database")

@@ -8,8 +8,9 @@ Each copies every table in one transaction on the target, compares row counts an
 commits, then verifies every tenant's event chain in the copy. None of them copies the master key: it never
 lives in the database. ``restore`` refuses a master key that does not open the backup's signing keys.
 
-Exit codes: 0 copied and verified; 1 refused or not verified (``error: CODE: message``): TARGET_NOT_EMPTY,
-SCHEMA_MISMATCH, SCHEMA_TOO_NEW, MASTER_KEY_MISMATCH, TRANSFER_REFUSED, CHAIN_BROKEN; 2 a usage or environment
+Exit codes: 0 copied and verified; 1 refused, nothing written (``error: CODE: message``): TARGET_NOT_EMPTY,
+SCHEMA_MISMATCH, SCHEMA_TOO_NEW, MASTER_KEY_MISMATCH, TRANSFER_REFUSED; or copied faithfully but an event chain
+does not verify, in the source either (CHAIN_BROKEN: the copy is kept, as evidence); 2 a usage or environment
 problem (a file that exists or is missing, a store that cannot be opened).
 """
 
@@ -24,6 +25,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from typing import Any
 
 from licensor.cli.bootstrap import add_store_options, describe_store, settings_of
@@ -79,18 +81,19 @@ def run_backup(args: argparse.Namespace) -> int:
     partial = f"{out}.partial-{os.getpid()}"
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # SQLite keeps the mode it finds
     try:
-        summary = asyncio.run(_copy(settings.store_url, f"sqlite:///{partial}"))
-        os.replace(partial, out)
+        copied = asyncio.run(_copy(settings.store_url, f"sqlite:///{partial}"))
+        os.replace(partial, out)  # kept even with a broken chain: evidence of what the store holds
     finally:
         for leftover in (partial, f"{partial}-wal", f"{partial}-shm"):
             with suppress(FileNotFoundError):
                 os.unlink(leftover)
-    print(f"backed up {describe_store(settings.store_url)} to {args.out}: {summary}")
+    print(f"backed up {describe_store(settings.store_url)} to {args.out}: {copied.summary}")
     print(
         f"The master key is not in the backup: keep a copy of {settings.master_key_path} (or LICENSOR_MASTER_KEY) "
         "apart from it; without it the backup cannot be used.",
         file=sys.stderr,
     )
+    _refuse_broken_chains(copied, f"the backup {args.out}")
     return 0
 
 
@@ -103,8 +106,8 @@ def run_restore(args: argparse.Namespace) -> int:
         # Opening a store migrates it: work on a copy, so the backup stays as it was made.
         working = os.path.join(scratch, "backup.db")
         shutil.copyfile(args.source, working)
-        summary = asyncio.run(_copy(f"sqlite:///{working}", settings.store_url, master_key=master_key))
-    print(f"restored {args.source} into {describe_store(settings.store_url)}: {summary}")
+        copied = asyncio.run(_copy(f"sqlite:///{working}", settings.store_url, master_key=master_key))
+    print(f"restored {args.source} into {describe_store(settings.store_url)}: {copied.summary}")
     if master_key is None:
         print(
             f"No master key yet: put the master key this backup was made with in {settings.master_key_path} (mode "
@@ -112,6 +115,7 @@ def run_restore(args: argparse.Namespace) -> int:
             "none of the restored secrets.",
             file=sys.stderr,
         )
+    _refuse_broken_chains(copied, "the restored store")
     return 0
 
 
@@ -119,16 +123,25 @@ def run_migrate_store(args: argparse.Namespace) -> int:
     """``licensor migrate-store``: one store into another, empty one."""
     if args.source == args.target:
         raise UsageError("--from and --to name the same store")
-    summary = asyncio.run(_copy(args.source, args.target))
-    print(f"copied {describe_store(args.source)} into {describe_store(args.target)}: {summary}")
+    copied = asyncio.run(_copy(args.source, args.target))
+    print(f"copied {describe_store(args.source)} into {describe_store(args.target)}: {copied.summary}")
+    _refuse_broken_chains(copied, "the new store")
     return 0
 
 
 # --- the copy -------------------------------------------------------------------------------------------
-async def _copy(source_url: str, target_url: str, *, master_key: bytes | None = None) -> str:
-    """Copy, then verify every tenant's event chain in the target; a summary line.
+@dataclass(frozen=True)
+class Copied:
+    """What a copy did, for the command's output."""
 
-    :raises ApiError: the copy was refused, or the copy's chains do not verify.
+    summary: str  # one line: schema version, rows, tables, tenants and what was verified
+    broken_chains: list[str]  # "tenant id (where its chain breaks)" of each chain that does not verify
+
+
+async def _copy(source_url: str, target_url: str, *, master_key: bytes | None = None) -> Copied:
+    """Copy, then verify every tenant's event chain in the target.
+
+    :raises ApiError: the copy was refused (nothing was written).
     :raises UsageError: a store cannot be opened."""
     from licensor.central.events import verify_chain
     from licensor.errors import SchemaTooNewError
@@ -142,17 +155,25 @@ async def _copy(source_url: str, target_url: str, *, master_key: bytes | None = 
         except (TransferError, SchemaTooNewError) as error:
             raise ApiError(f"{error.code}: {error.message}") from None
         tenants = [row["id"] for row in await target.list_tenants()]
+        broken = []
         for tenant_id in tenants:
             verdict = await verify_chain(target, tenant_id)
             if not verdict["valid"]:
-                raise ApiError(
-                    f"CHAIN_BROKEN: the event chain of tenant {tenant_id} does not verify in the copy "
-                    f"({verdict['broken']}); it was already so in the source"
-                )
-    return (
-        f"schema version {report.schema_version}, {report.total_rows} rows in {len(report.rows)} tables, "
-        f"{len(tenants)} tenants; row counts and digests match, every event chain verifies"
-    )
+                where = verdict["broken"]
+                broken.append(f"{tenant_id} (at event {where['seq']}: {where['reason']})")
+    counted = f"{len(tenants)} tenant{'' if len(tenants) == 1 else 's'}"
+    summary = f"schema version {report.schema_version}, {report.total_rows} rows in {len(report.rows)} tables, {counted}; "
+    summary += "row counts and digests match, " + ("every event chain verifies" if not broken else "event chains broken")
+    return Copied(summary, broken)
+
+
+def _refuse_broken_chains(copied: Copied, copy: str) -> None:
+    """:raises ApiError: an event chain of the copy does not verify (the copy is faithful: neither does the source's)."""
+    if copied.broken_chains:
+        raise ApiError(
+            f"CHAIN_BROKEN: {copy} is a faithful copy, but the event chain of tenant {'; '.join(copied.broken_chains)} "
+            "does not verify, in the source either: its event log was altered (`licensor admin events verify`)"
+        )
 
 
 @asynccontextmanager
