@@ -4,7 +4,8 @@ The copy reads the source in one consistent snapshot and writes the target in on
 (parents before the tables whose foreign keys name them), every column as it is: ids, the event chain's
 hashes, sealed secrets, JSON text and times in microseconds. Both stores are opened first, so both are
 migrated to this licensor's schema; the copy refuses stores at different schema versions, tables or columns
-one side lacks, and a target that holds any row. Before it commits, it reads the target back and compares
+one side lacks, and a target that holds any row. On PostgreSQL, sequences behind serial or identity columns are
+moved past the values copied. Before it commits, it reads the target back and compares
 each table's row count and a digest of its rows with the source's, so a commit means a faithful copy.
 
 Tables and columns come from the databases' catalogs, never from a request: a table a later migration adds is
@@ -48,7 +49,7 @@ class Table:
 
     name: str
     columns: tuple[str, ...]
-    key: tuple[str, ...]  # the primary key's columns, in order: the copy pages along it
+    key: tuple[str, ...]  # the primary key's columns, in order: the copy pages along it (none: read at once)
     parents: frozenset[str]  # the tables its foreign keys reference
 
 
@@ -103,6 +104,8 @@ async def transfer(source: SqlStore, target: SqlStore, *, batch_rows: int = BATC
                         "values): the target's types do not keep them"
                     )
                 report.rows[table.name] = count
+            if target.dialect == "postgresql":
+                await _advance_sequences(writing)
     return report
 
 
@@ -180,8 +183,6 @@ async def _refuse_differences(tables: Sequence[Table], target: dict[str, Table])
     for table in tables:
         if set(table.columns) != set(target[table.name].columns):
             raise TransferError(f"the stores' columns of {table.name} differ", code="SCHEMA_MISMATCH")
-        if not table.key:
-            raise TransferError(f"{table.name} has no primary key to copy it by")
 
 
 def _in_dependency_order(tables: dict[str, Table]) -> list[Table]:
@@ -203,6 +204,11 @@ def _in_dependency_order(tables: dict[str, Table]) -> list[Table]:
 async def _pages(conn: Connection, table: Table, batch_rows: int) -> AsyncIterator[list[Row]]:
     """The table's rows in pages along its primary key (each page starts after the last key of the one before)."""
     columns = ", ".join(table.columns)
+    if not table.key:  # nothing to page by (licensor's own tables all have a key): the table in one read
+        rows = await conn.fetch_all(f"SELECT {columns} FROM {table.name}")
+        if rows:
+            yield rows
+        return
     order = ", ".join(table.key)
     after: tuple[Any, ...] | None = None
     while True:
@@ -246,6 +252,23 @@ async def _insert(conn: Connection, table: Table, rows: list[Row]) -> None:
             raise
         except Exception as error:  # a value the target's column type refuses; the message names no value
             raise TransferError(f"the target refused a row of {table.name}: {type(error).__name__}") from None
+
+
+async def _advance_sequences(conn: Connection) -> None:
+    """Move each sequence behind a serial or identity column past the largest value copied, so that rows the
+    gateway adds later do not collide with copied ones (the copy wrote the column's values itself)."""
+    owned = await conn.fetch_all(
+        "SELECT c.relname AS table_name, a.attname AS column_name, "
+        "pg_get_serial_sequence(quote_ident(c.relname), a.attname) AS sequence FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = current_schema()::regnamespace "
+        "AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped "
+        "AND pg_get_serial_sequence(quote_ident(c.relname), a.attname) IS NOT NULL"
+    )
+    for row in owned:
+        await conn.execute(
+            f"SELECT setval(?, COALESCE((SELECT MAX({row['column_name']}) FROM {row['table_name']}), 0) + 1, false)",
+            row["sequence"],
+        )
 
 
 def _portable(value: Any) -> Any:
