@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 
 
-def _unit() -> configparser.ConfigParser:
-    # systemd repeats keys (SystemCallFilter may); the example sets each once, so a strict parser reads it.
+def _unit(name: str = "licensor.service") -> configparser.ConfigParser:
+    # systemd repeats keys (SystemCallFilter may); the examples set each once, so a strict parser reads them.
     unit = configparser.ConfigParser(interpolation=None, strict=True)
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
-    unit.read_string((DEPLOY / "licensor.service").read_text())
+    unit.read_string((DEPLOY / name).read_text())
     return unit
 
 
@@ -38,6 +38,24 @@ def test_the_unit_runs_licensor_serve_hardened_as_its_own_user_on_the_loopback_a
         assert service[setting] == "yes", setting
     assert service["CapabilityBoundingSet"] == "" and service["UMask"] == "0077"
     assert service["RestartPreventExitStatus"] == "2"  # a newer schema or a bad setting: restarting cannot help
+
+
+def test_the_daily_backup_backs_up_the_services_store_into_a_directory_it_may_write() -> None:
+    served = build_parser(()).parse_args(shlex.split(_unit()["Service"]["ExecStart"])[1:])
+    backup = _unit("licensor-backup.service")["Service"]
+    shell, option, script = shlex.split(backup["ExecStart"])
+    assert (shell, option) == ("/bin/sh", "-c")
+    stamp = "$(date -u +%Y%m%dT%H%M%SZ)"  # one word to the shell (it substitutes it), three to shlex
+    assert stamp in script.replace("%%", "%")
+    command = shlex.split(script.replace("%%", "%").replace(stamp, "STAMP"))
+    assert command[0] == "exec" and Path(command[1]).name == "licensor"
+    args = build_parser(()).parse_args(command[2:])
+    assert args.command == "backup" and args.data_dir == served.data_dir
+    assert args.out == "/var/backups/licensor/licensor-STAMP.db"
+    assert backup["ReadWritePaths"].split() == [served.data_dir, "/var/backups/licensor"]
+    assert backup["User"] == "licensor" and backup["EnvironmentFile"] == "/etc/licensor/licensor.env"
+    assert backup["UMask"] == "0077" and backup["ProtectSystem"] == "strict"
+    assert _unit("licensor-backup.timer")["Timer"]["Persistent"] == "true"
 
 
 def test_the_proxies_forward_the_clients_address_and_scheme_to_the_units_port() -> None:
@@ -61,5 +79,7 @@ def test_the_store_commands_and_their_error_codes_are_documented() -> None:
         assert f"`{code}`" in guide and f"`{code}`" in readme, code
     for command in ("licensor backup", "licensor restore", "licensor migrate-store"):
         assert command in guide and command in readme, command
-    for example in ("licensor.service", "licensor.env.example", "nginx.conf", "Caddyfile"):
+    for example in ("licensor.service", "licensor.env.example", "licensor-backup.service", "licensor-backup.timer"):
+        assert (DEPLOY / example).is_file() and f"deploy/{example}" in guide, example
+    for example in ("nginx.conf", "Caddyfile"):
         assert (DEPLOY / example).is_file() and f"deploy/{example}" in guide, example

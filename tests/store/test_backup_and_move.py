@@ -265,6 +265,7 @@ async def test_a_restored_backup_answers_every_check_as_before(own_store_url: st
     assert "row counts and digests match, every event chain verifies" in out
     status, _, err = await licensor("restore", *store, "--from", backup)
     assert status == 1 and err.startswith("error: TARGET_NOT_EMPTY: "), err
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("licensor-backup.db-")]  # one file, nothing beside
 
     async with running_gateway(own_store_url, data_dir, master_key=master_key) as gateway:
         gateway.tenants.append(estate.tenant)

@@ -23,8 +23,9 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import urllib.parse
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager, closing, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +83,8 @@ def run_backup(args: argparse.Namespace) -> int:
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # SQLite keeps the mode it finds
     try:
         copied = asyncio.run(_copy(settings.store_url, f"sqlite:///{partial}"))
+        with closing(sqlite3.connect(partial)) as db:  # one self-contained file, without -wal and -shm beside it
+            db.execute("PRAGMA journal_mode = DELETE").fetchall()
         os.replace(partial, out)  # kept even with a broken chain: evidence of what the store holds
     finally:
         for leftover in (partial, f"{partial}-wal", f"{partial}-shm"):
@@ -212,7 +215,8 @@ def _require_backup(path: str) -> None:
             header = handle.read(16)
         if header != b"SQLite format 3\x00":
             raise sqlite3.DatabaseError("not a SQLite file")
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        # immutable: read without locks, so nothing (no -shm file) is left beside a backup of a WAL database.
+        with closing(sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro&immutable=1", uri=True)) as db:
             found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone()
         if found is None:
             raise sqlite3.DatabaseError("no schema_migrations table")
