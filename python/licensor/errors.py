@@ -37,6 +37,7 @@ __all__ = [
     "RequestError",
     "RequestRefusedError",
     "RequestTimeoutError",
+    "SchemaTooNewError",
     "StoreUnavailableError",
     "TokenError",
     "UnknownKeyError",
@@ -134,6 +135,14 @@ class StoreUnavailableError(LicensorError):
     """The database cannot be reached or is busy beyond its timeout; the request may be retried."""
 
     code = "STORE_UNAVAILABLE"
+    http_status = 503
+
+
+class SchemaTooNewError(LicensorError):
+    """The database's schema is newer than this licensor knows (a newer licensor migrated it): this one must not
+    run on it, nor change it. Upgrade licensor, or restore a backup made before the database was migrated."""
+
+    code = "SCHEMA_TOO_NEW"
     http_status = 503
 
 

@@ -7,8 +7,9 @@
 ``licensor --version`` prints licensor's version, the core in use and the installed backends: :mod:`.version`;
 ``licensor admin``  calls the admin API of a running gateway, one command per admin operation of licensor and
                     of the installed backends, generated from their declarations: :mod:`.admin`.
+``licensor backup``, ``restore``, ``migrate-store``  copy a whole store (backups, SQLite to PostgreSQL): :mod:`.stores`.
 
-Exit codes: 0 success; 1 the API (or the gateway) refused: ``error: CODE: message`` on stderr;
+Exit codes: 0 success; 1 the API (or the gateway, or a store command) refused: ``error: CODE: message`` on stderr;
 2 a usage or environment problem (bad arguments, no token, gateway unreachable, SQLite with --workers).
 """
 
@@ -20,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from licensor.cli import admin, bootstrap, config, serve
+from licensor.cli import admin, bootstrap, config, serve, stores
 from licensor.cli.admin import AdminCommand, admin_commands, admin_operations
 from licensor.cli.errors import ApiError, UsageError
 from licensor.cli.version import VersionAction
@@ -46,6 +47,7 @@ def build_parser(admin_table: Sequence[AdminCommand] | None = None) -> argparse.
     bootstrap.add_parser(commands)
     config.add_parser(commands)
     admin.add_parser(commands, admin_table)
+    stores.add_parsers(commands)
     return parser
 
 

@@ -95,6 +95,29 @@ async def open_configured_store(settings: Any) -> Any:
     return store
 
 
+def refuse_newer_schema(settings: Any) -> None:
+    """Open the store once (migrating it, as the gateway would) to refuse one a newer licensor migrated.
+
+    A store that cannot be reached now is left to the gateway, which reports it (and whose workers retry).
+
+    :raises UsageError: the store's schema is newer than this licensor's; the message names both versions."""
+    from licensor.errors import SchemaTooNewError, StoreUnavailableError
+
+    async def check() -> None:
+        try:
+            store = await open_configured_store(settings)
+        except UsageError:
+            return
+        await store.close()
+
+    try:
+        asyncio.run(check())
+    except SchemaTooNewError as error:
+        raise UsageError(f"{describe_store(settings.store_url)}: {error.message}") from None
+    except StoreUnavailableError:
+        return
+
+
 async def create_tenant(settings: Any, name: str, *, only_if_empty: bool) -> tuple[str, str] | None:
     """A new tenant (id, admin token); None when ``only_if_empty`` and the store has a tenant already."""
     from licensor.central.secrets import Secrets

@@ -9,4 +9,5 @@ class UsageError(Exception):
 
 
 class ApiError(Exception):
-    """The gateway answered with an error (exit status 1); the message is ``CODE: message``."""
+    """The gateway answered with an error, or a store command refused (exit status 1); the message is
+    ``CODE: message``."""

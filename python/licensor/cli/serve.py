@@ -11,7 +11,14 @@ import signal
 import sys
 from typing import Any
 
-from licensor.cli.bootstrap import check_store_url, create_tenant, describe_store, settings_of, write_secret_file
+from licensor.cli.bootstrap import (
+    check_store_url,
+    create_tenant,
+    describe_store,
+    refuse_newer_schema,
+    settings_of,
+    write_secret_file,
+)
 from licensor.cli.config import add_setting_options
 
 TOKEN_FILE_NAME = "admin-token"
@@ -81,6 +88,7 @@ def _access_logger_class() -> type:
 def run_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     check_store_url(settings.store_url)
+    refuse_newer_schema(settings)
     _setup_logging(settings.log_level, with_pid=settings.workers > 1)
     token_path = os.path.join(settings.data_dir, TOKEN_FILE_NAME)
     created = None

@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from licensor.errors import ConflictError, IdempotencyKeyReusedError
+from licensor.errors import ConflictError, IdempotencyKeyReusedError, SchemaTooNewError
 from licensor.model import Resource, canonical_json, new_id, now_us
 from licensor.store.base import ChangeListener, IdempotentRequest, Page, Row, Store, StoredResponse, Transaction
 from licensor.store.chain import GENESIS_HASH, event_hash
@@ -100,7 +100,16 @@ class SqlStore(Store):
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
         )
         done = {row["version"] for row in await conn.fetch_all("SELECT version FROM schema_migrations")}
-        for version, sql in self.migrations():
+        known = self.migrations()
+        unknown = done - {version for version, _ in known}
+        if unknown:
+            # A newer licensor migrated this database: its code may rely on what these versions changed.
+            raise SchemaTooNewError(
+                f"the database's schema is at version {max(done)}, newer than this licensor knows (version "
+                f"{known[-1][0]}; unknown: {', '.join(map(str, sorted(unknown)))}): upgrade licensor, or restore a "
+                "backup made before the upgrade"
+            )
+        for version, sql in known:
             if version not in done:
                 await self._execute_script(conn, sql.replace("{blob}", self.blob_type))
                 await conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", version, now_us())

@@ -1,0 +1,115 @@
+"""The copy under ``licensor backup``, ``restore`` and ``migrate-store`` (:mod:`licensor.store.transfer`), on real
+stores of both kinds: what it refuses, with nothing written, and tables that later migrations may add.
+
+Each test gets stores of its own (new SQLite files, new PostgreSQL databases on the session's server)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from licensor.central.secrets import Secrets
+from licensor.central.tenants import create_tenant
+from licensor.store import open_store
+from licensor.store.sql import SqlStore
+from licensor.store.transfer import TransferError, transfer
+from licensor.testing import ThrowawayPostgres
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture
+def new_store_url(request: pytest.FixtureRequest, tmp_path: Any) -> Callable[[str], str]:
+    """Makes the URL of a new, empty store of a kind ("sqlite" or "postgresql") for this test alone."""
+    made = iter(range(100))
+
+    def make(kind: str) -> str:
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / f'store-{next(made)}.db'}"
+        server: ThrowawayPostgres = request.getfixturevalue("licensor_postgres")
+        return server.create_database()
+
+    return make
+
+
+@asynccontextmanager
+async def opened(url: str) -> AsyncIterator[SqlStore]:
+    store = open_store(url)
+    assert isinstance(store, SqlStore)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def run_sql(store: SqlStore, *statements: str) -> list[dict[str, Any]]:
+    """The statements in one transaction; the rows of the last one."""
+    rows: list[dict[str, Any]] = []
+    async with store._write(None) as conn:
+        for statement in statements:
+            rows = await conn.fetch_all(statement)
+    return rows
+
+
+@pytest.mark.parametrize("target_kind", ["sqlite", "postgresql"])
+async def test_a_target_that_differs_or_holds_data_is_refused_and_nothing_is_written(
+    new_store_url: Callable[[str], str], target_kind: str
+) -> None:
+    async with opened(new_store_url("sqlite")) as source, opened(new_store_url(target_kind)) as target:
+        await create_tenant(source, Secrets(os.urandom(32)), "Vendor")
+        await run_sql(target, "CREATE TABLE someone_elses (id TEXT PRIMARY KEY)")
+        with pytest.raises(TransferError) as refused:
+            await transfer(source, target)
+        assert refused.value.code == "SCHEMA_MISMATCH" and "only in the target: ['someone_elses']" in refused.value.message
+        await run_sql(target, "DROP TABLE someone_elses")
+
+        await run_sql(source, "INSERT INTO schema_migrations (version, applied_at) VALUES (10000, 0)")
+        with pytest.raises(TransferError) as refused:
+            await transfer(source, target)
+        assert refused.value.code == "SCHEMA_MISMATCH" and "version 10000" in refused.value.message
+        await run_sql(source, "DELETE FROM schema_migrations WHERE version = 10000")
+
+        await create_tenant(target, Secrets(os.urandom(32)), "Already here")
+        with pytest.raises(TransferError) as refused:
+            await transfer(source, target)
+        assert refused.value.code == "TARGET_NOT_EMPTY" and "(in tenants, " in refused.value.message
+        assert [row["name"] for row in await run_sql(target, "SELECT name FROM tenants")] == ["Already here"]
+
+
+async def test_a_value_the_target_cannot_hold_is_refused_without_showing_it(new_store_url: Callable[[str], str]) -> None:
+    async with opened(new_store_url("sqlite")) as source, opened(new_store_url("postgresql")) as target:
+        created = await create_tenant(source, Secrets(os.urandom(32)), "Vendor")
+        # SQLite keeps any value in any column; PostgreSQL's BIGINT takes no text.
+        await run_sql(source, f"UPDATE tenants SET created_at = 'secret-ish text' WHERE id = '{created.tenant_id}'")
+        with pytest.raises(TransferError) as refused:
+            await transfer(source, target)
+        assert refused.value.code == "TRANSFER_REFUSED" and "a row of tenants" in refused.value.message
+        assert "secret-ish" not in refused.value.message
+        assert await run_sql(target, "SELECT id FROM tenants") == []
+
+
+async def test_tables_a_later_migration_adds_are_copied_with_their_sequences_moved_on(
+    new_store_url: Callable[[str], str],
+) -> None:
+    async with opened(new_store_url("sqlite")) as source, opened(new_store_url("postgresql")) as target:
+        await run_sql(
+            source,
+            "CREATE TABLE later_notes (id INTEGER PRIMARY KEY, note TEXT NOT NULL)",
+            "CREATE TABLE later_marks (mark TEXT NOT NULL)",  # no key at all
+            "INSERT INTO later_notes (note) VALUES ('one'), ('two'), ('three')",
+            "INSERT INTO later_marks (mark) VALUES ('a'), ('a'), ('b')",
+        )
+        await run_sql(
+            target,
+            "CREATE TABLE later_notes (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, note TEXT NOT NULL)",
+            "CREATE TABLE later_marks (mark TEXT NOT NULL)",
+        )
+        report = await transfer(source, target, batch_rows=2)  # pages of two: three pages of notes
+        assert (report.rows["later_notes"], report.rows["later_marks"]) == (3, 3)
+        assert sorted(row["mark"] for row in await run_sql(target, "SELECT mark FROM later_marks")) == ["a", "a", "b"]
+        added = await run_sql(target, "INSERT INTO later_notes (note) VALUES ('four') RETURNING id")
+        assert added == [{"id": 4}]  # after the copied ids, not colliding with them
