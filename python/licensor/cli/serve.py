@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from licensor.cli.bootstrap import (
@@ -36,7 +40,8 @@ def add_parser(commands: Any) -> None:
         "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
         "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
         "time and request id, never "
-        "headers, bodies or query strings.",
+        "headers, bodies or query strings. "
+        "GET /metrics serves the metrics of all workers (docs/metrics.md).",
     )
     add_store_options(serve)
     serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
@@ -113,9 +118,26 @@ def run_serve(args: argparse.Namespace) -> int:
     if os.path.exists(token_path):
         # Where the token is, never the token itself.
         print(f"licensor: the admin token is in {token_path} (mode 0600): export LICENSOR_TOKEN=$(cat {token_path})", flush=True)
-    if args.workers == 1:
-        return _run_worker(settings, single=True)
-    return _run_workers(settings, args.workers)
+    with _metrics_directory():
+        if args.workers == 1:
+            return _run_worker(settings, single=True)
+        return _run_workers(settings, args.workers)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[str]:
+    """A fresh private directory where every worker writes its metrics (prometheus-client's multiprocess mode,
+    also with one worker: one code path), named in ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts or
+    prometheus-client is imported; removed when the gateway stops."""
+    if "prometheus_client" in sys.modules:  # too late: the mode is chosen when it is imported
+        log.warning("prometheus-client was imported before licensor serve set up its metrics directory")
+    directory = tempfile.mkdtemp(prefix="licensor-metrics-")  # mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield directory
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, sock: Any = None, ready: Any = None) -> int:
@@ -245,4 +267,11 @@ def _run_workers(settings: Any, count: int) -> int:
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
         return 1
-    return supervise(_worker_main, (settings, os.getpid()), sock, count)
+    return supervise(_worker_main, (settings, os.getpid()), sock, count, on_exit=_forget_worker_gauges)
+
+
+def _forget_worker_gauges(pid: int) -> None:
+    """A worker is gone: its live gauges (open update connections) no longer count; its counters still do."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)

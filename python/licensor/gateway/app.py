@@ -17,7 +17,7 @@ from licensor.central.webhooks import WebhookSender
 from licensor.commerce.intake import order_operation
 from licensor.errors import NotFoundError
 from licensor.gateway import keys as app_keys
-from licensor.gateway import protocol
+from licensor.gateway import metrics_endpoint, protocol
 from licensor.gateway.answers import RememberedAnswers
 from licensor.gateway.api import Api
 from licensor.gateway.cache import LicenseCache
@@ -195,6 +195,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
             "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
         }
     }
+    document["paths"][metrics_endpoint.METRICS_PATH] = metrics_endpoint.OPENAPI_PATH_ITEM
     app[app_keys.OPENAPI] = document
     app[app_keys.DOCS_HTML] = render_docs(document)
 
@@ -233,6 +234,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
                 await opened.close()
 
     app.cleanup_ctx.append(resources)
+    metrics_endpoint.install(app)
 
     async def end_update_connections(app: web.Application) -> None:
         # Before the server waits for open requests to finish: the update streams end now, not at their timeout.

@@ -26,6 +26,8 @@ class Settings:
     webhook_retry_base_s: float = field(default_factory=lambda: float(os.environ.get("LICENSOR_WEBHOOK_RETRY_BASE_S", "5")))
     # LICENSOR_WEBHOOK_SENDER=0: this process sends no webhooks (others on the same database do).
     webhook_sender: bool = field(default_factory=lambda: os.environ.get("LICENSOR_WEBHOOK_SENDER", "1") != "0")
+    # GET /metrics needs it as a bearer token; None: only clients on the loopback interface may scrape.
+    metrics_token: str | None = field(default=None, repr=False)
 
     @property
     def store_url(self) -> str:

@@ -195,6 +195,13 @@ class Store(ABC):
         and see the first answer as :attr:`Transaction.replay`; the same key with another request raises
         :class:`licensor.errors.IdempotencyKeyReusedError`."""
 
+    _transaction_observer: Callable[[float], None] | None = None
+
+    def time_transactions(self, observer: Callable[[float], None] | None) -> None:
+        """Tell ``observer`` how many seconds each write transaction took, from its start to its commit or
+        rollback (None: stop telling)."""
+        self._transaction_observer = observer
+
     # --- tenants ----------------------------------------------------------------------------------------
     @abstractmethod
     async def create_tenant(self, tenant_id: str, name: str, created_at: int) -> None:
@@ -269,6 +276,10 @@ class Store(ABC):
         """Claim up to ``limit`` pending deliveries of enabled endpoints that are due at ``now`` and not claimed
         by another worker, until ``claimed_until``; the claimed rows. A claim that ran out (its worker died) is
         taken over, so every delivery is attempted by one worker at a time."""
+
+    @abstractmethod
+    async def webhook_backlog(self) -> int:
+        """How many webhook deliveries of every tenant wait to be delivered (the outbox's length)."""
 
     # --- order sources ----------------------------------------------------------------------------------
     @abstractmethod

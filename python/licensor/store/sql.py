@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import hmac
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -113,7 +114,7 @@ class SqlStore(Store):
     async def transaction(self, tenant_id: str, idempotency: IdempotentRequest | None = None) -> AsyncIterator[Transaction]:
         # A space separates (tenant ids have none); not NUL, which PostgreSQL text cannot hold.
         lock_key = f"{tenant_id} {idempotency.key}" if idempotency else None
-        async with self._write(lock_key) as conn:
+        async with self._timed(self._write(lock_key)) as conn:
             tx = SqlTransaction(self, conn, tenant_id)
             if idempotency is not None:
                 earlier = await conn.fetch_one(
@@ -143,6 +144,16 @@ class SqlStore(Store):
             self._announce(tenant_id)
         if tx.appended:
             self._tell(self._event_listeners, tx.appended)
+
+    @asynccontextmanager
+    async def _timed(self, write: AbstractAsyncContextManager[Connection]) -> AsyncIterator[Connection]:
+        started = time.perf_counter()
+        try:
+            async with write as conn:
+                yield conn
+        finally:
+            if self._transaction_observer is not None:
+                self._transaction_observer(time.perf_counter() - started)
 
     # --- tenants ----------------------------------------------------------------------------------------
     async def create_tenant(self, tenant_id: str, name: str, created_at: int) -> None:
@@ -290,6 +301,11 @@ class SqlStore(Store):
                 limit,
                 now,
             )
+
+    async def webhook_backlog(self) -> int:
+        async with self._read() as conn:
+            row = await conn.fetch_one("SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'")
+            return int(row["n"]) if row is not None else 0
 
     async def get_order_source(self, source_id: str) -> Row | None:
         async with self._read() as conn:

@@ -1,0 +1,149 @@
+"""``GET /metrics``, ``/readyz`` and the JSON logs, on the real gateway (both stores).
+
+- Requests are counted by route template, method and status, never by raw path; a latency histogram per route.
+- Check verdicts are counted by backend and code, remembered answers included; cache hits and misses, store
+  transactions, update connections, webhook attempts and the outbox backlog are there.
+- Only loopback clients may scrape unless ``metrics_token`` is set; then only with it. Nothing of a tenant (its
+  id, a license key, a token) is in a scrape.
+- ``/readyz`` answers 503 with a code saying why (SHUTTING_DOWN, STORE_UNAVAILABLE) and ``Retry-After``.
+- The access log as JSON holds the method, the path without its query string, the status and the request id, and
+  no header, body or query string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from licensor.central.license_keys import generate as generate_license_key
+from licensor.gateway import keys
+from licensor.gateway.metrics import NO_BACKEND, UNMATCHED
+from licensor.testing import Gateway, Vendor
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(gateway: Gateway, **kwargs: Any) -> tuple[str, Samples]:
+    answer = await gateway.call("GET", "/metrics", **kwargs)
+    assert answer.status == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return answer.text, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+async def test_requests_are_counted_by_route_template_method_and_status(licensor_gateway: Gateway) -> None:
+    tenant = await licensor_gateway.tenant()
+    product = await tenant.product("cad")
+    for _ in range(3):
+        await tenant.ok("GET", f"/v1/admin/products/{product['id']}")
+    missing = await tenant.call("GET", "/v1/admin/products/prd_0000000000000000000000nope")
+    assert missing.status == 404
+    for path in ("/no/such/route/abc123", "/v1/admin/secret-looking-path-xyz"):
+        assert (await licensor_gateway.call("GET", path)).status == 404
+    assert (await licensor_gateway.call("DELETE", "/healthz")).status == 405
+
+    text, samples = await scrape(licensor_gateway)
+    product_route = {"route": "/v1/admin/products/{id}", "method": "GET"}
+    assert value(samples, "licensor_http_requests_total", **product_route, status="200") == 3
+    assert value(samples, "licensor_http_requests_total", **product_route, status="404") == 1
+    assert value(samples, "licensor_http_requests_total", route="/v1/admin/products", method="POST", status="201") == 1
+    assert value(samples, "licensor_http_requests_total", route=UNMATCHED, method="GET", status="404") == 2
+    assert value(samples, "licensor_http_requests_total", route=UNMATCHED, method="DELETE", status="405") == 1
+    # One latency observation per request, in buckets that add up.
+    assert value(samples, "licensor_http_request_duration_seconds_count", **product_route) == 4
+    assert value(samples, "licensor_http_request_duration_seconds_bucket", **product_route, le="+Inf") == 4
+    assert 0 < value(samples, "licensor_http_request_duration_seconds_sum", **product_route) < 10
+    # Bounded labels: no raw path, no object id, no tenant.
+    for secret in ("abc123", "secret-looking", product["id"], tenant.id, tenant.admin_token, "nope"):
+        assert secret not in text
+    assert value(samples, "licensor_store_transaction_seconds_count") >= 1
+
+
+async def test_check_verdicts_are_counted_by_backend_and_code(
+    licensor_gateway: Gateway, licensor_vendor: Callable[..., Awaitable[Vendor]]
+) -> None:
+    vendor = await licensor_vendor("cloud-lite")
+    check = {"tenant": vendor.tenant.id, "product": vendor.product["code"], "license_key": vendor.license["key"]}
+    for _ in range(5):  # the first is computed, the repeats answered from the remembered answer
+        answer = await licensor_gateway.call("POST", "/v1/check", json=check)
+        assert answer.body["verdict"]["code"] == "VALID"
+    unknown = {**check, "license_key": generate_license_key()}
+    for _ in range(2):
+        answer = await licensor_gateway.call("POST", "/v1/check", json=unknown)
+        assert answer.body["verdict"]["code"] == "NOT_FOUND"
+
+    text, samples = await scrape(licensor_gateway)
+    assert value(samples, "licensor_check_verdicts_total", backend="cloud-lite", code="VALID") == 5
+    assert value(samples, "licensor_check_verdicts_total", backend=NO_BACKEND, code="NOT_FOUND") == 2
+    assert value(samples, "licensor_http_requests_total", route="/v1/check", method="POST", status="200") == 7
+    assert value(samples, "licensor_check_answers_reused_total") >= 1
+    assert value(samples, "licensor_license_cache_misses_total") >= 1
+    assert value(samples, "licensor_license_cache_hits_total") >= 1
+    assert vendor.license["key"] not in text and vendor.tenant.id not in text
+
+
+async def test_metrics_are_for_loopback_clients_unless_a_token_is_set(licensor_gateway: Gateway) -> None:
+    settings = licensor_gateway.app[keys.SETTINGS]
+    # Through a proxy (even one on this host) the client is not local.
+    for header in ("X-Forwarded-For", "Forwarded"):
+        refused = await licensor_gateway.call("GET", "/metrics", headers={header: "203.0.113.9"})
+        assert (refused.status, refused.code) == (403, "METRICS_LOOPBACK_ONLY")
+    object.__setattr__(settings, "metrics_token", "s3cret-metrics-token")
+    try:
+        for sent in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-metrics-token"}):
+            refused = await licensor_gateway.call("GET", "/metrics", headers=sent)
+            assert (refused.status, refused.code) == (401, "METRICS_TOKEN_REQUIRED"), sent
+            assert "s3cret" not in refused.text
+        text, _ = await scrape(licensor_gateway, token="s3cret-metrics-token", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert "licensor_http_requests_total" in text and "s3cret" not in text
+    finally:
+        object.__setattr__(settings, "metrics_token", None)
+
+
+async def test_update_connections_are_a_gauge(
+    licensor_gateway: Gateway, licensor_vendor: Callable[..., Awaitable[Vendor]]
+) -> None:
+    hub = licensor_gateway.app[keys.UPDATES]
+    subscribers = [hub.subscribe("ten_x", f"lic_{n}", 0) for n in range(3)]
+    _, samples = await scrape(licensor_gateway)
+    assert value(samples, "licensor_update_connections") == 3
+    hub.unsubscribe(subscribers[0])
+    hub.unsubscribe(subscribers[0])  # twice: counted once
+    _, samples = await scrape(licensor_gateway)
+    assert value(samples, "licensor_update_connections") == 2
+    for subscriber in subscribers[1:]:
+        hub.unsubscribe(subscriber)
+
+
+async def test_webhook_attempts_and_the_outbox_backlog(licensor_gateway: Gateway) -> None:
+    tenant = await licensor_gateway.tenant()
+    settings, sender = licensor_gateway.app[keys.SETTINGS], licensor_gateway.app[keys.WEBHOOKS]
+    object.__setattr__(settings, "webhook_allow_private", True)  # the operator allows targets on this host
+    sender.allow_private = True
+    try:
+        # Nobody listens on port 9 of this host: every attempt fails, and the deliveries stay in the outbox.
+        await tenant.ok("POST", "/v1/admin/webhook-endpoints", 201, json={"url": "http://127.0.0.1:9/hook"})
+        await tenant.product("cad")
+        await tenant.product("cam")
+        deadline = time.monotonic() + 10
+        while sender.attempts["failed"] == 0:
+            assert time.monotonic() < deadline, "no webhook attempt within 10 s"
+            await sender.run_once()
+            await asyncio.sleep(0.05)
+    finally:
+        object.__setattr__(settings, "webhook_allow_private", False)
+        sender.allow_private = False
+    _, samples = await scrape(licensor_gateway)
+    assert value(samples, "licensor_webhook_attempts_total", outcome="failed") == sender.attempts["failed"] >= 1
+    assert value(samples, "licensor_webhook_attempts_total", outcome="delivered") == 0
+    assert value(samples, "licensor_webhook_backlog") == await licensor_gateway.store.webhook_backlog() >= 1
