@@ -19,6 +19,7 @@ from typing import Any
 
 from licensor.central.license_keys import generate as generate_license_key
 from licensor.gateway import keys
+from licensor.gateway.api import RETRY_AFTER_S
 from licensor.gateway.metrics import NO_BACKEND, UNMATCHED
 from licensor.testing import Gateway, Vendor
 from prometheus_client.parser import text_string_to_metric_families
@@ -147,3 +148,24 @@ async def test_webhook_attempts_and_the_outbox_backlog(licensor_gateway: Gateway
     assert value(samples, "licensor_webhook_attempts_total", outcome="failed") == sender.attempts["failed"] >= 1
     assert value(samples, "licensor_webhook_attempts_total", outcome="delivered") == 0
     assert value(samples, "licensor_webhook_backlog") == await licensor_gateway.store.webhook_backlog() >= 1
+
+
+async def test_readyz_says_why_it_is_not_ready_with_retry_after(licensor_gateway: Gateway) -> None:
+    assert (await licensor_gateway.call("GET", "/readyz")).status == 200
+    store = licensor_gateway.app[keys.STORE]
+    await store.close()
+    try:
+        away = await licensor_gateway.call("GET", "/readyz")
+    finally:
+        await store.open()
+    assert (away.status, away.code) == (503, "STORE_UNAVAILABLE")
+    assert away.headers["Retry-After"] == str(RETRY_AFTER_S)
+
+    licensor_gateway.app[keys.STOPPING].set()
+    try:
+        stopping = await licensor_gateway.call("GET", "/readyz")
+    finally:
+        licensor_gateway.app[keys.STOPPING].clear()
+    assert (stopping.status, stopping.code) == (503, "SHUTTING_DOWN")
+    assert stopping.headers["Retry-After"] == str(RETRY_AFTER_S)
+    assert (await licensor_gateway.call("GET", "/readyz")).status == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -40,6 +41,7 @@ ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
 MAIL: web.AppKey[MailSender] = web.AppKey("mail")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping")  # set when the graceful shutdown begins (/readyz: 503)
 OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)
