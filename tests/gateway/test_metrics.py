@@ -13,14 +13,24 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from licensor.central.license_keys import generate as generate_license_key
+from licensor.cli.logs import JsonFormatter
+from licensor.cli.serve import _access_logger_class
 from licensor.gateway import keys
 from licensor.gateway.api import RETRY_AFTER_S
+from licensor.gateway.app import create_app
 from licensor.gateway.metrics import NO_BACKEND, UNMATCHED
+from licensor.gateway.settings import Settings
+from licensor.store import open_store
 from licensor.testing import Gateway, Vendor
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -169,3 +179,66 @@ async def test_readyz_says_why_it_is_not_ready_with_retry_after(licensor_gateway
     assert (stopping.status, stopping.code) == (503, "SHUTTING_DOWN")
     assert stopping.headers["Retry-After"] == str(RETRY_AFTER_S)
     assert (await licensor_gateway.call("GET", "/readyz")).status == 200
+
+
+async def test_the_json_access_log_holds_no_header_body_or_query(licensor_store_url: str, tmp_path: Any) -> None:
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("licensor.test-access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    app = create_app(Settings(data_dir=str(tmp_path), master_key=bytes(32)), store=open_store(licensor_store_url))
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(access_log_class=_access_logger_class(), access_log=access)  # as licensor serve logs
+    client = TestClient(server)
+    try:
+        body = orjson.dumps({"tenant": "ten_00000000000000000000000000", "product": "cad", "license_key": "KEEP-ME-SECRET"})
+        headers = {"Authorization": "Bearer tok_never_logged", "Content-Type": "application/json", "X-Request-Id": "rid-1"}
+        async with client.post("/v1/check?secret_query=1", data=body, headers=headers) as answer:
+            await answer.read()
+            status = answer.status
+    finally:
+        await client.close()
+        access.removeHandler(handler)
+    records = [orjson.loads(line) for line in lines.getvalue().splitlines()]
+    assert len(records) == 1, lines.getvalue()
+    record = records[0]
+    assert {key: record[key] for key in ("logger", "level", "method", "path", "status", "request_id")} == {
+        "logger": "licensor.test-access",
+        "level": "INFO",
+        "method": "POST",
+        "path": "/v1/check",
+        "status": status,
+        "request_id": "rid-1",
+    }
+    assert record["duration_ms"] >= 0 and record["time"].endswith("Z") and isinstance(record["pid"], int)
+    for secret in ("KEEP-ME-SECRET", "tok_never_logged", "secret_query", "Authorization"):
+        assert secret not in lines.getvalue()
+
+
+def test_a_json_record_is_one_line_with_its_exception() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("licensor.x").makeRecord(
+            "licensor.x", logging.ERROR, __file__, 1, "two\nlines %s", ("!",), None
+        )
+        import sys
+
+        record.exc_info = sys.exc_info()
+    text = JsonFormatter().format(record)
+    assert "\n" not in text
+    parsed = orjson.loads(text)
+    assert parsed["message"] == "two\nlines !" and parsed["level"] == "ERROR"
+    assert "ValueError: boom" in parsed["exception"]
+
+
+@pytest.mark.parametrize(("log_format", "log_level"), [("xml", "INFO"), ("json", "LOUD")])
+def test_unknown_log_settings_are_refused_naming_the_setting(log_format: str, log_level: str) -> None:
+    from licensor.cli.errors import UsageError
+    from licensor.cli.logs import check_log_settings
+
+    with pytest.raises(UsageError, match="log_format" if log_format == "xml" else "log_level"):
+        check_log_settings(log_format, log_level)

@@ -40,7 +40,7 @@ def add_parser(commands: Any) -> None:
         "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
         "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
         "time and request id, never "
-        "headers, bodies or query strings. "
+        'headers, bodies or query strings (one JSON object per line with the setting log_format = "json"). '
         "GET /metrics serves the metrics of all workers (docs/metrics.md).",
     )
     add_store_options(serve)
@@ -60,19 +60,16 @@ def add_parser(commands: Any) -> None:
 
 
 # --- logging ------------------------------------------------------------------------------------------
-def _setup_logging(with_pid: bool = False) -> None:
-    process = " [%(process)d]" if with_pid else ""
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def _setup_logging(settings: Any, with_pid: bool = False) -> None:
+    from licensor.cli.logs import setup_logging
+
+    setup_logging(settings.log_format, settings.log_level, with_pid=with_pid)
 
 
 def _access_logger_class() -> type:
     from aiohttp.abc import AbstractAccessLogger
+
+    from licensor.cli.logs import ACCESS_FIELDS
 
     class AccessLogger(AbstractAccessLogger):
         """One line per request: method, path (no query string), status, time, request id.
@@ -83,6 +80,15 @@ def _access_logger_class() -> type:
             path = request.rel_url.raw_path  # still percent-encoded: no control characters reach the log
             if len(path) > 200:
                 path = path[:200] + "..."
+            rid = response.headers.get("X-Request-Id", "-")
+            fields = {
+                "remote": request.remote,
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 3),
+                "request_id": rid,
+            }
             self.logger.info(
                 "%s %s %s %d %.1fms rid=%s",
                 request.remote,
@@ -90,7 +96,8 @@ def _access_logger_class() -> type:
                 path,
                 response.status,
                 time * 1000,
-                response.headers.get("X-Request-Id", "-"),
+                rid,
+                extra={ACCESS_FIELDS: fields},  # the JSON log's fields (licensor.cli.logs)
             )
 
     return AccessLogger
@@ -98,10 +105,10 @@ def _access_logger_class() -> type:
 
 # --- serve --------------------------------------------------------------------------------------------
 def run_serve(args: argparse.Namespace) -> int:
-    _setup_logging(with_pid=args.workers > 1)
+    settings = settings_of(args)
+    _setup_logging(settings, with_pid=args.workers > 1)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    settings = settings_of(args)
     if args.workers > 1 and not is_postgres(settings.store_url):
         raise UsageError(
             f"--workers {args.workers} needs PostgreSQL (--database-url postgresql://...): the embedded SQLite store "
@@ -252,7 +259,7 @@ def _worker_main(sock: Any, ready: Any, argument: tuple[Any, int]) -> None:
     """A worker of ``licensor serve --workers N`` (see :mod:`licensor.gateway.supervisor`)."""
     settings, parent_pid = argument
     os.setpgrp()  # the parent forwards SIGINT and SIGTERM; a terminal's Ctrl-C reaches only the parent
-    _setup_logging(with_pid=True)
+    _setup_logging(settings, with_pid=True)
     if os.getppid() != parent_pid:
         sys.exit(1)
     sys.exit(_run_worker(settings, single=False, parent_pid=parent_pid, sock=sock, ready=ready))

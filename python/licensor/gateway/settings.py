@@ -28,6 +28,8 @@ class Settings:
     webhook_sender: bool = field(default_factory=lambda: os.environ.get("LICENSOR_WEBHOOK_SENDER", "1") != "0")
     # GET /metrics needs it as a bearer token; None: only clients on the loopback interface may scrape.
     metrics_token: str | None = field(default=None, repr=False)
+    log_format: str = "text"  # "text" (one readable line per record) or "json" (one JSON object per line)
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR or CRITICAL
 
     @property
     def store_url(self) -> str:
