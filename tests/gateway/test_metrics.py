@@ -5,7 +5,8 @@
   transactions, update connections, webhook attempts and the outbox backlog are there.
 - Only loopback clients may scrape unless ``metrics_token`` is set; then only with it. Nothing of a tenant (its
   id, a license key, a token) is in a scrape.
-- ``/readyz`` answers 503 with a code saying why (SHUTTING_DOWN, STORE_UNAVAILABLE) and ``Retry-After``.
+- ``/readyz`` answers 503 with a code saying why (SHUTTING_DOWN, STORE_UNAVAILABLE, SCHEMA_TOO_NEW) and
+  ``Retry-After``.
 - The access log as JSON holds the method, the path without its query string, the status and the request id, and
   no header, body or query string.
 """
@@ -31,6 +32,7 @@ from licensor.gateway.app import create_app
 from licensor.gateway.metrics import NO_BACKEND, UNMATCHED
 from licensor.gateway.settings import Settings
 from licensor.store import open_store
+from licensor.store.sql import SqlStore
 from licensor.testing import Gateway, Vendor
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -170,6 +172,18 @@ async def test_readyz_says_why_it_is_not_ready_with_retry_after(licensor_gateway
         await store.open()
     assert (away.status, away.code) == (503, "STORE_UNAVAILABLE")
     assert away.headers["Retry-After"] == str(RETRY_AFTER_S)
+
+    # A newer gateway on the same database migrated it further than this one knows.
+    newest = max(version for version, _ in SqlStore.migrations())
+    async with store._write(None) as conn:
+        await conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)", newest + 1)
+    try:
+        newer = await licensor_gateway.call("GET", "/readyz")
+    finally:
+        async with store._write(None) as conn:
+            await conn.execute("DELETE FROM schema_migrations WHERE version = ?", newest + 1)
+    assert (newer.status, newer.code) == (503, "SCHEMA_TOO_NEW")
+    assert newer.headers["Retry-After"] == str(RETRY_AFTER_S) and f"version {newest + 1}" in newer.body["error"]["message"]
 
     licensor_gateway.app[keys.STOPPING].set()
     try:

@@ -46,8 +46,8 @@ async def healthz(call: Call) -> Reply:
 
 
 class NotReadyError(LicensorError):
-    """The gateway should not be sent requests now; the code says why (SHUTTING_DOWN; STORE_UNAVAILABLE comes
-    from the store itself)."""
+    """The gateway should not be sent requests now; the code says why (SHUTTING_DOWN, SCHEMA_TOO_NEW;
+    STORE_UNAVAILABLE comes from the store itself)."""
 
     code = "NOT_READY"
     http_status = 503
@@ -57,10 +57,16 @@ async def readyz(call: Call) -> Reply:
     """200 when the gateway can serve; else 503 with ``Retry-After`` and a code saying why.
 
     :raises NotReadyError: SHUTTING_DOWN, the graceful stop has begun (a load balancer should send no more).
+    :raises NotReadyError: SCHEMA_TOO_NEW, a newer gateway has migrated the database past what this one knows.
     :raises licensor.errors.StoreUnavailableError: STORE_UNAVAILABLE, the database does not answer."""
     if call.request.app[app_keys.STOPPING].is_set():
         raise NotReadyError("the gateway is stopping", code="SHUTTING_DOWN")
     await call.store.ping()
+    newer = await call.store.newer_schema()
+    if newer is not None:
+        raise NotReadyError(
+            f"the database's schema (version {newer}) is newer than this gateway's: upgrade licensor", code="SCHEMA_TOO_NEW"
+        )
     return Reply(200, {"status": "ready"})
 
 
@@ -99,7 +105,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
             method="GET",
             path="/readyz",
             operation_id="readyz",
-            summary="Can the gateway serve: 503 with a code saying why not (SHUTTING_DOWN, STORE_UNAVAILABLE)",
+            summary="Can the gateway serve: 503 with a code saying why not (SHUTTING_DOWN, STORE_UNAVAILABLE, SCHEMA_TOO_NEW)",
             handler=readyz,
             tag="ops",
             auth=PUBLIC,

@@ -187,6 +187,11 @@ class Store(ABC):
     async def ping(self) -> None:
         """Raise :class:`licensor.errors.StoreUnavailableError` unless the database answers."""
 
+    async def newer_schema(self) -> int | None:
+        """The database's schema version when it is newer than this code knows (a newer gateway on the same
+        database has migrated it), else None."""
+        return None
+
     @abstractmethod
     def transaction(
         self, tenant_id: str, idempotency: IdempotentRequest | None = None

@@ -7,6 +7,7 @@ SQL here uses ``?`` placeholders; the PostgreSQL driver numbers them. Table and 
 from __future__ import annotations
 
 import builtins
+import functools
 import hmac
 import logging
 import time
@@ -95,6 +96,12 @@ class SqlStore(Store):
             if entry.name.endswith(".sql"):
                 found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
         return sorted(found)
+
+    async def newer_schema(self) -> int | None:
+        async with self._read() as conn:
+            row = await conn.fetch_one("SELECT max(version) AS version FROM schema_migrations")
+        version = None if row is None or row["version"] is None else int(row["version"])
+        return version if version is not None and version > _newest_migration() else None
 
     async def _migrate(self, conn: Connection) -> None:
         await conn.execute(
@@ -593,6 +600,12 @@ def placeholders_to_numbered(sql: str) -> str:
     for index, part in enumerate(parts[1:], start=1):
         numbered.append(f"${index}{part}")
     return "".join(numbered)
+
+
+@functools.cache
+def _newest_migration() -> int:
+    """The newest schema version this code knows."""
+    return SqlStore.migrations()[-1][0]
 
 
 def strip_comments(sql: str) -> str:
