@@ -2,7 +2,7 @@
 
 - Requests are counted by route template, method and status, never by raw path; a latency histogram per route.
 - Check verdicts are counted by backend and code, remembered answers included; cache hits and misses, store
-  transactions, update connections, webhook attempts and the outbox backlog are there.
+  transactions, update connections, webhook attempts, the outbox backlog and the seats held by backend are there.
 - Only loopback clients may scrape unless ``metrics_token`` is set; then only with it. Nothing of a tenant (its
   id, a license key, a token) is in a scrape.
 - ``/readyz`` answers 503 with a code saying why (SHUTTING_DOWN, STORE_UNAVAILABLE, SCHEMA_TOO_NEW) and
@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from licensor.central.license_keys import generate as generate_license_key
 from licensor.cli.logs import JsonFormatter
 from licensor.cli.serve import _access_logger_class
+from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway import keys
 from licensor.gateway.api import RETRY_AFTER_S
 from licensor.gateway.app import create_app
@@ -34,6 +35,7 @@ from licensor.gateway.settings import Settings
 from licensor.store import open_store
 from licensor.store.sql import SqlStore
 from licensor.testing import Gateway, Vendor
+from licensor_client.activation import DeviceKey, device_request
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -121,6 +123,49 @@ async def test_metrics_are_for_loopback_clients_unless_a_token_is_set(licensor_g
         assert "licensor_http_requests_total" in text and "s3cret" not in text
     finally:
         object.__setattr__(settings, "metrics_token", None)
+
+
+async def test_seats_held_are_counted_by_backend(
+    licensor_gateway: Gateway, licensor_vendor: Callable[..., Awaitable[Vendor]]
+) -> None:
+    vendor = await licensor_vendor("activation", seats=3)
+    salt = product_salt(vendor.tenant.id, vendor.product["code"])
+    for n in range(2):
+        request = device_request(
+            DeviceKey.generate(),
+            "activate",
+            tenant=vendor.tenant.id,
+            product=vendor.product["code"],
+            fingerprint=hash_components({"machine_id": f"m-{n}", "disk": f"d-{n}"}, salt),
+            license_key=vendor.license["key"],
+            device_name=f"device {n}",
+        )
+        answer = await licensor_gateway.call("POST", "/v1/activations", json={"request": request})
+        assert answer.status in (200, 201), answer.text
+    # Three leases of a cloud license, one of them released: two held.
+    cloud = await licensor_vendor("cloud", seats=5)
+    path = f"/v1/admin/licenses/{cloud.license['id']}/credentials"
+    credential_file = (await cloud.tenant.ok("POST", path, 201, json={}))["credential_file"]
+    leases = []
+    for n in range(3):
+        body = {"tenant": cloud.tenant.id, "credential": credential_file["credential"], "device_id": f"device-{n}"}
+        answer = await licensor_gateway.call("POST", "/v1/leases", json=body)
+        assert answer.status in (200, 201), answer.text
+        leases.append(answer.body)
+    released = {
+        "tenant": cloud.tenant.id,
+        "credential": credential_file["credential"],
+        "lease": leases[0]["lease"]["id"],
+        "lease_secret": leases[0]["lease_secret"],
+    }
+    assert (await licensor_gateway.call("POST", "/v1/leases/release", json=released)).status == 200
+
+    _, samples = await scrape(licensor_gateway)
+    assert value(samples, "licensor_seats_held", backend="activation") == 2
+    assert value(samples, "licensor_seats_held", backend="cloud") == 2
+    # Every installed backend is listed, one holding none too.
+    assert ("licensor_seats_held", frozenset({("backend", "cloud-lite")})) in samples
+    assert value(samples, "licensor_seats_held", backend="cloud-lite") == 0
 
 
 async def test_update_connections_are_a_gauge(

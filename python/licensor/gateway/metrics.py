@@ -8,7 +8,8 @@ writes its values to files there and a scrape, answered by whichever worker acce
 What the hot path pays: a request adds one dict lookup, a counter increment and a histogram observation (about
 3 µs in multiprocess mode); a check adds a counter increment. What other parts already count in plain integers
 (the license cache, the remembered answers, the update connections, the webhook attempts) is copied into the
-metrics about once a second and before every scrape. Labels never hold a tenant, a license, a raw path or a
+metrics about once a second and before every scrape; the webhook backlog and the seats held are read from the
+store by a scrape. Labels never hold a tenant, a license, a raw path or a
 client's address: their values come from bounded sets (route templates, verdict codes, backend names).
 
 The route and who may scrape: :mod:`licensor.gateway.metrics_endpoint`.
@@ -112,6 +113,14 @@ class GatewayMetrics:
             registry=own,
             multiprocess_mode="mostrecent",
         )
+        self.seats_held = Gauge(
+            "licensor_seats_held",
+            "Seats held now by the backend of their license's policy (activations holding one, live leases), read "
+            "from the store at most every 30 s.",
+            ("backend",),
+            registry=own,
+            multiprocess_mode="mostrecent",
+        )
         self.store_transaction = Histogram(
             "licensor_store_transaction_seconds",
             "Time of the store's write transactions, from their start to their commit or rollback.",
@@ -124,6 +133,7 @@ class GatewayMetrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._verdicts: dict[tuple[str, str], Any] = {}
         self._copied: dict[str, int] = {}
+        self.seats_read_at: float | None = None  # time.monotonic() of the last read of the seats held
 
     # --- the hot path -----------------------------------------------------------------------------------
     def observe_request(self, request: web.Request, status: int, seconds: float) -> None:

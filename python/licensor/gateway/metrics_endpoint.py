@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hmac
 import ipaddress
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,6 +26,8 @@ from licensor.gateway.metrics import GatewayMetrics
 
 METRICS_PATH = "/metrics"
 SYNC_SECONDS = 1.0
+SEATS_READ_SECONDS = 30.0
+"""How often a scrape reads the seats held from the store (at most): it counts every live activation and lease."""
 """How often the counts other parts keep are copied into the metrics (a scrape copies them at once too)."""
 
 
@@ -45,6 +48,18 @@ def sync(app: web.Application) -> None:
             metrics.copy(f"attempts_{outcome}", count, metrics.webhook_attempts.labels(outcome))
         for state, count in sender.finished.items():
             metrics.copy(f"deliveries_{state}", count, metrics.webhook_deliveries.labels(state))
+
+
+async def _read_seats(app: web.Application, metrics: GatewayMetrics) -> None:
+    """Set the seats-held gauge from the store, at most every :data:`SEATS_READ_SECONDS` in this process (the
+    count reads every live activation and lease)."""
+    now = time.monotonic()
+    if metrics.seats_read_at is not None and now - metrics.seats_read_at < SEATS_READ_SECONDS:
+        return
+    held = await app[app_keys.STORE].seats_held(app[app_keys.SERVICES].now_us())
+    for backend in {*app[app_keys.BACKENDS], *held}:
+        metrics.seats_held.labels(backend).set(held.get(backend, 0))
+    metrics.seats_read_at = now
 
 
 def authorize_scrape(request: web.Request, token: str | None) -> None:
@@ -81,6 +96,7 @@ async def metrics_page(request: web.Request) -> web.Response:
     sync(app)  # this process's counts, up to now
     metrics = app[app_keys.METRICS]
     metrics.webhook_backlog.set(await app[app_keys.STORE].webhook_backlog())  # read now: the store is the truth
+    await _read_seats(app, metrics)
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

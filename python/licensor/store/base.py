@@ -283,6 +283,11 @@ class Store(ABC):
         taken over, so every delivery is attempted by one worker at a time."""
 
     @abstractmethod
+    async def seats_held(self, now: int) -> dict[str, int]:
+        """Seats held at ``now`` across every tenant, by the backend its license's policy names: activations
+        holding one (active, suspended, or withdrawn until their file lapses) and leases not ended or expired."""
+
+    @abstractmethod
     async def webhook_backlog(self) -> int:
         """How many webhook deliveries of every tenant wait to be delivered (the outbox's length)."""
 

@@ -309,6 +309,25 @@ class SqlStore(Store):
                 now,
             )
 
+    async def seats_held(self, now: int) -> dict[str, int]:
+        by_policy = (
+            "JOIN licenses l ON l.tenant_id = s.tenant_id AND l.id = s.license_id"
+            " JOIN policies p ON p.tenant_id = l.tenant_id AND p.id = l.policy_id"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch_all(
+                f"SELECT p.backend AS backend, count(*) AS seats FROM activations s {by_policy} WHERE s.state IN ('active',"
+                f" 'suspended') OR (s.state = 'withdrawn' AND s.lapses_at > ?) GROUP BY p.backend UNION ALL SELECT p.backend"
+                f" AS backend, count(*) AS seats FROM leases s {by_policy} WHERE s.state = 'active' AND s.expires_at > ?"
+                " GROUP BY p.backend",
+                now,
+                now,
+            )
+        held: dict[str, int] = {}
+        for row in rows:
+            held[row["backend"]] = held.get(row["backend"], 0) + int(row["seats"])
+        return held
+
     async def webhook_backlog(self) -> int:
         async with self._read() as conn:
             row = await conn.fetch_one("SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'")
