@@ -5,11 +5,14 @@ before prometheus-client was imported (``licensor serve`` sets it to a fresh pri
 writes its values to files there and a scrape, answered by whichever worker accepts it, sums them all
 (prometheus-client's multiprocess mode); otherwise the values live in this gateway's own registry.
 
-What the hot path pays: a request adds one dict lookup, a counter increment and a histogram observation (about
-3 µs in multiprocess mode); a check adds a counter increment. What other parts already count in plain integers
-(the license cache, the remembered answers, the update connections, the webhook attempts) is copied into the
-metrics about once a second and before every scrape; the webhook backlog and the seats held are read from the
-store by a scrape. Labels never hold a tenant, a license, a raw path or a
+What the hot path pays: a request adds to plain integers under its route, method and status (count, seconds,
+one latency bucket), a check under its backend and code; :meth:`GatewayMetrics.flush` writes them into the
+metrics about once a second and before every scrape (prometheus-client's own increments cost 1-3 µs each, a
+histogram's observation several: per request, that was 5 % of a check's server time). So a scrape sees its own
+process's requests up to that moment and another worker's up to a second late; a worker killed outright loses
+its last second of counts. What other parts already count in plain integers (the license cache, the
+remembered answers, the update connections, the webhook attempts) is copied in at the same times; the webhook
+backlog and the seats held are read from the store by a scrape. Labels never hold a tenant, a license, a raw path or a
 client's address: their values come from bounded sets (route templates, verdict codes, backend names).
 
 The route and who may scrape: :mod:`licensor.gateway.metrics_endpoint`.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from bisect import bisect_left
 from typing import Any
 
 from aiohttp import web
@@ -42,6 +46,17 @@ UNMATCHED = "unmatched"
 """The route label of a request no route matched (404, 405): never its raw path."""
 NO_BACKEND = "none"
 """The backend label of a verdict no backend gave (no license found)."""
+
+
+class _Tally:
+    """Requests of one route, method and status since the last flush: count, seconds, and count per bucket."""
+
+    __slots__ = ("buckets", "count", "seconds")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last: above every bound (+Inf)
 
 
 def multiprocess_dir() -> str | None:
@@ -130,34 +145,45 @@ class GatewayMetrics:
         self._exposed = own or CollectorRegistry()
         if self.directory is not None:
             multiprocess.MultiProcessCollector(self._exposed, path=self.directory)
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._verdicts: dict[tuple[str, str], Any] = {}
+        self._requests: dict[tuple[str, str, int], _Tally] = {}  # by (route, method, status), since the last flush
+        self._verdicts: dict[tuple[str, str], int] = {}  # by (backend, code), since the last flush
         self._copied: dict[str, int] = {}
         self.seats_read_at: float | None = None  # time.monotonic() of the last read of the seats held
 
-    # --- the hot path -----------------------------------------------------------------------------------
+    # --- the hot path: plain integers, written to the metrics by flush() -------------------------------------
     def observe_request(self, request: web.Request, status: int, seconds: float) -> None:
         """Count one answered request under its route template (never its raw path)."""
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else UNMATCHED
         method = request.method if request.method in METHODS else "OTHER"
-        key = (route, method, status)
-        children = self._children.get(key)
-        if children is None:
-            children = self._children[key] = (
-                self.requests.labels(route, method, str(status)),
-                self.request_duration.labels(route, method),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        key = (resource.canonical if resource is not None else UNMATCHED, method, status)
+        tally = self._requests.get(key)
+        if tally is None:
+            tally = self._requests[key] = _Tally()
+        tally.count += 1
+        tally.seconds += seconds
+        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bucket whose bound is >= seconds
 
     def count_verdict(self, backend: str | None, code: str) -> None:
         """Count one verdict of a check (``backend`` None: no license was found)."""
         key = (backend or NO_BACKEND, code)
-        child = self._verdicts.get(key)
-        if child is None:
-            child = self._verdicts[key] = self.verdicts.labels(*key)
-        child.inc()
+        self._verdicts[key] = self._verdicts.get(key, 0) + 1
+
+    def flush(self) -> None:
+        """Write what the hot path counted since the last flush into the metrics (in multiprocess mode, into
+        this process's file, where a scrape by any worker reads it)."""
+        requests, self._requests = self._requests, {}
+        verdicts, self._verdicts = self._verdicts, {}
+        for (route, method, status), tally in requests.items():
+            self.requests.labels(route, method, str(status)).inc(tally.count)
+            histogram = self.request_duration.labels(route, method)
+            # prometheus-client observes one value at a time; these are the two values observe() adds to (its
+            # sum and one bucket), added to once per flush instead of once per request.
+            histogram._sum.inc(tally.seconds)
+            for bucket, count in enumerate(tally.buckets):
+                if count:
+                    histogram._buckets[bucket].inc(count)
+        for (backend, code), count in verdicts.items():
+            self.verdicts.labels(backend, code).inc(count)
 
     # --- copied from what other parts count ---------------------------------------------------------------
     def copy(self, name: str, current: int, counter: Any) -> None:

@@ -32,8 +32,10 @@ SEATS_READ_SECONDS = 30.0
 
 
 def sync(app: web.Application) -> None:
-    """Copy the counts the license cache, the remembered answers, the update hub and the webhook sender keep."""
+    """Write the requests and verdicts counted since the last time into the metrics, and copy the counts the
+    license cache, the remembered answers, the update hub and the webhook sender keep."""
     metrics = app[app_keys.METRICS]
+    metrics.flush()
     if app_keys.CACHE in app:
         cache = app[app_keys.CACHE]
         metrics.copy("cache_hits", cache.hits, metrics.cache_hits)
