@@ -22,7 +22,9 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from licensor import PUBLIC, Call, Operation, Reply, hookspecs
 from licensor.central.license_keys import generate as generate_license_key
 from licensor.cli.logs import JsonFormatter
 from licensor.cli.serve import _access_logger_class
@@ -82,6 +84,41 @@ async def test_requests_are_counted_by_route_template_method_and_status(licensor
     for secret in ("abc123", "secret-looking", product["id"], tenant.id, tenant.admin_token, "nope"):
         assert secret not in text
     assert value(samples, "licensor_store_transaction_seconds_count") >= 1
+
+
+class MovedPlugin:
+    """A plugin route that answers with a redirect (raised, as the portal's downloads do)."""
+
+    @hookspecs.hookimpl
+    def licensor_register_routes(self, register: Callable[[Operation], None]) -> None:
+        async def moved(call: Call) -> Reply:
+            raise web.HTTPFound("/healthz")
+
+        register(
+            Operation(
+                method="GET",
+                path="/v1/test/moved",
+                operation_id="test_moved",
+                summary="Redirect to /healthz",
+                handler=moved,
+                tag="test",
+                auth=PUBLIC,
+                response_schema={"type": "object"},
+            )
+        )
+
+
+@pytest.fixture
+def licensor_plugins() -> tuple[object, ...]:
+    return (MovedPlugin(),)
+
+
+async def test_redirects_raised_by_a_handler_are_counted(licensor_gateway: Gateway) -> None:
+    async with licensor_gateway.client.get("/v1/test/moved", allow_redirects=False) as answer:
+        assert answer.status == 302
+    _, samples = await scrape(licensor_gateway)
+    assert value(samples, "licensor_http_requests_total", route="/v1/test/moved", method="GET", status="302") == 1
+    assert value(samples, "licensor_http_request_duration_seconds_count", route="/v1/test/moved", method="GET") == 1
 
 
 async def test_check_verdicts_are_counted_by_backend_and_code(

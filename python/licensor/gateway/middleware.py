@@ -52,7 +52,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = json_error(PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES} bytes"))
         elif 400 <= error.status < 500:
             response = json_error(MalformedRequestError(error.reason or "bad request"))
-        else:
+        else:  # a redirect (the portal's downloads), answered by aiohttp itself: counted here all the same
+            request.app[app_keys.METRICS].observe_request(request, error.status, time.perf_counter() - started)
             raise
     except Exception:
         # Log the failure with the request id, not the request itself (it may carry secrets).
