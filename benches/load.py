@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,6 +238,8 @@ class LoadResult:
     errors: int
     first_error: str | None
     sample: bytes | None = field(default=None, repr=False)  # the first answer's body
+    # (answers in before, what the probe read, requests sent after) when run_load was given a probe
+    probe: tuple[int, float, int] | None = None
 
     @property
     def rps(self) -> float:
@@ -390,11 +392,13 @@ async def run_load(
     max_seconds: float,
     path: str = CHECK_PATH,
     validate: Validate = check_answer_is_valid,
+    probe: Callable[[], Awaitable[float]] | None = None,
 ) -> LoadResult:
     """``concurrency`` keep-alive connections to 127.0.0.1:``port`` sending ``body`` (or each of a list of
     bodies in turn) to ``path`` until ``max_requests`` are sent or ``max_seconds`` have passed (the clock starts
     once all are connected); answers in flight at the deadline still count. Abandoned (and counted as errors)
-    after GRACE_SECONDS more."""
+    after GRACE_SECONDS more. ``probe`` (e.g. a scrape of ``/metrics``) is awaited once, halfway through the
+    time, between two counts of the run: see :attr:`LoadResult.probe`."""
     loop = asyncio.get_running_loop()
     bodies = body if isinstance(body, list) else [body]
     run = _Run([request_bytes(port, path, one) for one in bodies], validate, max_requests, max_seconds)
@@ -414,9 +418,13 @@ async def run_load(
                 connection.send()
             else:
                 connection.finish()
+        probed: list[tuple[int, float, int]] = []
+        probing = None if probe is None else asyncio.ensure_future(_probe_halfway(run, probe, max_seconds / 2, probed))
         _finished, pending = await asyncio.wait(
             [connection.done for connection in connections], timeout=max_seconds + GRACE_SECONDS
         )
+        if probing is not None:
+            await asyncio.wait_for(probing, GRACE_SECONDS)
         if pending:
             run.error(f"{len(pending)} connection(s) still waiting {GRACE_SECONDS:.0f} s after the deadline")
         ended = run.last_answer if run.latencies else time.perf_counter()
@@ -427,7 +435,47 @@ async def run_load(
                 connection.transport.abort()
         for _ in range(3):  # let the closed transports release their sockets before the loop may close
             await asyncio.sleep(0)
-    return LoadResult(len(run.latencies), max(ended - started, 1e-9), run.latencies, run.errors, run.first_error, run.sample)
+    return LoadResult(
+        len(run.latencies),
+        max(ended - started, 1e-9),
+        run.latencies,
+        run.errors,
+        run.first_error,
+        run.sample,
+        probed[0] if probed else None,
+    )
+
+
+async def _probe_halfway(
+    run: _Run, probe: Callable[[], Awaitable[float]], after: float, probed: list[tuple[int, float, int]]
+) -> None:
+    await asyncio.sleep(after)
+    before = len(run.latencies)
+    value = await probe()
+    probed.append((before, value, run.sent))
+
+
+async def scrape_answered(port: int, path: str = CHECK_PATH) -> float:
+    """How many requests to ``path`` the gateway on 127.0.0.1:``port`` says it answered with 200, from its
+    ``GET /metrics`` (served to loopback clients without a token)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), CONNECT_TIMEOUT_SECONDS)
+    try:
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode("ascii"))
+        answer = await asyncio.wait_for(reader.read(), CONNECT_TIMEOUT_SECONDS)
+    finally:
+        writer.close()
+    head, _, text = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+        if sample.name == "licensor_http_requests_total"
+        and sample.labels.get("route") == path
+        and sample.labels.get("status") == "200"
+    )
 
 
 def process_cpu_seconds(pid: int) -> float | None:

@@ -10,7 +10,9 @@ verdict VALID.
 ``make bench`` (``--benchmark-only``): ``extra_info`` holds the medians over the rounds (requests/s and p99 of
 both, and their ratio check/bare) that ``benches/ratios.py`` prints in its load table against the goal
 (``/v1/check`` at >= 60% of the bare handler's requests/s). pytest-benchmark's own time is that of one round
-(both runs), not a result. In ``make test`` (``--benchmark-disable``) it runs one short round as a plain test.
+(both runs), not a result. Every run on the gateway also scrapes its ``GET /metrics`` halfway through and
+after the run: the requests counted there must equal what the load generator sent (within what was in flight
+during the scrape). In ``make test`` (``--benchmark-disable``) it runs one short round as a plain test.
 """
 
 from __future__ import annotations
@@ -43,13 +45,24 @@ def _distinct_bodies(body: dict[str, Any], run: int, count: int) -> list[bytes]:
 
 
 def _measure(loop: asyncio.AbstractEventLoop, server: load.Server, body: bytes | list[bytes], seconds: float) -> dict[str, Any]:
+    gateway = server.info["kind"] == "check"
+    counted_before = loop.run_until_complete(load.scrape_answered(server.port)) if gateway else 0.0
+    probe = (lambda: load.scrape_answered(server.port)) if gateway else None
     cpu_before, started = load.process_cpu_seconds(server.process.pid), time.perf_counter()
     result = loop.run_until_complete(
-        load.run_load(server.port, body, concurrency=CONCURRENCY, max_requests=MAX_REQUESTS, max_seconds=seconds)
+        load.run_load(server.port, body, concurrency=CONCURRENCY, max_requests=MAX_REQUESTS, max_seconds=seconds, probe=probe)
     )
     wall, cpu_after = time.perf_counter() - started, load.process_cpu_seconds(server.process.pid)
     assert result.errors == 0, f"{server.info['kind']}: {result.errors} bad answers, first: {result.first_error}"
     assert result.requests > 0, f"{server.info['kind']}: no answers"
+    if gateway:
+        # The gateway's /metrics, scraped halfway through the run, counts between the answers the client had
+        # then and the requests it had sent; scraped after the run, exactly what the client sent.
+        assert result.probe is not None
+        answered, scraped, sent = result.probe
+        assert answered <= scraped - counted_before <= sent, (answered, scraped - counted_before, sent)
+        counted = loop.run_until_complete(load.scrape_answered(server.port)) - counted_before
+        assert counted == result.requests, f"/metrics counted {counted} checks, the load generator sent {result.requests}"
     return {
         "requests": result.requests,
         "rps": result.rps,

@@ -106,8 +106,9 @@ async def test_every_admin_route_is_authenticated(gateway: Gateway) -> None:
     # cloud backend's by the credential (the credential file's id and secret).
     # Releases and updates: the license in the Authorization header (a license key, or its signed file or lease).
     # Orders: the shop's signature header over the raw body.
+    # Metrics: the metrics token in the Authorization header when the operator set one (else loopback clients only).
     by_header = {op["operationId"] for _, _, op in operations(document) if op.get("x-authenticated-by") == "header"}
-    assert by_header == {"latest_release", "license_updates", "receive_order"}
+    assert by_header == {"latest_release", "license_updates", "receive_order", "metrics"}
     signed = {op["operationId"] for path, _, op in operations(document) if op.get("x-authenticated-by") == "body"}
     assert signed == {
         "activate",

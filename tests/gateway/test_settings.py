@@ -29,7 +29,7 @@ def test_every_setting_has_a_file_key_an_environment_variable_and_a_flag_but_the
     assert {option.name for option in OPTIONS} == {f.name for f in fields(Settings)}
     assert len({option.env for option in OPTIONS}) == len(OPTIONS)
     assert len({option.path for option in OPTIONS}) == len(OPTIONS)
-    assert [option.name for option in OPTIONS if not option.flag] == ["master_key"]  # never on a command line (ps)
+    assert [option.name for option in OPTIONS if not option.flag] == ["master_key", "metrics_token"]  # never in ps
     assert [option.name for option in OPTIONS if not option.in_file] == ["master_key"]
 
 

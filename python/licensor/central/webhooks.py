@@ -218,6 +218,9 @@ class WebhookSender:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        # What this process's attempts came to, for the metrics: attempts by outcome, deliveries by final state.
+        self.attempts = {"delivered": 0, "failed": 0}
+        self.finished = {"delivered": 0, "failed": 0}
 
     def start(self) -> None:
         self.store.subscribe_events(lambda rows: self._wake.set())
@@ -367,6 +370,9 @@ class WebhookSender:
                     changes["next_attempt_at"] = now + next_delay_us(attempt, self.retry_base_s)
                 await self._endpoint_failed(tx, endpoint, now)
             await tx.update(WEBHOOK_DELIVERY, current["id"], changes)
+        self.attempts["delivered" if error is None else "failed"] += 1
+        if changes.get("state") in self.finished:
+            self.finished[changes["state"]] += 1
 
     async def _endpoint_failed(self, tx: Any, endpoint: Row, now: int) -> None:
         current = await tx.get(WEBHOOK_ENDPOINT, endpoint["id"], for_update=True)

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 from licensor.cli.bootstrap import (
@@ -35,7 +39,8 @@ def add_parser(commands: Any) -> None:
         "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
         "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
         "time and request id, never "
-        "headers, bodies or query strings.",
+        'headers, bodies or query strings (one JSON object per line with the setting log_format = "json"). '
+        "GET /metrics serves the metrics of all workers (docs/metrics.md).",
     )
     add_setting_options(serve)
     serve.add_argument(
@@ -48,19 +53,16 @@ def add_parser(commands: Any) -> None:
 
 
 # --- logging ------------------------------------------------------------------------------------------
-def _setup_logging(level: str = "info", with_pid: bool = False) -> None:
-    process = " [%(process)d]" if with_pid else ""
-    logging.basicConfig(
-        level=level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
+def _setup_logging(settings: Any, with_pid: bool = False) -> None:
+    from licensor.cli.logs import setup_logging
+
+    setup_logging(settings.log_format, settings.log_level, with_pid=with_pid)
 
 
 def _access_logger_class() -> type:
     from aiohttp.abc import AbstractAccessLogger
+
+    from licensor.cli.logs import ACCESS_FIELDS
 
     class AccessLogger(AbstractAccessLogger):
         """One line per request: method, path (no query string), status, time, request id.
@@ -71,6 +73,15 @@ def _access_logger_class() -> type:
             path = request.rel_url.raw_path  # still percent-encoded: no control characters reach the log
             if len(path) > 200:
                 path = path[:200] + "..."
+            rid = response.headers.get("X-Request-Id", "-")
+            fields = {
+                "remote": request.remote,
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 3),
+                "request_id": rid,
+            }
             self.logger.info(
                 "%s %s %s %d %.1fms rid=%s",
                 request.remote,
@@ -78,7 +89,8 @@ def _access_logger_class() -> type:
                 path,
                 response.status,
                 time * 1000,
-                response.headers.get("X-Request-Id", "-"),
+                rid,
+                extra={ACCESS_FIELDS: fields},  # the JSON log's fields (licensor.cli.logs)
             )
 
     return AccessLogger
@@ -89,7 +101,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     check_store_url(settings.store_url)
     refuse_newer_schema(settings)
-    _setup_logging(settings.log_level, with_pid=settings.workers > 1)
+    _setup_logging(settings, with_pid=settings.workers > 1)
     token_path = os.path.join(settings.data_dir, TOKEN_FILE_NAME)
     created = None
     if args.init_if_empty:
@@ -100,9 +112,26 @@ def run_serve(args: argparse.Namespace) -> int:
     if os.path.exists(token_path):
         # Where the token is, never the token itself.
         print(f"licensor: the admin token is in {token_path} (mode 0600): export LICENSOR_TOKEN=$(cat {token_path})", flush=True)
-    if settings.workers == 1:
-        return _run_worker(settings, single=True)
-    return _run_workers(settings, settings.workers)
+    with _metrics_directory():
+        if settings.workers == 1:
+            return _run_worker(settings, single=True)
+        return _run_workers(settings, settings.workers)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[str]:
+    """A fresh private directory where every worker writes its metrics (prometheus-client's multiprocess mode,
+    also with one worker: one code path), named in ``PROMETHEUS_MULTIPROC_DIR`` before any worker starts or
+    prometheus-client is imported; removed when the gateway stops."""
+    if "prometheus_client" in sys.modules:  # too late: the mode is chosen when it is imported
+        log.warning("prometheus-client was imported before licensor serve set up its metrics directory")
+    directory = tempfile.mkdtemp(prefix="licensor-metrics-")  # mode 0700
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    try:
+        yield directory
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, sock: Any = None, ready: Any = None) -> int:
@@ -217,7 +246,7 @@ def _worker_main(sock: Any, ready: Any, argument: tuple[Any, int]) -> None:
     """A worker of ``licensor serve --workers N`` (see :mod:`licensor.gateway.supervisor`)."""
     settings, parent_pid = argument
     os.setpgrp()  # the parent forwards SIGINT and SIGTERM; a terminal's Ctrl-C reaches only the parent
-    _setup_logging(settings.log_level, with_pid=True)
+    _setup_logging(settings, with_pid=True)
     if os.getppid() != parent_pid:
         sys.exit(1)
     sys.exit(_run_worker(settings, single=False, parent_pid=parent_pid, sock=sock, ready=ready))
@@ -232,4 +261,11 @@ def _run_workers(settings: Any, count: int) -> int:
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
         return 1
-    return supervise(_worker_main, (settings, os.getpid()), sock, count)
+    return supervise(_worker_main, (settings, os.getpid()), sock, count, on_exit=_forget_worker_gauges)
+
+
+def _forget_worker_gauges(pid: int) -> None:
+    """A worker is gone: its live gauges (open update connections) no longer count; its counters still do."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)

@@ -37,6 +37,7 @@ class RememberedAnswer:
     body: bytes
     kept_at_us: int
     valid_until_us: int
+    backend: str  # the backend that gave the verdict (the metric licensor_check_verdicts)
 
 
 class RememberedAnswers:
@@ -112,5 +113,7 @@ class RememberedAnswers:
         if len(self._answers) >= MAX_REMEMBERED:
             self.forget(None)
         body = orjson.dumps(answer)
-        self._answers[request_body] = RememberedAnswer(tenant_id, verdict.license_id, str(verdict.code), body, now_us, until)
+        self._answers[request_body] = RememberedAnswer(
+            tenant_id, verdict.license_id, str(verdict.code), body, now_us, until, backend.name
+        )
         self._by_tenant.setdefault(tenant_id, set()).add(request_body)

@@ -32,10 +32,12 @@ from licensor.operations import MAX_BODY_BYTES, ByBody, Call, Operation, Optiona
 from licensor.schema import read_json
 from licensor.store import IdempotentRequest
 
-__all__ = ["MAX_BODY_BYTES", "Api", "ClientDisconnectedError", "json_error", "run", "run_as"]
+__all__ = ["MAX_BODY_BYTES", "RETRY_AFTER_S", "Api", "ClientDisconnectedError", "json_error", "run", "run_as"]
 
 BODY_READ_TIMEOUT_S = 30.0
 """How long a client may take to send its body (a trickle would hold its handler for as long as it likes)."""
+RETRY_AFTER_S = 5
+"""What a 503 answer's ``Retry-After`` asks a client to wait, in seconds."""
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -278,8 +280,12 @@ def _route(operation: Operation, services: Services) -> Any:
 
 
 def json_error(error: LicensorError) -> web.Response:
+    """The error as ``{"error": {"code", "message"}}`` with its status; a 503 (the store or a backend is away, the
+    gateway is stopping) also says when to try again (``Retry-After``)."""
     body = {"error": {"code": error.code, "message": error.message}}
-    headers = getattr(error, "headers", None)  # Retry-After and the like (a rate limit's)
+    headers = getattr(error, "headers", None)  # a rate limit's Retry-After and RateLimit fields
+    if headers is None and error.http_status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return web.Response(
         status=error.http_status, text=orjson.dumps(body).decode(), content_type="application/json", headers=headers
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
@@ -15,9 +16,9 @@ from licensor.central.keyset import KEY_SCHEMA, public_key_json
 from licensor.central.secrets import Secrets, load_master_key
 from licensor.central.webhooks import WebhookSender
 from licensor.commerce.intake import order_operation
-from licensor.errors import NotFoundError
+from licensor.errors import LicensorError, NotFoundError
 from licensor.gateway import keys as app_keys
-from licensor.gateway import protocol
+from licensor.gateway import metrics_endpoint, protocol
 from licensor.gateway.answers import RememberedAnswers
 from licensor.gateway.api import Api
 from licensor.gateway.cache import LicenseCache
@@ -45,8 +46,28 @@ async def healthz(call: Call) -> Reply:
     return Reply(200, {"status": "ok"})
 
 
+class NotReadyError(LicensorError):
+    """The gateway should not be sent requests now; the code says why (SHUTTING_DOWN, SCHEMA_TOO_NEW;
+    STORE_UNAVAILABLE comes from the store itself)."""
+
+    code = "NOT_READY"
+    http_status = 503
+
+
 async def readyz(call: Call) -> Reply:
+    """200 when the gateway can serve; else 503 with ``Retry-After`` and a code saying why.
+
+    :raises NotReadyError: SHUTTING_DOWN, the graceful stop has begun (a load balancer should send no more).
+    :raises NotReadyError: SCHEMA_TOO_NEW, a newer gateway has migrated the database past what this one knows.
+    :raises licensor.errors.StoreUnavailableError: STORE_UNAVAILABLE, the database does not answer."""
+    if call.request.app[app_keys.STOPPING].is_set():
+        raise NotReadyError("the gateway is stopping", code="SHUTTING_DOWN")
     await call.store.ping()
+    newer = await call.store.newer_schema()
+    if newer is not None:
+        raise NotReadyError(
+            f"the database's schema (version {newer}) is newer than this gateway's: upgrade licensor", code="SCHEMA_TOO_NEW"
+        )
     return Reply(200, {"status": "ready"})
 
 
@@ -85,7 +106,7 @@ def build_api(backends: BackendRegistry | None = None, plugins: pluggy.PluginMan
             method="GET",
             path="/readyz",
             operation_id="readyz",
-            summary="Can the gateway reach its database",
+            summary="Can the gateway serve: 503 with a code saying why not (SHUTTING_DOWN, STORE_UNAVAILABLE, SCHEMA_TOO_NEW)",
             handler=readyz,
             tag="ops",
             auth=PUBLIC,
@@ -192,6 +213,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
             "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}},
         }
     }
+    document["paths"][metrics_endpoint.METRICS_PATH] = metrics_endpoint.OPENAPI_PATH_ITEM
     app[app_keys.OPENAPI] = document
     app[app_keys.DOCS_HTML] = render_docs(document)
 
@@ -230,6 +252,13 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
                 await opened.close()
 
     app.cleanup_ctx.append(resources)
+    metrics_endpoint.install(app)
+    app[app_keys.STOPPING] = asyncio.Event()
+
+    async def stop_being_ready(app: web.Application) -> None:
+        app[app_keys.STOPPING].set()
+
+    app.on_shutdown.append(stop_being_ready)
 
     async def end_update_connections(app: web.Application) -> None:
         # Before the server waits for open requests to finish: the update streams end now, not at their timeout.

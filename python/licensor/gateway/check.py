@@ -138,6 +138,7 @@ def quick_answer(services: Services, request: web.Request, raw: bytes) -> web.Re
     if kept.license_id is not None:
         _count_for_tenant(request, kept.tenant_id)
     services.record_outcome(kept.tenant_id, kept.license_id, kept.code)
+    request.app[app_keys.METRICS].count_verdict(kept.backend, kept.code)
     return web.Response(body=kept.body, content_type="application/json")
 
 
@@ -158,6 +159,7 @@ async def check(call: Call) -> Reply:
         _count_for_tenant(call.request, tenant_id)
     verdict, backend = await _decide(call, tenant_id, candidates, now)
     services.record_outcome(tenant_id, verdict.license_id, str(verdict.code))
+    call.request.app[app_keys.METRICS].count_verdict(backend.name if backend is not None else None, str(verdict.code))
     shown = verdict.as_json()
     signed = None
     if "nonce" in body:

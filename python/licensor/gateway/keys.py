@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from licensor.gateway.answers import RememberedAnswers
     from licensor.gateway.cache import LicenseCache
     from licensor.gateway.limits import RateLimits
+    from licensor.gateway.metrics import GatewayMetrics
     from licensor.gateway.outcomes import CheckOutcomes
     from licensor.gateway.settings import Settings
     from licensor.gateway.update_hub import UpdateHub
@@ -40,6 +42,8 @@ ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
 MAIL: web.AppKey[MailSender] = web.AppKey("mail")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
 LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")
+METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping")  # set when the graceful shutdown begins (/readyz: 503)
 OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 CLIENT: web.RequestKey[str] = web.RequestKey("client", str)  # the client's address (trusted proxies resolved)

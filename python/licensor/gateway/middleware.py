@@ -1,9 +1,11 @@
-"""The gateway's middleware: a request id on every answer, and the one place errors become HTTP."""
+"""The gateway's middleware: a request id on every answer, the one place errors become HTTP, and every answer
+counted in the metrics (:mod:`licensor.gateway.metrics`)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -32,6 +34,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     incoming = request.headers.get("X-Request-Id", "")
     rid = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else os.urandom(16).hex()
     request[app_keys.REQUEST_ID] = rid
+    started = time.perf_counter()
     limits = request.app[app_keys.LIMITS]
     request[app_keys.CLIENT] = address = client_address(request, limits.trusted_networks)
     CLIENT_ADDRESS.set(address)
@@ -55,11 +58,13 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
             response = json_error(PayloadTooLargeError(f"the body is larger than {MAX_BODY_BYTES} bytes"))
         elif 400 <= error.status < 500:
             response = json_error(MalformedRequestError(error.reason or "bad request"))
-        else:
+        else:  # a redirect (the portal's downloads), answered by aiohttp itself: counted here all the same
+            request.app[app_keys.METRICS].observe_request(request, error.status, time.perf_counter() - started)
             raise
     except Exception:
         # Log the failure with the request id, not the request itself (it may carry secrets).
         log.exception("unexpected failure in %s %s (request %s)", request.method, request.path, rid)
         response = json_error(LicensorError("an unexpected error occurred; it has been logged"))
     response.headers["X-Request-Id"] = rid
+    request.app[app_keys.METRICS].observe_request(request, response.status, time.perf_counter() - started)
     return response

@@ -59,6 +59,8 @@ class Settings:
     # [log]
     log_format: str = "text"  # text or json (one JSON object per line)
     log_level: str = "info"
+    # [metrics]: GET /metrics needs it as a bearer token; None: only clients on the loopback interface may scrape.
+    metrics_token: str | None = field(default=None, repr=False)
     # [proxy]: the addresses of reverse proxies whose X-Forwarded-For names the client; nobody else's is believed.
     trusted_proxies: tuple[str, ...] = ()
     # [rate_limits]: None is no limit. With --workers N each worker enforces 1/N of a budget.
@@ -288,6 +290,15 @@ OPTIONS: tuple[Option, ...] = (
         "the master key itself, base64url (32 bytes); environment only",
         flag=False,
         in_file=False,
+        secret=True,
+    ),
+    Option(
+        "metrics_token",
+        "metrics",
+        "token",
+        _text,
+        "the bearer token GET /metrics asks for (default none: loopback clients only); never a flag",
+        flag=False,
         secret=True,
     ),
     Option("log_format", "log", "format", _choice("text", "json"), "text or json (one object per line)"),

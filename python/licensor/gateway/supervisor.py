@@ -77,8 +77,11 @@ def _backoff(times: int) -> float:
     return min(FIRST_BACKOFF_S * 2 ** (times - 1), LONGEST_BACKOFF_S)
 
 
-def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) -> int:
-    """Run ``count`` workers on ``sock`` until SIGTERM/SIGINT (0) or until one keeps dying at start (1)."""
+def supervise(
+    worker: Worker, argument: Any, sock: socket.socket, count: int, *, on_exit: Callable[[int], None] | None = None
+) -> int:
+    """Run ``count`` workers on ``sock`` until SIGTERM/SIGINT (0) or until one keeps dying at start (1);
+    ``on_exit(pid)`` is told of every worker that has exited."""
     context = multiprocessing.get_context("spawn")
     slots = [_Slot(index) for index in range(count)]
     stopping = False
@@ -117,6 +120,11 @@ def supervise(worker: Worker, argument: Any, sock: socket.socket, count: int) ->
         if slot.ready_from is not None:
             slot.ready_from.close()
         slot.process, slot.ready_from, slot.ready_at = None, None, None
+        if on_exit is not None and pid is not None:
+            try:
+                on_exit(pid)
+            except Exception:  # bookkeeping must never stop the supervision
+                log.exception("after worker %d (pid %s) exited", slot.index, pid)
         if stopping:
             # Stopped by us, or by the signal itself before its handlers were in place: both are a clean stop.
             if code not in (0, -signal.SIGTERM, -signal.SIGINT):

@@ -39,6 +39,7 @@ class UpdateHub:
         self._known: dict[tuple[str, str], int] = {}  # the generation the latest refresh read, by (tenant, license)
         self._signed: dict[tuple[str, str], tuple[int, str]] = {}  # the latest update signed: one per change, not per device
         self.closed = False
+        self.connections = 0  # subscribers now (the metric licensor_update_connections)
         store.subscribe(self._changed)
 
     def start(self) -> None:
@@ -59,13 +60,15 @@ class UpdateHub:
     def subscribe(self, tenant_id: str, license_id: str, generation: int) -> Subscriber:
         subscriber = Subscriber(tenant_id, license_id, generation)
         self._tenants.setdefault(tenant_id, {}).setdefault(license_id, set()).add(subscriber)
+        self.connections += 1
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         licenses = self._tenants.get(subscriber.tenant_id, {})
         subscribers = licenses.get(subscriber.license_id)
-        if subscribers is not None:
-            subscribers.discard(subscriber)
+        if subscribers is not None and subscriber in subscribers:
+            subscribers.remove(subscriber)
+            self.connections -= 1
             if not subscribers:
                 del licenses[subscriber.license_id]
                 self._known.pop((subscriber.tenant_id, subscriber.license_id), None)

@@ -187,6 +187,11 @@ class Store(ABC):
     async def ping(self) -> None:
         """Raise :class:`licensor.errors.StoreUnavailableError` unless the database answers."""
 
+    async def newer_schema(self) -> int | None:
+        """The database's schema version when it is newer than this code knows (a newer gateway on the same
+        database has migrated it), else None."""
+        return None
+
     @abstractmethod
     def transaction(
         self, tenant_id: str, idempotency: IdempotentRequest | None = None
@@ -194,6 +199,13 @@ class Store(ABC):
         """A write transaction of ``tenant_id``. With ``idempotency``, repeats of the same key are serialised
         and see the first answer as :attr:`Transaction.replay`; the same key with another request raises
         :class:`licensor.errors.IdempotencyKeyReusedError`."""
+
+    _transaction_observer: Callable[[float], None] | None = None
+
+    def time_transactions(self, observer: Callable[[float], None] | None) -> None:
+        """Tell ``observer`` how many seconds each write transaction took, from its start to its commit or
+        rollback (None: stop telling)."""
+        self._transaction_observer = observer
 
     # --- tenants ----------------------------------------------------------------------------------------
     @abstractmethod
@@ -269,6 +281,15 @@ class Store(ABC):
         """Claim up to ``limit`` pending deliveries of enabled endpoints that are due at ``now`` and not claimed
         by another worker, until ``claimed_until``; the claimed rows. A claim that ran out (its worker died) is
         taken over, so every delivery is attempted by one worker at a time."""
+
+    @abstractmethod
+    async def seats_held(self, now: int) -> dict[str, int]:
+        """Seats held at ``now`` across every tenant, by the backend its license's policy names: activations
+        holding one (active, suspended, or withdrawn until their file lapses) and leases not ended or expired."""
+
+    @abstractmethod
+    async def webhook_backlog(self) -> int:
+        """How many webhook deliveries of every tenant wait to be delivered (the outbox's length)."""
 
     # --- order sources ----------------------------------------------------------------------------------
     @abstractmethod

@@ -7,8 +7,10 @@ SQL here uses ``?`` placeholders; the PostgreSQL driver numbers them. Table and 
 from __future__ import annotations
 
 import builtins
+import functools
 import hmac
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -95,6 +97,12 @@ class SqlStore(Store):
                 found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
         return sorted(found)
 
+    async def newer_schema(self) -> int | None:
+        async with self._read() as conn:
+            row = await conn.fetch_one("SELECT max(version) AS version FROM schema_migrations")
+        version = None if row is None or row["version"] is None else int(row["version"])
+        return version if version is not None and version > _newest_migration() else None
+
     async def _migrate(self, conn: Connection) -> None:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
@@ -122,7 +130,7 @@ class SqlStore(Store):
     async def transaction(self, tenant_id: str, idempotency: IdempotentRequest | None = None) -> AsyncIterator[Transaction]:
         # A space separates (tenant ids have none); not NUL, which PostgreSQL text cannot hold.
         lock_key = f"{tenant_id} {idempotency.key}" if idempotency else None
-        async with self._write(lock_key) as conn:
+        async with self._timed(self._write(lock_key)) as conn:
             tx = SqlTransaction(self, conn, tenant_id)
             if idempotency is not None:
                 earlier = await conn.fetch_one(
@@ -152,6 +160,16 @@ class SqlStore(Store):
             self._announce(tenant_id)
         if tx.appended:
             self._tell(self._event_listeners, tx.appended)
+
+    @asynccontextmanager
+    async def _timed(self, write: AbstractAsyncContextManager[Connection]) -> AsyncIterator[Connection]:
+        started = time.perf_counter()
+        try:
+            async with write as conn:
+                yield conn
+        finally:
+            if self._transaction_observer is not None:
+                self._transaction_observer(time.perf_counter() - started)
 
     # --- tenants ----------------------------------------------------------------------------------------
     async def create_tenant(self, tenant_id: str, name: str, created_at: int) -> None:
@@ -299,6 +317,30 @@ class SqlStore(Store):
                 limit,
                 now,
             )
+
+    async def seats_held(self, now: int) -> dict[str, int]:
+        by_policy = (
+            "JOIN licenses l ON l.tenant_id = s.tenant_id AND l.id = s.license_id"
+            " JOIN policies p ON p.tenant_id = l.tenant_id AND p.id = l.policy_id"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch_all(
+                f"SELECT p.backend AS backend, count(*) AS seats FROM activations s {by_policy} WHERE s.state IN ('active',"
+                f" 'suspended') OR (s.state = 'withdrawn' AND s.lapses_at > ?) GROUP BY p.backend UNION ALL SELECT p.backend"
+                f" AS backend, count(*) AS seats FROM leases s {by_policy} WHERE s.state = 'active' AND s.expires_at > ?"
+                " GROUP BY p.backend",
+                now,
+                now,
+            )
+        held: dict[str, int] = {}
+        for row in rows:
+            held[row["backend"]] = held.get(row["backend"], 0) + int(row["seats"])
+        return held
+
+    async def webhook_backlog(self) -> int:
+        async with self._read() as conn:
+            row = await conn.fetch_one("SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'")
+            return int(row["n"]) if row is not None else 0
 
     async def get_order_source(self, source_id: str) -> Row | None:
         async with self._read() as conn:
@@ -586,6 +628,12 @@ def placeholders_to_numbered(sql: str) -> str:
     for index, part in enumerate(parts[1:], start=1):
         numbered.append(f"${index}{part}")
     return "".join(numbered)
+
+
+@functools.cache
+def _newest_migration() -> int:
+    """The newest schema version this code knows."""
+    return SqlStore.migrations()[-1][0]
 
 
 def strip_comments(sql: str) -> str:
