@@ -26,6 +26,8 @@ class IdempotentRequest:
 
     key: str
     request_hash: bytes
+    at: int | None = None
+    """When the request came, on the gateway's clock (µs): its answer is remembered from then. None: now."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,23 @@ class Store(ABC):
         """Claim up to ``limit`` pending deliveries of enabled endpoints that are due at ``now`` and not claimed
         by another worker, until ``claimed_until``; the claimed rows. A claim that ran out (its worker died) is
         taken over, so every delivery is attempted by one worker at a time."""
+
+    # --- retention (the background pruner's; across tenants, in batches: see docs/retention.md) -----------------
+    @abstractmethod
+    async def prune_idempotency_answers(self, before: int, limit: int) -> int:
+        """Forget up to ``limit`` remembered answers of idempotent requests remembered before ``before``, in one short
+        transaction; how many were forgotten (fewer than ``limit``: none older is left)."""
+
+    @abstractmethod
+    async def prune_ended_leases(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` leases that stopped holding their seat before ``before`` (ended, or ran out without
+        being marked), in one short transaction; how many were deleted. Active leases are never touched."""
+
+    @abstractmethod
+    async def prune_finished_webhook_deliveries(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` webhook deliveries that were finished (delivered, or failed for good) and last
+        changed before ``before``, with their attempts, in one short transaction; how many deliveries were deleted.
+        Pending deliveries are never touched."""
 
     # --- order sources ----------------------------------------------------------------------------------
     @abstractmethod

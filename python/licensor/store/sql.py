@@ -135,7 +135,7 @@ class SqlStore(Store):
                     idempotency.request_hash,
                     tx.answer.status,
                     tx.answer.body,
-                    now_us(),
+                    now_us() if idempotency.at is None else idempotency.at,
                 )
             if tx.changed:
                 await self._announce_before_commit(conn, tenant_id)
@@ -290,6 +290,55 @@ class SqlStore(Store):
                 limit,
                 now,
             )
+
+    # --- retention --------------------------------------------------------------------------------------
+    @property
+    def _skip_locked(self) -> str:
+        """What a batch's row selection adds so that pruners in several processes share the rows instead of
+        waiting for each other (PostgreSQL; one process writes a SQLite file)."""
+        return " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+
+    async def prune_idempotency_answers(self, before: int, limit: int) -> int:
+        async with self._write(None) as conn:
+            deleted = await conn.fetch_all(
+                "DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (SELECT tenant_id, key FROM idempotency_keys"
+                f" WHERE created_at < ? LIMIT ?{self._skip_locked}) RETURNING created_at",
+                before,
+                limit,
+            )
+        return len(deleted)
+
+    async def prune_ended_leases(self, before: int, limit: int) -> int:
+        # COALESCE(ended_at, expires_at) is the indexed expression (0010_retention.sql): an ended lease has ended_at,
+        # one that ran out unmarked only expires_at (in the past: its seat is not counted any more).
+        async with self._write(None) as conn:
+            deleted = await conn.fetch_all(
+                "DELETE FROM leases WHERE id IN (SELECT id FROM leases WHERE COALESCE(ended_at, expires_at) < ?"
+                f" LIMIT ?{self._skip_locked}) RETURNING expires_at",
+                before,
+                limit,
+            )
+        return len(deleted)
+
+    async def prune_finished_webhook_deliveries(self, before: int, limit: int) -> int:
+        async with self._write(None) as conn:
+            finished = await conn.fetch_all(
+                "SELECT tenant_id, id FROM webhook_deliveries WHERE state IN ('delivered', 'failed') AND updated_at < ?"
+                f" LIMIT ?{self._skip_locked}",
+                before,
+                limit,
+            )
+            by_tenant: dict[str, builtins.list[str]] = {}
+            for row in finished:
+                by_tenant.setdefault(row["tenant_id"], []).append(row["id"])
+            # Per tenant, so that the attempts' index (tenant_id, delivery_id) finds them.
+            for tenant_id, ids in by_tenant.items():
+                marks = ", ".join("?" for _ in ids)
+                await conn.execute(
+                    f"DELETE FROM webhook_attempts WHERE tenant_id = ? AND delivery_id IN ({marks})", tenant_id, *ids
+                )
+                await conn.execute(f"DELETE FROM webhook_deliveries WHERE tenant_id = ? AND id IN ({marks})", tenant_id, *ids)
+        return len(finished)
 
     async def get_order_source(self, source_id: str) -> Row | None:
         async with self._read() as conn:
