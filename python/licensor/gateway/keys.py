@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from licensor.gateway.answers import RememberedAnswers
     from licensor.gateway.cache import LicenseCache
     from licensor.gateway.outcomes import CheckOutcomes
+    from licensor.gateway.retention import Pruner
     from licensor.gateway.settings import Settings
     from licensor.gateway.update_hub import UpdateHub
     from licensor.license import Licensed
@@ -38,6 +39,7 @@ UPDATES: web.AppKey[UpdateHub] = web.AppKey("updates")
 ORDER_SOURCES: web.AppKey[dict[str, OrderSource]] = web.AppKey("order_sources")
 MAIL: web.AppKey[MailSender] = web.AppKey("mail")
 WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
+RETENTION: web.AppKey[Pruner] = web.AppKey("retention")
 OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 BODY: web.RequestKey[bytes] = web.RequestKey("body", bytes)  # the request's body, once read (gateway.api)
