@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import sqlite3
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 
 from licensor.model import LEASE, RESOURCES, now_us
 from licensor.store import IdempotentRequest, Row, Store, StoredResponse, open_store
+from licensor.store.sqlite import SqliteStore
 
 from tests.store.test_license_plane_store import cloud_license, insert_leases, lease_row
 from tests.store.test_store import create, new_tenant, other_tenant, query, tenant, unique  # noqa: F401 (fixtures)
@@ -155,3 +159,29 @@ async def test_pruners_of_two_processes_share_the_rows_and_count_each_once(store
         await other.close()
     assert sum(map(sum, counts)) == old[0]["n"] >= 3000 and all(batch <= 100 for batches in counts for batch in batches)
     assert await query(store.url, "SELECT key FROM idempotency_keys WHERE tenant_id = ?", tenant) == []
+
+
+async def test_sqlite_checkpoints_run_on_a_connection_of_their_own_and_leave_commits_alone(tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(tmp_path, "checkpoints.db")
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        async with store._write(None) as conn:
+            # The writer never checkpoints by itself: a commit never waits for the disk's fsyncs of a checkpoint.
+            assert await conn.fetch_all("PRAGMA wal_autocheckpoint") == [{"wal_autocheckpoint": 0}]
+        tenant_id = await new_tenant(store)
+        for _ in range(20):
+            await remember(store, tenant_id, unique("recent"))
+        before = store.checkpoints
+        for _ in range(60):  # up to 3 s: a checkpoint comes every half second
+            if store.checkpoints > before:
+                break
+            await asyncio.sleep(0.05)
+        assert store.checkpoints > before
+        # Everything written is in the database file now: the WAL's frames were all copied back.
+        with closing(sqlite3.connect(path)) as db:
+            busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == copied
+    finally:
+        await store.close()
+    assert store._checkpoint_task is None
