@@ -29,7 +29,7 @@ log = logging.getLogger("licensor.retention")
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
-BATCH = 1000
+BATCH = 250
 """Rows deleted by one statement: a few milliseconds of the write lock on either store."""
 PAUSE_S = 0.005
 """Between two batches: writers queued meanwhile take the database first."""
@@ -55,7 +55,12 @@ class PassReport:
     """What one pass deleted, per kind, and its longest batch (the longest a writer could have waited for it)."""
 
     deleted: dict[str, int] = field(default_factory=dict)
-    longest_batch_s: float = 0.0
+    batches_s: list[float] = field(default_factory=list)
+    """How long each batch took (seconds), in order."""
+
+    @property
+    def longest_batch_s(self) -> float:
+        return max(self.batches_s, default=0.0)
 
 
 class Pruner:
@@ -98,7 +103,7 @@ class Pruner:
             for _ in range(MAX_BATCHES_PER_PASS):
                 started = time.monotonic()
                 deleted = await prune(before, self.batch)
-                report.longest_batch_s = max(report.longest_batch_s, time.monotonic() - started)
+                report.batches_s.append(time.monotonic() - started)
                 total += deleted
                 if deleted < self.batch:
                     break
