@@ -28,7 +28,7 @@ class Settings:
     webhook_sender: bool = field(default_factory=lambda: os.environ.get("LICENSOR_WEBHOOK_SENDER", "1") != "0")
     # Retention (docs/retention.md): how long what is no longer needed is kept before the background pruner deletes it.
     idempotency_retention_hours: float = 24.0  # remembered answers of Idempotency-Key requests; at least the longest lease TTL
-    lease_retention_days: float = 90.0  # ended leases; the cloud backend's lease usage report reaches back this far
+    lease_retention_days: float = 400.0  # ended leases; the lease usage report (up to 366 days) reads them
     webhook_retention_days: float = 30.0  # delivered and failed webhook deliveries, with their attempts
     retention_interval_s: float = 60.0  # how often this process prunes; 0: never (another process on the database does)
 
