@@ -6,7 +6,8 @@ their attempts (one per event and endpoint). The event log is never pruned: it i
 
 Every gateway process runs a :class:`Pruner`. A pass deletes, for each kind, batches of at most :data:`BATCH` rows
 older than its period, each batch one statement in its own short transaction found through an index on the age,
-with a pause between batches so that waiting writers (heartbeats, on SQLite's one write lock) go first. On
+with a pause between batches (at least as long as the batch) so that waiting writers (heartbeats, on SQLite's
+one write lock) go first and pruning takes at most half of the database's time. On
 PostgreSQL the pruners of several processes skip the rows another one is deleting, so they share the work instead
 of waiting for each other; running one in each process needs no election, and an idle pass costs three index
 probes.
@@ -32,7 +33,8 @@ DAY_US = 24 * HOUR_US
 BATCH = 250
 """Rows deleted by one statement: a few milliseconds of the write lock on either store."""
 PAUSE_S = 0.005
-"""Between two batches: writers queued meanwhile take the database first."""
+"""Between two batches at least: writers queued meanwhile take the database first. The pause is as long as the
+batch before it when that took longer, so a pass takes at most half of the database's (and a core's) time."""
 MAX_BATCHES_PER_PASS = 1000
 """A pass deletes at most this many batches of each kind (a million rows); the next pass goes on."""
 
@@ -103,11 +105,12 @@ class Pruner:
             for _ in range(MAX_BATCHES_PER_PASS):
                 started = time.monotonic()
                 deleted = await prune(before, self.batch)
-                report.batches_s.append(time.monotonic() - started)
+                took = time.monotonic() - started
+                report.batches_s.append(took)
                 total += deleted
                 if deleted < self.batch:
                     break
-                await asyncio.sleep(self.pause_s)
+                await asyncio.sleep(max(self.pause_s, took))
             report.deleted[name] = total
         self.longest_batch_s = max(self.longest_batch_s, report.longest_batch_s)
         if any(report.deleted.values()):
