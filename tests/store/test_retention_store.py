@@ -185,3 +185,39 @@ async def test_sqlite_checkpoints_run_on_a_connection_of_their_own_and_leave_com
     finally:
         await store.close()
     assert store._checkpoint_task is None
+
+
+async def test_portal_sessions_and_links_expired_before_the_cutoff_are_deleted(store: Store, tenant: str) -> None:
+    async with store.transaction(tenant) as tx:
+        customer = await create(tx, "customers")
+        conn = tx.conn  # type: ignore[attr-defined]  # straight SQL: rows as the portal writes them
+        for name, expires_at in (("old", LONG_AGO), ("recent", RECENT)):
+            await conn.execute(
+                "INSERT INTO portal_sessions (id, tenant_id, secret_hash, customer_id, license_id, expires_at, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
+                unique(f"pss-{name}"),
+                tenant,
+                b"s" * 32,
+                customer["id"],
+                expires_at,
+                LONG_AGO,
+                LONG_AGO,
+            )
+            for used_at in (None, LONG_AGO):
+                await conn.execute(
+                    "INSERT INTO portal_tokens (id, tenant_id, customer_id, purpose, secret_hash, expires_at, used_at,"
+                    " created_at, updated_at) VALUES (?, ?, ?, 'sign_in', ?, ?, ?, ?, ?)",
+                    unique(f"ptk-{name}"),
+                    tenant,
+                    customer["id"],
+                    b"t" * 32,
+                    expires_at,
+                    used_at,
+                    LONG_AGO,
+                    LONG_AGO,
+                )
+    assert sum(await prune_all(store.prune_expired_portal_sessions, 1)) >= 1
+    assert sum(await prune_all(store.prune_expired_portal_links, 1)) >= 2
+    for table in ("portal_sessions", "portal_tokens"):
+        left = await query(store.url, f"SELECT id, expires_at FROM {table} WHERE tenant_id = ?", tenant)
+        assert left and {row["expires_at"] for row in left} == {RECENT} and all("recent" in row["id"] for row in left)

@@ -1,15 +1,16 @@
 """Retention: what the gateway no longer needs is deleted in the background, a little at a time (docs/retention.md).
 
-Three kinds of rows grow with the traffic and are needed only for a while: the remembered answers of
-Idempotency-Key requests (one per heartbeat), ended leases (one per check-out) and finished webhook deliveries with
-their attempts (one per event and endpoint). The event log is never pruned: it is the audit chain.
+Rows that grow with the traffic and are needed only for a while: the remembered answers of Idempotency-Key
+requests (one per heartbeat), ended leases (one per check-out), finished webhook deliveries with their attempts
+(one per event and endpoint), and expired portal sessions and links (one per sign-in). The event log is never
+pruned: it is the audit chain.
 
 Every gateway process runs a :class:`Pruner`. A pass deletes, for each kind, batches of at most :data:`BATCH` rows
 older than its period, each batch one statement in its own short transaction found through an index on the age,
 with a pause between batches (at least as long as the batch) so that waiting writers (heartbeats, on SQLite's
 one write lock) go first and pruning takes at most half of the database's time. On
 PostgreSQL the pruners of several processes skip the rows another one is deleting, so they share the work instead
-of waiting for each other; running one in each process needs no election, and an idle pass costs three index
+of waiting for each other; running one in each process needs no election, and an idle pass costs five index
 probes.
 """
 
@@ -35,6 +36,9 @@ BATCH = 250
 PAUSE_S = 0.005
 """Between two batches at least: writers queued meanwhile take the database first. The pause is as long as the
 batch before it when that took longer, so a pass takes at most half of the database's (and a core's) time."""
+EXPIRED_GRACE_US = DAY_US
+"""Portal sessions and links are deleted this long after they expired: expired, they are refused exactly as unknown
+ones, and a day leaves room for clocks of several hosts that disagree."""
 MAX_BATCHES_PER_PASS = 1000
 """A pass deletes at most this many batches of each kind (a million rows); the next pass goes on."""
 
@@ -93,6 +97,8 @@ class Pruner:
             ("idempotency_answers", self.periods.idempotency_answers, self.store.prune_idempotency_answers),
             ("ended_leases", self.periods.ended_leases, self.store.prune_ended_leases),
             ("webhook_deliveries", self.periods.webhook_deliveries, self.store.prune_finished_webhook_deliveries),
+            ("portal_sessions", EXPIRED_GRACE_US, self.store.prune_expired_portal_sessions),
+            ("portal_links", EXPIRED_GRACE_US, self.store.prune_expired_portal_links),
         ]
 
     async def run_once(self) -> PassReport:

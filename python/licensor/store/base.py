@@ -289,6 +289,15 @@ class Store(ABC):
         changed before ``before``, with their attempts, in one short transaction; how many deliveries were deleted.
         Pending deliveries are never touched."""
 
+    @abstractmethod
+    async def prune_expired_portal_sessions(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` portal sessions that expired before ``before``, in one short transaction; how many."""
+
+    @abstractmethod
+    async def prune_expired_portal_links(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` single-use portal links (used or not) that expired before ``before``, in one short
+        transaction; how many."""
+
     # --- order sources ----------------------------------------------------------------------------------
     @abstractmethod
     async def get_order_source(self, source_id: str) -> Row | None:

@@ -326,6 +326,12 @@ class SqlStore(Store):
         # one that ran out unmarked only expires_at (in the past: its seat is not counted any more).
         return await self._write_one(self._delete_found("leases", "COALESCE(ended_at, expires_at) < ?"), before, limit)
 
+    async def prune_expired_portal_sessions(self, before: int, limit: int) -> int:
+        return await self._write_one(self._delete_found("portal_sessions", "expires_at < ?"), before, limit)
+
+    async def prune_expired_portal_links(self, before: int, limit: int) -> int:
+        return await self._write_one(self._delete_found("portal_tokens", "expires_at < ?"), before, limit)
+
     async def prune_finished_webhook_deliveries(self, before: int, limit: int) -> int:
         async with self._write(None) as conn:
             finished = await conn.fetch_all(
