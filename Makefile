@@ -144,8 +144,8 @@ coverage-proof: build postgres-server
 	$(PYTHON_PASS) $(VPY) .ci/coverage-proof $(SUITES) --ignore=tests/fuzz
 
 # The cloud backend's soak at full length (a minute of devices coming and going on both stores), and retention after
-# a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; about 12 minutes
-# per store here).
+# a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
+# store here).
 RETENTION_HEARTBEATS ?= 100000
 soak: build postgres-server
 	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
