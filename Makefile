@@ -160,9 +160,13 @@ test-python: build postgres-server
 coverage-proof: build postgres-server
 	$(PYTHON_PASS) $(VPY) .ci/coverage-proof $(SUITES) --ignore=tests/fuzz
 
-# The cloud backend's soak at full length (a minute of devices coming and going on both stores).
+# The cloud backend's soak at full length (a minute of devices coming and going on both stores), and retention after
+# a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
+# store here).
+RETENTION_HEARTBEATS ?= 100000
 soak: build postgres-server
 	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
+	LICENSOR_RETENTION_HEARTBEATS=$(RETENTION_HEARTBEATS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_retention.py -k after_a_day -s
 
 stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt

@@ -88,6 +88,8 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/gateway/test_serve.py": "licensor serve's supervisor: shared socket, restarts, signals, disconnects",
     "tests/plugins/test_plugins.py": "finding, loading and refusing backend plugins",
     "tests/test_verdict.py": "verdict codes and their texts",
+    "plugins/licensor-cloud/tests/test_cloud_retention.py": "pruning by age (the heartbeats' signing is test_cloud.py's)",
+    "plugins/licensor-cloud/tests/test_cloud_event_log.py": "the event log's size per check (the signing is test_cloud.py's)",
 }
 
 

@@ -77,7 +77,7 @@ async def run(operation: Operation, services: Services, request: web.Request) ->
         return reply if isinstance(reply, web.StreamResponse) else _respond(reply)  # a stream answers by itself
     assert principal is not None, "operations that change state are authenticated"
     assert not isinstance(auth, OptionalToken), "an operation that changes state names who may call it"
-    idempotency = _idempotency(request, body)
+    idempotency = _idempotency(request, body, services.now_us())
     secrets = request.app[app_keys.SECRETS]
     async with call.store.transaction(principal.tenant_id, idempotency) as tx:
         if tx.replay is not None:
@@ -223,14 +223,14 @@ class ClientDisconnectedError(Exception):
     middleware logs it at INFO and the access log shows 499)."""
 
 
-def _idempotency(request: web.Request, body: dict[str, Any]) -> IdempotentRequest | None:
+def _idempotency(request: web.Request, body: dict[str, Any], now: int) -> IdempotentRequest | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise MalformedRequestError("Idempotency-Key must be 1-255 printable ASCII characters", code="INVALID_IDEMPOTENCY_KEY")
     fingerprint = f"{request.method}\x00{request.path}\x00{canonical_json(body)}".encode()
-    return IdempotentRequest(key, hashlib.sha256(fingerprint).digest())
+    return IdempotentRequest(key, hashlib.sha256(fingerprint).digest(), at=now)
 
 
 def _respond(reply: Reply) -> web.Response:

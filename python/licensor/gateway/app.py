@@ -28,6 +28,7 @@ from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
 from licensor.gateway.outcomes import CheckOutcomes
 from licensor.gateway.releases import latest_release_operation
+from licensor.gateway.retention import Pruner, RetentionPeriods
 from licensor.gateway.services import GatewayServices
 from licensor.gateway.settings import Settings
 from licensor.gateway.update_hub import UpdateHub
@@ -241,10 +242,17 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
         )
         if settings.webhook_sender:
             webhooks.start()
+        periods = RetentionPeriods.of(
+            settings.idempotency_retention_hours, settings.lease_retention_days, settings.webhook_retention_days
+        )
+        app[app_keys.RETENTION] = pruner = Pruner(opened, app[app_keys.SERVICES].now_us, periods, settings.retention_interval_s)
+        if settings.retention_interval_s > 0:
+            pruner.start()
         try:
             yield
         finally:
             try:
+                await pruner.stop()
                 await webhooks.close()
                 await hub.close()
                 await outcomes.stop()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from licensor.gateway.limits import RateLimits
     from licensor.gateway.metrics import GatewayMetrics
     from licensor.gateway.outcomes import CheckOutcomes
+    from licensor.gateway.retention import Pruner
     from licensor.gateway.settings import Settings
     from licensor.gateway.update_hub import UpdateHub
     from licensor.license import Licensed
@@ -44,6 +45,7 @@ WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
 LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
 STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping")  # set when the graceful shutdown begins (/readyz: 503)
+RETENTION: web.AppKey[Pruner] = web.AppKey("retention")
 OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware
 CLIENT: web.RequestKey[str] = web.RequestKey("client", str)  # the client's address (trusted proxies resolved)

@@ -76,6 +76,12 @@ class Settings:
     webhook_sender: bool = True
     # [mail]: how mail to customers leaves: files in {data_dir}/mail for the operator's mailer, or only a log line.
     mail: str = "file"
+    # [retention] (docs/retention.md): how long what is no longer needed is kept before the background pruner
+    # deletes it; 0 keeps that kind forever.
+    idempotency_retention_hours: float = 24.0  # remembered answers of Idempotency-Key requests; at least the longest lease
+    lease_retention_days: float = 400.0  # ended leases; the lease usage report (up to 366 days) reads them
+    webhook_retention_days: float = 30.0  # delivered and failed webhook deliveries, with their attempts
+    retention_interval_s: float = 60.0  # how often this process prunes; 0: never (another process on the database does)
 
     @property
     def store_url(self) -> str:
@@ -348,6 +354,28 @@ OPTIONS: tuple[Option, ...] = (
         "the first webhook retry's delay in seconds",
     ),
     Option("webhook_sender", "webhooks", "sender", _boolean, "whether this process sends webhooks"),
+    Option(
+        "idempotency_retention_hours",
+        "retention",
+        "idempotency_hours",
+        _number(0, 87600),
+        "hours an idempotent request's answer is replayed (0: forever)",
+    ),
+    Option("lease_retention_days", "retention", "lease_days", _number(0, 3650), "days ended leases are kept (0: forever)"),
+    Option(
+        "webhook_retention_days",
+        "retention",
+        "webhook_days",
+        _number(0, 3650),
+        "days finished webhook deliveries are kept, with their attempts (0: forever)",
+    ),
+    Option(
+        "retention_interval_s",
+        "retention",
+        "interval_s",
+        _number(0, 86400),
+        "seconds between this process's pruning passes (0: it never prunes; another process does)",
+    ),
     Option("mail", "mail", "sender", _choice("file", "log"), "file ({data_dir}/mail) or log"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}

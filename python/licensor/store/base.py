@@ -26,6 +26,8 @@ class IdempotentRequest:
 
     key: str
     request_hash: bytes
+    at: int | None = None
+    """When the request came, on the gateway's clock (µs): its answer is remembered from then. None: now."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +292,32 @@ class Store(ABC):
     @abstractmethod
     async def webhook_backlog(self) -> int:
         """How many webhook deliveries of every tenant wait to be delivered (the outbox's length)."""
+
+    # --- retention (the background pruner's; across tenants, in batches: see docs/retention.md) -----------------
+    @abstractmethod
+    async def prune_idempotency_answers(self, before: int, limit: int) -> int:
+        """Forget up to ``limit`` remembered answers of idempotent requests remembered before ``before``, in one short
+        transaction; how many were forgotten (fewer than ``limit``: none older is left)."""
+
+    @abstractmethod
+    async def prune_ended_leases(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` leases that stopped holding their seat before ``before`` (ended, or ran out without
+        being marked), in one short transaction; how many were deleted. Active leases are never touched."""
+
+    @abstractmethod
+    async def prune_finished_webhook_deliveries(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` webhook deliveries that were finished (delivered, or failed for good) and last
+        changed before ``before``, with their attempts, in one short transaction; how many deliveries were deleted.
+        Pending deliveries are never touched."""
+
+    @abstractmethod
+    async def prune_expired_portal_sessions(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` portal sessions that expired before ``before``, in one short transaction; how many."""
+
+    @abstractmethod
+    async def prune_expired_portal_links(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` single-use portal links (used or not) that expired before ``before``, in one short
+        transaction; how many."""
 
     # --- order sources ----------------------------------------------------------------------------------
     @abstractmethod

@@ -48,6 +48,15 @@ class _PostgresConnection(Connection):
     async def execute(self, sql: str, *args: Any) -> None:
         await self.fetch_all(sql, *args)
 
+    async def execute_counted(self, sql: str, *args: Any) -> int:
+        try:
+            status = await self.conn.execute(placeholders_to_numbered(sql), *args)
+        except asyncpg.UniqueViolationError as error:
+            raise IntegrityViolation("unique", str(error)) from None
+        except asyncpg.ForeignKeyViolationError as error:
+            raise IntegrityViolation("foreign_key", str(error)) from None
+        return int(status.rsplit(" ", 1)[-1])  # "DELETE 250", "UPDATE 3", "INSERT 0 1"
+
 
 class PostgresStore(SqlStore):
     dialect = "postgresql"

@@ -43,6 +43,11 @@ class Connection(ABC):
     @abstractmethod
     async def execute(self, sql: str, *args: Any) -> None: ...
 
+    @abstractmethod
+    async def execute_counted(self, sql: str, *args: Any) -> int:
+        """Run an INSERT, UPDATE or DELETE; how many rows it changed. (Cheaper than RETURNING rows to count: on
+        SQLite each row returned is a hand-over of Python's GIL between aiosqlite's thread and the event loop.)"""
+
     async def fetch_one(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch_all(sql, *args)
         return rows[0] if rows else None
@@ -86,6 +91,11 @@ class SqlStore(Store):
     @abstractmethod
     def _write(self, lock_key: str | None) -> AbstractAsyncContextManager[Connection]:
         """A write transaction; with ``lock_key``, serialised against every other holding the same key."""
+
+    async def _write_one(self, sql: str, *args: Any) -> int:
+        """One statement as a write transaction of its own; how many rows it changed."""
+        async with self._write(None) as conn:
+            return await conn.execute_counted(sql, *args)
 
     # --- migrations -------------------------------------------------------------------------------------
     @staticmethod
@@ -152,7 +162,7 @@ class SqlStore(Store):
                     idempotency.request_hash,
                     tx.answer.status,
                     tx.answer.body,
-                    now_us(),
+                    now_us() if idempotency.at is None else idempotency.at,
                 )
             if tx.changed:
                 await self._announce_before_commit(conn, tenant_id)
@@ -341,6 +351,57 @@ class SqlStore(Store):
         async with self._read() as conn:
             row = await conn.fetch_one("SELECT count(*) AS n FROM webhook_deliveries WHERE state = 'pending'")
             return int(row["n"]) if row is not None else 0
+
+    # --- retention --------------------------------------------------------------------------------------
+    @property
+    def _skip_locked(self) -> str:
+        """What a batch's row selection adds so that pruners in several processes share the rows instead of
+        waiting for each other (PostgreSQL; one process writes a SQLite file)."""
+        return " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+
+    def _delete_found(self, table: str, condition: str) -> str:
+        """A statement deleting up to ``?`` rows of ``table`` meeting ``condition`` (its first ``?``), by their physical
+        row ids: the rows are found through the index on the condition, then each is fetched straight by its id."""
+        if self.dialect == "postgresql":
+            return (
+                f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {condition} LIMIT ?"
+                f"{self._skip_locked}))"
+            )
+        return f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT ?)"
+
+    async def prune_idempotency_answers(self, before: int, limit: int) -> int:
+        return await self._write_one(self._delete_found("idempotency_keys", "created_at < ?"), before, limit)
+
+    async def prune_ended_leases(self, before: int, limit: int) -> int:
+        # COALESCE(ended_at, expires_at) is the indexed expression (0010_retention.sql): an ended lease has ended_at,
+        # one that ran out unmarked only expires_at (in the past: its seat is not counted any more).
+        return await self._write_one(self._delete_found("leases", "COALESCE(ended_at, expires_at) < ?"), before, limit)
+
+    async def prune_expired_portal_sessions(self, before: int, limit: int) -> int:
+        return await self._write_one(self._delete_found("portal_sessions", "expires_at < ?"), before, limit)
+
+    async def prune_expired_portal_links(self, before: int, limit: int) -> int:
+        return await self._write_one(self._delete_found("portal_tokens", "expires_at < ?"), before, limit)
+
+    async def prune_finished_webhook_deliveries(self, before: int, limit: int) -> int:
+        async with self._write(None) as conn:
+            finished = await conn.fetch_all(
+                "SELECT tenant_id, id FROM webhook_deliveries WHERE state IN ('delivered', 'failed') AND updated_at < ?"
+                f" LIMIT ?{self._skip_locked}",
+                before,
+                limit,
+            )
+            by_tenant: dict[str, builtins.list[str]] = {}
+            for row in finished:
+                by_tenant.setdefault(row["tenant_id"], []).append(row["id"])
+            # Per tenant, so that the attempts' index (tenant_id, delivery_id) finds them.
+            for tenant_id, ids in by_tenant.items():
+                marks = ", ".join("?" for _ in ids)
+                await conn.execute(
+                    f"DELETE FROM webhook_attempts WHERE tenant_id = ? AND delivery_id IN ({marks})", tenant_id, *ids
+                )
+                await conn.execute(f"DELETE FROM webhook_deliveries WHERE tenant_id = ? AND id IN ({marks})", tenant_id, *ids)
+        return len(finished)
 
     async def get_order_source(self, source_id: str) -> Row | None:
         async with self._read() as conn:

@@ -3,15 +3,21 @@
 Writes take ``BEGIN IMMEDIATE`` so that concurrent writers (other processes included) wait for the write
 lock, up to the busy timeout, instead of failing halfway; in this process they queue on one writer
 connection. Reads use a second connection and see committed data only.
+
+Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a third connection of their own,
+every :data:`CHECKPOINT_SECONDS`, never inside a writer's commit: SQLite's automatic checkpoint would make the
+commit that crosses its threshold, and every writer queued behind it, wait for the disk (tens of milliseconds,
+more on a busy disk; the retention pruner's deletes cross it often).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import aiosqlite
@@ -20,6 +26,9 @@ from licensor.errors import StoreUnavailableError
 from licensor.store.sql import Connection, IntegrityViolation, SqlStore, strip_comments
 
 BUSY_TIMEOUT_MS = 10_000
+CHECKPOINT_SECONDS = 0.5
+
+log = logging.getLogger("licensor.store")
 
 
 class _SqliteConnection(Connection):
@@ -38,8 +47,12 @@ class _SqliteConnection(Connection):
         return [dict(zip(names, row)) for row in rows]
 
     async def execute(self, sql: str, *args: Any) -> None:
+        await self.execute_counted(sql, *args)
+
+    async def execute_counted(self, sql: str, *args: Any) -> int:
         try:
-            await self.db.execute(sql, args)
+            async with self.db.execute(sql, args) as cursor:
+                return cursor.rowcount
         except sqlite3.IntegrityError as error:
             raise _violation(error) from None
         except sqlite3.OperationalError as error:
@@ -84,7 +97,11 @@ class SqliteStore(SqlStore):
         self.url = f"sqlite:///{path}"
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
+        self.checkpoints = 0
+        """Checkpoints run by this store's own connection."""
 
     async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None)  # autocommit: transactions are explicit
@@ -103,17 +120,38 @@ class SqliteStore(SqlStore):
             await _wal_mode(self._writer)
             async with self._write(None) as conn:
                 await self._migrate(conn)
+            await _pragma(self._writer, "PRAGMA wal_autocheckpoint = 0")  # see the module's description
             self._reader = await self._connect()
+            self._checkpointer = await self._connect()
+            self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="licensor-sqlite-checkpoints")
         except BaseException:
             # Each aiosqlite connection runs a non-daemon thread: left open, it would keep the process alive.
             await self.close()
             raise
 
     async def close(self) -> None:
-        for db in (self._reader, self._writer):
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._checkpoint_task
+            self._checkpoint_task = None
+        for db in (self._checkpointer, self._reader, self._writer):
             if db is not None:
                 await db.close()
-        self._reader = self._writer = None
+        self._checkpointer = self._reader = self._writer = None
+
+    async def _checkpoints(self) -> None:
+        """Copy the WAL into the database file now and then, beside the writers (PASSIVE: it waits for nobody,
+        and nobody waits for it); the last connection to close checkpoints what is left."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            if self._checkpointer is None:
+                return
+            try:
+                await _pragma(self._checkpointer, "PRAGMA wal_checkpoint(PASSIVE)")
+                self.checkpoints += 1
+            except sqlite3.Error as error:  # another process's checkpoint, a full disk: the next one tries again
+                log.warning("sqlite: a checkpoint failed (%s); trying again", error)
 
     @property
     def announcements_live(self) -> bool:
@@ -136,6 +174,14 @@ class SqliteStore(SqlStore):
         if self._reader is None:
             raise StoreUnavailableError("the store is not open")
         yield _SqliteConnection(self._reader)
+
+    async def _write_one(self, sql: str, *args: Any) -> int:
+        # The statement alone is a transaction (autocommit): one call into aiosqlite's thread instead of three, each
+        # a wait for the event loop and the thread to take turns while this process holds the write lock.
+        if self._writer is None:
+            raise StoreUnavailableError("the store is not open")
+        async with self._write_lock:
+            return await _SqliteConnection(self._writer).execute_counted(sql, *args)
 
     @asynccontextmanager
     async def _write(self, lock_key: str | None) -> AsyncIterator[Connection]:
