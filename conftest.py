@@ -77,6 +77,11 @@ TWIN_PASS_LEAVES_OUT = {
         "what idle update connections cost (memory, CPU per connection); the updates pushed are signed as in "
         "tests/client/test_client_updates.py, which this pass runs"
     ),
+    "tests/gateway/test_settings.py": "the configuration: TOML, environment and flags, licensor config show",
+    "tests/gateway/test_rate_limits.py": "rate limits: budgets, client addresses and 429s (the checks are unsigned)",
+    "tests/gateway/test_metrics.py": "what /metrics counts, /readyz and the JSON logs",
+    "tests/gateway/test_metrics_serve.py": "/metrics summed over the workers of licensor serve",
+    "tests/test_deploy.py": "the operator's guide and its example files",
     "tests/test_packaging.py": "the wheels and what they declare; the gateway installed from them runs in its own virtualenv",
     "tests/client/test_machine.py": "the client's fingerprint readers",
     "tests/client/test_state.py": "the client's state directory and trusted clock",
