@@ -143,11 +143,11 @@ async def _serve(batching: bool, data_dir: str) -> None:
     from licensor import _impl
     from licensor.gateway.app import create_app
     from licensor.store import open_store
-    from licensor.testing import testing_settings
+    from licensor.testing import fixture_settings
 
     store = open_store("sqlite:///" + os.path.join(data_dir, "licensor.db"))
     app = create_app(
-        testing_settings(data_dir=data_dir, master_key=os.urandom(32)), store=store, plugins=(BenchPlugin(batching),)
+        fixture_settings(data_dir=data_dir, master_key=os.urandom(32)), store=store, plugins=(BenchPlugin(batching),)
     )
     sock = load._listening_socket()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

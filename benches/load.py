@@ -137,10 +137,10 @@ async def _serve(kind: str, argument: str) -> None:
     else:
         from licensor.gateway.app import create_app
         from licensor.store import open_store
-        from licensor.testing import testing_settings
+        from licensor.testing import fixture_settings
 
         store = open_store("sqlite:///" + os.path.join(argument, "licensor.db"))
-        app = create_app(testing_settings(data_dir=argument, master_key=os.urandom(32)), store=store)
+        app = create_app(fixture_settings(data_dir=argument, master_key=os.urandom(32)), store=store)
     sock = _listening_socket()
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

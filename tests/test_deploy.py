@@ -61,6 +61,7 @@ def test_the_daily_backup_backs_up_the_services_store_into_a_directory_it_may_wr
 def test_the_proxies_forward_the_clients_address_and_scheme_to_the_units_port() -> None:
     args = build_parser(()).parse_args(shlex.split(_unit()["Service"]["ExecStart"])[1:])
     upstream = f"{args.host}:{args.port}"
+    assert args.trusted_proxies == args.host == "127.0.0.1"  # the proxy on the same host: its X-Forwarded-For is believed
     nginx = (DEPLOY / "nginx.conf").read_text()
     assert f"server {upstream};" in nginx
     assert len(re.findall(r"proxy_set_header X-Forwarded-For \$remote_addr;", nginx)) == nginx.count("proxy_pass ")

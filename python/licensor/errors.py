@@ -38,6 +38,7 @@ __all__ = [
     "RequestRefusedError",
     "RequestTimeoutError",
     "SchemaTooNewError",
+    "SchemaTooOldError",
     "StoreUnavailableError",
     "TokenError",
     "UnknownKeyError",
@@ -143,6 +144,15 @@ class SchemaTooNewError(LicensorError):
     run on it, nor change it. Upgrade licensor, or restore a backup made before the database was migrated."""
 
     code = "SCHEMA_TOO_NEW"
+    http_status = 503
+
+
+class SchemaTooOldError(LicensorError):
+    """The database's schema is older than this licensor's, and the operation reads it as it is (a backup):
+    migrating it under the gateway that serves it would change production. Back it up with that gateway's
+    licensor, or let the upgraded gateway migrate it first."""
+
+    code = "SCHEMA_TOO_OLD"
     http_status = 503
 
 

@@ -114,7 +114,9 @@ class Database:
 
     async def __aenter__(self) -> Database:
         if self.store_url.startswith("sqlite:///"):
-            self._sqlite = sqlite3.connect(self.store_url[len("sqlite:///") :], timeout=10, isolation_level=None)
+            self._sqlite = sqlite3.connect(
+                self.store_url[len("sqlite:///") :], timeout=10, isolation_level=None, check_same_thread=False
+            )
         else:
             self._postgres = await asyncpg.connect(self.store_url)
         return self
@@ -127,11 +129,17 @@ class Database:
 
     async def execute(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         if self._sqlite is not None:
-            cursor = self._sqlite.execute(sql, args)
-            names = [column[0] for column in cursor.description or ()]
-            return [dict(zip(names, row)) for row in cursor.fetchall()]
+            # In a thread: the gateway under test serves on this event loop, and a statement waiting for its
+            # lock must not stop the loop that would let the gateway's own transaction finish.
+            return await asyncio.to_thread(self._sqlite_execute, sql, args)
         assert self._postgres is not None
         return [dict(row) for row in await self._postgres.fetch(placeholders_to_numbered(sql), *args)]
+
+    def _sqlite_execute(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        assert self._sqlite is not None
+        cursor = self._sqlite.execute(sql, args)
+        names = [column[0] for column in cursor.description or ()]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 async def db_execute(store_url: str, sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -49,7 +49,7 @@ from licensor.central.webhooks import WebhookSender
 from licensor.fingerprint import hash_components, product_salt
 from licensor.gateway import keys as app_keys
 from licensor.gateway.app import create_app
-from licensor.testing import testing_settings
+from licensor.testing import fixture_settings
 from licensor.testing.infrastructure import free_port
 from licensor_client.activation import DeviceKey
 from licensor_client.activation import device_request as client_device_request
@@ -81,7 +81,7 @@ class LiveGateway:
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
-        self.settings = testing_settings(
+        self.settings = fixture_settings(
             data_dir=data_dir,
             database_url=store_url,
             host="127.0.0.1",

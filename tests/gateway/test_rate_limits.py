@@ -18,7 +18,7 @@ from licensor.central.license_keys import generate
 from licensor.central.secrets import Secrets
 from licensor.central.tenants import create_tenant
 from licensor.errors import RateLimitedError
-from licensor.gateway.limits import Budget
+from licensor.gateway.limits import Budget, limit_key
 from licensor.gateway.settings import RateLimit
 from licensor.store import open_store
 from licensor.testing import Gateway, gateway_process, make_vendor, wait_ready
@@ -103,6 +103,13 @@ def test_a_budget_forgets_keys_with_a_full_budget_first_and_never_grows_past_its
         budget.take(f"client {n}", "requests")
         assert len(budget._full_at) <= 100
     assert "client 999" in budget._full_at
+
+
+def test_an_ipv6_client_is_counted_by_its_64_and_a_mapped_ipv4_one_as_ipv4() -> None:
+    assert limit_key("2001:db8:1:2:aaaa::1") == limit_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert limit_key("2001:db8:1:3::1") != limit_key("2001:db8:1:2::1")
+    assert limit_key("::ffff:203.0.113.7") == "203.0.113.7" and limit_key("203.0.113.7") == "203.0.113.7"
+    assert limit_key("fe80::1%eth0") == "fe80::/64" and limit_key("not an address") == "not an address"
 
 
 # --- through HTTP, in the gateway's process (both stores) ------------------------------------------------------

@@ -89,6 +89,14 @@ def test_flags_beat_the_environment_which_beats_the_file_which_beats_the_default
         ("[security]\nmaster_key = 'x'\n", {}, {}, "unknown setting security.master_key"),  # environment only
         ("port = 1\n", {}, {}, "port must be a [section]"),
         ("[server\n", {}, {}, "is not valid TOML"),
+        ("", {"LICENSOR_DATABASE_URL": "postgresql://u:p@db:fivefour/x"}, {}, "names a port that is not a number"),
+        ("", {"LICENSOR_IDEMPOTENCY_RETENTION_HOURS": "2"}, {}, "shorter than the longest lease"),
+        (
+            "",
+            {"LICENSOR_WORKERS": "4", "LICENSOR_DATABASE_URL": "postgresql://db/x", "LICENSOR_RATE_LIMIT_CHURN": "2/1d"},
+            {},
+            "cannot be shared by 4 workers",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_setting_and_where_it_came_from(
@@ -98,6 +106,23 @@ def test_a_bad_value_is_refused_naming_the_setting_and_where_it_came_from(
     with pytest.raises(SettingError) as refused:
         load_configuration(flags, environ, config)
     assert message in str(refused.value)
+
+
+def test_a_file_that_is_not_utf8_is_refused_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "latin1.toml"
+    config.write_bytes("[server]\nhost = 'caf\u00e9'\n".encode("latin-1"))
+    with pytest.raises(SettingError, match="is not valid TOML"):
+        load_configuration({}, {}, str(config))
+
+
+def test_a_database_password_is_masked_wherever_the_url_holds_it() -> None:
+    for url, shown in (
+        ("postgresql://u:hunter2@db:5432/x", "postgresql://u:***@db:5432/x"),
+        ("postgresql://u@db/x?password=hunter2&sslmode=require", "postgresql://u@db/x?password=***&sslmode=require"),
+        ("postgresql://u:hunter2@[::1]:5432/x", "postgresql://u:***@[::1]:5432/x"),
+    ):
+        loaded = load_configuration({"database_url": url}, {})
+        assert f'database_url = "{shown}"' in loaded.show() and "hunter2" not in repr(loaded.settings)
 
 
 def test_a_secret_is_never_repeated_in_an_error() -> None:
@@ -133,6 +158,7 @@ def test_config_show_prints_the_effective_settings_and_their_sources_never_a_sec
     assert "port = 9300  # --port" in shown.stdout
     assert 'database_url = "postgresql://licensor:***@db/licensor"' in shown.stdout
     assert '# master_key = "(set, not shown)"  # LICENSOR_MASTER_KEY' in shown.stdout
+    assert '# token = "(not set)"  # default' in shown.stdout  # a placeholder pasted into a file sets no secret
     assert "hunter2" not in shown.stdout and MASTER_KEY not in shown.stdout
     refused = _cli("config", "show", "--rate-limit-address", "lots")
     assert refused.returncode == 2 and refused.stderr.startswith("error: setting rate_limits.address (--rate-limit-address)")

@@ -68,3 +68,42 @@ async def test_a_store_migrated_by_a_newer_licensor_is_refused_naming_both_versi
     assert serve.returncode == 2, serve.stderr
     assert serve.stderr.startswith(f"error: {kind} "), serve.stderr
     assert f"newer than this licensor knows (version {newest};" in serve.stderr and "Traceback" not in serve.stderr
+
+
+async def test_a_backup_never_migrates_the_store_it_reads(own_store_url: str, tmp_path: Any) -> None:
+    newest = SqlStore.migrations()[-1][0]
+    store = open_store(own_store_url)
+    await store.open()
+    try:
+        assert isinstance(store, SqlStore)
+        async with store._write(None) as conn:  # as the older licensor that still serves it left it
+            await conn.execute("DELETE FROM schema_migrations WHERE version = ?", newest)
+    finally:
+        await store.close()
+    command = ("backup", "--database-url", own_store_url, "--data-dir", str(tmp_path), "--out", str(tmp_path / "backup.db"))
+    backup = subprocess.run(
+        [sys.executable, "-m", "licensor.cli", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LICENSOR_") or k == "LICENSOR_PURE_PYTHON"},
+    )
+    assert backup.returncode == 1 and backup.stderr.startswith("error: SCHEMA_TOO_OLD: "), backup.stderr
+    assert f"older than this licensor's (version {newest})" in backup.stderr and not (tmp_path / "backup.db").exists()
+    assert newest not in await _versions_without_migrating(own_store_url)  # nothing was migrated
+
+
+async def _versions_without_migrating(store_url: str) -> list[int]:
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+        from contextlib import closing
+
+        with closing(sqlite3.connect(store_url[len("sqlite:///") :])) as db:
+            return [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+    import asyncpg
+
+    connection = await asyncpg.connect(store_url)
+    try:
+        return [row["version"] for row in await connection.fetch("SELECT version FROM schema_migrations")]
+    finally:
+        await connection.close()

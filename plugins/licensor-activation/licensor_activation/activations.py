@@ -119,7 +119,6 @@ async def activate(settings: Settings, tx: Transaction, read: DeviceRequest, mod
             "file, or, having lost its file or key, recovers (POST /v1/activations/recover)",
             409,
         )
-    settings.count_churn(tx.tenant_id, license["id"])  # a new activation (not a retry): a device coming
     replaced = same
     if replaced is None and len(holding) >= seats:
         if document["op"] != "recover":
@@ -137,6 +136,8 @@ async def activate(settings: Settings, tx: Transaction, read: DeviceRequest, mod
         assert handed_over is not None
         await tx.update(LICENSE, handed_over["license_id"], {})  # a new generation: the devices are pushed an update
         await _event(tx, "activation.replaced", handed_over, read.actor, reason="recovery")
+    # A device coming (not a retry, not a refused one); refused here, the transaction's writes are undone.
+    settings.count_churn(tx.tenant_id, license["id"])
     row = await tx.insert(
         ACTIVATION,
         {

@@ -37,10 +37,9 @@ def decode_master_key(text: str) -> bytes:
     return key
 
 
-def load_master_key(path: str, environment_value: str | None = None) -> bytes:
-    """The master key from the environment value, else from ``path``, creating that file if missing."""
-    if environment_value:
-        return decode_master_key(environment_value)
+def load_master_key(path: str) -> bytes:
+    """The master key from ``path``, creating that file if missing (``LICENSOR_MASTER_KEY``, when set, is read by
+    the configuration instead: :func:`decode_master_key`)."""
     try:
         with open(path, "rb") as existing:
             key = existing.read()

@@ -16,10 +16,6 @@ from typing import Any
 
 import orjson
 
-from licensor.cli.errors import UsageError
-
-LOG_FORMATS = ("text", "json")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 ACCESS_FIELDS = "access"
 """The attribute of an access record holding its fields (passed as ``extra={ACCESS_FIELDS: {...}}``)."""
 
@@ -44,19 +40,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def check_log_settings(log_format: str, log_level: str) -> None:
-    """:raises UsageError: an unknown format or level, naming the setting."""
-    if log_format not in LOG_FORMATS:
-        raise UsageError(f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
-    if log_level.upper() not in LOG_LEVELS:
-        raise UsageError(f"log_level must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
-
-
 def setup_logging(log_format: str = "text", log_level: str = "INFO", *, with_pid: bool = False) -> None:
-    """Send every log record of this process to stderr in ``log_format`` from ``log_level`` up.
-
-    :raises UsageError: an unknown format or level."""
-    check_log_settings(log_format, log_level)
+    """Send every log record of this process to stderr in ``log_format`` from ``log_level`` up (both checked by
+    the configuration, :mod:`licensor.gateway.settings`)."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -59,13 +60,19 @@ def _setup_logging(settings: Any, with_pid: bool = False) -> None:
     setup_logging(settings.log_format, settings.log_level, with_pid=with_pid)
 
 
+_LINK_SECRET = re.compile(r"(ptk_[0-9A-Za-z]{26})\.[A-Za-z0-9_-]*")
+"""A portal link's token in a path (``/portal/{tenant}/link/ptk_….<secret>``): logged without its secret."""
+
+
 def _access_logger_class() -> type:
     from aiohttp.abc import AbstractAccessLogger
 
     from licensor.cli.logs import ACCESS_FIELDS
+    from licensor.gateway import keys as app_keys
 
     class AccessLogger(AbstractAccessLogger):
-        """One line per request: method, path (no query string), status, time, request id.
+        """One line per request: client address (behind a trusted proxy, the client's), method, path (no query
+        string; a portal link's secret cut off), status, time, request id.
 
         Never headers (Authorization), bodies (license keys travel only in bodies) or query strings."""
 
@@ -73,9 +80,11 @@ def _access_logger_class() -> type:
             path = request.rel_url.raw_path  # still percent-encoded: no control characters reach the log
             if len(path) > 200:
                 path = path[:200] + "..."
+            path = _LINK_SECRET.sub(r"\1.…", path)  # the link's id stays, to follow it; its secret never
+            remote = request.get(app_keys.CLIENT) or request.remote
             rid = response.headers.get("X-Request-Id", "-")
             fields = {
-                "remote": request.remote,
+                "remote": remote,
                 "method": request.method,
                 "path": path,
                 "status": response.status,
@@ -84,7 +93,7 @@ def _access_logger_class() -> type:
             }
             self.logger.info(
                 "%s %s %s %d %.1fms rid=%s",
-                request.remote,
+                remote,
                 request.method,
                 path,
                 response.status,

@@ -9,9 +9,9 @@ commits, then verifies every tenant's event chain in the copy. None of them copi
 lives in the database. ``restore`` refuses a master key that does not open the backup's signing keys.
 
 Exit codes: 0 copied and verified; 1 refused, nothing written (``error: CODE: message``): TARGET_NOT_EMPTY,
-SCHEMA_MISMATCH, SCHEMA_TOO_NEW, MASTER_KEY_MISMATCH, TRANSFER_REFUSED; or copied faithfully but an event chain
-does not verify, in the source either (CHAIN_BROKEN: the copy is kept, as evidence); 2 a usage or environment
-problem (a file that exists or is missing, a store that cannot be opened).
+SCHEMA_MISMATCH, SCHEMA_TOO_NEW, SCHEMA_TOO_OLD (backup), MASTER_KEY_MISMATCH, TRANSFER_REFUSED; or copied
+faithfully but an event chain does not verify, in the source either (CHAIN_BROKEN: the copy is kept, as
+evidence); 2 a usage or environment problem (a file that exists or is missing, a store that cannot be opened).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def run_backup(args: argparse.Namespace) -> int:
     partial = f"{out}.partial-{os.getpid()}"
     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # SQLite keeps the mode it finds
     try:
-        copied = asyncio.run(_copy(settings.store_url, f"sqlite:///{partial}"))
+        copied = asyncio.run(_copy(settings.store_url, f"sqlite:///{partial}", live_source=True))
         with closing(sqlite3.connect(partial)) as db:  # one self-contained file, without -wal and -shm beside it
             db.execute("PRAGMA journal_mode = DELETE").fetchall()
         os.replace(partial, out)  # kept even with a broken chain: evidence of what the store holds
@@ -142,8 +142,9 @@ class Copied:
     broken_chains: list[str]  # "tenant id (where its chain breaks)" of each chain that does not verify
 
 
-async def _copy(source_url: str, target_url: str, *, master_key: bytes | None = None) -> Copied:
-    """Copy, then verify every tenant's event chain in the target.
+async def _copy(source_url: str, target_url: str, *, master_key: bytes | None = None, live_source: bool = False) -> Copied:
+    """Copy, then verify every tenant's event chain in the target. A ``live_source`` (the store a gateway serves,
+    backed up) is read as it is, never migrated.
 
     :raises ApiError: the copy was refused (nothing was written).
     :raises UsageError: a store cannot be opened."""
@@ -151,7 +152,7 @@ async def _copy(source_url: str, target_url: str, *, master_key: bytes | None = 
     from licensor.errors import SchemaTooNewError
     from licensor.store.transfer import TransferError, transfer
 
-    async with _opened(source_url) as source, _opened(target_url) as target:
+    async with _opened(source_url, migrate=not live_source) as source, _opened(target_url) as target:
         if master_key is not None:
             await _require_master_key(source, master_key)
         try:
@@ -181,12 +182,14 @@ def _refuse_broken_chains(copied: Copied, copy: str) -> None:
 
 
 @asynccontextmanager
-async def _opened(url: str) -> AsyncIterator[Any]:
-    """The store at ``url``, opened (so migrated to this licensor's schema) and closed afterwards.
+async def _opened(url: str, *, migrate: bool = True) -> AsyncIterator[Any]:
+    """The store at ``url``, opened (migrated to this licensor's schema; a source, never: it is refused unless it is
+    at that schema already, since migrating it would change the store a running gateway serves) and closed
+    afterwards.
 
-    :raises ApiError: its schema is newer than this licensor's.
+    :raises ApiError: its schema is newer than this licensor's, or older and ``migrate`` is False.
     :raises UsageError: it cannot be opened."""
-    from licensor.errors import SchemaTooNewError, StoreUnavailableError
+    from licensor.errors import SchemaTooNewError, SchemaTooOldError, StoreUnavailableError
     from licensor.store import open_store
 
     try:
@@ -196,8 +199,8 @@ async def _opened(url: str) -> AsyncIterator[Any]:
     if url.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(url[len("sqlite:///") :]) or ".", exist_ok=True)
     try:
-        await store.open()
-    except SchemaTooNewError as error:
+        await store.open(migrate=migrate)
+    except (SchemaTooNewError, SchemaTooOldError) as error:
         raise ApiError(f"{error.code}: {describe_store(url)}: {error.message}") from None
     except (StoreUnavailableError, OSError, sqlite3.Error) as error:
         raise UsageError(f"cannot open {describe_store(url)}: {error}") from None

@@ -49,9 +49,13 @@ async def authenticate(request: web.Request) -> Principal:
     token_id, secret = match.groups()
     limits = request.app[app_keys.LIMITS]
     counted = limits.before_key_lookup()
-    row = await request.app[app_keys.CACHE].token(token_id)
+    try:
+        row = await request.app[app_keys.CACHE].token(token_id)
+    except BaseException:  # the store away, the client gone: no guess was made
+        limits.after_key_lookup(counted, found=True)
+        raise
     known = row is not None and hmac.compare_digest(bytes(row["secret_hash"]), hash_secret(secret))
-    limits.after_key_lookup(counted, known)
+    limits.after_key_lookup(counted, found=known)
     if row is None or not known:
         raise AuthenticationError("the API token is not valid", code="TOKEN_INVALID")
     if row["revoked_at"] is not None:

@@ -135,8 +135,7 @@ def quick_answer(services: Services, request: web.Request, raw: bytes) -> web.Re
     kept = request.app[app_keys.ANSWERS].lookup(raw, services.now_us())
     if kept is None:
         return None
-    if kept.license_id is not None:
-        _count_for_tenant(request, kept.tenant_id)
+    _count_for_tenant(request, kept.tenant_id)  # only answers about a license found are remembered
     services.record_outcome(kept.tenant_id, kept.license_id, kept.code)
     request.app[app_keys.METRICS].count_verdict(kept.backend, kept.code)
     return web.Response(body=kept.body, content_type="application/json")
@@ -155,7 +154,7 @@ async def check(call: Call) -> Reply:
     answers = call.request.app[app_keys.ANSWERS]
     mark, now = answers.mark(), services.now_us()  # one clock for the verdict and the answer signed over it
     tenant_id, candidates = await _licenses_asked_for(call)
-    if candidates and call.principal is None:  # a product token's tenant is counted when it authenticates
+    if candidates or "license_key" not in body:  # one of the tenant's licenses, or its product token
         _count_for_tenant(call.request, tenant_id)
     verdict, backend = await _decide(call, tenant_id, candidates, now)
     services.record_outcome(tenant_id, verdict.license_id, str(verdict.code))

@@ -15,6 +15,7 @@ the last address of ``X-Forwarded-For`` that is not a trusted proxy (the ones be
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -27,8 +28,8 @@ from licensor.gateway.settings import RateLimit, Settings
 __all__ = ["CLIENT_ADDRESS", "Budget", "RateLimits", "client_address"]
 
 CLIENT_ADDRESS: ContextVar[str] = ContextVar("licensor_client_address", default="")
-"""The address of the client whose request is being served ("" outside a request), set by the gateway's middleware
-for what counts per address deeper down (unknown license keys and tokens)."""
+"""The client whose request is being served, as the budgets per address count it (:func:`limit_key`; "" outside a
+request), set by the gateway's middleware for what counts per address deeper down (unknown keys and tokens)."""
 
 
 class Budget:
@@ -87,10 +88,11 @@ class Budget:
         )
 
     def _forget(self, now: float) -> None:
-        """Make room: first the keys whose budget is full again, then the oldest ones."""
-        self._full_at = {key: full_at for key, full_at in self._full_at.items() if full_at > now}
-        while len(self._full_at) >= self._max_keys * 0.9:
-            del self._full_at[next(iter(self._full_at))]
+        """Make room: first the keys whose budget is full again, then the oldest ones (in one pass: deleting the
+        oldest one by one costs quadratic time in a dict)."""
+        kept = {key: full_at for key, full_at in self._full_at.items() if full_at > now}
+        excess = len(kept) - int(self._max_keys * 0.9)
+        self._full_at = dict(itertools.islice(kept.items(), excess, None)) if excess > 0 else kept
 
 
 class RateLimits:
@@ -111,12 +113,15 @@ class RateLimits:
         self.key_failures = budget("key-failures", settings.rate_limit_key_failures)
         self.churn = budget("churn", settings.rate_limit_churn)
         self.sign_in = budget("sign-in", settings.rate_limit_sign_in)
+        self.mail_links = budget("mail-links", settings.rate_limit_mail_links)
         self.trusted_networks = settings.trusted_networks
 
     def before_key_lookup(self) -> str:
         """Count a lookup of a license key or token as a failure of the address that asks, before it runs (so that
         concurrent guesses cannot all pass while the first are being looked up); :meth:`after_key_lookup` gives it
-        back when the key is found. Returns the address counted ("" when none is).
+        back when the key is found, or the lookup fails. Returns the address counted ("" when none is). A lookup
+        answered from the cache takes and gives back within one step of the event loop; one that reads the store
+        holds its count for those milliseconds.
 
         :raises RateLimitedError: the address has guessed too many already."""
         address = CLIENT_ADDRESS.get()
@@ -125,9 +130,23 @@ class RateLimits:
             return address
         return ""
 
-    def after_key_lookup(self, counted: str, found: bool) -> None:
+    def after_key_lookup(self, counted: str, *, found: bool) -> None:
         if found and counted and self.key_failures is not None:
             self.key_failures.give_back(counted)
+
+
+def limit_key(address: str) -> str:
+    """What the budgets per address count ``address`` as: an IPv6 client by its /64 (one host or site holds a whole
+    /64, and would otherwise get a budget per address of it), an IPv4-mapped one as its IPv4 address."""
+    if ":" not in address:
+        return address  # IPv4: the common case, without parsing
+    try:
+        parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
 
 
 def client_address(request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
@@ -154,4 +173,6 @@ def _is_trusted(address: str, trusted: tuple[ipaddress.IPv4Network | ipaddress.I
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped  # a dual-stack listener's view of an IPv4 proxy
     return any(parsed in network for network in trusted)

@@ -26,9 +26,9 @@ from licensor.gateway.metrics import GatewayMetrics
 
 METRICS_PATH = "/metrics"
 SYNC_SECONDS = 1.0
+"""How often the counts other parts keep are copied into the metrics (a scrape copies them at once too)."""
 SEATS_READ_SECONDS = 30.0
 """How often a scrape reads the seats held from the store (at most): it counts every live activation and lease."""
-"""How often the counts other parts keep are copied into the metrics (a scrape copies them at once too)."""
 
 
 def sync(app: web.Application) -> None:

@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 from licensor.errors import LicensorError, MalformedRequestError, NotFoundError, PayloadTooLargeError, RequestError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import MAX_BODY_BYTES, ClientDisconnectedError, json_error
-from licensor.gateway.limits import CLIENT_ADDRESS, client_address
+from licensor.gateway.limits import CLIENT_ADDRESS, client_address, limit_key
 
 log = logging.getLogger("licensor.gateway")
 
@@ -37,10 +37,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     limits = request.app[app_keys.LIMITS]
     request[app_keys.CLIENT] = address = client_address(request, limits.trusted_networks)
-    CLIENT_ADDRESS.set(address)
+    CLIENT_ADDRESS.set(counted_as := limit_key(address))
     try:
         if limits.address is not None:
-            limits.address.take(address, "requests from this address")
+            limits.address.take(counted_as, "requests from this address")
         response = await handler(request)
     except LicensorError as error:
         response = json_error(error)

@@ -40,8 +40,12 @@ class GatewayServices(Services):
         limits, cache = self._app[app_keys.LIMITS], self._app[app_keys.CACHE]
         key_hash = cache.key_hash(tenant_id, license_key)  # a malformed key (a typo) is refused before it counts
         counted = limits.before_key_lookup()
-        licensed = await cache.license_by_key_hash(tenant_id, key_hash)
-        limits.after_key_lookup(counted, licensed is not None)
+        try:
+            licensed = await cache.license_by_key_hash(tenant_id, key_hash)
+        except BaseException:  # the store away, the client gone: no guess was made
+            limits.after_key_lookup(counted, found=True)
+            raise
+        limits.after_key_lookup(counted, found=licensed is not None)
         return licensed
 
     async def license_by_id(self, tenant_id: str, license_id: str) -> Licensed | None:

@@ -51,7 +51,7 @@ class Settings:
     public_url: str | None = None  # how clients reach this gateway; default http://{host}:{port}
     # [store]
     data_dir: str = "var"
-    database_url: str | None = None  # default: sqlite:///{data_dir}/licensor.db
+    database_url: str | None = field(default=None, repr=False)  # default: sqlite:///{data_dir}/licensor.db; may hold a password
     # [security]: the master key from LICENSOR_MASTER_KEY (base64url, 32 bytes), else from master_key_file
     # (default {data_dir}/master.key, created when missing); every gateway sharing a database needs the same key.
     master_key_file: str | None = None
@@ -65,15 +65,19 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     # [rate_limits]: None is no limit. With --workers N each worker enforces 1/N of a budget.
     rate_limit_address: RateLimit | None = RateLimit(6000, 60.0)  # every request, per client address
-    rate_limit_tenant: RateLimit | None = RateLimit(60000, 60.0)  # every request naming a tenant, per tenant
+    # Off by default: anyone holding one of a tenant's license keys could spend its budget for all its customers.
+    rate_limit_tenant: RateLimit | None = None  # authenticated requests and checks presenting a license, per tenant
     rate_limit_key_failures: RateLimit | None = RateLimit(30, 600.0)  # unknown license keys, per client address
     rate_limit_churn: RateLimit | None = RateLimit(100, 86400.0)  # activations and deactivations, per license
-    rate_limit_sign_in: RateLimit | None = RateLimit(10, 300.0)  # portal sign-ins and links, per address and account
+    rate_limit_sign_in: RateLimit | None = RateLimit(10, 300.0)  # portal sign-ins and links used, per address and account
+    rate_limit_mail_links: RateLimit | None = RateLimit(5, 900.0)  # portal links to mail, per address and account
     # [webhooks]: private targets (loopback, RFC 1918, ...) only when the operator allows them; the first retry's
     # delay, doubled per attempt up to 6 h; whether this process sends (others on the same database do when not).
     webhook_allow_private: bool = False
     webhook_retry_base_s: float = 5.0
     webhook_sender: bool = True
+    # [updates]: a comment line on an idle update stream this often (under the client's 60 s for a dead line).
+    updates_keepalive_s: float = 25.0
     # [mail]: how mail to customers leaves: files in {data_dir}/mail for the operator's mailer, or only a log line.
     mail: str = "file"
     # [retention] (docs/retention.md): how long what is no longer needed is kept before the background pruner
@@ -222,8 +226,14 @@ def _http_url(value: Any) -> str | None:
 
 def _database_url(value: Any) -> str | None:
     url = _optional_text(value)
-    if url is not None and not url.startswith(("postgresql://", "postgres://", "sqlite:///")):
+    if url is None or url.startswith("sqlite:///"):
+        return url
+    if not url.startswith(("postgresql://", "postgres://")):
         raise ValueError("must be postgresql://user@host:port/database or sqlite:///path")
+    try:
+        urllib.parse.urlsplit(url).port  # noqa: B018  (reading it checks it)
+    except ValueError:
+        raise ValueError("names a port that is not a number from 0 to 65535") from None
     return url
 
 
@@ -343,7 +353,14 @@ OPTIONS: tuple[Option, ...] = (
         "rate_limits",
         "sign_in",
         _rate_limit,
-        f"portal sign-ins and link requests per address and per account: {_RATE_HELP}",
+        f"portal sign-ins and mailed links used, per address and per account: {_RATE_HELP}",
+    ),
+    Option(
+        "rate_limit_mail_links",
+        "rate_limits",
+        "mail_links",
+        _rate_limit,
+        f"portal links to mail (password, sign-in) per address and per account: {_RATE_HELP}",
     ),
     Option("webhook_allow_private", "webhooks", "allow_private", _boolean, "allow webhook endpoints in private address ranges"),
     Option(
@@ -376,6 +393,13 @@ OPTIONS: tuple[Option, ...] = (
         _number(0, 86400),
         "seconds between this process's pruning passes (0: it never prunes; another process does)",
     ),
+    Option(
+        "updates_keepalive_s",
+        "updates",
+        "keepalive_s",
+        _number(1, 55),
+        "seconds between the comment lines that keep an idle update stream (GET /v1/updates) open",
+    ),
     Option("mail", "mail", "sender", _choice("file", "log"), "file ({data_dir}/mail) or log"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -400,7 +424,8 @@ class Configuration:
                 lines += ["", f"[{section}]"]
             value = getattr(self.settings, option.name)
             shown = shown_value(option, value)
-            key = option.key if option.in_file else f"# {option.key}"
+            # A secret's placeholder is commented out: pasted into a file, it must not become the secret.
+            key = option.key if option.in_file and not (option.secret and option.name != "database_url") else f"# {option.key}"
             lines.append(f"{key} = {shown}  # {self.sources.get(option.name, 'default')}")
         return "\n".join(lines) + "\n"
 
@@ -424,12 +449,21 @@ def shown_value(option: Option, value: Any) -> str:
     return json.dumps(value)
 
 
+_PASSWORD_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def _without_password(url: str) -> str:
+    """``url`` with its password, in the user part or in the query (``?password=``), as ``***``."""
     parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = urllib.parse.urlencode(
+        [(name, "***" if name.lower() in _PASSWORD_PARAMETERS else value) for name, value in urllib.parse.parse_qsl(parts.query)],
+        safe="*",
+    )
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _read_file(path: str) -> dict[str, Any]:
@@ -438,8 +472,8 @@ def _read_file(path: str) -> dict[str, Any]:
             document = tomllib.load(handle)
     except OSError as error:
         raise SettingError(f"cannot read the configuration file {path}: {error.strerror or error}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise SettingError(f"the configuration file {path} is not valid TOML: {error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SettingError(f"the configuration file {path} is not valid TOML (UTF-8): {error}") from None
     values: dict[str, Any] = {}
     for section, table in document.items():
         if not isinstance(table, dict):
@@ -489,11 +523,24 @@ def load_configuration(
                 raise SettingError(f"setting {option.path} ({source}): {getattr(error, 'message', error)}{given}") from None
             sources[name] = source
     settings = replace(base or Settings(), **values)
+    if 0 < settings.idempotency_retention_hours < 24:
+        raise SettingError(
+            f"setting retention.idempotency_hours ({sources.get('idempotency_retention_hours', 'default')}): "
+            f"{settings.idempotency_retention_hours:g} h is shorter than the longest lease (24 h): a heartbeat retried "
+            "after its answer was forgotten would renew twice; use 24 or more, or 0 (forever)"
+        )
     if settings.workers > 1 and not settings.store_url.startswith(("postgresql://", "postgres://")):
         raise SettingError(
             f"setting server.workers ({sources.get('workers', 'default')}): {settings.workers} workers need PostgreSQL "
             "(store.database_url postgresql://...); the embedded SQLite store serves one process"
         )
+    for option in OPTIONS:
+        budget = getattr(settings, option.name)
+        if isinstance(budget, RateLimit) and budget.count < settings.workers:
+            raise SettingError(
+                f"setting {option.path} ({sources.get(option.name, 'default')}): {budget} cannot be shared by "
+                f"{settings.workers} workers (each keeps 1/{settings.workers} of a budget): allow at least {settings.workers}"
+            )
     return Configuration(settings, sources, config_file)
 
 

@@ -6,7 +6,7 @@ hub (:mod:`licensor.gateway.update_hub`) keeps the connected licenses by tenant;
 change of a tenant (a commit in this process, or another's through PostgreSQL NOTIFY), it reads the generations
 of that tenant's connected licenses in one query and wakes the connections whose license moved on, which send a
 signed ``up1`` update (:mod:`licensor_client.updates`). An idle connection costs a parked coroutine and a comment
-line every :data:`KEEPALIVE_S`.
+line every ``updates_keepalive_s`` (a setting: 25 s by default).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from functools import partial
 from typing import Any
 
@@ -30,9 +29,6 @@ from licensor.tokens import sign_document
 
 log = logging.getLogger("licensor.gateway")
 UPDATES_PATH = "/v1/updates"
-KEEPALIVE_S = float(os.environ.get("LICENSOR_UPDATES_KEEPALIVE_S", "25"))
-"""A comment line this often keeps proxies from closing an idle connection, and finds clients that left
-(``LICENSOR_UPDATES_KEEPALIVE_S``; under the 60 s after which the client takes a silent line for dead)."""
 MAX_WAIT_S = 60
 
 
@@ -72,6 +68,9 @@ async def updates(call: Call) -> Reply | web.StreamResponse:
 
 
 async def _stream(call: Call, hub: UpdateHub, subscriber: Subscriber) -> web.StreamResponse:
+    # A comment line this often keeps proxies from closing an idle connection, and finds clients that left (under
+    # the 60 s after which the client takes a silent line for dead).
+    keepalive_s = call.request.app[app_keys.SETTINGS].updates_keepalive_s
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -91,7 +90,7 @@ async def _stream(call: Call, hub: UpdateHub, subscriber: Subscriber) -> web.Str
                     generation, token = newer
                     await response.write(f"id: {generation}\nevent: update\ndata: {token}\n\n".encode())
             try:
-                async with asyncio.timeout(KEEPALIVE_S):
+                async with asyncio.timeout(keepalive_s):
                     await subscriber.woken.wait()
                 woken = True
             except TimeoutError:
@@ -155,7 +154,8 @@ def updates_operation() -> Operation:
             "Accept: text/event-stream the connection stays open: an `update` event (id: the generation; data: an up1 "
             "token signed by the tenant: tenant, product, license, generation, state, exp, maintenance_until, features, "
             "iat) is sent at once when the license's generation is above `after`, and again at every later change; a "
-            f"comment line every {KEEPALIVE_S:.0f} s keeps it open. Without it, a long poll: the answer comes as soon as "
+            "comment line every 25 s (the setting updates.keepalive_s) keeps it open. Without it, a long poll: the "
+            "answer comes as soon as "
             "there is a newer generation, or after `wait` seconds with update null. The generation counts every change "
             "made in License Central: the license or its policy updated, suspended, reinstated, renewed, revoked, a "
             "device withdrawn, a push (POST /v1/admin/licenses/{id}/push-update)."

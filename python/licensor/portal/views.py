@@ -14,7 +14,6 @@ import asyncio
 import base64
 import functools
 import hashlib
-import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -27,10 +26,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from licensor_client.receipts import ReceiptError, read_receipt
 from licensor_client.releases import VALID, is_prerelease, release_entitlement, version_key
 
-from licensor.errors import LicensorError, NotFoundError, RequestRefusedError, ValidationError
+from licensor.errors import LicensorError, NotFoundError, RateLimitedError, RequestRefusedError, ValidationError
 from licensor.gateway import keys as app_keys
 from licensor.gateway.api import run_as
-from licensor.gateway.limits import RateLimitedError
+from licensor.gateway.limits import limit_key
 from licensor.mail import Mail
 from licensor.model import (
     ACTIVATION,
@@ -247,16 +246,7 @@ def _public_base(view: Page) -> str:
 
 def _client(request: web.Request) -> str:
     """The client's address as the rate limits count it (an IPv6 client by its /64, which one host holds)."""
-    remote = request.get(app_keys.CLIENT) or request.remote or "unknown"
-    try:
-        address = ipaddress.ip_address(remote)
-    except ValueError:
-        return remote
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{address}/64", strict=False))
-    return str(address)
+    return limit_key(request.get(app_keys.CLIENT) or request.remote or "unknown")
 
 
 def _email_of(data: dict[str, Any]) -> str:
@@ -266,11 +256,12 @@ def _email_of(data: dict[str, Any]) -> str:
     return email if _EMAIL.fullmatch(email) else ""
 
 
-def _refused(view: Page, *keys: str) -> web.Response | None:
-    """A "too many attempts" page when one of ``keys`` (client address, account) has used up its sign-in budget
-    (the rate_limits.sign_in setting: sign-ins, mailed links and links used, each counted apart); else None, with
-    one attempt counted for each key."""
-    budget = view.app[app_keys.LIMITS].sign_in
+def _refused(view: Page, *keys: str, mail: bool = False) -> web.Response | None:
+    """A "too many attempts" page when one of ``keys`` (client address, account) has used up its budget (the
+    rate_limits.mail_links setting for links to mail, else rate_limits.sign_in: sign-ins and links used, each
+    counted apart); else None, with one attempt counted for each key."""
+    limits = view.app[app_keys.LIMITS]
+    budget = limits.mail_links if mail else limits.sign_in
     if budget is None:
         return None
     # Hashed: an e-mail address of any length costs 16 bytes of the budget's memory.
@@ -366,7 +357,7 @@ async def send_link(view: Page) -> web.StreamResponse:
     purpose, subject, action = LINKS[kind]
     data = await view.form()
     email = _email_of(data)
-    if refused := _refused(view, f"link ip {_client(view.request)}", f"link {email}"):
+    if refused := _refused(view, f"link ip {_client(view.request)}", f"link {email}", mail=True):
         return refused
     customer = await _customer_by_email(view, email)
     if customer is not None:

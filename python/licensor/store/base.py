@@ -179,8 +179,9 @@ class Store(ABC):
         entries while this is False (PostgreSQL: the notification connection is down)."""
 
     @abstractmethod
-    async def open(self) -> None:
-        """Connect and bring the schema to the newest migration."""
+    async def open(self, migrate: bool = True) -> None:
+        """Connect and bring the schema to the newest migration (with ``migrate`` False: refuse, with
+        :class:`licensor.errors.SchemaTooOldError`, a schema that is not the newest already)."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -102,14 +102,16 @@ class PostgresStore(SqlStore):
                     self._announce(None)  # changes made while nobody listened are unknown
             await asyncio.sleep(RECONNECT_SECONDS)
 
-    async def open(self) -> None:
+    async def open(self, migrate: bool = True) -> None:
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1])
         except (OSError, asyncpg.PostgresError) as error:
             raise StoreUnavailableError(f"cannot connect to PostgreSQL: {error}") from None
+        except (asyncpg.InterfaceError, ValueError):  # a URL it cannot read; its text may quote the password
+            raise StoreUnavailableError("cannot connect to PostgreSQL: the URL cannot be read") from None
         async with self._write(None) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
-            await self._migrate(conn)
+            await self._migrate(conn, apply=migrate)
         self._listen_task = asyncio.create_task(self._listen(), name="licensor-store-listen")
         with suppress(asyncio.TimeoutError):  # caches simply stay off until it connects
             await asyncio.wait_for(self._listening.wait(), timeout=5)

@@ -17,7 +17,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib import resources
 from typing import Any
 
-from licensor.errors import ConflictError, IdempotencyKeyReusedError, SchemaTooNewError
+from licensor.errors import ConflictError, IdempotencyKeyReusedError, SchemaTooNewError, SchemaTooOldError
 from licensor.model import Resource, canonical_json, new_id, now_us
 from licensor.store.base import ChangeListener, IdempotentRequest, Page, Row, Store, StoredResponse, Transaction
 from licensor.store.chain import GENESIS_HASH, event_hash
@@ -113,7 +113,7 @@ class SqlStore(Store):
         version = None if row is None or row["version"] is None else int(row["version"])
         return version if version is not None and version > _newest_migration() else None
 
-    async def _migrate(self, conn: Connection) -> None:
+    async def _migrate(self, conn: Connection, apply: bool = True) -> None:
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
         )
@@ -126,6 +126,13 @@ class SqlStore(Store):
                 f"the database's schema is at version {max(done)}, newer than this licensor knows (version "
                 f"{known[-1][0]}; unknown: {', '.join(map(str, sorted(unknown)))}): upgrade licensor, or restore a "
                 "backup made before the upgrade"
+            )
+        pending = [version for version, _ in known if version not in done]
+        if pending and not apply:
+            raise SchemaTooOldError(
+                f"the database's schema is at version {max(done, default=0)}, older than this licensor's (version "
+                f"{known[-1][0]}): back it up with the licensor that serves it, or let the upgraded gateway migrate "
+                "it first"
             )
         for version, sql in known:
             if version not in done:

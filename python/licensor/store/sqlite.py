@@ -114,12 +114,12 @@ class SqliteStore(SqlStore):
             raise
         return db
 
-    async def open(self) -> None:
+    async def open(self, migrate: bool = True) -> None:
         self._writer = await self._connect()
         try:
             await _wal_mode(self._writer)
             async with self._write(None) as conn:
-                await self._migrate(conn)
+                await self._migrate(conn, apply=migrate)
             await _pragma(self._writer, "PRAGMA wal_autocheckpoint = 0")  # see the module's description
             self._reader = await self._connect()
             self._checkpointer = await self._connect()

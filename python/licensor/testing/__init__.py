@@ -42,9 +42,9 @@ from licensor.testing.drivers import (  # noqa: E402
     GatewayFleet,
     Tenant,
     check_error_contract,
+    fixture_settings,
     gateway_process,
     running_gateway,
-    testing_settings,
     wait_ready,
 )
 from licensor.testing.infrastructure import ThrowawayPostgres, check_expected_implementation, free_port  # noqa: E402
@@ -66,6 +66,7 @@ __all__ = [
     "b64url_decode",
     "check_error_contract",
     "check_expected_implementation",
+    "fixture_settings",
     "free_port",
     "gateway_process",
     "make_vendor",
@@ -74,6 +75,5 @@ __all__ = [
     "post_json",
     "running_gateway",
     "send_at_once",
-    "testing_settings",
     "wait_ready",
 ]

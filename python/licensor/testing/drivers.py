@@ -39,7 +39,7 @@ TESTING_ENVIRONMENT = {option.env: "100000000/1s" for option in _RATE_LIMITS}
 tests send bursts from one address; a test of the limits sets its own budgets."""
 
 
-def testing_settings(**values: Any) -> Settings:
+def fixture_settings(**values: Any) -> Settings:
     """:class:`Settings` with ``values`` and the rate limits of :data:`TESTING_ENVIRONMENT`."""
     unlimited: dict[str, Any] = {option.name: RateLimit(100_000_000, 1.0) for option in _RATE_LIMITS}
     return Settings(**{**unlimited, **values})
@@ -257,8 +257,8 @@ async def running_gateway(
     from licensor.gateway.app import create_app
     from licensor.store import open_store
 
-    # As `licensor serve` reads them (LICENSOR_* variables apply), but with the rate limits of TESTING_LIMITS.
-    base = testing_settings(data_dir=data_dir, master_key=master_key or os.urandom(32))
+    # As `licensor serve` reads them (LICENSOR_* variables apply), with the rate limits of TESTING_ENVIRONMENT.
+    base = fixture_settings(data_dir=data_dir, master_key=master_key or os.urandom(32))
     settings = load_configuration(base=base, environ=os.environ).settings
     app = create_app(settings, store=open_store(store_url), plugins=plugins)
     client = TestClient(TestServer(app, host="127.0.0.1"))
