@@ -1,5 +1,5 @@
-"""Rate limits: per client address, per tenant, unknown license keys per address (guessing), activations and
-deactivations per license (churn), and portal sign-ins.
+"""Rate limits: per client address, per tenant, unknown license keys and tokens per address (guessing), activations
+and deactivations per license (churn), portal sign-ins and mailed links (docs/configuration.md#rate-limits).
 
 Each limit is a budget of ``count`` per ``period``, refilled evenly (the generic cell rate algorithm: a key keeps
 one number, the time at which its budget is full again), kept in this process. With ``--workers N`` each worker
@@ -10,6 +10,7 @@ header fields (draft-ietf-httpapi-ratelimit-headers).
 
 The client address is the connection's peer, unless that peer is one of the configured trusted proxies: then it is
 the last address of ``X-Forwarded-For`` that is not a trusted proxy (the ones before it are the client's to write).
+The budgets per address count an IPv6 client by its /64 (:func:`limit_key`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from aiohttp import web
 from licensor.errors import RateLimitedError
 from licensor.gateway.settings import RateLimit, Settings
 
-__all__ = ["CLIENT_ADDRESS", "Budget", "RateLimits", "client_address"]
+__all__ = ["CLIENT_ADDRESS", "Budget", "RateLimits", "client_address", "limit_key"]
 
 CLIENT_ADDRESS: ContextVar[str] = ContextVar("licensor_client_address", default="")
 """The client whose request is being served, as the budgets per address count it (:func:`limit_key`; "" outside a

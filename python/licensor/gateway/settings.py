@@ -269,6 +269,11 @@ class Option:
     def flag_name(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def hidden(self) -> bool:
+        """Never shown, not even in part (a secret; the database URL is shown without its password)."""
+        return self.secret and self.name != "database_url"
+
 
 _RATE_HELP = 'COUNT/PERIOD such as "600/1m", or "off"'
 OPTIONS: tuple[Option, ...] = (
@@ -425,7 +430,7 @@ class Configuration:
             value = getattr(self.settings, option.name)
             shown = shown_value(option, value)
             # A secret's placeholder is commented out: pasted into a file, it must not become the secret.
-            key = option.key if option.in_file and not (option.secret and option.name != "database_url") else f"# {option.key}"
+            key = option.key if option.in_file and not option.hidden else f"# {option.key}"
             lines.append(f"{key} = {shown}  # {self.sources.get(option.name, 'default')}")
         return "\n".join(lines) + "\n"
 
@@ -434,7 +439,7 @@ def shown_value(option: Option, value: Any) -> str:
     """``value`` of ``option`` as TOML, a secret as a placeholder."""
     import json
 
-    if option.secret and option.name != "database_url":
+    if option.hidden:
         return '"(set, not shown)"' if value is not None else '"(not set)"'
     if value is None:
         return '""' if not option.name.startswith("rate_limit_") else '"off"'
