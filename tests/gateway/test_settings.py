@@ -90,6 +90,9 @@ def test_flags_beat_the_environment_which_beats_the_file_which_beats_the_default
         ("port = 1\n", {}, {}, "port must be a [section]"),
         ("[server\n", {}, {}, "is not valid TOML"),
         ("", {"LICENSOR_DATABASE_URL": "postgresql://u:p@db:fivefour/x"}, {}, "names a port that is not a number"),
+        ("", {"LICENSOR_DATABASE_URL": "postgresql://u@db1:5432,db2:x/x"}, {}, "names a port that is not a number"),
+        ("", {"LICENSOR_DATABASE_URL": "postgresql://u@db1:5432,,db2/x"}, {}, "names an empty host"),
+        ("", {"LICENSOR_DATABASE_URL": "postgresql://u@db1,db2/x?target_session_attrs=rw"}, {}, "must be one of any,"),
         ("", {"LICENSOR_IDEMPOTENCY_RETENTION_HOURS": "2"}, {}, "shorter than the longest lease"),
         (
             "",
@@ -120,6 +123,11 @@ def test_a_database_password_is_masked_wherever_the_url_holds_it() -> None:
         ("postgresql://u:hunter2@db:5432/x", "postgresql://u:***@db:5432/x"),
         ("postgresql://u@db/x?password=hunter2&sslmode=require", "postgresql://u@db/x?password=***&sslmode=require"),
         ("postgresql://u:hunter2@[::1]:5432/x", "postgresql://u:***@[::1]:5432/x"),
+        (
+            "postgresql://u:hunter2@10.0.0.1:5432,10.0.0.2:5433/x?target_session_attrs=read-write",
+            "postgresql://u:***@10.0.0.1:5432,10.0.0.2:5433/x?target_session_attrs=read-write",
+        ),
+        ("postgresql://u@db1,[::1]:5433/x?password=hunter2", "postgresql://u@db1,[::1]:5433/x?password=***"),
     ):
         loaded = load_configuration({"database_url": url}, {})
         assert f'database_url = "{shown}"' in loaded.show() and "hunter2" not in repr(loaded.settings)

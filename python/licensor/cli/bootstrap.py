@@ -55,10 +55,9 @@ def describe_store(url: str) -> str:
     if url.startswith("sqlite:///"):
         return f"SQLite {url[len('sqlite:///') :]}"
     parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or "localhost"
-    port = f":{parts.port}" if parts.port else ""
+    hosts = parts.netloc.rpartition("@")[2] or "localhost"  # host:port, or several: h1:p1,h2:p2
     user = f"{parts.username}@" if parts.username else ""
-    return f"PostgreSQL {user}{host}{port}{parts.path}"
+    return f"PostgreSQL {user}{hosts}{parts.path}"
 
 
 def check_store_url(url: str) -> None:

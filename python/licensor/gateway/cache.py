@@ -6,7 +6,9 @@ tenant's License Central objects (:meth:`licensor.store.Store.subscribe`), in th
 PostgreSQL, from other processes through LISTEN/NOTIFY; the tenant's entries are then dropped, so the next
 check reads the change. A store read that was in flight while a change was announced is answered but not
 kept. While the store cannot promise announcements (:attr:`Store.announcements_live` is False: PostgreSQL's
-notification connection is down), nothing is served from or kept in the cache.
+notification connection is down), nothing is kept in the cache and nothing is served from it, except while the
+database is known to be unreachable (:attr:`Store.stale_cache_allowed`, bounded in time): then entries already
+held answer, so checks keep working through a database restart or failover; the store's reconnection drops them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import orjson
 from licensor.central import license_keys
 from licensor.central.keyset import active_signing_key
 from licensor.central.secrets import Secrets
+from licensor.errors import StoreUnavailableError
 from licensor.license import Licensed
 from licensor.model import LICENSE, POLICY, PRODUCT
 from licensor.store import Row, Store
@@ -76,14 +79,22 @@ class LicenseCache:
     ) -> T:
         live = self.store.announcements_live
         entries = self._tenants.get(tenant_id)
-        if live and entries is not None:
+        if entries is not None and (live or self.store.stale_cache_allowed):
             found = lookup(entries)
             if found is not _MISSING:
                 self.hits += 1
                 return found
         self.misses += 1
         announced = self._announced
-        value = await read()
+        try:
+            value = await read()
+        except StoreUnavailableError:
+            # The store was found unreachable just now (before the notification connection said so): what this
+            # process holds answers, as it will while the outage lasts.
+            found = _MISSING if entries is None or not self.store.stale_cache_allowed else lookup(entries)
+            if found is _MISSING:
+                raise
+            return found
         if live and self._may_keep(announced):
             keep(self._entries(tenant_id), value)
         return value
@@ -117,7 +128,11 @@ class LicenseCache:
     async def license_by_key_hash(self, tenant_id: str, key_hash: bytes) -> Licensed | None:
         """The tenant's license with this key hash (see :meth:`Secrets.license_key_hash`), or None."""
         entries = self._tenants.get(tenant_id)
-        if entries is not None and key_hash in entries.licenses and self.store.announcements_live:
+        if (
+            entries is not None
+            and key_hash in entries.licenses
+            and (self.store.announcements_live or self.store.stale_cache_allowed)
+        ):
             self.hits += 1
             return entries.licenses[key_hash]
 
@@ -157,7 +172,7 @@ class LicenseCache:
     async def token(self, token_id: str) -> Row | None:
         """An API token's row by its id (whatever its tenant), or None."""
         tenant_id = self._token_tenants.get(token_id)
-        if tenant_id is not None and self.store.announcements_live:
+        if tenant_id is not None and (self.store.announcements_live or self.store.stale_cache_allowed):
             entries = self._tenants.get(tenant_id)
             if entries is not None and token_id in entries.tokens:
                 self.hits += 1

@@ -15,6 +15,7 @@ import logging
 from contextlib import suppress
 from dataclasses import dataclass
 
+from licensor.errors import StoreUnavailableError
 from licensor.model import format_time, now_us
 from licensor.store import Store
 
@@ -84,8 +85,15 @@ class CheckOutcomes:
                         )
             except LookupError:
                 continue  # checks named a tenant that does not exist: there is no log to write to
-            except Exception:  # the database is away: keep the counts for the next flush
-                log.warning("could not record %d check outcomes of tenant %s; retrying", len(tallies), tenant_id, exc_info=True)
+            except Exception as error:  # the database is away: keep the counts for the next flush
+                expected = isinstance(error, StoreUnavailableError)  # said in one line; anything else with its traceback
+                log.warning(
+                    "could not record %d check outcomes of tenant %s; retrying%s",
+                    len(tallies),
+                    tenant_id,
+                    f": {error}" if expected else "",
+                    exc_info=not expected,
+                )
                 for license_id, code, tally in tallies:
                     self._merge((tenant_id, license_id, code), tally)
 

@@ -230,11 +230,22 @@ def _database_url(value: Any) -> str | None:
         return url
     if not url.startswith(("postgresql://", "postgres://")):
         raise ValueError("must be postgresql://user@host:port/database or sqlite:///path")
-    try:
-        urllib.parse.urlsplit(url).port  # noqa: B018  (reading it checks it)
-    except ValueError:
-        raise ValueError("names a port that is not a number from 0 to 65535") from None
+    hosts = urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
+    for host in hosts.split(","):  # several hosts: postgresql://user@h1:5432,h2:5432/db?target_session_attrs=...
+        try:
+            urllib.parse.urlsplit(f"postgresql://{host}").port  # noqa: B018  (reading it checks it)
+        except ValueError:
+            raise ValueError("names a port that is not a number from 0 to 65535") from None
+        if not host or host.startswith(":"):
+            raise ValueError("names an empty host: postgresql://user@host1:port1,host2:port2/database")
+    attrs = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query)).get("target_session_attrs")
+    if attrs is not None and attrs not in _SESSION_ATTRS:
+        raise ValueError(f"target_session_attrs must be one of {', '.join(_SESSION_ATTRS)}")
     return url
+
+
+_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+"""The values of a PostgreSQL URL's ``target_session_attrs`` that asyncpg accepts."""
 
 
 def _master_key(value: Any) -> bytes:
@@ -293,7 +304,8 @@ OPTIONS: tuple[Option, ...] = (
         "store",
         "database_url",
         _database_url,
-        "postgresql://user@host:port/db (default: the embedded SQLite store {data_dir}/licensor.db)",
+        "postgresql://user@host:port/db, or several hosts h1:p1,h2:p2 with ?target_session_attrs=read-write "
+        "(default: the embedded SQLite store {data_dir}/licensor.db)",
         secret=True,
     ),
     Option(

@@ -178,6 +178,13 @@ class Store(ABC):
         """True while every committed change, by any process, is announced; a cache must not serve
         entries while this is False (PostgreSQL: the notification connection is down)."""
 
+    @property
+    def stale_cache_allowed(self) -> bool:
+        """True while the database is known to be unreachable, for a bounded time (PostgreSQL:
+        :data:`licensor.store.postgres.OUTAGE_CACHE_SECONDS`): a cache may answer from the entries it holds,
+        keeping nothing new; they are all dropped when the store is reachable again. False by default."""
+        return False
+
     @abstractmethod
     async def open(self, migrate: bool = True) -> None:
         """Connect and bring the schema to the newest migration (with ``migrate`` False: refuse, with

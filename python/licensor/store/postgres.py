@@ -7,13 +7,27 @@ Idempotency-Key, so concurrent repeats of one request wait for the first and rep
 Committed changes are announced to every process with ``NOTIFY licensor_changes, '<tenant id>'`` inside the
 changing transaction (PostgreSQL delivers it at commit, never for a rollback); each store keeps one connection
 that LISTENs and tells its listeners. While that connection is down, :attr:`announcements_live` is False and
-it reconnects; on reconnecting it tells its listeners that anything may have changed.
+it reconnects at once and then every :data:`RECONNECT_SECONDS`; on reconnecting it tells its listeners that
+anything may have changed.
+
+The URL may name several hosts (``postgresql://user@h1:5432,h2:5432/db?target_session_attrs=read-write``):
+every new connection, of the pool and of the LISTEN connection, tries them in order and takes the first that
+accepts writes, so after a standby is promoted the store finds it by itself. Waits are bounded: connecting takes
+at most :data:`CONNECT_TIMEOUT_SECONDS` per host, a statement :data:`STATEMENT_TIMEOUT_SECONDS`, waiting for a
+pooled connection :data:`ACQUIRE_TIMEOUT_SECONDS`; a database that cannot be reached, or refuses, is
+:class:`~licensor.errors.StoreUnavailableError` (STORE_UNAVAILABLE, 503 with ``Retry-After``), never a hang.
+
+While the database is known to be unreachable (a connection failed and the LISTEN connection cannot reconnect),
+:attr:`stale_cache_allowed` lets caches answer from what they hold, for at most :data:`OUTAGE_CACHE_SECONDS`:
+no change can be committed through this database that this process could have heard of, and on reconnecting
+every cached entry is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -28,8 +42,39 @@ _MIGRATION_LOCK = 0x6C6963656E736F72
 CHANNEL = "licensor_changes"
 RECONNECT_SECONDS = 0.5
 ACQUIRE_TIMEOUT_SECONDS = 10.0  # a pool exhausted that long answers 503 instead of queueing forever
+CONNECT_TIMEOUT_SECONDS = 3.0
+"""At most this long to connect to one host of the URL (TCP, TLS, authentication, the read-write test)."""
+STATEMENT_TIMEOUT_SECONDS = 15.0
+"""At most this long for one statement, COMMIT included (a commit waiting for a synchronous standby that is gone
+is cut off: the client is told STORE_UNAVAILABLE, the change is not acknowledged)."""
+OUTAGE_CACHE_SECONDS = 60.0
+"""How long caches may answer from what they hold while the database cannot be reached."""
+
+# What says the database cannot be reached or cannot serve now (a server stopping, starting or in recovery,
+# no host accepting writes, too many connections, a connection cut): STORE_UNAVAILABLE, never a 500.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
+)
 
 log = logging.getLogger("licensor.store")
+
+
+def _one_line_when_unreachable(record: logging.LogRecord) -> bool:
+    """asyncpg's pool logs each failed attempt to restore its connection floor with a traceback: while the
+    database is away that is expected, so it becomes one line naming the cause."""
+    error = record.exc_info[1] if record.exc_info else None
+    if isinstance(error, (*_UNREACHABLE, TimeoutError)):
+        record.msg, record.args, record.exc_info, record.exc_text = f"{record.getMessage()}: {error}", (), None, None
+    return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_one_line_when_unreachable)
 
 
 class _PostgresConnection(Connection):
@@ -70,10 +115,25 @@ class PostgresStore(SqlStore):
         self._listener: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
         self._listen_task: asyncio.Task[None] | None = None
+        self._listener_down = asyncio.Event()  # wakes the LISTEN loop at once when its connection is lost
+        self._unreachable_since: float | None = None
+        self._listen_failing = False
 
     @property
     def announcements_live(self) -> bool:
         return self._listening.is_set()
+
+    @property
+    def stale_cache_allowed(self) -> bool:
+        since = self._unreachable_since
+        return since is not None and not self._listening.is_set() and time.monotonic() - since < OUTAGE_CACHE_SECONDS
+
+    def _unreachable(self, error: BaseException) -> StoreUnavailableError:
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+        if isinstance(error, TimeoutError):
+            return StoreUnavailableError("PostgreSQL did not answer in time")
+        return StoreUnavailableError(f"PostgreSQL is unavailable: {error}")
 
     async def _announce_before_commit(self, conn: Connection, tenant_id: str) -> None:
         await conn.execute("SELECT pg_notify(?, ?)", CHANNEL, tenant_id)
@@ -82,33 +142,61 @@ class PostgresStore(SqlStore):
         self._announce(payload)
 
     def _listener_lost(self, connection: Any) -> None:
+        # Caches stop serving at once (announcements_live is False) but keep their entries: if the database
+        # turns out to be unreachable they may answer from them for a while (stale_cache_allowed); the
+        # reconnection drops them all.
         self._listening.clear()
-        self._announce(None)
+        self._listener_down.set()
 
     async def _listen(self) -> None:
-        """Keep one LISTENing connection, reconnecting while the store is open."""
+        """Keep one LISTENing connection, reconnecting while the store is open: at once when it is lost, then
+        every :data:`RECONNECT_SECONDS`."""
         while True:
             if self._listener is None or self._listener.is_closed():
                 self._listening.clear()
+                self._listener_down.clear()
                 try:
-                    connection = await asyncpg.connect(self.url)
-                    connection.add_termination_listener(self._listener_lost)
-                    await connection.add_listener(CHANNEL, self._notified)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    log.warning("cannot listen for changes (caches stay off until it can): %s", error)
+                    connection = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_SECONDS)
+                    try:
+                        connection.add_termination_listener(self._listener_lost)
+                        await connection.add_listener(CHANNEL, self._notified)
+                    except BaseException:
+                        connection.terminate()
+                        raise
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the loop must outlive any error: it is the caches' only way back
+                    if isinstance(error, (*_UNREACHABLE, TimeoutError)) and self._unreachable_since is None:
+                        self._unreachable_since = time.monotonic()
+                    if not self._listen_failing:  # once per outage, not every attempt
+                        log.warning("cannot listen for changes (caches answer only what they hold until it can): %s", error)
+                    self._listen_failing = True
                 else:
+                    if self._listen_failing:
+                        log.info("listening for changes again: every cached entry dropped")
+                    self._listen_failing = False
+                    if self._listener is not None:
+                        self._listener.remove_termination_listener(self._listener_lost)
                     self._listener = connection
+                    self._unreachable_since = None
                     self._listening.set()
                     self._announce(None)  # changes made while nobody listened are unknown
-            await asyncio.sleep(RECONNECT_SECONDS)
+            with suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._listener_down.wait(), timeout=RECONNECT_SECONDS)
 
     async def open(self, migrate: bool = True) -> None:
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=self._sizes[0], max_size=self._sizes[1])
-        except (OSError, asyncpg.PostgresError) as error:
-            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {error}") from None
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                command_timeout=STATEMENT_TIMEOUT_SECONDS,
+            )
         except (asyncpg.InterfaceError, ValueError):  # a URL it cannot read; its text may quote the password
             raise StoreUnavailableError("cannot connect to PostgreSQL: the URL cannot be read") from None
+        except (*_UNREACHABLE, TimeoutError, asyncpg.PostgresError) as error:
+            raise StoreUnavailableError(f"cannot connect to PostgreSQL: {error}") from None
         async with self._write(None) as conn:
             await conn.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
             await self._migrate(conn, apply=migrate)
@@ -149,10 +237,11 @@ class PostgresStore(SqlStore):
         try:
             async with self._require_pool().acquire(timeout=ACQUIRE_TIMEOUT_SECONDS) as conn:
                 yield _PostgresConnection(conn)
-        except TimeoutError:
-            raise StoreUnavailableError("every PostgreSQL connection is busy") from None
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as error:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {error}") from None
+        except TimeoutError as error:  # the pool exhausted, or a statement cut off
+            raise self._unreachable(error) if self._unreachable_since is not None else _busy() from None
+        except _UNREACHABLE as error:
+            raise self._unreachable(error) from None
+        self._unreachable_since = None
 
     @asynccontextmanager
     async def _write(self, lock_key: str | None) -> AsyncIterator[Connection]:
@@ -162,7 +251,15 @@ class PostgresStore(SqlStore):
                 if lock_key is not None:
                     await wrapped.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", lock_key)
                 yield wrapped
-        except TimeoutError:
-            raise StoreUnavailableError("every PostgreSQL connection is busy") from None
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as error:
-            raise StoreUnavailableError(f"PostgreSQL is unavailable: {error}") from None
+        except TimeoutError as error:
+            raise self._unreachable(error) if self._unreachable_since is not None else _busy() from None
+        except _UNREACHABLE as error:
+            raise self._unreachable(error) from None
+        self._unreachable_since = None
+
+
+def _busy() -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"PostgreSQL did not answer within {STATEMENT_TIMEOUT_SECONDS:g} s, or every connection stayed busy "
+        f"for {ACQUIRE_TIMEOUT_SECONDS:g} s"
+    )

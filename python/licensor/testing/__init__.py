@@ -47,7 +47,12 @@ from licensor.testing.drivers import (  # noqa: E402
     running_gateway,
     wait_ready,
 )
-from licensor.testing.infrastructure import ThrowawayPostgres, check_expected_implementation, free_port  # noqa: E402
+from licensor.testing.infrastructure import (  # noqa: E402
+    ReplicatedPostgres,
+    ThrowawayPostgres,
+    check_expected_implementation,
+    free_port,
+)
 from licensor.testing.vendors import Vendor, b64url_decode, make_vendor  # noqa: E402
 
 __all__ = [
@@ -59,6 +64,7 @@ __all__ = [
     "GatewayFleet",
     "MadeLicense",
     "ManualClock",
+    "ReplicatedPostgres",
     "Sent",
     "Tenant",
     "ThrowawayPostgres",
