@@ -164,8 +164,13 @@ coverage-proof: build postgres-server
 # a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
 # store here).
 RETENTION_HEARTBEATS ?= 100000
+# ... and the database going away under load (tests/gateway/test_failover.py): a primary stopped hard and its standby
+# promoted, and a single PostgreSQL stopped hard and restarted, FAILOVER_RUNS times each (make test: once), printing
+# the table of figures (about 20 s a run).
+FAILOVER_RUNS ?= 5
 soak: build postgres-server
 	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
+	LICENSOR_FAILOVER_RUNS=$(FAILOVER_RUNS) $(PYTEST) --timeout=0 tests/gateway/test_failover.py -s
 	LICENSOR_RETENTION_HEARTBEATS=$(RETENTION_HEARTBEATS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_retention.py -k after_a_day -s
 
 stubtest: build

@@ -244,12 +244,15 @@ class Outage:
     acked_before: int
     acked_after: int
     lost: int
+    checks_valid_while_down: int
+    writes_refused_while_down: int
 
 
 def measure(load: Load, stopped_at: float, down_at: float, back_at: float, lost: dict[str, int]) -> Outage:
     """The figures of :class:`Outage` from what the clients saw."""
     unavailable = [seen.answered_at for seen in load.seen if seen.status == 503 and seen.answered_at >= stopped_at]
     written_after = [at for at, _ in load.acked.at if at >= back_at]
+    while_down = [seen for seen in load.seen if seen.sent_at >= down_at and seen.answered_at <= back_at]
     return Outage(
         stopped_at,
         down_at,
@@ -259,18 +262,21 @@ def measure(load: Load, stopped_at: float, down_at: float, back_at: float, lost:
         acked_before=sum(1 for at, _ in load.acked.at if at < stopped_at),
         acked_after=sum(1 for at, _ in load.acked.at if at >= stopped_at),
         lost=sum(lost.values()),
+        checks_valid_while_down=sum(1 for seen in while_down if seen.kind == "check" and seen.status == 200),
+        writes_refused_while_down=sum(1 for seen in while_down if seen.kind != "check" and seen.status == 503),
     )
 
 
 def table(title: str, outages: list[Outage]) -> str:
     lines = [
         title,
-        "| run | stop -> first 503 (s) | back -> first write (s) | acknowledged before | after | lost |",
-        "|---|---|---|---|---|---|",
+        "| run | stop -> first 503 (s) | back -> first write (s) | writes acknowledged before | after | lost "
+        "| while down: checks VALID | writes 503 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n, outage in enumerate(outages, 1):
         lines.append(
             f"| {n} | {outage.first_503_s:.3f} | {outage.first_write_after_s:.3f} | {outage.acked_before} | "
-            f"{outage.acked_after} | {outage.lost} |"
+            f"{outage.acked_after} | {outage.lost} | {outage.checks_valid_while_down} | {outage.writes_refused_while_down} |"
         )
     return "\n".join(lines)
