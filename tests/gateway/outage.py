@@ -57,6 +57,7 @@ class Load:
     url: str
     admin_token: str
     session: aiohttp.ClientSession
+    check_session: aiohttp.ClientSession | None = None
     tenant: str = ""
     activation_key: str = ""
     activation_license: str = ""
@@ -112,8 +113,11 @@ class Load:
     # --- requests -----------------------------------------------------------------------------------------
     async def _post(self, kind: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
         sent_at = time.monotonic()
+        # Checks on a new connection each: the kernel spreads connections over the workers, so both answer checks
+        # (and cache the licenses); kept-alive ones might all have landed on one worker.
+        session = self.check_session if kind == "check" and self.check_session is not None else self.session
         try:
-            async with self.session.post(self.url + path, json=body, headers=headers) as answer:
+            async with session.post(self.url + path, json=body, headers=headers) as answer:
                 payload = await answer.json(content_type=None)
                 status, retry_after = answer.status, answer.headers.get("Retry-After")
         except (TimeoutError, aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError):

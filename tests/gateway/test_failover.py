@@ -21,6 +21,7 @@ import asyncio
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,9 +32,9 @@ from .outage import CLIENTS, REQUEST_TIMEOUT_S, WRITES, Load, Outage, measure, t
 from .served import served
 
 RUNS = int(os.environ.get("LICENSOR_FAILOVER_RUNS", "1"))
-WARM_S = 1.0  # load before the stop: both workers have the checked licenses in their caches
-DOWN_S = 1.5  # how long no primary is reachable
-AFTER_S = 1.0  # load after the first write that succeeds again
+WARM_S = 0.6  # load before the stop, at least, and until both workers have answered checks (their caches hold them)
+DOWN_S = 1.0  # how long no primary is reachable
+AFTER_S = 0.5  # load after the first write that succeeds again
 RECOVERY_WITHIN_S = 10.0
 ANSWER_WITHIN_S = 20.0  # the bounded wait of any answer while the database is away (the store's bounds: 3 s, 15 s)
 
@@ -42,14 +43,22 @@ def _listening_pids(log: str) -> set[int]:
     return {int(pid) for pid in re.findall(r"\[(\d+)\]: gateway listening on", log)}
 
 
+def _checks_answered_per_worker(log: str) -> Counter[str]:
+    return Counter(re.findall(r"\[(\d+)\]: \S+ POST /v1/check 200 ", log))
+
+
 async def _outage_under_load(
     store_url: str, data_dir: Path, go_away: Callable[[], None], come_back: Callable[[], None]
 ) -> Outage:
     """``licensor serve --workers 2`` on ``store_url`` under load; ``go_away`` and ``come_back`` in the middle. Checks
     what was answered meanwhile and that nothing acknowledged was lost; the figures."""
     with served(store_url, data_dir, "--workers", "2") as server:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)) as session:
-            load = Load(server.url, server.admin_token, session)
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(force_close=True)) as check_session,
+        ):
+            load = Load(server.url, server.admin_token, session, check_session)
             await load.prepare()
             deadline = time.monotonic() + 30
             while len(_listening_pids(server.log())) < 2:
@@ -60,6 +69,10 @@ async def _outage_under_load(
             clients += [asyncio.create_task(load.checker(stop)) for _ in range(2)]
             try:
                 await asyncio.sleep(WARM_S)
+                deadline = time.monotonic() + 10
+                while len(answered := _checks_answered_per_worker(server.log())) < 2 or min(answered.values()) < 10:
+                    assert time.monotonic() < deadline, f"a worker answered few checks: {answered}"
+                    await asyncio.sleep(0.05)
                 stopped_at = time.monotonic()
                 await asyncio.to_thread(go_away)
                 down_at = time.monotonic()
