@@ -69,7 +69,7 @@ async def test_a_multi_host_url_writes_to_the_primary_wherever_listed_and_finds_
         store = open_store(standby_first + "?target_session_attrs=read-write")
         await store.open()  # migrating writes: it found the primary, though the standby is listed first
         try:
-            assert pair.standby.sql("SELECT count(*) > 0 FROM pg_tables WHERE tablename = 'tenants'") == "t"
+            assert pair.primary.sql("SELECT count(*) > 0 FROM pg_tables WHERE tablename = 'tenants'") == "t"
             await _away_and_back(store, pair.crash_primary, pair.promote)
         finally:
             await store.close()

@@ -47,6 +47,9 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 STATEMENT_TIMEOUT_SECONDS = 15.0
 """At most this long for one statement, COMMIT included (a commit waiting for a synchronous standby that is gone
 is cut off: the client is told STORE_UNAVAILABLE, the change is not acknowledged)."""
+MIGRATION_TIMEOUT_SECONDS = 3600.0
+"""At most this long for one statement of a migration (an index built over a large table), or for the wait of a
+process starting while another migrates."""
 OUTAGE_CACHE_SECONDS = 60.0
 """How long caches may answer from what they hold while the database cannot be reached."""
 
@@ -80,10 +83,11 @@ logging.getLogger("asyncpg.pool").addFilter(_one_line_when_unreachable)
 class _PostgresConnection(Connection):
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self.timeout: float | None = None  # None: STATEMENT_TIMEOUT_SECONDS (the pool's command_timeout)
 
     async def fetch_all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         try:
-            rows = await self.conn.fetch(placeholders_to_numbered(sql), *args)
+            rows = await self.conn.fetch(placeholders_to_numbered(sql), *args, timeout=self.timeout)
         except asyncpg.UniqueViolationError as error:
             raise IntegrityViolation("unique", str(error)) from None
         except asyncpg.ForeignKeyViolationError as error:
@@ -95,7 +99,7 @@ class _PostgresConnection(Connection):
 
     async def execute_counted(self, sql: str, *args: Any) -> int:
         try:
-            status = await self.conn.execute(placeholders_to_numbered(sql), *args)
+            status = await self.conn.execute(placeholders_to_numbered(sql), *args, timeout=self.timeout)
         except asyncpg.UniqueViolationError as error:
             raise IntegrityViolation("unique", str(error)) from None
         except asyncpg.ForeignKeyViolationError as error:
@@ -198,6 +202,8 @@ class PostgresStore(SqlStore):
         except (*_UNREACHABLE, TimeoutError, asyncpg.PostgresError) as error:
             raise StoreUnavailableError(f"cannot connect to PostgreSQL: {error}") from None
         async with self._write(None) as conn:
+            assert isinstance(conn, _PostgresConnection)
+            conn.timeout = MIGRATION_TIMEOUT_SECONDS  # a migration of a large database, or waiting for another's
             await conn.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
             await self._migrate(conn, apply=migrate)
         self._listen_task = asyncio.create_task(self._listen(), name="licensor-store-listen")
@@ -225,7 +231,7 @@ class PostgresStore(SqlStore):
 
     async def _execute_script(self, conn: Connection, sql: str) -> None:
         assert isinstance(conn, _PostgresConnection)
-        await conn.conn.execute(strip_comments(sql))
+        await conn.conn.execute(strip_comments(sql), timeout=conn.timeout)
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:
