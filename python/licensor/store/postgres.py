@@ -150,6 +150,7 @@ class PostgresStore(SqlStore):
         # turns out to be unreachable they may answer from them for a while (stale_cache_allowed); the
         # reconnection drops them all.
         self._listening.clear()
+        self._unreachable_since = None  # stale answers only once a failure after this loss says the database is away
         self._listener_down.set()
 
     async def _listen(self) -> None:
