@@ -491,14 +491,16 @@ class SqlStore(Store):
                 if wait or await conn.fetch_one("SELECT 1 FROM tenants WHERE id = ?", tenant_id) is None:
                     raise LookupError(f"tenant {tenant_id} has no event chain")
                 return None
+            # Taken off the queue and read in one statement (the rows come back in no particular order).
             queued = await conn.fetch_all(
-                "SELECT pos, id, type, subject_type, subject_id, actor, data, created_at FROM event_queue"
-                " WHERE tenant_id = ? ORDER BY pos LIMIT ?",
+                "DELETE FROM event_queue WHERE pos IN (SELECT pos FROM event_queue WHERE tenant_id = ? ORDER BY pos LIMIT ?)"
+                " RETURNING pos, id, type, subject_type, subject_id, actor, data, created_at",
                 tenant_id,
                 CHAIN_BATCH,
             )
             if not queued:
                 return 0
+            queued.sort(key=lambda row: int(row["pos"]))
             seq, previous = int(head["last_seq"]), bytes(head["last_hash"])
             for row in queued:
                 seq += 1
@@ -517,8 +519,6 @@ class SqlStore(Store):
                     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values}",
                     *(event[c] for event in chunk for c in _EVENT_COLUMNS),
                 )
-            positions = [row["pos"] for row in queued]
-            await conn.execute(f"DELETE FROM event_queue WHERE pos IN ({', '.join('?' * len(positions))})", *positions)
             await conn.execute("UPDATE event_chain SET last_seq = ?, last_hash = ? WHERE tenant_id = ?", seq, previous, tenant_id)
         if self._chain_observer is not None:
             waited = max(0.0, (now_us() - min(int(row["created_at"]) for row in queued)) / 1e6)
@@ -573,10 +573,14 @@ class SqlTransaction(Transaction):
         )
         return int(row["n"]) if row else 0
 
-    async def _write(self, sql: str, *args: Any, announced: bool = True) -> None:
+    async def _write(self, sql: str, *args: Any, announced: bool = True, returning: bool = False) -> list[Row]:
+        """Run a change; with ``returning``, the rows its RETURNING clause returns."""
         self.changed = self.changed or announced
         try:
+            if returning:
+                return await self.conn.fetch_all(sql, *args)
             await self.conn.execute(sql, *args)
+            return []
         except IntegrityViolation as violation:
             if violation.kind == "unique":
                 raise ConflictError("an object with these values exists already", code="ALREADY_EXISTS") from None
@@ -614,14 +618,15 @@ class SqlTransaction(Transaction):
             assignments += ", generation = generation + 1"
         elif resource.name == "policy":
             await self.advance_license_generations(policy_id=object_id)
-        await self._write(
-            f"UPDATE {resource.table} SET {assignments} WHERE tenant_id = ? AND id = ?",
+        updated = await self._write(
+            f"UPDATE {resource.table} SET {assignments} WHERE tenant_id = ? AND id = ? RETURNING *",
             *changes.values(),
             self.tenant_id,
             object_id,
             announced=resource.announced,
+            returning=True,
         )
-        return await self.get(resource, object_id)
+        return updated[0] if updated else None
 
     async def advance_license_generations(self, *, policy_id: str | None = None, product_id: str | None = None) -> None:
         column, value = ("policy_id", policy_id) if policy_id is not None else ("product_id", product_id)
