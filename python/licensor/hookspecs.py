@@ -73,7 +73,10 @@ def licensor_mail_sender() -> MailSender | None:
 # --- while serving: what happened ----------------------------------------------------------------------
 @hookspec
 def licensor_event(event: dict[str, Any]) -> None:
-    """Observe an event after its transaction committed (audit export, metrics, webhooks).
+    """Observe an event once it is linked into its tenant's hash chain (audit export, metrics, webhooks).
+
+    That is normally milliseconds after its transaction committed. Each event is shown once, by the gateway
+    process that linked it: on PostgreSQL with several processes, usually the one that wrote it.
 
     :param event: the event as the admin API shows it (``id``, ``seq``, ``type``, ``subject_type``,
         ``subject_id``, ``actor``, ``data``, ``created_at``). Never holds a secret or a license key.

@@ -68,6 +68,7 @@ async def test_requests_are_counted_by_route_template_method_and_status(licensor
     for path in ("/no/such/route/abc123", "/v1/admin/secret-looking-path-xyz"):
         assert (await licensor_gateway.call("GET", path)).status == 404
     assert (await licensor_gateway.call("DELETE", "/healthz")).status == 405
+    await tenant.ok("GET", "/v1/admin/events/verify")  # every event linked by now (tenant.created, product.created)
 
     text, samples = await scrape(licensor_gateway)
     product_route = {"route": "/v1/admin/products/{id}", "method": "GET"}
@@ -84,6 +85,8 @@ async def test_requests_are_counted_by_route_template_method_and_status(licensor
     for secret in ("abc123", "secret-looking", product["id"], tenant.id, tenant.admin_token, "nope"):
         assert secret not in text
     assert value(samples, "licensor_store_transaction_seconds_count") >= 1
+    assert value(samples, "licensor_events_chained_total") >= 2
+    assert 1 <= value(samples, "licensor_event_chain_wait_seconds_count") <= value(samples, "licensor_events_chained_total")
 
 
 class MovedPlugin:

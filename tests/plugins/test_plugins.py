@@ -281,6 +281,7 @@ async def test_hook_licensor_event_sees_committed_events(licensor_gateway: Gatew
     product = await tenant.product(code="app")  # the observer raises: the change is made all the same
     failed = await tenant.call("POST", "/v1/admin/products", json={"code": "app", "name": "Twice"})
     assert failed.status == 409
+    await tenant.ok("GET", "/v1/admin/events/verify")  # reading the log links what is queued, and shows it
     created = [event for event in OBSERVER.events if event["type"] == "product.created"]
     assert [event["subject_id"] for event in created] == [product["id"]]  # the rolled-back one is not shown
     assert created[0]["data"]["code"] == "app" and created[0]["seq"] >= 1

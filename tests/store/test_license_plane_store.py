@@ -34,7 +34,12 @@ async def test_a_committed_change_is_announced_after_the_commit_and_a_rolled_bac
     assert tenant not in heard and events == []
     async with store.transaction(tenant) as tx:
         await tx.append_event("license.checked", "tenant", tenant, "test", {"count": 1})  # an event alone changes nothing
+    for _ in range(200):  # the chainer links it (and tells the listeners) just after the commit
+        if events:
+            break
+        await asyncio.sleep(0.01)
     assert tenant not in heard and [row["type"] for row in events[0]] == ["license.checked"]
+    assert events[0][0]["seq"] == 1 and len(events[0][0]["hash"]) == 32
     assert store.announcements_live
 
 

@@ -141,6 +141,15 @@ class GatewayMetrics:
             buckets=TRANSACTION_BUCKETS,
             registry=own,
         )
+        self.events_chained = Counter(
+            "licensor_events_chained", "Events linked into their tenant's hash chain by this process.", registry=own
+        )
+        self.event_chain_wait = Histogram(
+            "licensor_event_chain_wait_seconds",
+            "How long the oldest event of each linking waited, from its append to being linked into the chain.",
+            buckets=TRANSACTION_BUCKETS,
+            registry=own,
+        )
         self._exposed = own or CollectorRegistry()
         if self.directory is not None:
             multiprocess.MultiProcessCollector(self._exposed, path=self.directory)
@@ -183,6 +192,10 @@ class GatewayMetrics:
                     histogram._buckets[bucket].inc(count)
         for (backend, code), count in verdicts.items():
             self.verdicts.labels(backend, code).inc(count)
+
+    def observe_chaining(self, count: int, waited: float) -> None:
+        self.events_chained.inc(count)
+        self.event_chain_wait.observe(waited)
 
     # --- copied from what other parts count ---------------------------------------------------------------
     def copy(self, name: str, current: int, counter: Any) -> None:

@@ -136,6 +136,7 @@ def install(app: web.Application) -> None:
     async def keep_synced(app: web.Application) -> AsyncIterator[None]:
         store = app[app_keys.STORE]
         store.time_transactions(metrics.store_transaction.observe)
+        store.observe_chaining(metrics.observe_chaining)
 
         async def run() -> None:
             while True:
@@ -148,6 +149,7 @@ def install(app: web.Application) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         store.time_transactions(None)
+        store.observe_chaining(None)
         sync(app)
 
     app.cleanup_ctx.append(keep_synced)

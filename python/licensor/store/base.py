@@ -52,7 +52,7 @@ class Transaction(ABC):
     replay: StoredResponse | None
     """Set when the request is a repeat of an idempotent one: answer this and change nothing."""
     appended: list[Row]
-    """The events appended so far; published to :meth:`Store.subscribe_events` listeners after the commit."""
+    """The events appended so far (queued, not yet linked: no ``seq`` or ``hash``)."""
 
     @abstractmethod
     async def get(self, resource: Resource, object_id: str, *, for_update: bool = False) -> Row | None:
@@ -98,7 +98,10 @@ class Transaction(ABC):
 
     @abstractmethod
     async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
-        """Append an event to the tenant's hash chain, in this transaction."""
+        """Record an event in this transaction: committed with it, or never. It is queued, then linked into the
+        tenant's hash chain soon after the commit (which gives it its ``seq`` and ``hash``); readers of the log
+        (:meth:`Store.list_events`, :meth:`Store.event_chain_head`) link what is queued first. The returned row
+        has no ``seq`` or ``hash`` yet."""
 
     @abstractmethod
     async def events_after(self, after_seq: int, limit: int) -> list[Row]:
@@ -170,7 +173,10 @@ class Store(ABC):
 
     @abstractmethod
     def subscribe_events(self, listener: Callable[[list[Row]], None]) -> None:
-        """Call ``listener`` with the events of each transaction of this store object, after it committed."""
+        """Call ``listener`` with events as this store object links them into their chain (with ``seq`` and
+        ``hash``), each batch in chain order. A process links its own transactions' events, normally within
+        milliseconds of their commit; on PostgreSQL another process may link some of them first (then it tells
+        its own listeners): every event is told once, by the process that linked it."""
 
     @property
     @abstractmethod
@@ -216,6 +222,13 @@ class Store(ABC):
         """Tell ``observer`` how many seconds each write transaction took, from its start to its commit or
         rollback (None: stop telling)."""
         self._transaction_observer = observer
+
+    _chain_observer: Callable[[int, float], None] | None = None
+
+    def observe_chaining(self, observer: Callable[[int, float], None] | None) -> None:
+        """Tell ``observer``, at each linking of queued events into a chain, how many were linked and how many
+        seconds the oldest of them waited since it was appended (None: stop telling)."""
+        self._chain_observer = observer
 
     # --- tenants ----------------------------------------------------------------------------------------
     @abstractmethod
@@ -335,12 +348,18 @@ class Store(ABC):
 
     # --- events -----------------------------------------------------------------------------------------
     @abstractmethod
-    async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page: ...
+    async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page:
+        """A page of the tenant's events in chain order, after linking what is queued (:meth:`chain_events`)."""
 
     @abstractmethod
     def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:
-        """Every event of the tenant in chain order (for verifying the chain)."""
+        """Every event of the tenant in chain order (for verifying the chain), after linking what is queued."""
 
     @abstractmethod
     async def event_chain_head(self, tenant_id: str) -> Row | None:
-        """``last_seq`` and ``last_hash`` of the tenant's chain."""
+        """``last_seq`` and ``last_hash`` of the tenant's chain, after linking what is queued (:meth:`chain_events`)."""
+
+    @abstractmethod
+    async def chain_events(self, tenant_id: str) -> int:
+        """Link the tenant's queued events into its chain now, waiting for a chainer of another process that
+        holds it; how many this call linked. Every event committed before the call is linked when it returns."""

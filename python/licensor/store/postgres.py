@@ -1,8 +1,10 @@
 """The multi-instance store: PostgreSQL through an asyncpg pool.
 
 Several gateway processes and hosts share one database. Writes that must not interleave take locks inside
-their transaction: the event chain head's row lock, and a transaction-scoped advisory lock per
-Idempotency-Key, so concurrent repeats of one request wait for the first and replay its answer.
+their transaction: a transaction-scoped advisory lock per Idempotency-Key, so concurrent repeats of one request
+wait for the first and replay its answer, and the row locks of what they change. Events are queued by the
+writers and linked into the chain by each process's chainer, which alone locks a chain's head (with SKIP LOCKED,
+so two processes' chainers never wait for each other).
 
 Committed changes are announced to every process with ``NOTIFY licensor_changes, '<tenant id>'`` inside the
 changing transaction (PostgreSQL delivers it at commit, never for a rollback); each store keeps one connection
@@ -110,6 +112,7 @@ class _PostgresConnection(Connection):
 class PostgresStore(SqlStore):
     dialect = "postgresql"
     blob_type = "BYTEA"
+    serial_key_type = "BIGSERIAL PRIMARY KEY"
 
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 20) -> None:
         super().__init__()
@@ -208,10 +211,13 @@ class PostgresStore(SqlStore):
             await conn.execute("SELECT pg_advisory_xact_lock(?)", _MIGRATION_LOCK)
             await self._migrate(conn, apply=migrate)
         self._listen_task = asyncio.create_task(self._listen(), name="licensor-store-listen")
+        if migrate:  # a store opened only to be read (a backup's source) is not written to
+            self._chainer.start()
         with suppress(asyncio.TimeoutError):  # caches simply stay off until it connects
             await asyncio.wait_for(self._listening.wait(), timeout=5)
 
     async def close(self) -> None:
+        await self._chainer.close()
         if self._listen_task is not None:
             self._listen_task.cancel()
             with suppress(asyncio.CancelledError):

@@ -20,9 +20,15 @@ from typing import Any
 from licensor.errors import ConflictError, IdempotencyKeyReusedError, SchemaTooNewError, SchemaTooOldError
 from licensor.model import Resource, canonical_json, new_id, now_us
 from licensor.store.base import ChangeListener, IdempotentRequest, Page, Row, Store, StoredResponse, Transaction
-from licensor.store.chain import GENESIS_HASH, event_hash
+from licensor.store.chain import GENESIS_HASH, HASHED_COLUMNS, event_hash
+from licensor.store.chainer import Chainer
 
 log = logging.getLogger("licensor.store")
+
+CHAIN_BATCH = 500
+"""Queued events linked per chaining transaction."""
+_EVENT_COLUMNS = (*HASHED_COLUMNS, "prev_hash", "hash")
+_EVENTS_PER_INSERT = 80  # 880 parameters per statement: below SQLite's oldest limit of 999
 
 SUBJECT_LICENSES_LIMIT = 100
 """The licenses of one product a subject may hold that the license plane considers (the oldest ones)."""
@@ -58,10 +64,13 @@ class SqlStore(Store):
 
     dialect: str
     blob_type: str
+    serial_key_type: str
+    """The column type of a primary key the database numbers by itself, in insertion order."""
 
     def __init__(self) -> None:
         self._listeners: list[ChangeListener] = []
         self._event_listeners: list[Callable[[list[Row]], None]] = []
+        self._chainer = Chainer(self._chain_or_skip, self._queued_tenants)
 
     # --- change announcements ---------------------------------------------------------------------------
     def subscribe(self, listener: ChangeListener) -> None:
@@ -136,7 +145,8 @@ class SqlStore(Store):
             )
         for version, sql in known:
             if version not in done:
-                await self._execute_script(conn, sql.replace("{blob}", self.blob_type))
+                sql = sql.replace("{blob}", self.blob_type).replace("{serial_key}", self.serial_key_type)
+                await self._execute_script(conn, sql)
                 await conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", version, now_us())
 
     @abstractmethod
@@ -176,7 +186,7 @@ class SqlStore(Store):
         if tx.changed:
             self._announce(tenant_id)
         if tx.appended:
-            self._tell(self._event_listeners, tx.appended)
+            self._chainer.soon(tenant_id)
 
     @asynccontextmanager
     async def _timed(self, write: AbstractAsyncContextManager[Connection]) -> AsyncIterator[Connection]:
@@ -415,12 +425,15 @@ class SqlStore(Store):
             return await conn.fetch_one("SELECT * FROM order_sources WHERE id = ?", source_id)
 
     # --- events -----------------------------------------------------------------------------------------
+    # Readers of the log link what is queued first, so they see every event committed before they asked.
     async def list_events(self, tenant_id: str, filters: dict[str, Any], after_seq: int | None, limit: int) -> Page:
+        await self.chain_events(tenant_id)
         where = {"tenant_id": tenant_id}
         where.update({c: filters[c] for c in ("type", "subject_id", "subject_type") if filters.get(c) is not None})
         return await self._page("events", "seq", where, after_seq, limit)
 
     async def iter_events(self, tenant_id: str) -> AsyncIterator[Row]:
+        await self.chain_events(tenant_id)
         after = 0
         while True:
             async with self._read() as conn:
@@ -434,8 +447,90 @@ class SqlStore(Store):
             after = rows[-1]["seq"]
 
     async def event_chain_head(self, tenant_id: str) -> Row | None:
+        await self.chain_events(tenant_id)
         async with self._read() as conn:
             return await conn.fetch_one("SELECT last_seq, last_hash FROM event_chain WHERE tenant_id = ?", tenant_id)
+
+    async def chain_events(self, tenant_id: str) -> int:
+        async with self._read() as conn:
+            if await conn.fetch_one("SELECT pos FROM event_queue WHERE tenant_id = ? LIMIT 1", tenant_id) is None:
+                return 0
+        total = 0
+        while True:
+            linked = await self._chain_batch(tenant_id, wait=True)
+            assert linked is not None  # waited for the chain's head
+            total += linked
+            if linked < CHAIN_BATCH:
+                return total
+
+    async def _chain_or_skip(self, tenant_id: str) -> int | None:
+        """The chainer's pass over one tenant: None when another process holds its chain."""
+        total = 0
+        while True:
+            linked = await self._chain_batch(tenant_id, wait=False)
+            if linked is None:
+                return None if total == 0 else total
+            total += linked
+            if linked < CHAIN_BATCH:
+                return total
+
+    async def _queued_tenants(self) -> builtins.list[str]:
+        async with self._read() as conn:
+            return [row["tenant_id"] for row in await conn.fetch_all("SELECT DISTINCT tenant_id FROM event_queue")]
+
+    async def _chain_batch(self, tenant_id: str, *, wait: bool) -> int | None:
+        """Link up to :data:`CHAIN_BATCH` of the tenant's queued events, oldest first, in one transaction holding
+        its chain's head; how many (None: ``wait`` is False and another transaction holds the head)."""
+        linked: list[Row] = []
+        async with self._timed(self._write(None)) as conn:
+            # The head first: a queue read before it could list events another chainer is linking.
+            head = await conn.fetch_one(
+                "SELECT last_seq, last_hash FROM event_chain WHERE tenant_id = ?" + self._lock_row(wait), tenant_id
+            )
+            if head is None:
+                if wait or await conn.fetch_one("SELECT 1 FROM tenants WHERE id = ?", tenant_id) is None:
+                    raise LookupError(f"tenant {tenant_id} has no event chain")
+                return None
+            # Taken off the queue and read in one statement (the rows come back in no particular order).
+            queued = await conn.fetch_all(
+                "DELETE FROM event_queue WHERE pos IN (SELECT pos FROM event_queue WHERE tenant_id = ? ORDER BY pos LIMIT ?)"
+                " RETURNING pos, id, type, subject_type, subject_id, actor, data, created_at",
+                tenant_id,
+                CHAIN_BATCH,
+            )
+            if not queued:
+                return 0
+            queued.sort(key=lambda row: int(row["pos"]))
+            seq, previous = int(head["last_seq"]), bytes(head["last_hash"])
+            for row in queued:
+                seq += 1
+                event = {
+                    "tenant_id": tenant_id,
+                    "seq": seq,
+                    **{c: row[c] for c in HASHED_COLUMNS if c not in ("tenant_id", "seq")},
+                    "prev_hash": previous,
+                }
+                event["hash"] = previous = event_hash(event)
+                linked.append(event)
+            for start in range(0, len(linked), _EVENTS_PER_INSERT):
+                chunk = linked[start : start + _EVENTS_PER_INSERT]
+                values = ", ".join(["(" + ", ".join("?" * len(_EVENT_COLUMNS)) + ")"] * len(chunk))
+                await conn.execute(
+                    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values}",
+                    *(event[c] for event in chunk for c in _EVENT_COLUMNS),
+                )
+            await conn.execute("UPDATE event_chain SET last_seq = ?, last_hash = ? WHERE tenant_id = ?", seq, previous, tenant_id)
+        if self._chain_observer is not None:
+            waited = max(0.0, (now_us() - min(int(row["created_at"]) for row in queued)) / 1e6)
+            self._chain_observer(len(linked), waited)
+        self._tell(self._event_listeners, linked)
+        return len(linked)
+
+    def _lock_row(self, wait: bool) -> str:
+        """Lock the row read, for this transaction (SQLite's write transaction holds the whole database)."""
+        if self.dialect != "postgresql":
+            return ""
+        return " FOR UPDATE" if wait else " FOR UPDATE SKIP LOCKED"
 
 
 class SqlTransaction(Transaction):
@@ -478,10 +573,14 @@ class SqlTransaction(Transaction):
         )
         return int(row["n"]) if row else 0
 
-    async def _write(self, sql: str, *args: Any, announced: bool = True) -> None:
+    async def _write(self, sql: str, *args: Any, announced: bool = True, returning: bool = False) -> list[Row]:
+        """Run a change; with ``returning``, the rows its RETURNING clause returns."""
         self.changed = self.changed or announced
         try:
+            if returning:
+                return await self.conn.fetch_all(sql, *args)
             await self.conn.execute(sql, *args)
+            return []
         except IntegrityViolation as violation:
             if violation.kind == "unique":
                 raise ConflictError("an object with these values exists already", code="ALREADY_EXISTS") from None
@@ -519,14 +618,15 @@ class SqlTransaction(Transaction):
             assignments += ", generation = generation + 1"
         elif resource.name == "policy":
             await self.advance_license_generations(policy_id=object_id)
-        await self._write(
-            f"UPDATE {resource.table} SET {assignments} WHERE tenant_id = ? AND id = ?",
+        updated = await self._write(
+            f"UPDATE {resource.table} SET {assignments} WHERE tenant_id = ? AND id = ? RETURNING *",
             *changes.values(),
             self.tenant_id,
             object_id,
             announced=resource.announced,
+            returning=True,
         )
-        return await self.get(resource, object_id)
+        return updated[0] if updated else None
 
     async def advance_license_generations(self, *, policy_id: str | None = None, product_id: str | None = None) -> None:
         column, value = ("policy_id", policy_id) if policy_id is not None else ("product_id", product_id)
@@ -550,16 +650,10 @@ class SqlTransaction(Transaction):
         return True
 
     async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
-        # The UPDATE takes the chain head's row lock: appends of one tenant are serialised until commit.
-        head = await self.conn.fetch_one(
-            "UPDATE event_chain SET last_seq = last_seq + 1 WHERE tenant_id = ? RETURNING last_seq, last_hash",
-            self.tenant_id,
-        )
-        if head is None:
-            raise LookupError(f"tenant {self.tenant_id} has no event chain")
+        # Queued, not linked: one plain insert, so concurrent transactions of the tenant never wait for each
+        # other here; the store's chainer links it after the commit (docs/architecture.md#the-event-chain).
         event = {
             "tenant_id": self.tenant_id,
-            "seq": head["last_seq"],
             "id": new_id("evt"),
             "type": event_type,
             "subject_type": subject_type,
@@ -567,16 +661,13 @@ class SqlTransaction(Transaction):
             "actor": actor,
             "data": canonical_json(data),
             "created_at": now_us(),
-            "prev_hash": bytes(head["last_hash"]),
         }
-        event["hash"] = event_hash(event)
-        self.appended.append(event)
         await self.conn.execute(
-            "INSERT INTO events (tenant_id, seq, id, type, subject_type, subject_id, actor, data, created_at, prev_hash, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO event_queue (tenant_id, id, type, subject_type, subject_id, actor, data, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             *event.values(),
         )
-        await self.conn.execute("UPDATE event_chain SET last_hash = ? WHERE tenant_id = ?", event["hash"], self.tenant_id)
+        self.appended.append(event)
         return event
 
     async def events_after(self, after_seq: int, limit: int) -> list[Row]:

@@ -90,6 +90,7 @@ def _violation(error: sqlite3.IntegrityError) -> IntegrityViolation:
 class SqliteStore(SqlStore):
     dialect = "sqlite"
     blob_type = "BLOB"
+    serial_key_type = "INTEGER PRIMARY KEY"  # the rowid: one more than the largest in the table
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -124,12 +125,15 @@ class SqliteStore(SqlStore):
             self._reader = await self._connect()
             self._checkpointer = await self._connect()
             self._checkpoint_task = asyncio.create_task(self._checkpoints(), name="licensor-sqlite-checkpoints")
+            if migrate:  # a store opened only to be read (a backup's source) is not written to
+                self._chainer.start()
         except BaseException:
             # Each aiosqlite connection runs a non-daemon thread: left open, it would keep the process alive.
             await self.close()
             raise
 
     async def close(self) -> None:
+        await self._chainer.close()
         if self._checkpoint_task is not None:
             self._checkpoint_task.cancel()
             with suppress(asyncio.CancelledError):

@@ -1,0 +1,16 @@
+-- The event chain without a per-tenant lock on the writer's path (docs/architecture.md#the-event-chain): a
+-- transaction queues its events here, one plain insert each, and a chainer links them into `events` after the
+-- commit, in batches, holding the tenant's chain head only while it links. `pos` orders the queue: a
+-- transaction's events in the order appended, and a transaction begun after another committed after it.
+CREATE TABLE event_queue (
+    pos {serial_key},
+    tenant_id TEXT NOT NULL REFERENCES tenants (id),
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    subject_type TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    data TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX event_queue_by_tenant ON event_queue (tenant_id, pos);
