@@ -212,6 +212,11 @@ class Load:
                 return items
             params = {**params, "cursor": page["next_cursor"]}
 
+    async def chain(self) -> dict[str, Any]:
+        """The tenant's event chain verified (``GET /v1/admin/events/verify``)."""
+        verified: dict[str, Any] = await self.admin("GET", "/v1/admin/events/verify")
+        return verified
+
     async def lost(self) -> dict[str, int]:
         """How many acknowledged writes of each kind the database does not hold (read through the gateway)."""
         activations = {row["id"] for row in await self._list(f"/v1/admin/licenses/{self.activation_license}/activations")}

@@ -10,6 +10,8 @@
 - Restart: a single PostgreSQL stopped the same way during the same load and started again: the same answers
   while it is down, writes again by itself after the restart, nothing acknowledged lost.
 
+Afterwards the tenant's event chain verifies (the events written before the stop and after it are linked).
+
 PostgreSQL-only by nature (replication, a server process stopped), and the outcome does not depend on the core
 (conftest.py's TWIN_PASS_LEAVES_OUT). ``make test`` runs each once; ``make soak`` runs each
 ``LICENSOR_FAILOVER_RUNS`` (5) times and prints the table of figures (run with ``-s`` to see it).
@@ -90,6 +92,7 @@ async def _outage_under_load(
                 await asyncio.wait_for(asyncio.gather(*clients), REQUEST_TIMEOUT_S + 10)
             ready_after = await load.readyz()
             lost = await load.lost()
+            chain = await load.chain()
         log = server.log()
         assert server.stop() == 0, log[-3000:]
 
@@ -98,6 +101,7 @@ async def _outage_under_load(
     assert not load.unexpected, load.unexpected[:5]  # no 500, no other error, every check VALID
     assert not load.given_up, load.given_up
     assert lost == dict.fromkeys(WRITES, 0), lost
+    assert chain["valid"] and chain["events_checked"] > outage.acked_before, chain  # queued events linked across it
     assert max(seen.answered_at - seen.sent_at for seen in load.seen) < ANSWER_WITHIN_S
     refused = [seen for seen in load.seen if seen.status == 503]
     assert refused and all(seen.code == "STORE_UNAVAILABLE" and seen.retry_after for seen in refused), refused[:3]
