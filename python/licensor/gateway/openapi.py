@@ -43,7 +43,7 @@ _ERROR_TEXT = {
         "or a license's activations; Retry-After says when to retry"
     ),
     502: "A backend answered what it does not declare (BACKEND_VERDICT_UNDECLARED): a bug of its plugin",
-    503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
+    503: "The database is unavailable (STORE_UNAVAILABLE) or its disk is full (STORE_FULL); retry after Retry-After",
 }
 
 
