@@ -175,8 +175,13 @@ stubtest: build
 # every operation, 100 examples each, on SQLite, without Hypothesis's target phase). `make fuzz`
 # is the deeper local run: the same test alone with 1000 examples per operation and the target phase (inputs
 # steered towards what each operation accepts), on both stores, printing what each operation answered.
+# The coverage-guided fuzz targets (atheris: tests/fuzz/targets.py, for the token, license-file, credential-file
+# and request-file parsers, each on both cores, compared) run 2 s each in make test, $(ATHERIS_SECONDS) s each here,
+# their corpus kept in $(VENV)/fuzz-corpus between runs (a crash leaves its input there as artifacts/TARGET-crash-*).
 FUZZ_EXAMPLES ?= 1000
+ATHERIS_SECONDS ?= 120
 fuzz: build postgres-server
+	LICENSOR_ATHERIS_SECONDS=$(ATHERIS_SECONDS) LICENSOR_ATHERIS_CORPUS=$(abspath $(VENV))/fuzz-corpus \
 	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql LICENSOR_FUZZ_TARGETED=1 $(PYTEST) --timeout=0 tests/fuzz -s
 
 bench: build
