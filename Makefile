@@ -140,8 +140,8 @@ check: build
 	$(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable -n 2 --dist worksteal -m "not server and not alone" -q
 
 # The whole Python suite with the native core (the core fixture's tests on rust only: the pure-Python pass
-# runs them on python; the twins compared side by side; the schemathesis run, on both stores, at 100
-# examples per operation: make fuzz runs 1000) ...
+# runs them on python; the twins compared side by side; the schemathesis run at 80 examples per operation and
+# 40 stateful scenarios: make fuzz runs 1000 and 400) ...
 NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_TEST_CORES=rust LICENSOR_SOAK_SECONDS=15
 test-native: build postgres-server
 	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(PARALLEL)
@@ -172,11 +172,18 @@ stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
 
 # `make test` runs schemathesis against the live gateway's /openapi.json once (tests/fuzz, in the native pass:
-# every operation, 100 examples each, on SQLite, without Hypothesis's target phase). `make fuzz`
-# is the deeper local run: the same test alone with 1000 examples per operation and the target phase (inputs
-# steered towards what each operation accepts), on both stores, printing what each operation answered.
+# every operation, 80 examples each, and 40 stateful scenarios of up to 8 calls that follow the document's links, on
+# SQLite, without Hypothesis's target phase). `make fuzz` is the deeper local run: the same test alone with 1000
+# examples per operation, 400 stateful scenarios of up to 12 calls and the target phase (inputs steered towards
+# what each operation accepts), on both stores, printing what each operation answered.
+# The coverage-guided fuzz targets (atheris: tests/fuzz/targets.py, for the token, license-file, credential-file
+# and request-file parsers, each on both cores, compared) run 2 s each in make test, $(ATHERIS_SECONDS) s each here,
+# their corpus kept in $(VENV)/fuzz-corpus between runs (a crash leaves its input there as artifacts/TARGET-crash-*).
 FUZZ_EXAMPLES ?= 1000
+ATHERIS_SECONDS ?= 120
 fuzz: build postgres-server
+	LICENSOR_ATHERIS_SECONDS=$(ATHERIS_SECONDS) LICENSOR_ATHERIS_CORPUS=$(abspath $(VENV))/fuzz-corpus \
+	LICENSOR_FUZZ_STATEFUL_SCENARIOS=400 LICENSOR_FUZZ_STATEFUL_STEPS=12 \
 	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql LICENSOR_FUZZ_TARGETED=1 $(PYTEST) --timeout=0 tests/fuzz -s
 
 bench: build

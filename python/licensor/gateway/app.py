@@ -191,7 +191,9 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     """
     protocol.install()
     app = web.Application(
-        middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES, handler_args=dict(protocol.HANDLER_ARGS)
+        middlewares=[gateway_middleware],
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={**protocol.HANDLER_ARGS, "keepalive_timeout": settings.idle_timeout_s},
     )
     app[app_keys.SETTINGS] = settings
     manager = plugin_manager(plugins)

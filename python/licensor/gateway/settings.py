@@ -49,6 +49,10 @@ class Settings:
     port: int = 8080
     workers: int = 1
     public_url: str | None = None  # how clients reach this gateway; default http://{host}:{port}
+    # A connection must have sent a request's whole header within idle_timeout_s of opening or of its last answer
+    # (else it is closed: a slow or silent client holds no connection longer); a body must come within body_timeout_s.
+    idle_timeout_s: float = 75.0
+    body_timeout_s: float = 30.0
     # [store]
     data_dir: str = "var"
     database_url: str | None = field(default=None, repr=False)  # default: sqlite:///{data_dir}/licensor.db; may hold a password
@@ -281,6 +285,20 @@ OPTIONS: tuple[Option, ...] = (
     Option("port", "server", "port", _integer(1, 65535), "the port to listen on"),
     Option("workers", "server", "workers", _integer(1, 256), "worker processes sharing the port"),
     Option("public_url", "server", "public_url", _http_url, "how clients reach this gateway"),
+    Option(
+        "idle_timeout_s",
+        "server",
+        "idle_timeout_s",
+        _number(0.1, 3600),
+        "seconds a connection may take to send a request's header after it opened or got its last answer",
+    ),
+    Option(
+        "body_timeout_s",
+        "server",
+        "body_timeout_s",
+        _number(0.1, 3600),
+        "seconds a client may take to send a request's body",
+    ),
     Option(
         "data_dir",
         "store",
