@@ -44,6 +44,18 @@ class Admin:
         assert 200 <= status < 300, f"{method} {path}: {status} {body}"
         return body
 
+    async def list_all(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a list, following next_cursor (at most 1,000 pages)."""
+        items: list[dict[str, Any]] = []
+        params = {"limit": "200"}
+        for _ in range(1_000):
+            page = await self.ok("GET", path, params=params)
+            items.extend(page["data"])
+            if not page["has_more"]:
+                return items
+            params = {**params, "cursor": page["next_cursor"]}
+        raise AssertionError(f"{path}: more than 1,000 pages")
+
     async def tenant_id(self) -> str:
         return str((await self.ok("GET", "/v1/admin/tenant"))["id"])
 
@@ -76,10 +88,14 @@ class Licenses:
         await self.admin.ok("POST", "/v1/admin/licenses", json={"policy_id": self.saas_policy, "subject": subject})
         return subject
 
+    def device(self, number: int) -> tuple[DeviceKey, dict[str, Any]]:
+        """Device ``number`` of product ``cad``: a new key, and its fingerprint."""
+        components = {"machine_id": f"m-{number}", "disk": f"d-{number}"}
+        return DeviceKey.generate(), hash_components(components, product_salt(self.tenant, "cad"))
+
     def activation_body(self, device: int, license_key: str) -> dict[str, Any]:
         """A device-signed activation of device number ``device`` (its own key and fingerprint)."""
-        key = DeviceKey.generate()
-        fingerprint = hash_components({"machine_id": f"m-{device}", "disk": f"d-{device}"}, product_salt(self.tenant, "cad"))
+        key, fingerprint = self.device(device)
         request = device_request(
             key, "activate", tenant=self.tenant, product="cad", fingerprint=fingerprint, license_key=license_key
         )
@@ -93,9 +109,9 @@ class Licenses:
         return {"product": "saas", "subject": subject, "feature": "calls", "units": units}
 
 
-async def make_licenses(admin: Admin, seats: int) -> Licenses:
+async def make_licenses(admin: Admin, seats: int, quota: int | None = None) -> Licenses:
     """Products ``cad`` (activation), ``desk`` (cloud) and ``saas`` (cloud-lite, metered ``calls``), each with a policy
-    of ``seats`` seats (or a quota of ``seats`` calls), and a product token for ``saas``."""
+    of ``seats`` seats (or a quota of ``quota`` calls, default ``seats``), and a product token for ``saas``."""
     tenant = await admin.tenant_id()
     policies = {}
     for code, backend in (("cad", "activation"), ("desk", "cloud")):
@@ -120,7 +136,7 @@ async def make_licenses(admin: Admin, seats: int) -> Licenses:
             "product_id": saas["id"],
             "name": "saas",
             "backend": "cloud-lite",
-            "features": [{"code": "calls", "quantity": seats}],
+            "features": [{"code": "calls", "quantity": quota or seats}],
         },
     )
     token = await admin.ok("POST", "/v1/admin/tokens", json={"name": "saas backend", "role": "product", "product_id": saas["id"]})
