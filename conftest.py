@@ -93,6 +93,7 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/gateway/test_serve.py": "licensor serve's supervisor: shared socket, restarts, signals, disconnects",
     "tests/gateway/test_drain.py": "licensor serve stopped by SIGTERM: requests in flight drained, new connections refused",
     "tests/gateway/test_seat_races.py": "seats and quotas taken by 1,000 requests at once across workers",
+    "tests/gateway/test_hosts.py": "changes seen across 3 gateway processes on one database (LISTEN/NOTIFY, caches)",
     "tests/plugins/test_plugins.py": "finding, loading and refusing backend plugins",
     "tests/test_verdict.py": "verdict codes and their texts",
     "plugins/licensor-cloud/tests/test_cloud_retention.py": "pruning by age (the heartbeats' signing is test_cloud.py's)",
