@@ -40,7 +40,9 @@ def add_parser(commands: Any) -> None:
         help="run the gateway",
         description="Run the gateway until SIGTERM or Ctrl-C. With --workers N (PostgreSQL only) N processes share "
         "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
-        "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
+        "clients retry them with their Idempotency-Key). SIGTERM stops it gracefully: new connections are refused and "
+        "the requests in flight finish (for at most the setting drain_timeout_s). Runs on uvloop when installed (the "
+        "setting loop). Logs one line per request to stderr: method, path, status, "
         "time and request id, never "
         'headers, bodies or query strings (one JSON object per line with the setting log_format = "json"). '
         "GET /metrics serves the metrics of all workers (docs/metrics.md).",
