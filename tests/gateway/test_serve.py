@@ -283,7 +283,6 @@ async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lo
         assert server.log().count("died (signal SIGKILL) while serving: starting it again") == KILLS
         assert server.stop() == 0
 
-    assert max(back for back, _ in restarts) <= BACK_WITHIN_S, restarts
     assert all(answered > 0 for _, answered in restarts), restarts  # the other worker kept answering
     assert burst.devices < MAX_DEVICES, "the burst ran out of devices before the kills ended"
     # Every acknowledged activation is stored; every seat is held by one device once; none beyond the seats.
@@ -306,6 +305,8 @@ async def test_killed_workers_are_back_within_2_s_and_nothing_acknowledged_is_lo
     assert len(burst.acknowledged) + sum(n for code, n in burst.refused.items() if code.startswith("activation")) == burst.devices
     assert len(burst.leases) + sum(n for code, n in burst.refused.items() if code.startswith("check-out")) == burst.devices
     assert verified["valid"], verified  # the tenant's event chain, written by workers killed mid-transaction
+    # Last: a figure of the machine (a restart is spawn, imports and a store connection, CPU-bound), after the guarantees.
+    assert max(back for back, _ in restarts) <= BACK_WITHIN_S, restarts
 
 
 def test_a_worker_that_cannot_start_is_retried_with_backoff_then_the_gateway_gives_up(tmp_path: Path) -> None:
