@@ -160,12 +160,19 @@ test-python: build postgres-server
 coverage-proof: build postgres-server
 	$(PYTHON_PASS) $(VPY) .ci/coverage-proof $(SUITES) --ignore=tests/fuzz
 
-# The cloud backend's soak at full length (a minute of devices coming and going on both stores), and retention after
-# a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
+# The cloud backend's soak at full length (a minute of devices coming and going on both stores), the seat races and the
+# worker kills of issue 18 at full length, and retention after a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
 # store here).
 RETENTION_HEARTBEATS ?= 100000
+# Issue 18's acceptance at full length: 20 rounds of 1,000 requests at once against 5 seats of each kind (make test: 1),
+# 20 kill -9 of a worker during bursts (make test: 3), and 300 changes seen across 3 hosts (make test: 30).
+SEAT_RACE_ROUNDS ?= 20
+WORKER_KILLS ?= 20
 soak: build postgres-server
 	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
+	LICENSOR_SEAT_RACE_ROUNDS=$(SEAT_RACE_ROUNDS) LICENSOR_WORKER_KILLS=$(WORKER_KILLS) LICENSOR_HOST_CHANGE_ROUNDS=50 \
+		$(PYTEST) --timeout=0 tests/gateway/test_seat_races.py tests/gateway/test_serve.py tests/gateway/test_hosts.py \
+		-k "seats or killed or within_1_s" -s
 	LICENSOR_RETENTION_HEARTBEATS=$(RETENTION_HEARTBEATS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_retention.py -k after_a_day -s
 
 stubtest: build
