@@ -181,6 +181,7 @@ fuzz: build postgres-server
 
 bench: build
 	$(PYTEST) --timeout=0 benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q
+	$(VPY) benches/plot.py .bench/latest.json .bench/report.png
 	$(VPY) benches/ratios.py .bench/latest.json
 
 # The gateway on $(HOST):$(PORT) with the embedded SQLite store in $(DATA_DIR)/; on first start it creates the tenant

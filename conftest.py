@@ -95,6 +95,7 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/test_verdict.py": "verdict codes and their texts",
     "plugins/licensor-cloud/tests/test_cloud_retention.py": "pruning by age (the heartbeats' signing is test_cloud.py's)",
     "plugins/licensor-cloud/tests/test_cloud_event_log.py": "the event log's size per check (the signing is test_cloud.py's)",
+    "benches/test_bench_goals.py": "the speed goals: it runs a pure-Python gateway of its own beside the native ones",
 }
 
 
