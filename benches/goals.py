@@ -260,7 +260,10 @@ def summary(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[
     }
 
 
-def goal_row(goal: str, measured: float | None, target: float, *, at_most: bool = False, unit: str = "x") -> dict[str, Any]:
-    """One line of the report: what was measured against the issue's goal (``at_most``: a ceiling)."""
+def goal_row(
+    goal: str, measured: float | None, target: float, *, at_most: bool = False, unit: str = "x", report: bool = False
+) -> dict[str, Any]:
+    """One line of the report: what was measured against the issue's goal (``at_most``: a ceiling; ``report``:
+    a figure shown beside the goals, not judged)."""
     met = None if measured is None else (measured <= target if at_most else measured >= target)
-    return {"goal": goal, "measured": measured, "target": target, "at_most": at_most, "unit": unit, "met": met}
+    return {"goal": goal, "measured": measured, "target": target, "at_most": at_most, "unit": unit, "met": met, "report": report}

@@ -30,7 +30,9 @@ def _goal_line(row: dict[str, Any]) -> str:
     measured, target, unit = row.get("measured"), row.get("target"), row.get("unit", "x")
     shown = "-" if measured is None else (f"{measured:.1f} {unit}" if unit != "x" else f"{measured:.2f}x")
     bound = ("<= " if row.get("at_most") else ">= ") + (f"{target:g} {unit}" if unit != "x" else f"{target:g}x")
-    verdict = "missing" if row.get("met") is None else ("met" if row.get("met") else "NOT met")
+    verdict = (
+        "missing" if row.get("met") is None else ("report" if row.get("report") else ("met" if row.get("met") else "NOT met"))
+    )
     return f"{row.get('goal')}: {shown} (goal {bound}) {verdict}"
 
 

@@ -259,6 +259,8 @@ def _goals_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
             if measured is None or target is None:
                 missing.append(str(row.get("goal")))
                 result = "MISSING"
+            elif row.get("report"):
+                result = "report"
             else:
                 result = "met" if row.get("met") else "NOT MET"
             bound = "<=" if row.get("at_most") else ">="

@@ -114,10 +114,9 @@ def test_one_tenants_writes_against_many_tenants(benchmark: Any, tmp_path: Any) 
     # The harness works: every kind written in both layouts, the spread layout over all its tenants, CPU seen on
     # both sides, every usage report recorded by the writer that sent it.
     assert len(fleets["spread"].tenants) == tenants and len(fleets["solo"].tenants) == 1
-    for kind in writes.KINDS:
-        for layout in writes.LAYOUTS:
-            got = figures[kind][layout]
-            assert got["writes"] > 0 and got["gateway_cpu_ms"] > 0 and got["postgres_cpu_ms"] > 0, (kind, layout, got)
+    assert all(figures[kind][layout]["writes"] > 0 for kind in writes.KINDS for layout in writes.LAYOUTS)
+    for side in ("gateway", "postgres"):  # summed: one short run may fall between two clock ticks of /proc
+        assert sum(figures[kind][layout][f"{side}_cpu_ms"] for kind in writes.KINDS for layout in writes.LAYOUTS) > 0, side
     assert all(row["measured"] is not None for row in rows)
     benchmark.extra_info.update(
         {
