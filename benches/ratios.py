@@ -238,6 +238,7 @@ def _goals_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
                     ("rps", lambda v: f"{v:.0f}/s"),
                     ("p99_ms", lambda v: _duration(v / 1e3)),
                     ("server_cpu_us", lambda v: f"{v:.0f} us"),
+                    ("server_cpu_share", lambda v: f"{v:.2f}"),
                 ):
                     cells = []
                     for concurrency in info.get("concurrency", []):
@@ -247,7 +248,7 @@ def _goals_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
             _print_table(header, rows)
             print(
                 f"\n{group}: medians over {info.get('rounds', '?')} rounds of {info.get('seconds_per_run', '?')} s per run; "
-                "server cpu us = CPU of the series' server processes per request.\n"
+                "server cpu us = CPU of the series' server processes per request; server cpu share = the cores they kept busy.\n"
             )
         for line in info.get("notes", []):
             print(f"{group}: {line}")
