@@ -59,7 +59,9 @@ _SERVER_FIXTURES = frozenset(
         "licensor_second_process",
     }
 )
-_SERVER_MODULES = frozenset({"test_cli.py", "test_schemathesis.py"})  # start servers of their own
+_SERVER_MODULES = frozenset(
+    {"test_cli.py", "test_schemathesis.py", "test_bench_goals.py", "test_bench_writes.py"}
+)  # start servers of their own
 
 
 # The twin pass (--twin-pass) leaves out the PostgreSQL runs (the core never touches storage: the SQLite run of
