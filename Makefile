@@ -193,9 +193,15 @@ fuzz: build postgres-server
 	LICENSOR_FUZZ_STATEFUL_SCENARIOS=400 LICENSOR_FUZZ_STATEFUL_STEPS=12 \
 	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql LICENSOR_FUZZ_TARGETED=1 $(PYTEST) --timeout=0 tests/fuzz -s
 
+# The report (the tables and .bench/report.png) ends the run even when a benchmark failed its own assert; the
+# status is then the benchmarks' failure, else the tables'.
 bench: build
-	$(PYTEST) --timeout=0 benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q
-	$(VPY) benches/ratios.py .bench/latest.json
+	$(PYTEST) --timeout=0 benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q; \
+	status=$$?; \
+	$(VPY) benches/plot.py .bench/latest.json .bench/report.png; \
+	tables=0; $(VPY) benches/ratios.py .bench/latest.json || tables=$$?; \
+	[ $$status -ne 0 ] || status=$$tables; \
+	exit $$status
 
 # The gateway on $(HOST):$(PORT) with the embedded SQLite store in $(DATA_DIR)/; on first start it creates the tenant
 # "default" and writes its admin token to $(DATA_DIR)/admin-token. When the native core is built and current, it

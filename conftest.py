@@ -59,7 +59,9 @@ _SERVER_FIXTURES = frozenset(
         "licensor_second_process",
     }
 )
-_SERVER_MODULES = frozenset({"test_cli.py", "test_schemathesis.py"})  # start servers of their own
+_SERVER_MODULES = frozenset(
+    {"test_cli.py", "test_schemathesis.py", "test_bench_goals.py", "test_bench_writes.py"}
+)  # start servers of their own
 
 
 # The twin pass (--twin-pass) leaves out the PostgreSQL runs (the core never touches storage: the SQLite run of
@@ -100,6 +102,8 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/test_verdict.py": "verdict codes and their texts",
     "plugins/licensor-cloud/tests/test_cloud_retention.py": "pruning by age (the heartbeats' signing is test_cloud.py's)",
     "plugins/licensor-cloud/tests/test_cloud_event_log.py": "the event log's size per check (the signing is test_cloud.py's)",
+    "benches/test_bench_goals.py": "the speed goals: it runs a pure-Python gateway of its own beside the native ones",
+    "benches/test_bench_writes.py": "one tenant's writes against many tenants' (the writes' signatures: the plugins' tests)",
 }
 
 
