@@ -140,8 +140,8 @@ check: build
 	$(PYTEST) tests $(PLUGIN_TESTS) benches --benchmark-disable -n 2 --dist worksteal -m "not server and not alone" -q
 
 # The whole Python suite with the native core (the core fixture's tests on rust only: the pure-Python pass
-# runs them on python; the twins compared side by side; the schemathesis run, on both stores, at 100
-# examples per operation: make fuzz runs 1000) ...
+# runs them on python; the twins compared side by side; the schemathesis run at 80 examples per operation and
+# 40 stateful scenarios: make fuzz runs 1000 and 400) ...
 NATIVE_PASS := LICENSOR_EXPECT_IMPLEMENTATION=rust LICENSOR_TEST_CORES=rust LICENSOR_SOAK_SECONDS=15
 test-native: build postgres-server
 	$(NATIVE_PASS) $(PYTEST) $(SUITES) $(PARALLEL)
@@ -160,16 +160,23 @@ test-python: build postgres-server
 coverage-proof: build postgres-server
 	$(PYTHON_PASS) $(VPY) .ci/coverage-proof $(SUITES) --ignore=tests/fuzz
 
-# The cloud backend's soak at full length (a minute of devices coming and going on both stores), and retention after
-# a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
+# The cloud backend's soak at full length (a minute of devices coming and going on both stores), the seat races and the
+# worker kills of issue 18 at full length, and retention after a day of 100,000 real heartbeats (make test sends 300 and writes the rest of the day in bulk; 4-8 minutes per
 # store here).
 RETENTION_HEARTBEATS ?= 100000
-# ... and the database going away under load (tests/gateway/test_failover.py): a primary stopped hard and its standby
-# promoted, and a single PostgreSQL stopped hard and restarted, FAILOVER_RUNS times each (make test: once), printing
-# the table of figures (about 20 s a run).
+# Issue 18's acceptance at full length: 20 rounds of 1,000 requests at once against 5 seats of each kind (make test: 1),
+# 20 kill -9 of a worker during bursts (make test: 3), and 300 changes seen across 3 hosts (make test: 30); and the
+# database going away under load (tests/gateway/test_failover.py): a primary stopped hard and its standby promoted, and
+# a single PostgreSQL stopped hard and restarted, FAILOVER_RUNS times each (make test: once), printing the table of
+# figures (about 15 s a run).
+SEAT_RACE_ROUNDS ?= 20
+WORKER_KILLS ?= 20
 FAILOVER_RUNS ?= 5
 soak: build postgres-server
 	LICENSOR_SOAK_SECONDS=$(SOAK_SECONDS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_concurrency.py -k soak -s
+	LICENSOR_SEAT_RACE_ROUNDS=$(SEAT_RACE_ROUNDS) LICENSOR_WORKER_KILLS=$(WORKER_KILLS) LICENSOR_HOST_CHANGE_ROUNDS=50 \
+		$(PYTEST) --timeout=0 tests/gateway/test_seat_races.py tests/gateway/test_serve.py tests/gateway/test_hosts.py \
+		-k "seats or killed or within_1_s" -s
 	LICENSOR_FAILOVER_RUNS=$(FAILOVER_RUNS) $(PYTEST) --timeout=0 tests/gateway/test_failover.py -s
 	LICENSOR_RETENTION_HEARTBEATS=$(RETENTION_HEARTBEATS) $(PYTEST) --timeout=0 plugins/licensor-cloud/tests/test_cloud_retention.py -k after_a_day -s
 
@@ -177,16 +184,29 @@ stubtest: build
 	$(VPY) -m mypy.stubtest licensor._core --allowlist stubtest-allowlist.txt
 
 # `make test` runs schemathesis against the live gateway's /openapi.json once (tests/fuzz, in the native pass:
-# every operation, 100 examples each, on SQLite, without Hypothesis's target phase). `make fuzz`
-# is the deeper local run: the same test alone with 1000 examples per operation and the target phase (inputs
-# steered towards what each operation accepts), on both stores, printing what each operation answered.
+# every operation, 80 examples each, and 40 stateful scenarios of up to 8 calls that follow the document's links, on
+# SQLite, without Hypothesis's target phase). `make fuzz` is the deeper local run: the same test alone with 1000
+# examples per operation, 400 stateful scenarios of up to 12 calls and the target phase (inputs steered towards
+# what each operation accepts), on both stores, printing what each operation answered.
+# The coverage-guided fuzz targets (atheris: tests/fuzz/targets.py, for the token, license-file, credential-file
+# and request-file parsers, each on both cores, compared) run 2 s each in make test, $(ATHERIS_SECONDS) s each here,
+# their corpus kept in $(VENV)/fuzz-corpus between runs (a crash leaves its input there as artifacts/TARGET-crash-*).
 FUZZ_EXAMPLES ?= 1000
+ATHERIS_SECONDS ?= 120
 fuzz: build postgres-server
+	LICENSOR_ATHERIS_SECONDS=$(ATHERIS_SECONDS) LICENSOR_ATHERIS_CORPUS=$(abspath $(VENV))/fuzz-corpus \
+	LICENSOR_FUZZ_STATEFUL_SCENARIOS=400 LICENSOR_FUZZ_STATEFUL_STEPS=12 \
 	LICENSOR_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LICENSOR_FUZZ_STORES=sqlite,postgresql LICENSOR_FUZZ_TARGETED=1 $(PYTEST) --timeout=0 tests/fuzz -s
 
+# The report (the tables and .bench/report.png) ends the run even when a benchmark failed its own assert; the
+# status is then the benchmarks' failure, else the tables'.
 bench: build
-	$(PYTEST) --timeout=0 benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q
-	$(VPY) benches/ratios.py .bench/latest.json
+	$(PYTEST) --timeout=0 benches --benchmark-only --benchmark-json=.bench/latest.json --benchmark-columns=median,iqr,rounds -q; \
+	status=$$?; \
+	$(VPY) benches/plot.py .bench/latest.json .bench/report.png; \
+	tables=0; $(VPY) benches/ratios.py .bench/latest.json || tables=$$?; \
+	[ $$status -ne 0 ] || status=$$tables; \
+	exit $$status
 
 # The gateway on $(HOST):$(PORT) with the embedded SQLite store in $(DATA_DIR)/; on first start it creates the tenant
 # "default" and writes its admin token to $(DATA_DIR)/admin-token. When the native core is built and current, it

@@ -59,7 +59,9 @@ _SERVER_FIXTURES = frozenset(
         "licensor_second_process",
     }
 )
-_SERVER_MODULES = frozenset({"test_cli.py", "test_schemathesis.py"})  # start servers of their own
+_SERVER_MODULES = frozenset(
+    {"test_cli.py", "test_schemathesis.py", "test_bench_goals.py", "test_bench_writes.py"}
+)  # start servers of their own
 
 
 # The twin pass (--twin-pass) leaves out the PostgreSQL runs (the core never touches storage: the SQLite run of
@@ -91,11 +93,18 @@ TWIN_PASS_LEAVES_OUT = {
     "tests/central/test_openapi.py": "the OpenAPI document",
     "tests/gateway/test_schema.py": "licensor.schema's validation and strict JSON",
     "tests/gateway/test_serve.py": "licensor serve's supervisor: shared socket, restarts, signals, disconnects",
+    "tests/gateway/test_full_disk.py": "SQLite on a full disk: the store's refusals and the admin API (no signing)",
+    "tests/gateway/test_hostile_serve.py": "hostile bytes, slow clients and timeouts at the HTTP layer (unsigned answers)",
+    "tests/gateway/test_drain.py": "licensor serve stopped by SIGTERM: requests in flight drained, new connections refused",
+    "tests/gateway/test_seat_races.py": "seats and quotas taken by 1,000 requests at once across workers",
+    "tests/gateway/test_hosts.py": "changes seen across 3 gateway processes on one database (LISTEN/NOTIFY, caches)",
     "tests/gateway/test_failover.py": "PostgreSQL stopped hard, restarted or failed over under load (PostgreSQL only)",
     "tests/plugins/test_plugins.py": "finding, loading and refusing backend plugins",
     "tests/test_verdict.py": "verdict codes and their texts",
     "plugins/licensor-cloud/tests/test_cloud_retention.py": "pruning by age (the heartbeats' signing is test_cloud.py's)",
     "plugins/licensor-cloud/tests/test_cloud_event_log.py": "the event log's size per check (the signing is test_cloud.py's)",
+    "benches/test_bench_goals.py": "the speed goals: it runs a pure-Python gateway of its own beside the native ones",
+    "benches/test_bench_writes.py": "one tenant's writes against many tenants' (the writes' signatures: the plugins' tests)",
 }
 
 

@@ -7,8 +7,9 @@ POST route parses the body with orjson and answers ``orjson.dumps(TEMPLATE)`` (a
 servers send the same bytes). Each is one process with one event loop, listening on 127.0.0.1 on a free port,
 without access logging; it prints one JSON line (port, pid, core, and for ``check`` the request body to send)
 and serves until SIGTERM/SIGINT, until its stdin closes (the parent is gone), or for at most
-``MAX_LIFETIME_SECONDS``. With ``LICENSOR_BENCH_PROFILE=PATH`` it runs under cProfile from the line on and
-writes the stats to PATH when it stops.
+``MAX_LIFETIME_SECONDS``. Several ``check`` workers may share one port and one data directory (SO_REUSEPORT:
+see :func:`_serve`; ``benches/goals.py`` starts them). With ``LICENSOR_BENCH_PROFILE=PATH`` it runs under
+cProfile from the line on and writes the stats to PATH when it stops.
 
 Client: :func:`run_load` keeps ``concurrency`` keep-alive HTTP/1.1 connections (plain asyncio protocols: the
 client costs far less per request than either server, so it does not cap the bare one) each sending the same
@@ -45,10 +46,14 @@ GRACE_SECONDS = 10.0  # how long in-flight answers may take after the deadline b
 
 
 # --- the servers (run in their own processes) ----------------------------------------------------------
-def _listening_socket() -> socket.socket:
+def _listening_socket(port: int = 0, reuse_port: bool = False) -> socket.socket:
+    """A listening socket on 127.0.0.1:``port`` (0: a free one); with ``reuse_port``, one that other workers
+    bind too (SO_REUSEPORT: the kernel spreads new connections among them)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, 0))
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((HOST, port))
     sock.listen(1024)
     return sock
 
@@ -140,8 +145,12 @@ async def _serve(kind: str, argument: str) -> None:
         from licensor.testing import fixture_settings
 
         store = open_store("sqlite:///" + os.path.join(argument, "licensor.db"))
-        app = create_app(fixture_settings(data_dir=argument, master_key=os.urandom(32)), store=store)
-    sock = _listening_socket()
+        master_key = bytes.fromhex(os.environ.get("LICENSOR_BENCH_MASTER_KEY", "")) or os.urandom(32)
+        app = create_app(fixture_settings(data_dir=argument, master_key=master_key), store=store)
+    # A worker of several on one port: LICENSOR_BENCH_REUSE_PORT=1 (the first, on a free port), or
+    # LICENSOR_BENCH_PORT=P (the next ones, with the first's data directory, master key and check body).
+    joined = int(os.environ.get("LICENSOR_BENCH_PORT", "0"))
+    sock = _listening_socket(joined, reuse_port=bool(joined) or os.environ.get("LICENSOR_BENCH_REUSE_PORT") == "1")
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     profiler = None
@@ -150,7 +159,8 @@ async def _serve(kind: str, argument: str) -> None:
         port = sock.getsockname()[1]
         info: dict[str, Any] = {"kind": kind, "port": port, "pid": os.getpid(), "core": _impl.IMPLEMENTATION}
         if kind == "check":
-            info["body"] = await _provision(app, port)
+            given = os.environ.get("LICENSOR_BENCH_BODY")
+            info["body"] = json.loads(given) if given else await _provision(app, port)
         profile_path = os.environ.get("LICENSOR_BENCH_PROFILE")
         if profile_path:
             import cProfile

@@ -9,6 +9,12 @@ A second table, for the load benchmark (``benches/test_bench_load.py``, group ``
 ``extra_info`` holds of the bare aiohttp handler's and ``/v1/check``'s requests/s and p99 latency, their ratio
 check/bare, and PASS or FAIL against the goal (0.60).
 
+A third table, for the speed goals (``benches/test_bench_goals.py``, group ``goals``, and the writes benchmark
+``benches/test_bench_writes.py``, group ``writes``): requests/s, p99 and server CPU per request of each series at
+each concurrency, then one row per goal of the scale issue: measured, goal, met or not. Goals are reported,
+not enforced by the exit status (the lead judges them on a quiet machine); only missing figures are.
+``benches/plot.py`` draws the same figures into ``.bench/report.png``.
+
 Each table is printed and checked only when the file holds any of its benchmarks (so a run of only the load
 benchmark, or only the core ones, is judged on what it ran); a file with neither is missing results.
 
@@ -195,6 +201,80 @@ def _load_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
     return 0
 
 
+GOALS_GROUPS = ("goals", "writes")
+
+
+def _goal_runs(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """(group, extra_info) of the speed-goal benchmarks (groups ``goals`` and ``writes``) in the file."""
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    return [
+        (str(bench.get("group")), dict(bench.get("extra_info") or {}))
+        for bench in data.get("benchmarks", [])
+        if bench.get("group") in GOALS_GROUPS
+    ]
+
+
+def _goal_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "us":
+        return f"{value:.1f} us"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    return f"{value:.2f}x"
+
+
+def _goals_table(runs: list[tuple[str, dict[str, Any]]]) -> int:
+    """Print the speed-goal tables; EXIT_MISSING when a goal has no figure, else 0 (goals are reported)."""
+    missing: list[str] = []
+    for group, info in runs:
+        series = info.get("series") or {}
+        if series:
+            header = ("series", *(f"{c} conn." for c in info.get("concurrency", [])))
+            rows = []
+            for name, by_concurrency in series.items():
+                for field, show in (
+                    ("rps", lambda v: f"{v:.0f}/s"),
+                    ("p99_ms", lambda v: _duration(v / 1e3)),
+                    ("server_cpu_us", lambda v: f"{v:.0f} us"),
+                    ("server_cpu_share", lambda v: f"{v:.2f}"),
+                ):
+                    cells = []
+                    for concurrency in info.get("concurrency", []):
+                        value = _number((by_concurrency.get(str(concurrency)) or {}).get(field))
+                        cells.append("-" if value is None else show(value))
+                    rows.append((f"{name} {field.replace('_', ' ')}", *cells))
+            _print_table(header, rows)
+            print(
+                f"\n{group}: medians over {info.get('rounds', '?')} rounds of {info.get('seconds_per_run', '?')} s per run; "
+                "server cpu us = CPU of the series' server processes per request; server cpu share = the cores they kept busy.\n"
+            )
+        for line in info.get("notes", []):
+            print(f"{group}: {line}")
+    header = ("goal", "measured", "goal", "result")
+    rows = []
+    for _, info in runs:
+        for row in info.get("goals", []):
+            measured, target, unit = _number(row.get("measured")), _number(row.get("target")), str(row.get("unit", "x"))
+            if measured is None or target is None:
+                missing.append(str(row.get("goal")))
+                result = "MISSING"
+            elif row.get("report"):
+                result = "report"
+            else:
+                result = "met" if row.get("met") else "NOT MET"
+            bound = "<=" if row.get("at_most") else ">="
+            rows.append((str(row.get("goal")), _goal_value(measured, unit), f"{bound} {_goal_value(target, unit)}", result))
+    if rows:
+        print()
+        _print_table(header, rows)
+    if missing:
+        print(f"\nratios: speed goals without a figure: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_MISSING
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(f"usage: {argv[0]} BENCHMARK_JSON", file=sys.stderr)
@@ -202,10 +282,11 @@ def main(argv: list[str]) -> int:
     try:
         medians, items = _load(argv[1])
         load_runs = _load_runs(argv[1])
+        goal_runs = _goal_runs(argv[1])
     except (OSError, ValueError, AttributeError) as error:
         print(f"ratios: cannot read {argv[1]}: {error}", file=sys.stderr)
         return EXIT_MISSING
-    if not medians and not load_runs:
+    if not medians and not load_runs and not goal_runs:
         print(f"ratios: no results of the core or load benchmarks in {argv[1]}", file=sys.stderr)
         return EXIT_MISSING
     statuses = []
@@ -215,6 +296,10 @@ def main(argv: list[str]) -> int:
         if medians:
             print()
         statuses.append(_load_table(load_runs))
+    if goal_runs:
+        if medians or load_runs:
+            print()
+        statuses.append(_goals_table(goal_runs))
     if EXIT_MISSING in statuses:
         return EXIT_MISSING
     if EXIT_FAIL in statuses:

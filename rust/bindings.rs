@@ -366,6 +366,51 @@ fn fingerprint_score(
     ))
 }
 
+/// A signing key expanded once and kept (see `_core.pyi`): signatures and tokens as `sign` and `encode_token`
+/// make them with its seed, without deriving the public key again on every call.
+#[pyclass(frozen, name = "Signer", module = "licensor._core")]
+struct PySigner {
+    signer: ed25519::Signer,
+}
+
+#[pymethods]
+impl PySigner {
+    #[new]
+    fn new(seed: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(PySigner {
+            signer: ed25519::Signer::new(&seed_arg(seed)?),
+        })
+    }
+
+    fn public_key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.signer.public_key())
+    }
+
+    fn sign<'py>(&self, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(
+            message.py(),
+            &self.signer.sign(bytes_arg(message, "message")?),
+        ))
+    }
+
+    fn encode_token(
+        &self,
+        kind: &Bound<'_, PyAny>,
+        kid: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<String> {
+        let py = kind.py();
+        let kind = kind_arg(kind)?;
+        let kid = str_arg(kid, "kid")?;
+        if !token::is_valid_kid(&kid) {
+            return Err(invalid_input(py, token::INVALID_KID));
+        }
+        let payload = bytes_arg(payload, "payload")?;
+        token::encode_with(&kind, &kid, payload, &self.signer)
+            .map_err(|message| invalid_input(py, message))
+    }
+}
+
 /// Stored fingerprints matched against a presented one (see `_core.pyi`).
 #[pyclass(name = "FingerprintIndex", module = "licensor._core")]
 struct PyFingerprintIndex {
@@ -446,5 +491,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(decode_tokens, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint_score, module)?)?;
     module.add_class::<PyFingerprintIndex>()?;
+    module.add_class::<PySigner>()?;
     Ok(())
 }

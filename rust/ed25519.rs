@@ -11,7 +11,7 @@ use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{Identity, IsIdentity, VartimeMultiscalarMul};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha512};
 
 pub const SEED_LENGTH: usize = 32;
@@ -78,7 +78,29 @@ pub fn public_key(seed: &[u8; SEED_LENGTH]) -> [u8; PUBLIC_KEY_LENGTH] {
 }
 
 pub fn sign(seed: &[u8; SEED_LENGTH], message: &[u8]) -> [u8; SIGNATURE_LENGTH] {
-    SigningKey::from_bytes(seed).sign(message).to_bytes()
+    Signer::new(seed).sign(message)
+}
+
+/// A signing key expanded once (its public key computed, which costs a scalar multiplication) and kept, so that
+/// each signature costs only the signing itself. Signatures are those of [`sign`] with the same seed.
+pub struct Signer {
+    key: SigningKey,
+}
+
+impl Signer {
+    pub fn new(seed: &[u8; SEED_LENGTH]) -> Self {
+        Signer {
+            key: SigningKey::from_bytes(seed),
+        }
+    }
+
+    pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LENGTH] {
+        self.key.sign(message).to_bytes()
+    }
+
+    pub fn public_key(&self) -> [u8; PUBLIC_KEY_LENGTH] {
+        self.key.verifying_key().to_bytes()
+    }
 }
 
 /// The parts of a signature that passed every check that needs no curve arithmetic beyond decompression.
@@ -414,6 +436,16 @@ mod tests {
         );
         assert!(verify(&expected_key, b"", &signature));
         assert!(!verify(&expected_key, b"x", &signature));
+    }
+
+    #[test]
+    fn a_kept_signer_signs_as_the_seed_does_call_after_call() {
+        let signer = Signer::new(&seed(7));
+        assert_eq!(signer.public_key(), public_key(&seed(7)));
+        for message in [&b""[..], b"m", b"rs1.k1.e30"] {
+            assert_eq!(signer.sign(message), sign(&seed(7), message));
+            assert_eq!(signer.sign(message), signer.sign(message));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use crate::ed25519::{self, SEED_LENGTH, SIGNATURE_LENGTH};
+use crate::ed25519::{Signer, SEED_LENGTH, SIGNATURE_LENGTH};
 
 /// The longest token, in characters, that is made or read.
 pub const MAX_TOKEN_LENGTH: usize = 262_144;
@@ -60,6 +60,16 @@ pub fn encode(
     payload: &[u8],
     seed: &[u8; SEED_LENGTH],
 ) -> Result<String, String> {
+    encode_with(kind, kid, payload, &Signer::new(seed))
+}
+
+/// [`encode`] with a key expanded beforehand (the same token for the same seed).
+pub fn encode_with(
+    kind: &str,
+    kid: &str,
+    payload: &[u8],
+    signer: &Signer,
+) -> Result<String, String> {
     if !is_valid_kind(kind) {
         return Err(INVALID_KIND.to_string());
     }
@@ -72,7 +82,7 @@ pub fn encode(
         ));
     }
     let mut token = format!("{kind}.{kid}.{}", URL_SAFE_NO_PAD.encode(payload));
-    let signature = ed25519::sign(seed, token.as_bytes());
+    let signature = signer.sign(token.as_bytes());
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(signature));
     Ok(token)
@@ -135,6 +145,7 @@ pub fn parse<'a>(token: &'a str, expected_kind: &str) -> Result<ParsedToken<'a>,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ed25519;
 
     const SEED: [u8; 32] = [4u8; 32];
 
@@ -151,6 +162,21 @@ mod tests {
         } else {
             Err(TokenFault::BadSignature)
         }
+    }
+
+    #[test]
+    fn a_kept_signer_makes_the_same_token_as_the_seed() {
+        let signer = Signer::new(&SEED);
+        for payload in [&b"{}"[..], b"{\"a\":1}"] {
+            assert_eq!(
+                encode_with("rs1", "k1", payload, &signer).unwrap(),
+                encode("rs1", "k1", payload, &SEED).unwrap()
+            );
+        }
+        assert_eq!(
+            encode_with("BAD", "k1", b"{}", &signer),
+            Err(INVALID_KIND.to_string())
+        );
     }
 
     #[test]

@@ -185,7 +185,7 @@ def test_serve_answers_healthz_and_readyz(gateway: Gateway) -> None:
     assert http_get(f"{gateway.url}/healthz") == (200, {"status": "ok"})
     assert http_get(f"{gateway.url}/readyz") == (200, {"status": "ready"})
     # The gateway names the core it runs on: the same one this process loads.
-    assert f"(core {_impl.IMPLEMENTATION}, store SQLite " in gateway.stderr
+    assert f"(core {_impl.IMPLEMENTATION}, loop uvloop 0.23.0, store SQLite " in gateway.stderr
 
 
 def test_serve_refuses_workers_on_sqlite(tmp_path: Path) -> None:
@@ -631,14 +631,17 @@ def test_admin_reads_the_token_file(gateway: Gateway, init_output: dict[str, str
     assert json.loads(completed.stdout)["object"] == "list"
 
 
-def test_version_names_licensor_the_core_and_the_installed_backends() -> None:
+def test_version_names_licensor_the_core_the_loop_and_the_installed_backends() -> None:
     completed = run_cli("--version")
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.splitlines() == [
         "licensor 0.1.0",
         f"core: {_impl.IMPLEMENTATION}",  # the pure-Python pass runs it on python
+        "loop: uvloop 0.23.0",  # requirements.txt installs it
         "backends: activation (licensor-activation 0.1.0), cloud (licensor-cloud 0.1.0), cloud-lite (licensor-cloud-lite 0.1.0)",
     ]
+    turned_off = run_cli("--version", LICENSOR_LOOP="asyncio")
+    assert turned_off.stdout.splitlines()[2] == "loop: asyncio (LICENSOR_LOOP=asyncio)"
 
 
 @pytest.mark.parametrize("command", [(), ("serve",), ("init",), ("admin",)], ids=lambda c: " ".join(c) or "licensor")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from licensor.cli import build_parser
 from licensor.cli import stores as store_commands
+from licensor.gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -38,6 +39,13 @@ def test_the_unit_runs_licensor_serve_hardened_as_its_own_user_on_the_loopback_a
         assert service[setting] == "yes", setting
     assert service["CapabilityBoundingSet"] == "" and service["UMask"] == "0077"
     assert service["RestartPreventExitStatus"] == "2"  # a newer schema or a bad setting: restarting cannot help
+
+
+def test_the_unit_waits_for_the_drain_before_it_kills() -> None:
+    """systemd's SIGKILL comes TimeoutStopSec after its SIGTERM: the drain (and the clean-up after it) must end first."""
+    service = _unit()["Service"]
+    assert service["KillSignal"] == "SIGTERM"
+    assert Settings().drain_timeout_s + 5 <= float(service["TimeoutStopSec"])
 
 
 def test_the_daily_backup_backs_up_the_services_store_into_a_directory_it_may_write() -> None:

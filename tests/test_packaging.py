@@ -42,7 +42,13 @@ DISTRIBUTIONS = {
     "licensor-cloud-lite": ("licensor_cloud_lite-", "plugins/licensor-cloud-lite/licensor_cloud_lite"),
 }
 # The modules that only an extra makes importable (distribution -> path in the wheel, or its folder -> extra).
-EXTRA_MODULES = {"licensor": {"licensor/store/postgres.py": "postgres", "licensor/testing/": "testing"}}
+EXTRA_MODULES = {
+    "licensor": {
+        "licensor/store/postgres.py": "postgres",
+        "licensor/gateway/_uvloop.py": "uvloop",
+        "licensor/testing/": "testing",
+    }
+}
 # Requirements that no module imports and an extra still needs: why, for each.
 NEEDED_WITHOUT_IMPORT = {
     ("licensor", "testing"): {"pytest-asyncio": "runs licensor.testing's fixtures, which are coroutines"},
@@ -262,6 +268,7 @@ async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(
     assert version.stdout.splitlines() == [
         "licensor 0.1.0",
         "core: rust",
+        "loop: asyncio (uvloop is not installed: pip install 'licensor[uvloop]')",  # an extra
         "backends: activation (licensor-activation 0.1.0), cloud (licensor-cloud 0.1.0), cloud-lite (licensor-cloud-lite 0.1.0)",
     ]
 
@@ -297,7 +304,7 @@ async def test_the_wheels_install_into_a_clean_virtualenv_and_answer_a_check(
         output = log.read()
     assert verdicts == {"valid": "200 VALID", "not_entitled": "200 FEATURE_NOT_ENTITLED", "typo": "422 LICENSE_KEY_MALFORMED"}
     assert server.returncode == 0, output
-    assert f"gateway listening on {url} (core rust, store SQLite {data}/licensor.db)" in output
+    assert f"gateway listening on {url} (core rust, loop asyncio, store SQLite {data}/licensor.db)" in output
     assert "gateway stopped" in output and "Traceback" not in output and token not in output
 
     # The extras added to the same virtualenv: licensor[testing], which includes licensor[postgres]. The PostgreSQL

@@ -17,6 +17,7 @@ from licensor.errors import TokenError
 __all__ = [
     "MAX_TOKEN_LENGTH",
     "FingerprintIndex",
+    "Signer",
     "decode_token",
     "decode_tokens",
     "encode_token",
@@ -137,3 +138,30 @@ class FingerprintIndex:
     def duplicates(self, /, threshold: float) -> list[tuple[str, str, float]]:
         """Return every pair ``(a, b, score)`` of stored fingerprints with ``a < b`` that match each other:
         ``score``, the lower of the two directions' scores, is at least ``threshold``. Sorted by ``(a, b)``."""
+
+@final
+class Signer:
+    """An Ed25519 signing key expanded once and kept, for a key that signs again and again (a tenant's active
+    key signing check answers): each call costs the signature alone, not the public key's derivation too.
+
+    Its signatures equal :func:`sign`'s with the same seed, and its tokens :func:`encode_token`'s. The seed is
+    never shown (not in its ``repr`` either).
+    """
+
+    def __new__(cls, seed: bytes) -> Self:
+        """Expand ``seed``.
+
+        :raises licensor.errors.InvalidInputError: ``seed`` is not 32 bytes.
+        """
+
+    def public_key(self, /) -> bytes:
+        """The 32-byte Ed25519 public key, as :func:`public_key` of the seed."""
+
+    def sign(self, /, message: bytes) -> bytes:
+        """The 64-byte signature of ``message``, as :func:`sign` with the seed."""
+
+    def encode_token(self, /, kind: str, kid: str, payload: bytes) -> str:
+        """The token :func:`encode_token` makes of ``kind``, ``kid`` and ``payload`` with the seed.
+
+        :raises licensor.errors.InvalidInputError: as :func:`encode_token` (bad ``kind`` or ``kid``, or too long).
+        """

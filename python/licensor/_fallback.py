@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 # The codec's argument checks and scoring steps, so the batch functions check and score exactly as it does.
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from licensor_client.codec import (
+    _KID,
     MAX_TOKEN_LENGTH,
+    _b64url_encode,
     _require_bytes,
     _require_kind,
     _require_mapping,
+    _require_seed,
     _require_str,
     _require_threshold,
     _score,
@@ -32,11 +36,12 @@ from licensor_client.codec import (
     verify,
 )
 
-from licensor.errors import TokenError
+from licensor.errors import InvalidInputError, TokenError
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
     "FingerprintIndex",
+    "Signer",
     "decode_token",
     "decode_tokens",
     "encode_token",
@@ -83,6 +88,31 @@ def decode_tokens(tokens: Sequence[str], kind: str, public_keys: Mapping[str, by
         except TokenError as refused:
             results.append(refused)
     return results
+
+
+class Signer:
+    __slots__ = ("_key",)
+
+    def __init__(self, seed: bytes) -> None:
+        self._key = Ed25519PrivateKey.from_private_bytes(_require_seed(seed))
+
+    def public_key(self, /) -> bytes:
+        return self._key.public_key().public_bytes_raw()
+
+    def sign(self, /, message: bytes) -> bytes:
+        return self._key.sign(_require_bytes(message, "message"))
+
+    def encode_token(self, /, kind: str, kid: str, payload: bytes) -> str:
+        # The checks of encode_token, in its order (the seed was checked when the key was made).
+        _require_kind(kind)
+        _require_str(kid, "kid")
+        if not _KID.fullmatch(kid):
+            raise InvalidInputError("kid must be 1-64 characters of A-Za-z0-9_-")
+        _require_bytes(payload, "payload")
+        if len(kind) + len(kid) + (len(payload) * 4 + 2) // 3 + 89 > MAX_TOKEN_LENGTH:
+            raise InvalidInputError(f"token would be longer than {MAX_TOKEN_LENGTH} characters")
+        signed = f"{kind}.{kid}.{_b64url_encode(payload)}"
+        return f"{signed}.{_b64url_encode(self._key.sign(signed.encode('ascii')))}"
 
 
 class FingerprintIndex:

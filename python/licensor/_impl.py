@@ -13,6 +13,7 @@ __all__ = [
     "IMPLEMENTATION",
     "MAX_TOKEN_LENGTH",
     "FingerprintIndex",
+    "Signer",
     "decode_token",
     "decode_tokens",
     "encode_token",
@@ -33,6 +34,7 @@ try:
     from licensor._core import (
         MAX_TOKEN_LENGTH,
         FingerprintIndex,
+        Signer,
         decode_token,
         decode_tokens,
         encode_token,
@@ -63,6 +65,7 @@ except ImportError:
     # mypy types the name by licensor._core's class, and the twin's is another class with the same interface
     # (tests/core/test_twins.py): an import of its own, so that the ignore covers this one name only.
     from licensor._fallback import FingerprintIndex as FingerprintIndex  # type: ignore[assignment]
+    from licensor._fallback import Signer as Signer  # type: ignore[assignment]
 
     IMPLEMENTATION = "python"
 

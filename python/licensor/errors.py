@@ -39,6 +39,7 @@ __all__ = [
     "RequestTimeoutError",
     "SchemaTooNewError",
     "SchemaTooOldError",
+    "StoreFullError",
     "StoreUnavailableError",
     "TokenError",
     "UnknownKeyError",
@@ -137,6 +138,13 @@ class StoreUnavailableError(LicensorError):
 
     code = "STORE_UNAVAILABLE"
     http_status = 503
+
+
+class StoreFullError(StoreUnavailableError):
+    """The database's disk is full (SQLite: ``database or disk is full``): the change was not made, nothing of it
+    was written, and it may be retried once space is freed. Reads go on."""
+
+    code = "STORE_FULL"
 
 
 class SchemaTooNewError(LicensorError):

@@ -75,7 +75,7 @@ def licensor_mail_sender() -> MailSender | None:
 def licensor_event(event: dict[str, Any]) -> None:
     """Observe an event once it is linked into its tenant's hash chain (audit export, metrics, webhooks).
 
-    That is normally milliseconds after its transaction committed. Each event is shown once, by the gateway
+    That is at its transaction's commit, or milliseconds after it. Each event is shown once, by the gateway
     process that linked it: on PostgreSQL with several processes, usually the one that wrote it.
 
     :param event: the event as the admin API shows it (``id``, ``seq``, ``type``, ``subject_type``,

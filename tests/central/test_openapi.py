@@ -170,3 +170,54 @@ async def test_ops_routes_answer_without_a_token(gateway: Gateway) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", answer.headers["X-Request-Id"])
     echoed = await gateway.call("GET", "/healthz", headers={"X-Request-Id": "trace-42"})
     assert echoed.headers["X-Request-Id"] == "trace-42"
+
+
+def _follow(link: dict[str, Any], created: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """The path parameters and body fields a link takes from a created object's answer (``$response.body#/...``)."""
+
+    def value(expression: str) -> Any:
+        found: Any = created
+        for part in expression.removeprefix("$response.body#/").split("/"):
+            found = found[part]
+        return found
+
+    path = {name.removeprefix("path."): value(e) for name, e in link.get("parameters", {}).items()}
+    return path, {name: value(e) for name, e in link.get("requestBody", {}).items()}
+
+
+async def test_links_chain_real_objects_from_a_product_to_a_lease_heartbeat(tenant: Tenant) -> None:
+    """Following only the document's links (and the fields no link gives), a product leads to a policy, a license, a
+    credential, a lease and its heartbeat: each link names values the target operation accepts."""
+    document = await document_of(tenant.gateway)
+    by_id = {op["operationId"]: (method, path) for path, method, op in operations(document)}
+    links = {op["operationId"]: op["responses"].get("201", {}).get("links", {}) for _, _, op in operations(document)}
+    chain = [
+        ("create_product", {"code": "app", "name": "App"}),
+        ("create_policy", {"name": "Cloud", "backend": "cloud", "seats": 1}),
+        ("create_license", {}),
+        ("create_credential", {}),
+        ("check_out_lease", {"device_id": "vm-1"}),
+        ("renew_lease", {}),
+    ]
+    created: dict[str, Any] | None = None
+    previous = None
+    credential: dict[str, str] = {}
+    for operation_id, own_fields in chain:
+        path_parameters: dict[str, str] = {}
+        body = dict(own_fields)
+        if previous is not None:
+            assert operation_id in links[previous], f"no link from {previous} to {operation_id}"
+            assert created is not None
+            path_parameters, linked = _follow(links[previous][operation_id], created)
+            body.update(linked)
+        if operation_id == "renew_lease":
+            body.update(credential)  # (two steps back: a link names what one answer gives)
+        method, path = by_id[operation_id]
+        for name, value in path_parameters.items():
+            path = path.replace("{" + name + "}", value)
+        token = None if path.startswith("/v1/leases") else tenant.admin_token
+        answer = await tenant.call(method.upper(), path, json=body, token=token)
+        assert answer.status in (200, 201), (operation_id, answer.text)
+        created, previous = answer.body, operation_id
+        if operation_id == "create_credential":
+            credential = {name: created["credential_file"][name] for name in ("tenant", "credential")}

@@ -9,6 +9,7 @@ from licensor import _impl as core
 from licensor.errors import BadSignatureError, MalformedTokenError, TokenError, UnknownKeyError, WrongTokenKindError
 from licensor.tokens import read_document, sign_document
 from licensor_client.answers import AnswerRejectedError, answer_document, verify_answer
+from licensor_client.tokens import canonical_json
 
 NOW = 1_795_000_000
 SEED = bytes(range(32))
@@ -73,3 +74,18 @@ def test_a_payload_that_is_not_canonical_json_is_malformed() -> None:
         read_document(token, "rs1", KEYS)
     with pytest.raises(MalformedTokenError, match="not JSON"):
         read_document(core.encode_token("rs1", "key_a", b"\xff", SEED), "rs1", KEYS)
+
+
+def test_the_server_keeps_each_key_expanded_and_signs_with_it_as_with_the_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from licensor import tokens
+
+    monkeypatch.setattr(tokens, "_signers", {})
+    monkeypatch.setattr(tokens, "MAX_SIGNERS", 2)
+    first = tokens.signer_of(SEED)
+    assert tokens.signer_of(SEED) is first  # kept, not expanded again
+    document = answer_document("n-1", "/v1/check", NOW, VERDICT)
+    assert _answer() == core.encode_token("rs1", "key_a", canonical_json(document).encode(), SEED)
+    tokens.signer_of(OTHER_TENANT_SEED)
+    tokens.signer_of(bytes(32))  # a third key: the kept ones are dropped, never more than MAX_SIGNERS
+    assert len(tokens._signers) <= 2 and tokens.signer_of(SEED) is not first
+    assert tokens.signer_of(SEED).public_key() == KEYS["key_a"]

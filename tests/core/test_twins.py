@@ -108,7 +108,7 @@ else:
         assert type(RUST.MAX_TOKEN_LENGTH) is type(PY.MAX_TOKEN_LENGTH) is int
 
     def test_every_function_covers_the_exported_names() -> None:
-        assert sorted([*FUNCTIONS, "FingerprintIndex", "MAX_TOKEN_LENGTH"]) == sorted(PY.__all__)
+        assert sorted([*FUNCTIONS, "FingerprintIndex", "Signer", "MAX_TOKEN_LENGTH"]) == sorted(PY.__all__)
 
     @pytest.mark.parametrize("name", FUNCTIONS)
     def test_function_has_the_same_parameter_names_kinds_and_defaults_in_both_cores(name: str) -> None:
@@ -135,6 +135,20 @@ else:
         stub = next(n for n in stub_class.body if isinstance(n, ast.FunctionDef) and n.name == method)
         stub_names = [a.arg for a in [*stub.args.posonlyargs, *stub.args.args]]
         assert stub_names == [p[0] for p in python]
+
+    SIGNER_METHODS = ["public_key", "sign", "encode_token"]
+
+    def test_signer_is_constructed_with_the_same_parameters_in_both_cores() -> None:
+        assert parameters(RUST.Signer) == parameters(PY.Signer) == [("seed", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty)]
+
+    @pytest.mark.parametrize("method", SIGNER_METHODS)
+    def test_signer_method_has_the_same_parameters_in_both_cores_and_the_contract(method: str) -> None:
+        rust = parameters(getattr(RUST.Signer, method))
+        python = parameters(getattr(PY.Signer, method))
+        assert rust == python
+        stub_class = next(n for n in _stub_tree().body if isinstance(n, ast.ClassDef) and n.name == "Signer")
+        stub = next(n for n in stub_class.body if isinstance(n, ast.FunctionDef) and n.name == method)
+        assert [a.arg for a in [*stub.args.posonlyargs, *stub.args.args]] == [p[0] for p in python]
 
     def test_keyword_arguments_work_alike() -> None:
         seed = bytes(32)
@@ -274,6 +288,46 @@ else:
     @pytest.mark.parametrize("kid", ["k", "k1", "k12"])
     def test_encode_token_agrees_at_the_length_limit(size: int, kid: str) -> None:
         assert_agree("encode_token", "a", kid, bytes(size), SEEDS[0])
+        signed = [outcome(lambda: module.Signer(SEEDS[0]).encode_token("a", kid, bytes(size))) for module in (RUST, PY)]
+        assert signed[0] == signed[1] == outcome(lambda: PY.encode_token("a", kid, bytes(size), SEEDS[0]))
+
+    @settings(max_examples=200, deadline=None)
+    @given(seed=seeds)
+    def test_signer_is_refused_alike_for_a_bad_seed_and_keeps_its_public_key(seed: object) -> None:
+        made = [outcome(lambda: module.Signer(seed)) for module in (RUST, PY)]
+        refused = [entry for entry in made if entry[0] == "raised"]  # type: ignore[index]
+        assert refused == [] or refused == made == [normalise_refusal(PY.public_key, seed)] * 2
+        if not refused:
+            assert isinstance(seed, bytes)
+            assert RUST.Signer(seed).public_key() == PY.Signer(seed).public_key() == PY.public_key(seed)
+
+    def normalise_refusal(function: Callable[..., object], *args: object) -> object:
+        return outcome(lambda: function(*args))
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        kind=st.one_of(kinds, garbage),
+        kid=st.one_of(kids, garbage),
+        payload=payloads,
+        seed=st.sampled_from(SEEDS),
+        message=st.one_of(messages, garbage),
+    )
+    def test_a_kept_signer_agrees_with_the_one_shot_functions_in_both_cores(
+        kind: object, kid: object, payload: object, seed: bytes, message: object
+    ) -> None:
+        expected_token = outcome(lambda: PY.encode_token(kind, kid, payload, seed))
+        expected_signature = outcome(lambda: PY.sign(seed, message))
+        for module in (RUST, PY):
+            signer = module.Signer(seed)
+            for _ in range(2):  # the same key, used again
+                assert outcome(lambda: signer.encode_token(kind, kid, payload)) == expected_token, module.__name__
+                assert outcome(lambda: signer.sign(message)) == expected_signature, module.__name__
+
+    def test_a_signer_shows_no_seed() -> None:
+        seed = bytes(range(32))
+        for module in (RUST, PY):
+            shown = repr(module.Signer(seed)) + str(module.Signer(seed))
+            assert seed.hex() not in shown and repr(seed) not in shown
 
     KEYRINGS = [
         {"k1": KEYS[0], "k2": KEYS[1], "k3": KEYS[0]},

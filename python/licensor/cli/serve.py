@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from licensor.cli.bootstrap import (
     write_secret_file,
 )
 from licensor.cli.config import add_setting_options
+from licensor.cli.errors import UsageError
 
 TOKEN_FILE_NAME = "admin-token"
 
@@ -38,7 +40,9 @@ def add_parser(commands: Any) -> None:
         help="run the gateway",
         description="Run the gateway until SIGTERM or Ctrl-C. With --workers N (PostgreSQL only) N processes share "
         "one listening socket; a worker that dies is started again (in-flight requests on it are lost; "
-        "clients retry them with their Idempotency-Key). Logs one line per request to stderr: method, path, status, "
+        "clients retry them with their Idempotency-Key). SIGTERM stops it gracefully: new connections are refused and "
+        "the requests in flight finish (for at most the setting drain_timeout_s). Runs on uvloop when installed (the "
+        "setting loop). Logs one line per request to stderr: method, path, status, "
         "time and request id, never "
         'headers, bodies or query strings (one JSON object per line with the setting log_format = "json"). '
         "GET /metrics serves the metrics of all workers (docs/metrics.md).",
@@ -111,6 +115,12 @@ def run_serve(args: argparse.Namespace) -> int:
     check_store_url(settings.store_url)
     refuse_newer_schema(settings)
     _setup_logging(settings, with_pid=settings.workers > 1)
+    from licensor.gateway.event_loop import LoopUnavailableError, choose_event_loop
+
+    try:
+        choose_event_loop(settings.loop)  # refused here, once, rather than by every worker
+    except LoopUnavailableError as error:
+        raise UsageError(str(error)) from None
     token_path = os.path.join(settings.data_dir, TOKEN_FILE_NAME)
     created = None
     if args.init_if_empty:
@@ -143,17 +153,29 @@ def _metrics_directory() -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+CUT_AFTER_DRAIN_S = 0.5
+"""After the drain: what aiohttp's own shutdown still waits for a request in flight (one still sending its body
+when the drain timeout passed) before it cancels it."""
+
+
 def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, sock: Any = None, ready: Any = None) -> int:
     """Run one gateway process until SIGTERM or SIGINT; 0 after a graceful stop. A worker of ``--workers N``
-    serves on the parent's ``sock`` and tells ``ready`` once it accepts connections."""
+    serves on the parent's ``sock`` and tells ``ready`` once it accepts connections.
+
+    On the signal it stops accepting (its listening socket closes: new connections are refused), drains the
+    requests in flight for at most the ``drain_timeout_s`` setting (:mod:`licensor.gateway.drain`), then closes
+    the connections left and runs the clean-up (the store last)."""
     from aiohttp import web
 
     from licensor import _impl
+    from licensor.gateway import keys as app_keys
     from licensor.gateway.app import create_app
+    from licensor.gateway.drain import drain
+    from licensor.gateway.event_loop import choose_event_loop
     from licensor.gateway.supervisor import READY
 
+    event_loop = choose_event_loop(settings.loop)
     app = create_app(settings)
-    app.on_startup.append(_stop_on_signals)
     app.on_startup.append(_freeze_startup_objects)
     if parent_pid is not None:
         app.cleanup_ctx.append(_exit_with_parent(parent_pid))
@@ -168,11 +190,12 @@ def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, s
                 "and verification); `make build` builds it"
             )
 
-    def started(_: str) -> None:
+    def started() -> None:
         log.info(
-            "gateway listening on %s (core %s, store %s)%s",
+            "gateway listening on %s (core %s, loop %s, store %s)%s",
             url,
             core,
+            event_loop.describe(),
             describe_store(settings.store_url),
             "" if not single else "; Ctrl-C stops it",
         )
@@ -180,15 +203,40 @@ def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, s
             ready.send_bytes(READY)
             ready.close()
 
-    try:
-        web.run_app(
+    async def serve() -> None:
+        stop = _stop_on_signals(settings.drain_timeout_s)  # first: a signal during start-up stops us once started
+        runner = web.AppRunner(
             app,
-            **({"sock": sock} if sock is not None else {"host": settings.host, "port": settings.port}),
+            handle_signals=False,
             access_log_class=_access_logger_class(),
             access_log=logging.getLogger("licensor.access"),
-            print=started,
-            handle_signals=False,  # _stop_on_signals instead
+            shutdown_timeout=min(CUT_AFTER_DRAIN_S, settings.drain_timeout_s),
         )
+        await runner.setup()
+        try:
+            site = web.SockSite(runner, sock) if sock is not None else web.TCPSite(runner, settings.host, settings.port)
+            await site.start()
+            started()
+            await stop
+            began = time.monotonic()
+            await site.stop()  # the listening socket closes: new connections are refused from now on
+            left = await drain(
+                app[app_keys.IN_FLIGHT], app[app_keys.STOPPING], app.get(app_keys.UPDATES), settings.drain_timeout_s
+            )
+            if left:
+                log.warning(
+                    "%d requests still in flight after %g s (the setting drain_timeout_s): closing them",
+                    left,
+                    settings.drain_timeout_s,
+                )
+            else:
+                log.info("requests in flight drained in %.2f s", time.monotonic() - began)
+        finally:
+            await runner.cleanup()
+
+    try:
+        with asyncio.Runner(loop_factory=event_loop.new_event_loop) as runner:
+            runner.run(serve())
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, error.strerror or error)
         return 1
@@ -196,32 +244,29 @@ def _run_worker(settings: Any, *, single: bool, parent_pid: int | None = None, s
     return 0
 
 
-async def _stop_on_signals(app: Any) -> None:
-    """The first SIGTERM or SIGINT stops the gateway gracefully; later ones are ignored.
+def _stop_on_signals(drain_timeout_s: float) -> asyncio.Future[None]:
+    """A future that the first SIGTERM or SIGINT completes (the gateway then stops gracefully: the requests in
+    flight get up to ``drain_timeout_s`` to finish); later signals are ignored.
 
-    (aiohttp's own handlers raise again on a second signal, which interrupts the clean-up half-way and can
-    leave the process hanging on the store's thread; `make` forwards SIGTERM to its child, so a second one is
-    common.)"""
-    from aiohttp.web_runner import GracefulExit
-
+    (A second signal must not interrupt the drain or the clean-up half-way, which can leave the process hanging
+    on the store's thread; `make` forwards SIGTERM to its child, so a second one is common.)"""
     loop = asyncio.get_running_loop()
-    stopping = False
+    stop: asyncio.Future[None] = loop.create_future()
 
-    def stop(name: str) -> None:
-        nonlocal stopping
-        if stopping:
+    def on_signal(name: str) -> None:
+        if stop.done():
             return
-        stopping = True
-        # Ignored from now on, at the process level: run_app closes the loop before the process exits, and
-        # closing it would put the default disposition back, under which a late second SIGTERM kills us.
+        # Ignored from now on, at the process level: closing the loop would put the default disposition back,
+        # under which a late second SIGTERM kills us.
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
             signal.signal(signum, signal.SIG_IGN)
-        log.info("%s: stopping gracefully", name)
-        raise GracefulExit()
+        log.info("%s: stopping gracefully (requests in flight get up to %g s to finish)", name, drain_timeout_s)
+        stop.set_result(None)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop, signal.Signals(signum).name)
+        loop.add_signal_handler(signum, on_signal, signal.Signals(signum).name)
+    return stop
 
 
 async def _freeze_startup_objects(app: Any) -> None:

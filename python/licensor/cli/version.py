@@ -1,16 +1,20 @@
-"""``licensor --version``: licensor's version, the core this process runs on, and the installed backend plugins."""
+"""``licensor --version``: licensor's version, the core this process runs on, the event loop ``licensor serve`` runs
+on, and the installed backend plugins."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from importlib import metadata
 from typing import Any, NoReturn
 
 
 def version_text() -> str:
-    """Three lines: ``licensor VERSION``, ``core: rust`` or ``core: python``, and the backend plugins installed
-    (found through their entry points, not loaded: a plugin that fails to load is still listed)."""
+    """Four lines: ``licensor VERSION``, ``core: rust`` or ``core: python``, ``loop: uvloop VERSION`` or ``loop:
+    asyncio (why)`` (as ``licensor serve`` would choose with the ``loop`` setting of ``LICENSOR_LOOP``, default
+    auto), and the backend plugins installed (found through their entry points, not loaded: a plugin that fails to
+    load is still listed)."""
     import licensor
     from licensor import _impl
     from licensor.plugins import ENTRY_POINT_GROUP
@@ -25,8 +29,29 @@ def version_text() -> str:
         by = f" ({dist.name} {dist.version})" if dist is not None else ""
         plugins.append(f"{entry_point.name}{by}")
     return "\n".join(
-        [f"licensor {version}", f"core: {_impl.IMPLEMENTATION}", f"backends: {', '.join(plugins) or 'none installed'}"]
+        [
+            f"licensor {version}",
+            f"core: {_impl.IMPLEMENTATION}",
+            f"loop: {loop_text(os.environ.get('LICENSOR_LOOP', 'auto'))}",
+            f"backends: {', '.join(plugins) or 'none installed'}",
+        ]
     )
+
+
+def loop_text(setting: str) -> str:
+    """The loop ``licensor serve`` runs on with the ``loop`` setting ``setting``: ``uvloop 0.23.0``, or ``asyncio``
+    and why."""
+    from licensor.gateway.event_loop import LoopUnavailableError, choose_event_loop
+
+    try:
+        chosen = choose_event_loop(setting)
+    except LoopUnavailableError:
+        return "none: LICENSOR_LOOP=uvloop and uvloop is not installed (pip install 'licensor[uvloop]')"
+    if chosen.name == "uvloop":
+        return chosen.describe()
+    if setting == "asyncio":
+        return "asyncio (LICENSOR_LOOP=asyncio)"
+    return "asyncio (uvloop is not installed: pip install 'licensor[uvloop]')"
 
 
 class VersionAction(argparse.Action):

@@ -34,8 +34,9 @@ from licensor.store import IdempotentRequest
 
 __all__ = ["MAX_BODY_BYTES", "RETRY_AFTER_S", "Api", "ClientDisconnectedError", "json_error", "run", "run_as"]
 
-BODY_READ_TIMEOUT_S = 30.0
-"""How long a client may take to send its body (a trickle would hold its handler for as long as it likes)."""
+BODY_READ_TIMEOUT_S: float | None = None
+"""How long a client may take to send its body (a trickle would hold its handler for as long as it likes): the
+setting ``body_timeout_s`` unless set here (tests)."""
 RETRY_AFTER_S = 5
 """What a 503 answer's ``Retry-After`` asks a client to wait, in seconds."""
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -180,7 +181,7 @@ def _require_json_content(request: web.Request) -> None:
 
 
 async def _read(request: web.Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes, read within :data:`BODY_READ_TIMEOUT_S` (a declared larger one is
+    """The body, at most ``limit`` bytes, read within the setting ``body_timeout_s`` (a declared larger one is
     refused before anything is read; a streamed one as soon as it grows past the limit).
 
     :raises PayloadTooLargeError: the body is larger.
@@ -202,11 +203,11 @@ async def _read(request: web.Request, limit: int) -> bytes:
         if content.is_eof():  # the whole body came with the request (most do): take it, no timer to arm
             body += content.read_nowait()
         else:
-            async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            async with asyncio.timeout(_body_timeout_s(request)):
                 while len(body) <= limit and (chunk := await content.readany()):
                     body += chunk
     except TimeoutError:
-        raise RequestTimeoutError(f"the body was not sent within {BODY_READ_TIMEOUT_S:g} s") from None
+        raise RequestTimeoutError(f"the body was not sent within {_body_timeout_s(request):g} s") from None
     except ConnectionError as error:
         raise ClientDisconnectedError(str(error)) from None
     except RequestPayloadError:  # a broken chunked encoding; its text may quote the body
@@ -216,6 +217,10 @@ async def _read(request: web.Request, limit: int) -> bytes:
         raise PayloadTooLargeError(f"the body is larger than {limit} bytes")
     request[app_keys.BODY] = raw = bytes(body)
     return raw
+
+
+def _body_timeout_s(request: web.Request) -> float:
+    return BODY_READ_TIMEOUT_S or request.app[app_keys.SETTINGS].body_timeout_s
 
 
 class ClientDisconnectedError(Exception):

@@ -23,6 +23,7 @@ from licensor.gateway.answers import RememberedAnswers
 from licensor.gateway.api import Api
 from licensor.gateway.cache import LicenseCache
 from licensor.gateway.check import check_operation
+from licensor.gateway.drain import InFlight
 from licensor.gateway.limits import RateLimits
 from licensor.gateway.middleware import gateway_middleware
 from licensor.gateway.openapi import build_document, render_docs
@@ -191,7 +192,9 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     """
     protocol.install()
     app = web.Application(
-        middlewares=[gateway_middleware], client_max_size=MAX_BODY_BYTES, handler_args=dict(protocol.HANDLER_ARGS)
+        middlewares=[gateway_middleware],
+        client_max_size=MAX_BODY_BYTES,
+        handler_args={**protocol.HANDLER_ARGS, "keepalive_timeout": settings.idle_timeout_s},
     )
     app[app_keys.SETTINGS] = settings
     manager = plugin_manager(plugins)
@@ -262,6 +265,7 @@ def create_app(settings: Settings, store: Store | None = None, plugins: Iterable
     app.cleanup_ctx.append(resources)
     metrics_endpoint.install(app)
     app[app_keys.STOPPING] = asyncio.Event()
+    app[app_keys.IN_FLIGHT] = InFlight()
 
     async def stop_being_ready(app: web.Application) -> None:
         app[app_keys.STOPPING].set()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from licensor.central.webhooks import WebhookSender
     from licensor.gateway.answers import RememberedAnswers
     from licensor.gateway.cache import LicenseCache
+    from licensor.gateway.drain import InFlight
     from licensor.gateway.limits import RateLimits
     from licensor.gateway.metrics import GatewayMetrics
     from licensor.gateway.outcomes import CheckOutcomes
@@ -45,6 +46,7 @@ WEBHOOKS: web.AppKey[WebhookSender] = web.AppKey("webhooks")
 LIMITS: web.AppKey[RateLimits] = web.AppKey("limits")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
 STOPPING: web.AppKey[asyncio.Event] = web.AppKey("stopping")  # set when the graceful shutdown begins (/readyz: 503)
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight")  # the requests being handled (licensor.gateway.drain)
 RETENTION: web.AppKey[Pruner] = web.AppKey("retention")
 OPERATIONS: web.AppKey[dict[str, Operation]] = web.AppKey("operations")  # by operation id
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # per request, set by the middleware

@@ -38,6 +38,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     limits = request.app[app_keys.LIMITS]
     request[app_keys.CLIENT] = address = client_address(request, limits.trusted_networks)
     CLIENT_ADDRESS.set(counted_as := limit_key(address))
+    in_flight = request.app[app_keys.IN_FLIGHT]
+    in_flight.count += 1  # a stopping process waits for these (licensor.gateway.drain)
     try:
         if limits.address is not None:
             limits.address.take(counted_as, "requests from this address")
@@ -65,6 +67,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         # Log the failure with the request id, not the request itself (it may carry secrets).
         log.exception("unexpected failure in %s %s (request %s)", request.method, request.path, rid)
         response = json_error(LicensorError("an unexpected error occurred; it has been logged"))
+    finally:
+        in_flight.count -= 1
+    if in_flight.draining:
+        response.force_close()
     response.headers["X-Request-Id"] = rid
     request.app[app_keys.METRICS].observe_request(request, response.status, time.perf_counter() - started)
     return response

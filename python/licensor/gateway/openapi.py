@@ -43,7 +43,7 @@ _ERROR_TEXT = {
         "or a license's activations; Retry-After says when to retry"
     ),
     502: "A backend answered what it does not declare (BACKEND_VERDICT_UNDECLARED): a bug of its plugin",
-    503: "The database is unavailable; retry (STORE_UNAVAILABLE)",
+    503: "The database is unavailable (STORE_UNAVAILABLE) or its disk is full (STORE_FULL); retry after Retry-After",
 }
 
 
@@ -154,7 +154,93 @@ def build_document(api: Api, server_url: str | None = None) -> dict[str, Any]:
     }
     if server_url:
         document["servers"] = [{"url": server_url}]
+    add_links(document)
     return document
+
+
+# Body fields that name an object by another of its values than its id: field -> (the created object's id prefix, the
+# value's pointer in it). And the secrets a created object's answer hands over for later requests, by name.
+_NAMED_BY = {"license_key": ("lic", "/key"), "product": ("prd", "/code")}
+_HANDED_OVER = frozenset({"lease_secret"})
+
+
+def _prefix(pattern: Any) -> str | None:
+    """The id prefix an id's pattern fixes (``^prd_[...]$`` -> ``prd``), if any."""
+    if isinstance(pattern, str) and len(pattern) > 5 and pattern.startswith("^") and pattern[4] == "_":
+        return pattern[1:4]
+    return None
+
+
+def _produced(schema: Any, pointer: str = "", depth: int = 0) -> tuple[dict[str, str], dict[str, str]]:
+    """Where a created object's answer holds ids (their pattern -> JSON pointer) and named strings (name -> JSON
+    pointer), two levels deep, the shallowest first."""
+    by_pattern: dict[str, str] = {}
+    by_name: dict[str, str] = {}
+    if not isinstance(schema, dict) or depth > 2:
+        return by_pattern, by_name
+    nested = []
+    for name, sub in schema.get("properties", {}).items():
+        if not isinstance(sub, dict):
+            continue
+        if _prefix(sub.get("pattern")):
+            by_pattern.setdefault(sub["pattern"], f"{pointer}/{name}")
+        if sub.get("type") == "string":
+            by_name.setdefault(name, f"{pointer}/{name}")
+        nested.append(_produced(sub, f"{pointer}/{name}", depth + 1))
+    for patterns, names in nested:
+        by_pattern = {**patterns, **by_pattern}
+        by_name = {**names, **by_name}
+    return by_pattern, by_name
+
+
+def _request_fields(
+    target: dict[str, Any], by_pattern: dict[str, str], by_name: dict[str, str], made: str | None
+) -> dict[str, str]:
+    """The body fields of ``target`` a created object's answer fills in: name -> runtime expression."""
+    body_schema = target.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    fields: dict[str, str] = {}
+    for name, field in body_schema.get("properties", {}).items():
+        pattern = field.get("pattern") if isinstance(field, dict) else None
+        if pattern in by_pattern:
+            fields[name] = f"$response.body#{by_pattern[pattern]}"
+        elif name in by_name and (_prefix(pattern) or name in _HANDED_OVER):  # a credential file's credential, ...
+            fields[name] = f"$response.body#{by_name[name]}"
+        elif name in _NAMED_BY and _NAMED_BY[name][0] == made:
+            fields[name] = f"$response.body#{_NAMED_BY[name][1]}"
+    return fields
+
+
+def add_links(document: dict[str, Any]) -> None:
+    """OpenAPI links from each operation that creates something (201) to every operation that takes what it made:
+    a path parameter or a body field with the pattern of an id in the answer, a credential or lease secret the answer
+    hands over, or a license's key and a product's code. Clients and stateful testers (schemathesis) follow them:
+    create a product, then a policy of it, a license of that, a credential of the license, a lease with the
+    credential, a heartbeat of the lease, ..."""
+    operations = [op for methods in document["paths"].values() for op in methods.values()]
+    for source in operations:
+        created = source["responses"].get("201", {}).get("content", {}).get("application/json", {}).get("schema")
+        by_pattern, by_name = _produced(created)
+        made = _prefix(created.get("properties", {}).get("id", {}).get("pattern")) if isinstance(created, dict) else None
+        links: dict[str, Any] = {}
+        for target in operations:
+            if target is source:
+                continue
+            parameters = {
+                f"path.{p['name']}": f"$response.body#{by_pattern[p['schema']['pattern']]}"
+                for p in target.get("parameters", [])
+                if p["in"] == "path" and p["schema"].get("pattern") in by_pattern
+            }
+            body = _request_fields(target, by_pattern, by_name, made)
+            if not parameters and not body:
+                continue
+            link: dict[str, Any] = {"operationId": target["operationId"]}
+            if parameters:
+                link["parameters"] = parameters
+            if body:
+                link["requestBody"] = body  # merged into the body generated for the target
+            links[target["operationId"]] = link
+        if links:
+            source["responses"]["201"]["links"] = links
 
 
 def render_docs(document: dict[str, Any]) -> str:

@@ -48,7 +48,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    # The event loop: uvloop when installed ("auto"), "uvloop" (refuse to start without it) or "asyncio".
+    loop: str = "auto"
+    # On SIGTERM a process stops accepting and lets the requests in flight finish for at most this long, then exits.
+    drain_timeout_s: float = 20.0  # under systemd's TimeoutStopSec=30 (deploy/licensor.service)
     public_url: str | None = None  # how clients reach this gateway; default http://{host}:{port}
+    # A connection must have sent a request's whole header within idle_timeout_s of opening or of its last answer
+    # (else it is closed: a slow or silent client holds no connection longer); a body must come within body_timeout_s.
+    idle_timeout_s: float = 75.0
+    body_timeout_s: float = 30.0
     # [store]
     data_dir: str = "var"
     database_url: str | None = field(default=None, repr=False)  # default: sqlite:///{data_dir}/licensor.db; may hold a password
@@ -291,7 +299,35 @@ OPTIONS: tuple[Option, ...] = (
     Option("host", "server", "host", _text, "the address to listen on"),
     Option("port", "server", "port", _integer(1, 65535), "the port to listen on"),
     Option("workers", "server", "workers", _integer(1, 256), "worker processes sharing the port"),
+    Option(
+        "loop",
+        "server",
+        "loop",
+        _choice("auto", "uvloop", "asyncio"),
+        "the event loop: auto (uvloop when installed), uvloop or asyncio",
+    ),
+    Option(
+        "drain_timeout_s",
+        "server",
+        "drain_timeout_s",
+        _number(0, 3600),
+        "seconds a stopping process lets its requests in flight finish before it closes them",
+    ),
     Option("public_url", "server", "public_url", _http_url, "how clients reach this gateway"),
+    Option(
+        "idle_timeout_s",
+        "server",
+        "idle_timeout_s",
+        _number(0.1, 3600),
+        "seconds a connection may take to send a request's header after it opened or got its last answer",
+    ),
+    Option(
+        "body_timeout_s",
+        "server",
+        "body_timeout_s",
+        _number(0.1, 3600),
+        "seconds a client may take to send a request's body",
+    ),
     Option(
         "data_dir",
         "store",

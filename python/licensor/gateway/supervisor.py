@@ -13,7 +13,9 @@ dying within :data:`STABLE_AFTER_S` of being ready (a crash on its first request
 0.5 s to at most 8 s, so it never spins. A worker that dies before it is ready (a bad configuration, a
 database that refuses it) is started again after that backoff; after :data:`START_FAILURES_TO_GIVE_UP` such
 failures in a row of one worker slot, the parent stops every worker and exits 1, since a restart would not help. SIGTERM or SIGINT
-stops the workers gracefully (each finishes its in-flight requests) and the parent exits 0 once all are gone.
+stops the workers gracefully and the parent exits 0 once all are gone: the parent closes its copy of the listening
+socket at once and each worker closes its own, so new connections are refused rather than queued for nobody, while
+each worker lets its requests in flight finish (for at most the ``drain_timeout_s`` setting).
 """
 
 from __future__ import annotations
@@ -85,7 +87,14 @@ def supervise(
     context = multiprocessing.get_context("spawn")
     slots = [_Slot(index) for index in range(count)]
     stopping = False
+    starting = False  # inside start(): the socket is being handed to a new worker
     status = 0
+
+    def stop_listening() -> None:
+        """Once stopping, no worker is started again: the parent needs its copy of the socket no more, and keeping it
+        open would keep the port accepting connections into a queue that nobody serves any longer."""
+        if sock.fileno() != -1:
+            sock.close()
 
     def stop_all() -> None:
         for slot in slots:
@@ -96,13 +105,19 @@ def supervise(
                     pass
 
     def start(slot: _Slot) -> None:
-        ready_from, ready_to = context.Pipe(duplex=False)
-        process = context.Process(target=worker, args=(sock, ready_to, argument), name=f"licensor-worker-{slot.index}")
-        process.start()
+        nonlocal starting
+        starting = True
+        try:
+            ready_from, ready_to = context.Pipe(duplex=False)
+            process = context.Process(target=worker, args=(sock, ready_to, argument), name=f"licensor-worker-{slot.index}")
+            process.start()
+        finally:
+            starting = False
         ready_to.close()  # the child holds its own end; EOF on ours means it is gone
         slot.process, slot.ready_from, slot.ready_at, slot.restart_at = process, ready_from, None, None
         if stopping:  # a signal came while it was being started, before stop_all could see it
             stop_all()
+            stop_listening()
 
     def on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopping
@@ -110,6 +125,8 @@ def supervise(
             log.info("%s: stopping the workers gracefully", signal.Signals(signum).name)
         stopping = True
         stop_all()
+        if not starting:  # else start() closes it once the new worker has its copy
+            stop_listening()
 
     def ended(slot: _Slot) -> None:
         """What to do about the worker of ``slot``, which has exited."""
@@ -161,6 +178,7 @@ def supervise(
             )
             stopping, status = True, 1
             stop_all()
+            stop_listening()
             return
         delay = _backoff(slot.start_failures)
         log.warning("worker %d (pid %s) died (%s) before it was ready: starting it again in %.1f s", slot.index, pid, how, delay)
@@ -168,11 +186,11 @@ def supervise(
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
+        host, port = sock.getsockname()[:2]
         for slot in slots:
             if stopping:
                 break
             start(slot)
-        host, port = sock.getsockname()[:2]
         log.info(
             "started %d workers on http://%s:%s: %s", count, host, port, " ".join(str(s.process.pid) for s in slots if s.process)
         )

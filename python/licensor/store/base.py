@@ -98,8 +98,9 @@ class Transaction(ABC):
 
     @abstractmethod
     async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
-        """Record an event in this transaction: committed with it, or never. It is queued, then linked into the
-        tenant's hash chain soon after the commit (which gives it its ``seq`` and ``hash``); readers of the log
+        """Record an event in this transaction: committed with it, or never. At the end of the transaction it is
+        linked into the tenant's hash chain (which gives it its ``seq`` and ``hash``), or, when another
+        transaction holds the chain's head, queued and linked soon after the commit; readers of the log
         (:meth:`Store.list_events`, :meth:`Store.event_chain_head`) link what is queued first. The returned row
         has no ``seq`` or ``hash`` yet."""
 
@@ -174,9 +175,10 @@ class Store(ABC):
     @abstractmethod
     def subscribe_events(self, listener: Callable[[list[Row]], None]) -> None:
         """Call ``listener`` with events as this store object links them into their chain (with ``seq`` and
-        ``hash``), each batch in chain order. A process links its own transactions' events, normally within
-        milliseconds of their commit; on PostgreSQL another process may link some of them first (then it tells
-        its own listeners): every event is told once, by the process that linked it."""
+        ``hash``), after the linking committed, each batch in chain order. A process links its own
+        transactions' events, at their commit or within milliseconds after it; on PostgreSQL another process
+        may link some of them first (then it tells its own listeners): every event is told once, by the
+        process that linked it."""
 
     @property
     @abstractmethod

@@ -1,12 +1,13 @@
 """The background chainer: links each tenant's queued events into its hash chain soon after they commit.
 
-A write transaction only queues its events (``event_queue``, one plain insert each), so concurrent transactions
-of one tenant never wait for each other (docs/architecture.md#the-event-chain). Each store runs one
-:class:`Chainer`: a commit that queued events marks its tenant due, and the chainer links what is due, in
-batches, right away. Every :data:`SWEEP_SECONDS` it also looks for queued events of any tenant: those a process
-queued and could not chain (it was killed after the commit, or the database went away meanwhile), or chained
-by no one yet because another process held the tenant's chain. So, while any gateway process runs, an
-acknowledged change waits at most about a sweep to be chained.
+A write transaction links its own events when the tenant's chain head is free, and queues them
+(``event_queue``) when another transaction holds it, so concurrent transactions of one tenant never wait for
+each other (docs/architecture.md#the-event-chain). Each store runs one :class:`Chainer`: a commit that queued
+events marks its tenant due, and the chainer links what is due, in batches, right away. Every
+:data:`SWEEP_SECONDS` it also looks for queued events of any tenant: those a process queued and could not
+link (it was killed after the commit, or the database went away meanwhile), or linked by no one yet because
+another process held the tenant's chain. So, while any gateway process runs, an acknowledged change waits at
+most about a sweep to be linked.
 """
 
 from __future__ import annotations

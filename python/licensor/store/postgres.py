@@ -2,9 +2,8 @@
 
 Several gateway processes and hosts share one database. Writes that must not interleave take locks inside
 their transaction: a transaction-scoped advisory lock per Idempotency-Key, so concurrent repeats of one request
-wait for the first and replay its answer, and the row locks of what they change. Events are queued by the
-writers and linked into the chain by each process's chainer, which alone locks a chain's head (with SKIP LOCKED,
-so two processes' chainers never wait for each other).
+wait for the first and replay its answer, and the row locks of what they change. The event chain's head is
+locked only with SKIP LOCKED: a writer that finds it taken queues its events for a chainer instead of waiting.
 
 Committed changes are announced to every process with ``NOTIFY licensor_changes, '<tenant id>'`` inside the
 changing transaction (PostgreSQL delivers it at commit, never for a rollback); each store keeps one connection

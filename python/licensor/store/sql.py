@@ -29,6 +29,8 @@ CHAIN_BATCH = 500
 """Queued events linked per chaining transaction."""
 _EVENT_COLUMNS = (*HASHED_COLUMNS, "prev_hash", "hash")
 _EVENTS_PER_INSERT = 80  # 880 parameters per statement: below SQLite's oldest limit of 999
+_QUEUED_COLUMNS = ("tenant_id", "id", "type", "subject_type", "subject_id", "actor", "data", "created_at")
+_QUEUED_PER_INSERT = 120  # 960 parameters
 
 SUBJECT_LICENSES_LIMIT = 100
 """The licenses of one product a subject may hold that the license plane considers (the oldest ones)."""
@@ -183,9 +185,12 @@ class SqlStore(Store):
                 )
             if tx.changed:
                 await self._announce_before_commit(conn, tenant_id)
+            linked = await self._link_or_queue(conn, tenant_id, tx.appended) if tx.appended else None
         if tx.changed:
             self._announce(tenant_id)
-        if tx.appended:
+        if linked:
+            self._linked(linked)
+        elif tx.appended:
             self._chainer.soon(tenant_id)
 
     @asynccontextmanager
@@ -479,52 +484,82 @@ class SqlStore(Store):
             return [row["tenant_id"] for row in await conn.fetch_all("SELECT DISTINCT tenant_id FROM event_queue")]
 
     async def _chain_batch(self, tenant_id: str, *, wait: bool) -> int | None:
-        """Link up to :data:`CHAIN_BATCH` of the tenant's queued events, oldest first, in one transaction holding
-        its chain's head; how many (None: ``wait`` is False and another transaction holds the head)."""
-        linked: list[Row] = []
+        """Link up to :data:`CHAIN_BATCH` of the tenant's queued events in a transaction of its own; how many
+        (None: ``wait`` is False and another transaction holds the chain's head)."""
         async with self._timed(self._write(None)) as conn:
-            # The head first: a queue read before it could list events another chainer is linking.
-            head = await conn.fetch_one(
-                "SELECT last_seq, last_hash FROM event_chain WHERE tenant_id = ?" + self._lock_row(wait), tenant_id
-            )
-            if head is None:
-                if wait or await conn.fetch_one("SELECT 1 FROM tenants WHERE id = ?", tenant_id) is None:
-                    raise LookupError(f"tenant {tenant_id} has no event chain")
-                return None
-            # Taken off the queue and read in one statement (the rows come back in no particular order).
-            queued = await conn.fetch_all(
-                "DELETE FROM event_queue WHERE pos IN (SELECT pos FROM event_queue WHERE tenant_id = ? ORDER BY pos LIMIT ?)"
-                " RETURNING pos, id, type, subject_type, subject_id, actor, data, created_at",
-                tenant_id,
-                CHAIN_BATCH,
-            )
-            if not queued:
-                return 0
-            queued.sort(key=lambda row: int(row["pos"]))
-            seq, previous = int(head["last_seq"]), bytes(head["last_hash"])
-            for row in queued:
-                seq += 1
-                event = {
-                    "tenant_id": tenant_id,
-                    "seq": seq,
-                    **{c: row[c] for c in HASHED_COLUMNS if c not in ("tenant_id", "seq")},
-                    "prev_hash": previous,
-                }
-                event["hash"] = previous = event_hash(event)
-                linked.append(event)
-            for start in range(0, len(linked), _EVENTS_PER_INSERT):
-                chunk = linked[start : start + _EVENTS_PER_INSERT]
-                values = ", ".join(["(" + ", ".join("?" * len(_EVENT_COLUMNS)) + ")"] * len(chunk))
+            linked = await self._link(conn, tenant_id, [], wait=wait)
+        if linked:
+            self._linked(linked)
+        return None if linked is None else len(linked)
+
+    async def _link_or_queue(self, conn: Connection, tenant_id: str, appended: builtins.list[Row]) -> builtins.list[Row] | None:
+        """At the end of a writing transaction: link its events itself if the chain's head is free (never waiting
+        for it), else queue them for a chainer (None)."""
+        linked = await self._link(conn, tenant_id, appended, wait=False)
+        if linked is None:
+            for start in range(0, len(appended), _QUEUED_PER_INSERT):
+                chunk = appended[start : start + _QUEUED_PER_INSERT]
+                values = ", ".join(["(" + ", ".join("?" * len(_QUEUED_COLUMNS)) + ")"] * len(chunk))
                 await conn.execute(
-                    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values}",
-                    *(event[c] for event in chunk for c in _EVENT_COLUMNS),
+                    f"INSERT INTO event_queue ({', '.join(_QUEUED_COLUMNS)}) VALUES {values}",
+                    *(event[c] for event in chunk for c in _QUEUED_COLUMNS),
                 )
-            await conn.execute("UPDATE event_chain SET last_seq = ?, last_hash = ? WHERE tenant_id = ?", seq, previous, tenant_id)
+        return linked
+
+    async def _link(
+        self, conn: Connection, tenant_id: str, appended: builtins.list[Row], *, wait: bool
+    ) -> builtins.list[Row] | None:
+        """In the transaction of ``conn``: lock the tenant's chain head (None if another transaction holds it and
+        ``wait`` is False), link up to :data:`CHAIN_BATCH` queued events oldest first and then ``appended``, and
+        move the head; the events linked, with their ``seq`` and ``hash``."""
+        # The head first: a queue read before it could list events another transaction is linking.
+        head = await conn.fetch_one(
+            "SELECT last_seq, last_hash FROM event_chain WHERE tenant_id = ?" + self._lock_row(wait), tenant_id
+        )
+        if head is None:
+            if wait or await conn.fetch_one("SELECT 1 FROM tenants WHERE id = ?", tenant_id) is None:
+                raise LookupError(f"tenant {tenant_id} has no event chain")
+            return None
+        # Committed events queued before: taken off the queue and read in one statement (in no particular order).
+        queued = await conn.fetch_all(
+            "DELETE FROM event_queue WHERE pos IN (SELECT pos FROM event_queue WHERE tenant_id = ? ORDER BY pos LIMIT ?)"
+            " RETURNING pos, id, type, subject_type, subject_id, actor, data, created_at",
+            tenant_id,
+            CHAIN_BATCH,
+        )
+        if appended and len(queued) == CHAIN_BATCH:
+            return None  # more are queued: these queue behind them, for the chainer to link in order
+        queued.sort(key=lambda row: int(row["pos"]))
+        linked: builtins.list[Row] = []
+        seq, previous = int(head["last_seq"]), bytes(head["last_hash"])
+        for row in (*queued, *appended):
+            seq += 1
+            event = {
+                "tenant_id": tenant_id,
+                "seq": seq,
+                **{c: row[c] for c in HASHED_COLUMNS if c not in ("tenant_id", "seq")},
+                "prev_hash": previous,
+            }
+            event["hash"] = previous = event_hash(event)
+            linked.append(event)
+        if not linked:
+            return linked
+        for start in range(0, len(linked), _EVENTS_PER_INSERT):
+            chunk = linked[start : start + _EVENTS_PER_INSERT]
+            values = ", ".join(["(" + ", ".join("?" * len(_EVENT_COLUMNS)) + ")"] * len(chunk))
+            await conn.execute(
+                f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values}",
+                *(event[c] for event in chunk for c in _EVENT_COLUMNS),
+            )
+        await conn.execute("UPDATE event_chain SET last_seq = ?, last_hash = ? WHERE tenant_id = ?", seq, previous, tenant_id)
+        return linked
+
+    def _linked(self, linked: builtins.list[Row]) -> None:
+        """After the commit of a linking: measure the wait and tell the listeners."""
         if self._chain_observer is not None:
-            waited = max(0.0, (now_us() - min(int(row["created_at"]) for row in queued)) / 1e6)
+            waited = max(0.0, (now_us() - min(int(event["created_at"]) for event in linked)) / 1e6)
             self._chain_observer(len(linked), waited)
         self._tell(self._event_listeners, linked)
-        return len(linked)
 
     def _lock_row(self, wait: bool) -> str:
         """Lock the row read, for this transaction (SQLite's write transaction holds the whole database)."""
@@ -650,8 +685,8 @@ class SqlTransaction(Transaction):
         return True
 
     async def append_event(self, event_type: str, subject_type: str, subject_id: str, actor: str, data: dict[str, Any]) -> Row:
-        # Queued, not linked: one plain insert, so concurrent transactions of the tenant never wait for each
-        # other here; the store's chainer links it after the commit (docs/architecture.md#the-event-chain).
+        # Kept until the end of the transaction, which links it or, when another transaction holds the chain's
+        # head, queues it: never waiting for another transaction (docs/architecture.md#the-event-chain).
         event = {
             "tenant_id": self.tenant_id,
             "id": new_id("evt"),
@@ -662,11 +697,6 @@ class SqlTransaction(Transaction):
             "data": canonical_json(data),
             "created_at": now_us(),
         }
-        await self.conn.execute(
-            "INSERT INTO event_queue (tenant_id, id, type, subject_type, subject_id, actor, data, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            *event.values(),
-        )
         self.appended.append(event)
         return event
 

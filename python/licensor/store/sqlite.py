@@ -22,7 +22,7 @@ from typing import Any
 
 import aiosqlite
 
-from licensor.errors import StoreUnavailableError
+from licensor.errors import StoreFullError, StoreUnavailableError
 from licensor.store.sql import Connection, IntegrityViolation, SqlStore, strip_comments
 
 BUSY_TIMEOUT_MS = 10_000
@@ -43,7 +43,7 @@ class _SqliteConnection(Connection):
         except sqlite3.IntegrityError as error:
             raise _violation(error) from None
         except sqlite3.OperationalError as error:
-            raise StoreUnavailableError(f"the database is unavailable: {error}") from None
+            raise _unavailable(error) from None
         return [dict(zip(names, row)) for row in rows]
 
     async def execute(self, sql: str, *args: Any) -> None:
@@ -56,7 +56,7 @@ class _SqliteConnection(Connection):
         except sqlite3.IntegrityError as error:
             raise _violation(error) from None
         except sqlite3.OperationalError as error:
-            raise StoreUnavailableError(f"the database is unavailable: {error}") from None
+            raise _unavailable(error) from None
 
 
 async def _pragma(db: aiosqlite.Connection, sql: str) -> None:
@@ -80,6 +80,14 @@ async def _wal_mode(db: aiosqlite.Connection) -> None:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise StoreUnavailableError(f"the database is unavailable: {error}") from None
             await asyncio.sleep(0.02)
+
+
+def _unavailable(error: sqlite3.OperationalError) -> StoreUnavailableError:
+    """STORE_FULL when the disk is full (SQLITE_FULL), else STORE_UNAVAILABLE (locked beyond the busy timeout, an I/O
+    error): both 503s that may be retried."""
+    if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return StoreFullError("the database's disk is full: nothing was written; retry once space is freed")
+    return StoreUnavailableError(f"the database is unavailable: {error}")
 
 
 def _violation(error: sqlite3.IntegrityError) -> IntegrityViolation:
@@ -198,7 +206,14 @@ class SqliteStore(SqlStore):
             try:
                 yield conn
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                if self._writer.in_transaction:  # SQLite rolls back by itself after some errors (a full disk)
+                    await self._writer.execute("ROLLBACK")
                 raise
-            else:
+            try:
                 await conn.execute("COMMIT")
+            except BaseException:
+                # A COMMIT refused (a full disk) may leave the transaction open: the next BEGIN would then fail
+                # forever ("cannot start a transaction within a transaction"). Nothing of it is kept.
+                if self._writer.in_transaction:
+                    await self._writer.execute("ROLLBACK")
+                raise

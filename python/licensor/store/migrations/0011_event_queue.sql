@@ -1,7 +1,7 @@
 -- The event chain without a per-tenant lock on the writer's path (docs/architecture.md#the-event-chain): a
--- transaction queues its events here, one plain insert each, and a chainer links them into `events` after the
--- commit, in batches, holding the tenant's chain head only while it links. `pos` orders the queue: a
--- transaction's events in the order appended, and a transaction begun after another committed after it.
+-- transaction that finds its tenant's chain head taken queues its events here instead of waiting, and a
+-- chainer links them into `events` after the commit, in batches. `pos` orders the queue: a transaction's events
+-- in the order appended, and a transaction begun after another committed after it.
 CREATE TABLE event_queue (
     pos {serial_key},
     tenant_id TEXT NOT NULL REFERENCES tenants (id),
