@@ -338,16 +338,6 @@ class Lone:
         return load.LoadResult(len(self.latencies), max(self.busy, 1e-9), self.latencies, self.errors, self.first_error)
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head[:-4].split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = next(
-        int(value) for name, _, value in (line.partition(b":") for line in lines[1:]) if name.strip().lower() == b"content-length"
-    )
-    return status, await reader.readexactly(length)
-
-
 async def check_in_alternately(lones: list[Lone], max_requests: int, max_seconds: float) -> None:
     """Each server's lone device checks in again and again on its own keep-alive connection, the servers taking
     turns: one request at a time in all (concurrency 1 at each server), the first server of each turn
@@ -374,7 +364,7 @@ async def check_in_alternately(lones: list[Lone], max_requests: int, max_seconds
                 lone, (reader, writer) = lones[i], streams[i]
                 started = time.perf_counter()
                 writer.write(requests[i][n])
-                status, body = await asyncio.wait_for(_read_answer(reader), HTTP_TIMEOUT_SECONDS)
+                status, body = await asyncio.wait_for(load.read_answer(reader), HTTP_TIMEOUT_SECONDS)
                 elapsed = time.perf_counter() - started
                 activation, problem = _answered_activation(status, body, 200)
                 if activation is not None and (

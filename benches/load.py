@@ -388,6 +388,17 @@ def check_answer_is_valid(status: int, body: bytes) -> str | None:
     return None if code == "VALID" else f"verdict {code}"
 
 
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One HTTP/1.1 answer with a Content-Length: its status and body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head[:-4].split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = next(
+        int(value) for name, _, value in (line.partition(b":") for line in lines[1:]) if name.strip().lower() == b"content-length"
+    )
+    return status, await reader.readexactly(length)
+
+
 def request_bytes(port: int, path: str, body: bytes) -> bytes:
     head = f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode("ascii") + body

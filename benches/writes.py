@@ -243,16 +243,6 @@ class WriteRun:
         return load.LoadResult(len(self.latencies), 1.0, self.latencies, 0, None).p99
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head[:-4].split(b"\r\n")
-    status = int(lines[0].split(b" ", 2)[1])
-    length = next(
-        int(value) for name, _, value in (line.partition(b":") for line in lines[1:]) if name.strip().lower() == b"content-length"
-    )
-    return status, await reader.readexactly(length)
-
-
 async def drive(port: int, writers: list[Writer], max_writes: int, max_seconds: float) -> WriteRun:
     """Each writer on its own keep-alive connection, writing in a closed loop until ``max_writes`` in all or
     ``max_seconds`` (the writes in flight then complete; each answer within ``ANSWER_TIMEOUT_SECONDS``). A wrong
@@ -268,7 +258,7 @@ async def drive(port: int, writers: list[Writer], max_writes: int, max_seconds: 
         while len(latencies) < max_writes and time.perf_counter() < deadline:
             sent = time.perf_counter()
             stream.write(writer.request())
-            status, body = await asyncio.wait_for(_read_answer(reader), ANSWER_TIMEOUT_SECONDS)
+            status, body = await asyncio.wait_for(load.read_answer(reader), ANSWER_TIMEOUT_SECONDS)
             latencies.append(time.perf_counter() - sent)
             problem = writer.answered(status, body)
             if problem is not None:

@@ -234,6 +234,20 @@ fn verify_batch(items: &Bound<'_, PyAny>) -> PyResult<Vec<bool>> {
     Ok(verify_owned(items.py(), &owned))
 }
 
+/// The kind, key id and payload of a token to encode, checked in the order the twin checks them.
+fn token_args<'a>(
+    kind: &Bound<'_, PyAny>,
+    kid: &Bound<'_, PyAny>,
+    payload: &'a Bound<'_, PyAny>,
+) -> PyResult<(String, String, &'a [u8])> {
+    let kind = kind_arg(kind)?;
+    let kid_text = str_arg(kid, "kid")?;
+    if !token::is_valid_kid(&kid_text) {
+        return Err(invalid_input(kid.py(), token::INVALID_KID));
+    }
+    Ok((kind, kid_text, bytes_arg(payload, "payload")?))
+}
+
 #[pyfunction]
 fn encode_token(
     kind: &Bound<'_, PyAny>,
@@ -241,15 +255,10 @@ fn encode_token(
     payload: &Bound<'_, PyAny>,
     seed: &Bound<'_, PyAny>,
 ) -> PyResult<String> {
-    let py = kind.py();
-    let kind = kind_arg(kind)?;
-    let kid = str_arg(kid, "kid")?;
-    if !token::is_valid_kid(&kid) {
-        return Err(invalid_input(py, token::INVALID_KID));
-    }
-    let payload = bytes_arg(payload, "payload")?;
+    let (kind_text, kid, payload) = token_args(kind, kid, payload)?;
     let seed = seed_arg(seed)?;
-    token::encode(&kind, &kid, payload, &seed).map_err(|message| invalid_input(py, message))
+    token::encode(&kind_text, &kid, payload, &seed)
+        .map_err(|message| invalid_input(kind.py(), message))
 }
 
 /// A token text as the twin reads it: too long, then not ASCII (a string with lone surrogates included).
@@ -399,15 +408,9 @@ impl PySigner {
         kid: &Bound<'_, PyAny>,
         payload: &Bound<'_, PyAny>,
     ) -> PyResult<String> {
-        let py = kind.py();
-        let kind = kind_arg(kind)?;
-        let kid = str_arg(kid, "kid")?;
-        if !token::is_valid_kid(&kid) {
-            return Err(invalid_input(py, token::INVALID_KID));
-        }
-        let payload = bytes_arg(payload, "payload")?;
-        token::encode_with(&kind, &kid, payload, &self.signer)
-            .map_err(|message| invalid_input(py, message))
+        let (kind_text, kid, payload) = token_args(kind, kid, payload)?;
+        token::encode_with(&kind_text, &kid, payload, &self.signer)
+            .map_err(|message| invalid_input(kind.py(), message))
     }
 }
 

@@ -4,17 +4,14 @@ cloud check-outs, metered usage reports)."""
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import orjson
 from licensor.fingerprint import hash_components, product_salt
-from licensor.testing import Answer, Sent, open_client
+from licensor.testing import Sent, send_at_once
+from licensor.testing.burst import Job
 from licensor_client.activation import DeviceKey, device_request
 
 ACTIVATE = "/v1/activations"
@@ -143,39 +140,7 @@ async def make_licenses(admin: Admin, seats: int, quota: int | None = None) -> L
     return Licenses(admin, tenant, seats, policies["cad"], policies["desk"], saas_policy["id"], saas["id"], token["token"])
 
 
-Job = tuple[str, str, dict[str, Any], dict[str, str]]
-"""One request of a burst: (base URL, path, JSON body, extra headers)."""
-
-
-async def _post(session: aiohttp.ClientSession, job: Job) -> Sent:
-    url, path, body, extra = job
-    headers = {"Content-Type": "application/json", "Idempotency-Key": f"race-{secrets.token_urlsafe(18)}", **extra}
-    started = time.monotonic()
-    try:
-        async with session.post(url + path, data=orjson.dumps(body), headers=headers) as response:
-            text = await response.text()
-            parsed = orjson.loads(text) if text and response.content_type == "application/json" else None
-            answer = Answer(response.status, parsed, response.headers, text)
-    except (TimeoutError, aiohttp.ClientError) as error:
-        answer = Answer(0, None, {}, f"{type(error).__name__}: {error}")
-    return Sent(path, url, answer, started, time.monotonic())
-
-
 async def send_together(jobs: list[Job]) -> tuple[list[Sent], float]:
-    """Every job at once, each on a connection of its own opened beforehand (``/healthz``), from a thread with an
-    event loop of its own: the answers in order and the burst's wall time. Each request has an Idempotency-Key
-    of its own, as the SDK sends them."""
-
-    async def send() -> tuple[list[Sent], float]:
-        async with open_client(len(jobs)) as session:
-
-            async def open_connection(url: str) -> None:
-                async with session.get(f"{url}/healthz") as answer:
-                    await answer.read()
-
-            await asyncio.gather(*(open_connection(job[0]) for job in jobs))
-            started = time.monotonic()
-            sent = await asyncio.gather(*(_post(session, job) for job in jobs))
-            return list(sent), time.monotonic() - started
-
-    return await asyncio.to_thread(asyncio.run, send())
+    """Every job at once, each on a connection of its own opened beforehand, each with an Idempotency-Key of
+    its own as the SDK sends them: the answers in order and the burst's wall time."""
+    return await send_at_once(jobs, idempotent=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,14 +33,22 @@ class Sent:
 
 
 async def post_json(
-    session: aiohttp.ClientSession, url: str, path: str, body: Any, *, action: str = "", idempotent: bool = False
+    session: aiohttp.ClientSession,
+    url: str,
+    path: str,
+    body: Any,
+    *,
+    action: str = "",
+    idempotent: bool = False,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> Sent:
-    """POST ``body`` as JSON (with an Idempotency-Key of its own if ``idempotent``, as the SDK sends them); a
-    transport failure is an answer of status 0 (reported, never raised)."""
+    """POST ``body`` as JSON (with an Idempotency-Key of its own if ``idempotent``, as the SDK sends them, and
+    ``extra_headers``); a transport failure is an answer of status 0 (reported, never raised)."""
     started = time.monotonic()
     headers = {"Content-Type": "application/json"}
     if idempotent:
         headers["Idempotency-Key"] = f"test-{secrets.token_urlsafe(18)}"
+    headers.update(extra_headers or {})
     try:
         async with session.post(url + path, data=orjson.dumps(body), headers=headers) as response:
             text = await response.text()
@@ -56,8 +65,12 @@ def open_client(connections: int) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60, connect=10))
 
 
-async def send_at_once(jobs: list[tuple[str, str, Any]], *, idempotent: bool = False) -> tuple[list[Sent], float]:
-    """POST every (url, path, JSON body) at once: the answers in order, and the wall time of the burst.
+Job = tuple[str, str, Any] | tuple[str, str, Any, Mapping[str, str]]
+"""One request of :func:`send_at_once`: (base URL, path, JSON body), and headers of its own if any."""
+
+
+async def send_at_once(jobs: Sequence[Job], *, idempotent: bool = False) -> tuple[list[Sent], float]:
+    """POST every job at once: the answers in order, and the wall time of the burst.
 
     The client runs in a thread with an event loop of its own: sharing an in-process gateway's loop, it would
     starve that gateway, which would then answer only after another process had served the whole race. Its
@@ -71,9 +84,16 @@ async def send_at_once(jobs: list[tuple[str, str, Any]], *, idempotent: bool = F
                     await answer.read()
                     assert answer.status == 200
 
-            await asyncio.gather(*(open_connection(url) for url, _, _ in jobs))
+            await asyncio.gather(*(open_connection(job[0]) for job in jobs))
             started = time.monotonic()
-            sent = await asyncio.gather(*(post_json(session, url, path, body, idempotent=idempotent) for url, path, body in jobs))
+            sent = await asyncio.gather(
+                *(
+                    post_json(
+                        session, job[0], job[1], job[2], idempotent=idempotent, extra_headers=job[3] if len(job) > 3 else None
+                    )
+                    for job in jobs
+                )
+            )
             return list(sent), time.monotonic() - started
 
     return await asyncio.to_thread(asyncio.run, send())
