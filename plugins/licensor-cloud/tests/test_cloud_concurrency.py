@@ -38,7 +38,7 @@ BURST_DEVICES = 500  # distinct devices checking out at once
 BURST_SEATS = 3
 CREDENTIALS = 4  # the burst's devices share a few credential files (one license)
 
-# A minute of real time in `make soak`; `make test` runs a 15-s version (LICENSOR_SOAK_SECONDS).
+# A minute of real time in `make soak`; `make test` runs an 8-s version (LICENSOR_SOAK_SECONDS).
 SOAK_SECONDS = float(os.environ.get("LICENSOR_SOAK_SECONDS", "60"))
 SOAK_DEVICES = 50
 SOAK_SEATS = 5
