@@ -28,9 +28,8 @@ log = logging.getLogger("licensor.store")
 CHAIN_BATCH = 500
 """Queued events linked per chaining transaction."""
 _EVENT_COLUMNS = (*HASHED_COLUMNS, "prev_hash", "hash")
-_EVENTS_PER_INSERT = 80  # 880 parameters per statement: below SQLite's oldest limit of 999
-_QUEUED_COLUMNS = ("tenant_id", "id", "type", "subject_type", "subject_id", "actor", "data", "created_at")
-_QUEUED_PER_INSERT = 120  # 960 parameters
+_QUEUED_COLUMNS = tuple(column for column in HASHED_COLUMNS if column != "seq")  # a queued event has no place yet
+_PARAMETERS_PER_INSERT = 999  # SQLite's oldest limit of parameters per statement
 
 SUBJECT_LICENSES_LIMIT = 100
 """The licenses of one product a subject may hold that the license plane considers (the oldest ones)."""
@@ -497,13 +496,7 @@ class SqlStore(Store):
         for it), else queue them for a chainer (None)."""
         linked = await self._link(conn, tenant_id, appended, wait=False)
         if linked is None:
-            for start in range(0, len(appended), _QUEUED_PER_INSERT):
-                chunk = appended[start : start + _QUEUED_PER_INSERT]
-                values = ", ".join(["(" + ", ".join("?" * len(_QUEUED_COLUMNS)) + ")"] * len(chunk))
-                await conn.execute(
-                    f"INSERT INTO event_queue ({', '.join(_QUEUED_COLUMNS)}) VALUES {values}",
-                    *(event[c] for event in chunk for c in _QUEUED_COLUMNS),
-                )
+            await _insert_rows(conn, "event_queue", _QUEUED_COLUMNS, appended)
         return linked
 
     async def _link(
@@ -544,13 +537,7 @@ class SqlStore(Store):
             linked.append(event)
         if not linked:
             return linked
-        for start in range(0, len(linked), _EVENTS_PER_INSERT):
-            chunk = linked[start : start + _EVENTS_PER_INSERT]
-            values = ", ".join(["(" + ", ".join("?" * len(_EVENT_COLUMNS)) + ")"] * len(chunk))
-            await conn.execute(
-                f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES {values}",
-                *(event[c] for event in chunk for c in _EVENT_COLUMNS),
-            )
+        await _insert_rows(conn, "events", _EVENT_COLUMNS, linked)
         await conn.execute("UPDATE event_chain SET last_seq = ?, last_hash = ? WHERE tenant_id = ?", seq, previous, tenant_id)
         return linked
 
@@ -808,6 +795,17 @@ class SqlTransaction(Transaction):
             token_id,
         )
         return await self.conn.fetch_one("SELECT * FROM api_tokens WHERE tenant_id = ? AND id = ?", self.tenant_id, token_id)
+
+
+async def _insert_rows(conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+    """Insert ``rows`` (their ``columns``) with as few statements as the parameter limit allows."""
+    per_statement = _PARAMETERS_PER_INSERT // len(columns)
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        values = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(chunk))
+        await conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES {values}", *(row[c] for row in chunk for c in columns)
+        )
 
 
 def placeholders_to_numbered(sql: str) -> str:
